@@ -1,0 +1,59 @@
+# Thin front over CMake. `make run` and `make test` install what is missing first.
+BUILD      ?= build
+BUILD_SAN  ?= build-asan
+BUILD_FUZZ ?= build-fuzz
+JOBS       ?= $(shell nproc)
+CMAKE_TYPE ?= RelWithDebInfo
+PORT       ?= 3000
+
+.PHONY: all deps build build-asan run test test-fast test-asan unit e2e fuzz bench format \
+        format-check lint clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(CMAKE_TYPE) >/dev/null
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS)
+
+$(BUILD_SAN)/CMakeCache.txt:
+	cmake -S . -B $(BUILD_SAN) -DCMAKE_BUILD_TYPE=Debug -DPX_SANITIZE=ON >/dev/null
+
+build-asan: deps $(BUILD_SAN)/CMakeCache.txt
+	cmake --build $(BUILD_SAN) -j$(JOBS)
+
+# Seeds the embedded stores under ./var and serves on 127.0.0.1:$(PORT).
+run: build
+	$(BUILD)/pricing db seed
+	$(BUILD)/pricing serve --port $(PORT)
+
+# Everything: style, unit and end-to-end tests, then all of it again under ASan+UBSan.
+test: build build-asan
+	scripts/test.sh $(BUILD) $(BUILD_SAN)
+
+test-fast: build
+	scripts/test.sh $(BUILD)
+
+fuzz: deps
+	CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=Debug -DPX_FUZZ=ON -DPX_TESTS=OFF >/dev/null
+	cmake --build $(BUILD_FUZZ) -j$(JOBS)
+	scripts/fuzz.sh $(BUILD_FUZZ) $${FUZZ_SECONDS:-60}
+
+bench: build
+	bench/run.sh $(BUILD)/pricing
+
+format:
+	clang-format -i $$(git ls-files 'src/*.[ch]' 'tests/*.[ch]')
+
+format-check:
+	@clang-format --dry-run --Werror $$(git ls-files 'src/*.[ch]' 'tests/*.[ch]')
+
+lint:
+	@scripts/lint.sh
+
+clean:
+	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_FUZZ)

@@ -1,0 +1,128 @@
+/* cmd_audit.c: `pricing audit query`: who looked at what, as JSON lines. */
+#include "cli.h"
+#include "kernel/buf.h"
+#include "kernel/log.h"
+#include "kernel/validate.h"
+#include "store/audit.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int px_cmd_audit(int argc, char **argv)
+{
+    const char *user = NULL, *product = NULL, *from = NULL, *to = NULL, *limit_s = NULL,
+               *cursor = NULL;
+    const struct px_cli_flag flags[] = {
+        {"--user", true, &user, NULL, "user id (UUID)"},
+        {"--product", true, &product, NULL, "product id"},
+        {"--from", true, &from, NULL, "RFC 3339 UTC lower bound (inclusive)"},
+        {"--to", true, &to, NULL, "RFC 3339 UTC upper bound (inclusive)"},
+        {"--limit", true, &limit_s, NULL, "records per page, 1-1000 (default 100)"},
+        {"--cursor", true, &cursor, NULL, "continue after a previous page"},
+    };
+    const struct px_cli_cmd cmd = {
+        .name = "audit",
+        .synopsis = "audit query --user UUID | --product ID [--from TS] [--to TS] [--limit N] "
+                    "[--cursor C]",
+        .summary = "print audit records, oldest first, as JSON lines (next cursor on stderr)",
+        .flags = flags,
+        .nflags = PX_COUNTOF(flags),
+        .config_flags = true,
+        .min_args = 1,
+        .max_args = 1,
+    };
+    struct px_config cfg;
+    const char *args[1];
+    size_t nargs;
+    int st = px_cli_parse(&cmd, argc, argv, &cfg, args, &nargs);
+    if (st >= 0)
+        return st;
+    const char *bad = NULL;
+    long limit = 100;
+    if (strcmp(args[0], "query") != 0)
+        bad = "unknown action (query)";
+    else if (!user == !product)
+        bad = "exactly one of --user or --product is required";
+    else if (user && !px_valid_uuid(user))
+        bad = "--user must be a UUID";
+    else if (product && !px_valid_product_id(product))
+        bad = "--product must be a product id";
+    else if ((from && !px_valid_timestamp(from)) || (to && !px_valid_timestamp(to)))
+        bad = "--from/--to must be RFC 3339 UTC timestamps";
+    else if (limit_s) {
+        char *end;
+        errno = 0;
+        limit = strtol(limit_s, &end, 10);
+        if (errno || *end || end == limit_s || limit < 1 || limit > 1000)
+            bad = "--limit must be an integer between 1 and 1000";
+    }
+    if (bad) {
+        fprintf(stderr, "pricing audit: %s\n", bad);
+        px_cli_usage(&cmd, stderr);
+        return PX_EXIT_USAGE;
+    }
+    px_log_set_fd(STDERR_FILENO);
+    px_log_init(cfg.log_level, "audit-query");
+
+    char lower[PX_UUID_LEN + 1] = "";
+    if (user) {
+        for (size_t i = 0; i < PX_UUID_LEN; i++)
+            lower[i] = (char)(user[i] >= 'A' && user[i] <= 'F' ? user[i] + 32 : user[i]);
+        user = lower;
+    }
+    const struct px_audit_opts aopts = {
+        .timeout_ms = cfg.audit_timeout_ms,
+        .region = cfg.aws_region,
+        .endpoint = cfg.dynamodb_endpoint,
+        .access_key_id = cfg.aws_access_key_id,
+        .secret_access_key = cfg.aws_secret_access_key,
+        .session_token = cfg.aws_session_token,
+    };
+    char err[1024];
+    struct px_audit_store *store = NULL;
+    if (px_audit_open(cfg.audit_store, &aopts, &store, err, sizeof(err)) != PX_OK) {
+        fprintf(stderr, "pricing audit: %s\n", err);
+        return PX_EXIT_USAGE;
+    }
+    struct px_arena *arena = px_arena_new(64 * 1024 * 1024);
+    struct px_audit_query q = {
+        .user_id = user,
+        .product_id = product,
+        .from = from,
+        .to = to,
+        .limit = limit,
+        .cursor = cursor,
+        .now = (int64_t)time(NULL),
+    };
+    struct px_audit_page page;
+    px_rc rc = arena ? px_audit_query(store, &q, arena, &page) : PX_ERR_NOMEM;
+    int status = PX_EXIT_OK;
+    if (rc) {
+        fprintf(stderr, "pricing audit: %s\n",
+                rc == PX_ERR_INVALID ? "the cursor does not belong to this query"
+                                     : px_strerror(rc));
+        status = rc == PX_ERR_INVALID ? PX_EXIT_USAGE : PX_EXIT_FAIL;
+    } else {
+        struct px_buf line;
+        px_buf_init(&line, 64 * 1024);
+        for (size_t i = 0; i < page.nitems && !rc; i++) {
+            px_buf_clear(&line);
+            rc = px_audit_record_json(&page.items[i], &line);
+            if (!rc) {
+                fwrite(line.data, 1, line.len, stdout);
+                fputc('\n', stdout);
+            }
+        }
+        px_buf_free(&line);
+        if (page.next_cursor)
+            fprintf(stderr, "next cursor: %s\n", page.next_cursor);
+        if (rc || fflush(stdout) != 0)
+            status = PX_EXIT_FAIL;
+    }
+    px_arena_free(arena);
+    px_audit_close(store);
+    return status;
+}

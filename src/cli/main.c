@@ -1,0 +1,73 @@
+/* main.c: the one binary. Picks the sub-command; only this file exits. */
+#include "cli.h"
+#include "kernel/px.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+};
+
+static int cmd_version(int argc, char **argv);
+static int cmd_help(int argc, char **argv);
+
+static const struct command commands[] = {
+    {"serve", px_cmd_serve, "local API server (sam local start-api without Docker)"},
+    {"invoke", px_cmd_invoke, "run one API Gateway event through a function"},
+    {"db", px_cmd_db, "db seed: create the stores and load the sample prices"},
+    {"audit", px_cmd_audit, "audit query: who looked at what, when"},
+    {"generate-event", px_cmd_generate_event, "print an API Gateway proxy event"},
+    {"version", cmd_version, "print the version"},
+    {"help", cmd_help, "this text"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: pricing COMMAND [options]   (pricing COMMAND --help for more)\n\n");
+    for (size_t i = 0; i < PX_COUNTOF(commands); i++)
+        fprintf(f, "  %-16s %s\n", commands[i].name, commands[i].summary);
+}
+
+static int cmd_version(int argc, char **argv)
+{
+    PX_UNUSED(argv);
+    if (argc > 0 && strcmp(argv[0], "--help") == 0) {
+        printf("usage: pricing version\n  print the version\n");
+        return PX_EXIT_OK;
+    }
+    if (argc > 0) {
+        fprintf(stderr, "usage: pricing version\n");
+        return PX_EXIT_USAGE;
+    }
+    printf("pricing %s\n", PX_VERSION);
+    return PX_EXIT_OK;
+}
+
+static int cmd_help(int argc, char **argv)
+{
+    PX_UNUSED(argc);
+    PX_UNUSED(argv);
+    usage(stdout);
+    return PX_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return PX_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+        return cmd_help(0, NULL);
+    if (strcmp(argv[1], "--version") == 0)
+        return cmd_version(0, NULL);
+    for (size_t i = 0; i < PX_COUNTOF(commands); i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 2, argv + 2);
+    fprintf(stderr, "pricing: unknown command \"%.64s\"\n\n", argv[1]);
+    usage(stderr);
+    return PX_EXIT_USAGE;
+}

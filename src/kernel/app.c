@@ -1,0 +1,198 @@
+/* app.c: the application context and the three request steps. */
+#include "app.h"
+
+#include "errors.h"
+#include "log.h"
+#include "metrics.h"
+#include "router.h"
+#include "validate.h"
+#include "../store/audit.h"
+#include "../store/price.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct px_app {
+    struct px_config cfg; /* own copy: store options point into it */
+    struct px_price_store *prices;
+    struct px_audit_store *audit;
+};
+
+/* A spec for an error line: a URI's password never reaches stderr. */
+static void spec_for_humans(const char *spec, char *out, size_t outlen)
+{
+    const char *scheme_end = strstr(spec, "://");
+    const char *at = scheme_end ? strchr(scheme_end + 3, '@') : NULL;
+    const char *colon = at ? memchr(scheme_end + 3, ':', (size_t)(at - scheme_end - 3)) : NULL;
+    if (!colon) {
+        snprintf(out, outlen, "%s", spec);
+        return;
+    }
+    snprintf(out, outlen, "%.*s:***%s", (int)(colon - spec), spec, at);
+}
+
+/* "<SETTING>: cannot open <spec>: <reason>", without repeating the setting
+ * when the store's reason already starts with it. */
+static void open_error(const char *setting, const char *spec, const char *reason, char *err,
+                       size_t errlen)
+{
+    char shown[512];
+    size_t sl = strlen(setting);
+    spec_for_humans(spec, shown, sizeof(shown));
+    if (strncmp(reason, setting, sl) == 0 && reason[sl] == ':') {
+        reason += sl + 1;
+        while (*reason == ' ')
+            reason++;
+    }
+    snprintf(err, errlen, "%s: cannot open %s: %s", setting, shown,
+             reason[0] ? reason : "unknown error");
+}
+
+static const char *or_null(const char *s)
+{
+    return s && s[0] ? s : NULL;
+}
+
+px_rc px_app_new(const struct px_config *cfg, struct px_app **out, char *err, size_t errlen)
+{
+    px_rc rc = PX_OK;
+    char reason[512] = "";
+    *out = NULL;
+    struct px_app *app = calloc(1, sizeof(*app));
+    if (!app) {
+        snprintf(err, errlen, "out of memory");
+        return PX_ERR_NOMEM;
+    }
+    app->cfg = *cfg;
+
+    struct px_price_opts popts = {
+        .pool_size = (unsigned)(app->cfg.threads + 2),
+        .timeout_ms = app->cfg.price_timeout_ms,
+        .create = false,
+    };
+    rc = px_price_open(app->cfg.price_db, &popts, &app->prices, reason, sizeof(reason));
+    if (rc) {
+        open_error("PRICE_DB", app->cfg.price_db, reason, err, errlen);
+        goto out;
+    }
+
+    struct px_audit_opts aopts = {
+        .timeout_ms = app->cfg.audit_timeout_ms,
+        /* every connection waits for at most one record */
+        .queue_cap = (unsigned)app->cfg.max_connections,
+        .create = false,
+        .region = or_null(app->cfg.aws_region),
+        .endpoint = or_null(app->cfg.dynamodb_endpoint),
+        .access_key_id = or_null(app->cfg.aws_access_key_id),
+        .secret_access_key = or_null(app->cfg.aws_secret_access_key),
+        .session_token = or_null(app->cfg.aws_session_token),
+    };
+    reason[0] = '\0';
+    rc = px_audit_open(app->cfg.audit_store, &aopts, &app->audit, reason, sizeof(reason));
+    if (rc) {
+        open_error("AUDIT_STORE", app->cfg.audit_store, reason, err, errlen);
+        goto out;
+    }
+    *out = app;
+    app = NULL;
+out:
+    px_app_free(app);
+    return rc;
+}
+
+void px_app_free(struct px_app *app)
+{
+    if (!app)
+        return;
+    /* Audit first: it waits for records in flight, whose requests may still
+     * be reading prices. */
+    px_audit_close(app->audit);
+    app->audit = NULL;
+    px_price_close(app->prices);
+    app->prices = NULL;
+    free(app);
+}
+
+const struct px_config *px_app_config(const struct px_app *app)
+{
+    return app ? &app->cfg : &px_config_defaults;
+}
+
+struct px_price_store *px_app_prices(struct px_app *app)
+{
+    return app ? app->prices : NULL;
+}
+
+struct px_audit_store *px_app_audit(struct px_app *app)
+{
+    return app ? app->audit : NULL;
+}
+
+px_rc px_app_prepare(struct px_app *app, struct px_request *req)
+{
+    PX_UNUSED(app);
+    if (!req->request_id) {
+        char *id = px_arena_alloc(req->arena, 37);
+        if (!id)
+            return PX_ERR_NOMEM;
+        px_new_request_id(id);
+        req->request_id = id;
+    }
+    const char *corr = px_request_header(req, "x-correlation-id");
+    req->correlation_id = px_valid_request_id(corr) ? corr : req->request_id;
+    return PX_OK;
+}
+
+void px_app_dispatch(struct px_app *app, const char *function, struct px_request *req,
+                     struct px_response *resp)
+{
+    if (!function) {
+        size_t n = 0;
+        const struct px_function *const *fns = px_functions(&n);
+        px_router_dispatch(app, fns, n, req, resp);
+        return;
+    }
+    const struct px_function *fn = px_function_find(function);
+    if (!fn) {
+        /* A deployment error (_HANDLER names no function), not the client's. */
+        memset(resp, 0, sizeof(*resp));
+        PX_ERROR(req->request_id, "no function named %s in this binary", function);
+        px_error_response(req, resp, PX_E_INTERNAL, NULL, NULL, 0);
+        return;
+    }
+    const struct px_function *one[1] = {fn};
+    px_router_dispatch(app, one, 1, req, resp);
+}
+
+static bool has_header(const struct px_response *resp, const char *name)
+{
+    for (size_t i = 0; i < resp->nheaders; i++) {
+        if (resp->headers[i].key && strcasecmp(resp->headers[i].key, name) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void add_default_header(struct px_response *resp, const char *name, const char *value)
+{
+    if (!value || has_header(resp, name))
+        return;
+    /* A full header table keeps what the handler chose; these are extras. */
+    if (px_response_header(resp, name, value))
+        return;
+}
+
+void px_app_complete(struct px_app *app, struct px_request *req, struct px_response *resp,
+                     double latency_ms)
+{
+    PX_UNUSED(app);
+    add_default_header(resp, "X-Request-Id", req->request_id);
+    add_default_header(resp, "X-Correlation-Id",
+                       req->correlation_id ? req->correlation_id : req->request_id);
+    add_default_header(resp, "Cache-Control", "no-store");
+    add_default_header(resp, "X-Content-Type-Options", "nosniff");
+    px_log_request(req, resp, latency_ms);
+    px_metrics_request(req->function, req->route, resp->status, latency_ms);
+}

@@ -1,0 +1,61 @@
+/* app.h: the application context, the route table and the dispatcher.
+ *
+ * One px_app per process: configuration, store handles and metrics, created
+ * once at start-up (or Lambda init) and shared by every request. Functions
+ * register route tables; every way in calls the same three steps:
+ *   px_app_prepare()  -> ids; px_app_dispatch() -> handler; px_app_complete() -> headers + log. */
+#ifndef PX_APP_H
+#define PX_APP_H
+
+#include "request.h"
+#include "config.h"
+
+struct px_app;
+struct px_price_store;
+struct px_audit_store;
+
+typedef px_rc (*px_handler_fn)(struct px_app *app, struct px_request *req,
+                               struct px_response *resp);
+
+struct px_route {
+    const char *method;  /* "GET", "POST", ... */
+    const char *pattern; /* "/price", "/products/{id}" */
+    px_handler_fn fn;
+};
+
+struct px_function {
+    const char *name; /* _HANDLER value, e.g. "price-fetcher" */
+    const struct px_route *routes;
+    size_t nroutes;
+};
+
+/* Opens the stores named by cfg. On failure writes one human line to err. */
+px_rc px_app_new(const struct px_config *cfg, struct px_app **out, char *err, size_t errlen) PX_WUR;
+/* Flushes and closes the stores, frees the app. Accepts NULL. */
+void px_app_free(struct px_app *app);
+
+const struct px_config *px_app_config(const struct px_app *app);
+struct px_price_store *px_app_prices(struct px_app *app);
+struct px_audit_store *px_app_audit(struct px_app *app);
+
+/* The functions this binary ships, and lookup by name (NULL when unknown). */
+const struct px_function *const *px_functions(size_t *n);
+const struct px_function *px_function_find(const char *name);
+
+/* Assigns request_id (unless the transport set one) and correlation_id. */
+px_rc px_app_prepare(struct px_app *app, struct px_request *req) PX_WUR;
+/* Routes req (within `function` only, or all functions when NULL) and runs the
+ * handler. Always leaves a complete response in resp: 404/405 for routing,
+ * the error shape for handler failures. resp->audit may be set (see request.h). */
+void px_app_dispatch(struct px_app *app, const char *function, struct px_request *req,
+                     struct px_response *resp);
+/* Adds X-Request-Id, X-Correlation-Id, Cache-Control; logs one line; counts metrics. */
+void px_app_complete(struct px_app *app, struct px_request *req, struct px_response *resp,
+                     double latency_ms);
+
+/* Fills a fresh unique request id (UUID v4 text, 36 chars + NUL) into out[37]. */
+void px_new_request_id(char out[37]);
+/* Current UTC time as RFC 3339 with milliseconds into out[25]; also epoch ms. */
+int64_t px_now_rfc3339(char out[25]);
+
+#endif

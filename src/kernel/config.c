@@ -1,0 +1,345 @@
+/* config.c: configuration as data (CONTRACT §6).
+ *
+ * One static const defaults struct and one table of settings; the same table
+ * drives the environment, the flags, the error messages and the usage text. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+const struct px_config px_config_defaults = {
+    .price_db = "sqlite:./var/prices.db",
+    .audit_store = "sqlite:./var/audit.db",
+    .aws_region = "",
+    .aws_access_key_id = "",
+    .aws_secret_access_key = "",
+    .aws_session_token = "",
+    .dynamodb_endpoint = "",
+    .audit_retention_days = 90,
+    .log_level = PX_LOG_INFO,
+    .host = "127.0.0.1",
+    .port = 3000,
+    .audit_timeout_ms = 2000,
+    .price_timeout_ms = 2000,
+    .max_connections = 1024,
+    .conn_timeout_s = 15,
+    .threads = 2,
+};
+
+enum stype { S_STRING, S_INT, S_LOGLEVEL };
+
+struct setting {
+    const char *env;          /* NULL: flag only */
+    const char *env_fallback; /* read when env is unset */
+    const char *unless_env;   /* ignore env when this one is set (TABLE_AUDIT vs AUDIT_STORE) */
+    const char *prefix;       /* prepended to the value (TABLE_AUDIT -> "dynamodb:") */
+    const char *flag;         /* NULL: environment only */
+    enum stype type;
+    size_t offset;
+    size_t size; /* S_STRING: bytes of the field, NUL included */
+    long min, max;
+    bool secret; /* never echo the value */
+    const char *help;
+};
+
+#define STR(field)                                                                                 \
+    S_STRING, offsetof(struct px_config, field), sizeof(((struct px_config *)0)->field)
+#define INT(field) S_INT, offsetof(struct px_config, field), sizeof(long)
+
+static const struct setting settings[] = {
+    {"PRICE_DB", NULL, NULL, NULL, "--price-db", STR(price_db), 0, 0, false,
+     "price store: sqlite:PATH or postgresql://user:pass@host:port/db"},
+    {"AUDIT_STORE", NULL, NULL, NULL, "--audit-store", STR(audit_store), 0, 0, false,
+     "audit store: sqlite:PATH or dynamodb:TABLE"},
+    {"TABLE_AUDIT", NULL, "AUDIT_STORE", "dynamodb:", NULL, STR(audit_store), 0, 0, false,
+     "DynamoDB audit table (same as AUDIT_STORE=dynamodb:TABLE)"},
+    {"AUDIT_RETENTION_DAYS", NULL, NULL, NULL, "--audit-retention-days", INT(audit_retention_days),
+     1, 3650, false, "days until an audit record expires"},
+    {"LOG_LEVEL", NULL, NULL, NULL, "--log-level", S_LOGLEVEL,
+     offsetof(struct px_config, log_level), sizeof(enum px_log_level), 0, 0, false,
+     "debug, info, warn or error"},
+    {"AWS_REGION", "AWS_DEFAULT_REGION", NULL, NULL, "--region", STR(aws_region), 0, 0, false,
+     "AWS region of the DynamoDB table"},
+    {"AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL", NULL, NULL, "--dynamodb-endpoint",
+     STR(dynamodb_endpoint), 0, 0, false, "DynamoDB endpoint URL (local or compatible stores)"},
+    {"AWS_ACCESS_KEY_ID", NULL, NULL, NULL, NULL, STR(aws_access_key_id), 0, 0, true,
+     "AWS credentials"},
+    {"AWS_SECRET_ACCESS_KEY", NULL, NULL, NULL, NULL, STR(aws_secret_access_key), 0, 0, true,
+     "AWS credentials"},
+    {"AWS_SESSION_TOKEN", NULL, NULL, NULL, NULL, STR(aws_session_token), 0, 0, true,
+     "AWS credentials"},
+    {"AUDIT_TIMEOUT_MS", NULL, NULL, NULL, "--audit-timeout-ms", INT(audit_timeout_ms), 50, 60000,
+     false, "bound on making one audit record durable"},
+    {"PRICE_TIMEOUT_MS", NULL, NULL, NULL, "--price-timeout-ms", INT(price_timeout_ms), 50, 60000,
+     false, "bound on one price read"},
+    {NULL, NULL, NULL, NULL, "--host", STR(host), 0, 0, false, "address serve listens on"},
+    {NULL, NULL, NULL, NULL, "--port", INT(port), 0, 65535, false,
+     "port serve listens on (0 = any free port)"},
+    {"MAX_CONNECTIONS", NULL, NULL, NULL, "--max-connections", INT(max_connections), 1, 100000,
+     false, "connections serve accepts at once"},
+    {"CONNECTION_TIMEOUT", NULL, NULL, NULL, "--connection-timeout", INT(conn_timeout_s), 1, 3600,
+     false, "seconds before an idle or slow connection is closed"},
+    {"SERVER_THREADS", NULL, NULL, NULL, "--threads", INT(threads), 1, 64, false,
+     "worker threads of serve"},
+};
+
+static const char *const level_names[] = {
+    [PX_LOG_DEBUG] = "debug",
+    [PX_LOG_INFO] = "info",
+    [PX_LOG_WARN] = "warn",
+    [PX_LOG_ERROR] = "error",
+};
+
+/* A bounded, printable echo of a bad value for an error line. */
+static void echo(const char *value, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; value[i] && o + 4 < outlen; i++) {
+        if (i >= 64) {
+            out[o++] = '.';
+            out[o++] = '.';
+            out[o++] = '.';
+            break;
+        }
+        unsigned char c = (unsigned char)value[i];
+        out[o++] = (c < 0x20 || c == 0x7F || c == '"') ? '?' : (char)c;
+    }
+    out[o] = '\0';
+}
+
+static px_rc fail_value(const struct setting *s, const char *name, const char *value,
+                        const char *problem, char *err, size_t errlen)
+{
+    char shown[80];
+    if (s->secret) {
+        snprintf(err, errlen, "%s: %s", name, problem);
+    } else {
+        echo(value, shown, sizeof(shown));
+        snprintf(err, errlen, "%s: %s (got \"%s\")", name, problem, shown);
+    }
+    return PX_ERR_CONFIG;
+}
+
+static bool parse_long(const char *s, long *out)
+{
+    if (!s || !*s || !((*s >= '0' && *s <= '9') || *s == '-' || *s == '+'))
+        return false;
+    errno = 0;
+    char *end = NULL;
+    long v = strtol(s, &end, 10);
+    if (errno || !end || end == s || *end)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Applies value to the setting; `name` is what the user wrote (variable or flag). */
+static px_rc apply(struct px_config *cfg, const struct setting *s, const char *name,
+                   const char *value, char *err, size_t errlen)
+{
+    char *field = (char *)cfg + s->offset;
+    switch (s->type) {
+    case S_STRING: {
+        size_t plen = s->prefix ? strlen(s->prefix) : 0;
+        size_t vlen = strlen(value);
+        if (plen + vlen >= s->size) {
+            snprintf(err, errlen, "%s: too long (%zu bytes, at most %zu)", name, vlen,
+                     s->size - 1 - plen);
+            return PX_ERR_CONFIG;
+        }
+        if (plen)
+            memcpy(field, s->prefix, plen);
+        memcpy(field + plen, value, vlen + 1);
+        return PX_OK;
+    }
+    case S_INT: {
+        long v = 0;
+        if (!parse_long(value, &v) || v < s->min || v > s->max) {
+            char problem[96];
+            snprintf(problem, sizeof(problem), "must be an integer between %ld and %ld", s->min,
+                     s->max);
+            return fail_value(s, name, value, problem, err, errlen);
+        }
+        memcpy(field, &v, sizeof(v));
+        return PX_OK;
+    }
+    case S_LOGLEVEL:
+        for (size_t i = 0; i < PX_COUNTOF(level_names); i++) {
+            if (strcasecmp(value, level_names[i]) == 0) {
+                enum px_log_level l = (enum px_log_level)i;
+                memcpy(field, &l, sizeof(l));
+                return PX_OK;
+            }
+        }
+        return fail_value(s, name, value, "must be one of debug, info, warn, error", err, errlen);
+    }
+    snprintf(err, errlen, "%s: unsupported setting type", name);
+    return PX_ERR_INTERNAL;
+}
+
+/* An empty variable counts as unset, as `${VAR:-}` in a compose file means. */
+static const char *env_value(const char *name)
+{
+    if (!name)
+        return NULL;
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+px_rc px_config_from_env(struct px_config *cfg, char *err, size_t errlen)
+{
+    px_rc rc = PX_OK;
+    *cfg = px_config_defaults;
+    for (size_t i = 0; i < PX_COUNTOF(settings) && !rc; i++) {
+        const struct setting *s = &settings[i];
+        if (!s->env || env_value(s->unless_env))
+            continue;
+        const char *name = s->env;
+        const char *value = env_value(name);
+        if (!value && s->env_fallback) {
+            name = s->env_fallback;
+            value = env_value(name);
+        }
+        if (value)
+            rc = apply(cfg, s, name, value, err, errlen);
+    }
+    return rc;
+}
+
+px_rc px_config_set_flag(struct px_config *cfg, const char *flag, const char *value, char *err,
+                         size_t errlen)
+{
+    if (!flag)
+        return PX_ERR_NOT_FOUND;
+    for (size_t i = 0; i < PX_COUNTOF(settings); i++) {
+        const struct setting *s = &settings[i];
+        if (!s->flag || strcmp(s->flag, flag) != 0)
+            continue;
+        if (!value) {
+            snprintf(err, errlen, "%s: needs a value", flag);
+            return PX_ERR_CONFIG;
+        }
+        return apply(cfg, s, flag, value, err, errlen);
+    }
+    return PX_ERR_NOT_FOUND;
+}
+
+static bool valid_table_name(const char *t)
+{
+    size_t n = strlen(t);
+    if (n < 3 || n > 255)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = t[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static bool starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* The scheme of a spec, for error lines: a URI may carry a password, so the
+ * rest is never echoed. */
+static void scheme_of(const char *spec, char *out, size_t outlen)
+{
+    size_t n = strcspn(spec, ":");
+    if (n > 32)
+        n = 32;
+    char tmp[40];
+    memcpy(tmp, spec, n);
+    tmp[n] = '\0';
+    echo(tmp, out, outlen);
+}
+
+px_rc px_config_check(const struct px_config *cfg, char *err, size_t errlen)
+{
+    const char *p = cfg->price_db;
+    char scheme[48];
+    if (!((starts_with(p, "sqlite:") && p[7]) || (starts_with(p, "postgresql://") && p[13]) ||
+          (starts_with(p, "postgres://") && p[11]))) {
+        scheme_of(p, scheme, sizeof(scheme));
+        snprintf(err, errlen,
+                 "PRICE_DB (--price-db): must be sqlite:PATH or postgresql://... (got scheme "
+                 "\"%s\")",
+                 scheme);
+        return PX_ERR_CONFIG;
+    }
+    const char *a = cfg->audit_store;
+    if (starts_with(a, "sqlite:")) {
+        if (!a[7]) {
+            snprintf(err, errlen, "AUDIT_STORE (--audit-store): sqlite: needs a path");
+            return PX_ERR_CONFIG;
+        }
+    } else if (starts_with(a, "dynamodb:")) {
+        if (!valid_table_name(a + 9)) {
+            char shown[80];
+            echo(a + 9, shown, sizeof(shown));
+            snprintf(err, errlen,
+                     "AUDIT_STORE (--audit-store, TABLE_AUDIT): the DynamoDB table name must be "
+                     "3-255 characters of A-Z a-z 0-9 _ . - (got \"%s\")",
+                     shown);
+            return PX_ERR_CONFIG;
+        }
+    } else {
+        scheme_of(a, scheme, sizeof(scheme));
+        snprintf(err, errlen,
+                 "AUDIT_STORE (--audit-store): must be sqlite:PATH or dynamodb:TABLE (got scheme "
+                 "\"%s\")",
+                 scheme);
+        return PX_ERR_CONFIG;
+    }
+    return PX_OK;
+}
+
+static void default_text(const struct setting *s, char *out, size_t outlen)
+{
+    const char *field = (const char *)&px_config_defaults + s->offset;
+    switch (s->type) {
+    case S_STRING:
+        if (s->prefix || !field[0])
+            snprintf(out, outlen, "-");
+        else
+            snprintf(out, outlen, "%s", s->secret ? "(set)" : field);
+        return;
+    case S_INT: {
+        long v;
+        memcpy(&v, field, sizeof(v));
+        snprintf(out, outlen, "%ld", v);
+        return;
+    }
+    case S_LOGLEVEL:
+        snprintf(out, outlen, "%s", level_names[px_config_defaults.log_level]);
+        return;
+    }
+    out[0] = '\0';
+}
+
+void px_config_usage(void *f)
+{
+    FILE *out = f;
+    if (!out)
+        return;
+    fprintf(out, "  %-24s %-44s %s\n", "flag", "environment", "default");
+    for (size_t i = 0; i < PX_COUNTOF(settings); i++) {
+        const struct setting *s = &settings[i];
+        char env[96], def[64];
+        if (s->env && s->env_fallback)
+            snprintf(env, sizeof(env), "%s, %s", s->env, s->env_fallback);
+        else
+            snprintf(env, sizeof(env), "%s", s->env ? s->env : "-");
+        default_text(s, def, sizeof(def));
+        char bounds[48] = "";
+        if (s->type == S_INT)
+            snprintf(bounds, sizeof(bounds), " [%ld..%ld]", s->min, s->max);
+        fprintf(out, "  %-24s %-44s %s\n      %s%s\n", s->flag ? s->flag : "-", env, def, s->help,
+                bounds);
+    }
+}

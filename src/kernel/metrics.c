@@ -1,0 +1,278 @@
+/* metrics.c: lock-free counters and their Prometheus rendering.
+ *
+ * Requests are counted in a small fixed table of (function, route) slots,
+ * each with one counter per status of interest; a slot is claimed once with
+ * a compare-and-swap and never released, so the hot path is a short scan and
+ * one atomic add. */
+#include "metrics.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#define ROUTE_SLOTS 64
+#define CLAIM_SPINS 100000
+
+/* Statuses counted exactly; others fall into their class (2xx, 4xx, ...). */
+static const int exact_status[] = {200, 201, 204, 400, 401, 403, 404, 405,
+                                   409, 413, 415, 429, 431, 500, 503};
+#define NEXACT  PX_COUNTOF(exact_status)
+#define NSTATUS (NEXACT + 6) /* + 1xx..5xx + anything else */
+
+enum { SLOT_FREE, SLOT_CLAIMING, SLOT_READY };
+
+struct route_slot {
+    atomic_int state;
+    const char *function; /* published by state = SLOT_READY (release) */
+    const char *route;
+    atomic_ulong count[NSTATUS];
+};
+
+/* Request latency in seconds; the low buckets matter: most answers take < 1 ms. */
+static const double latency_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                        0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+#define NLAT PX_COUNTOF(latency_bounds)
+
+static const unsigned long batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
+#define NBATCH PX_COUNTOF(batch_bounds)
+
+static struct {
+    struct route_slot slots[ROUTE_SLOTS];
+    struct route_slot overflow;            /* when every slot is taken */
+    atomic_ulong latency_bucket[NLAT + 1]; /* per bucket, not cumulative; last = +Inf */
+    atomic_ullong latency_sum_us;
+    atomic_ulong batch_bucket[NBATCH + 1];
+    atomic_ullong batch_sum;
+    atomic_ulong audit_ok, audit_failed;
+    atomic_ulong price_found, price_not_found;
+} m;
+
+static size_t status_index(int status)
+{
+    for (size_t i = 0; i < NEXACT; i++) {
+        if (exact_status[i] == status)
+            return i;
+    }
+    if (status >= 100 && status < 600)
+        return NEXACT + (size_t)(status / 100 - 1);
+    return NEXACT + 5;
+}
+
+static void status_label(size_t idx, char out[8])
+{
+    if (idx < NEXACT) {
+        int s = exact_status[idx];
+        out[0] = (char)('0' + s / 100);
+        out[1] = (char)('0' + s / 10 % 10);
+        out[2] = (char)('0' + s % 10);
+        out[3] = '\0';
+    } else if (idx < NEXACT + 5) {
+        out[0] = (char)('1' + (idx - NEXACT));
+        memcpy(out + 1, "xx", 3);
+    } else {
+        memcpy(out, "other", 6);
+    }
+}
+
+static bool same(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static struct route_slot *find_slot(const char *function, const char *route)
+{
+    for (size_t i = 0; i < ROUTE_SLOTS; i++) {
+        struct route_slot *s = &m.slots[i];
+        int st = atomic_load_explicit(&s->state, memory_order_acquire);
+        if (st == SLOT_FREE) {
+            int expect = SLOT_FREE;
+            if (atomic_compare_exchange_strong_explicit(&s->state, &expect, SLOT_CLAIMING,
+                                                        memory_order_acq_rel,
+                                                        memory_order_acquire)) {
+                s->function = function;
+                s->route = route;
+                atomic_store_explicit(&s->state, SLOT_READY, memory_order_release);
+                return s;
+            }
+            st = expect;
+        }
+        /* Another thread is filling this slot in: a few stores, so wait. */
+        for (int spin = 0; st == SLOT_CLAIMING && spin < CLAIM_SPINS; spin++)
+            st = atomic_load_explicit(&s->state, memory_order_acquire);
+        if (st != SLOT_READY)
+            return &m.overflow;
+        if (same(s->function, function) && same(s->route, route))
+            return s;
+    }
+    return &m.overflow;
+}
+
+void px_metrics_request(const char *function, const char *route, int status, double latency_ms)
+{
+    struct route_slot *s = find_slot(function, route);
+    atomic_fetch_add_explicit(&s->count[status_index(status)], 1, memory_order_relaxed);
+
+    if (!isfinite(latency_ms) || latency_ms < 0)
+        latency_ms = 0;
+    double secs = latency_ms / 1000.0;
+    size_t b = 0;
+    while (b < NLAT && secs > latency_bounds[b])
+        b++;
+    atomic_fetch_add_explicit(&m.latency_bucket[b], 1, memory_order_relaxed);
+    double us = latency_ms * 1000.0;
+    if (us > 1e15)
+        us = 1e15;
+    atomic_fetch_add_explicit(&m.latency_sum_us, (unsigned long long)llround(us),
+                              memory_order_relaxed);
+}
+
+void px_metrics_audit(bool ok)
+{
+    atomic_fetch_add_explicit(ok ? &m.audit_ok : &m.audit_failed, 1, memory_order_relaxed);
+}
+
+void px_metrics_audit_batch(size_t n)
+{
+    size_t b = 0;
+    while (b < NBATCH && n > batch_bounds[b])
+        b++;
+    atomic_fetch_add_explicit(&m.batch_bucket[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m.batch_sum, (unsigned long long)n, memory_order_relaxed);
+}
+
+void px_metrics_price(bool found)
+{
+    atomic_fetch_add_explicit(found ? &m.price_found : &m.price_not_found, 1, memory_order_relaxed);
+}
+
+/* Label value escaping of the text format: backslash, quote, newline. */
+static px_rc add_label(struct px_buf *out, const char *v)
+{
+    px_rc rc = px_buf_adds(out, "\"");
+    for (const char *p = v ? v : ""; !rc && *p; p++) {
+        if (*p == '\\')
+            rc = px_buf_adds(out, "\\\\");
+        else if (*p == '"')
+            rc = px_buf_adds(out, "\\\"");
+        else if (*p == '\n')
+            rc = px_buf_adds(out, "\\n");
+        else
+            rc = px_buf_add(out, p, 1);
+    }
+    if (!rc)
+        rc = px_buf_adds(out, "\"");
+    return rc;
+}
+
+static px_rc render_slot(struct px_buf *out, struct route_slot *s, const char *function,
+                         const char *route)
+{
+    px_rc rc = PX_OK;
+    for (size_t i = 0; !rc && i < NSTATUS; i++) {
+        unsigned long v = atomic_load_explicit(&s->count[i], memory_order_relaxed);
+        if (!v)
+            continue;
+        char code[8];
+        status_label(i, code);
+        rc = px_buf_adds(out, "pricing_http_requests_total{function=");
+        if (!rc)
+            rc = add_label(out, function);
+        if (!rc)
+            rc = px_buf_adds(out, ",route=");
+        if (!rc)
+            rc = add_label(out, route);
+        if (!rc)
+            rc = px_buf_printf(out, ",code=\"%s\"} %lu\n", code, v);
+    }
+    return rc;
+}
+
+static px_rc render_requests(struct px_buf *out)
+{
+    px_rc rc = px_buf_adds(out, "# HELP pricing_http_requests_total Requests answered, by "
+                                "function, route pattern and status.\n"
+                                "# TYPE pricing_http_requests_total counter\n");
+    for (size_t i = 0; !rc && i < ROUTE_SLOTS; i++) {
+        struct route_slot *s = &m.slots[i];
+        if (atomic_load_explicit(&s->state, memory_order_acquire) != SLOT_READY)
+            continue;
+        rc = render_slot(out, s, s->function, s->route);
+    }
+    if (!rc)
+        rc = render_slot(out, &m.overflow, "other", "other");
+    return rc;
+}
+
+static px_rc render_latency(struct px_buf *out)
+{
+    px_rc rc = px_buf_adds(out, "# HELP pricing_http_request_duration_seconds Time from request "
+                                "to answer.\n"
+                                "# TYPE pricing_http_request_duration_seconds histogram\n");
+    unsigned long cum = 0;
+    for (size_t b = 0; !rc && b <= NLAT; b++) {
+        cum += atomic_load_explicit(&m.latency_bucket[b], memory_order_relaxed);
+        if (b < NLAT)
+            rc = px_buf_printf(out, "pricing_http_request_duration_seconds_bucket{le=\"%g\"} %lu\n",
+                               latency_bounds[b], cum);
+        else
+            rc = px_buf_printf(
+                out, "pricing_http_request_duration_seconds_bucket{le=\"+Inf\"} %lu\n", cum);
+    }
+    unsigned long long us = atomic_load_explicit(&m.latency_sum_us, memory_order_relaxed);
+    if (!rc)
+        rc = px_buf_printf(out,
+                           "pricing_http_request_duration_seconds_sum %llu.%06llu\n"
+                           "pricing_http_request_duration_seconds_count %lu\n",
+                           us / 1000000, us % 1000000, cum);
+    return rc;
+}
+
+static px_rc render_batches(struct px_buf *out)
+{
+    px_rc rc = px_buf_adds(out, "# HELP pricing_audit_batch_size Audit records per group "
+                                "commit.\n"
+                                "# TYPE pricing_audit_batch_size histogram\n");
+    unsigned long cum = 0;
+    for (size_t b = 0; !rc && b <= NBATCH; b++) {
+        cum += atomic_load_explicit(&m.batch_bucket[b], memory_order_relaxed);
+        if (b < NBATCH)
+            rc = px_buf_printf(out, "pricing_audit_batch_size_bucket{le=\"%lu\"} %lu\n",
+                               batch_bounds[b], cum);
+        else
+            rc = px_buf_printf(out, "pricing_audit_batch_size_bucket{le=\"+Inf\"} %lu\n", cum);
+    }
+    if (!rc)
+        rc = px_buf_printf(out,
+                           "pricing_audit_batch_size_sum %llu\n"
+                           "pricing_audit_batch_size_count %lu\n",
+                           atomic_load_explicit(&m.batch_sum, memory_order_relaxed), cum);
+    return rc;
+}
+
+px_rc px_metrics_render(struct px_buf *out)
+{
+    px_rc rc = render_requests(out);
+    if (!rc)
+        rc = render_latency(out);
+    if (!rc)
+        rc = px_buf_printf(
+            out,
+            "# HELP pricing_audit_records_total Audit records made durable or failed.\n"
+            "# TYPE pricing_audit_records_total counter\n"
+            "pricing_audit_records_total{result=\"ok\"} %lu\n"
+            "pricing_audit_records_total{result=\"failed\"} %lu\n",
+            atomic_load_explicit(&m.audit_ok, memory_order_relaxed),
+            atomic_load_explicit(&m.audit_failed, memory_order_relaxed));
+    if (!rc)
+        rc = render_batches(out);
+    if (!rc)
+        rc = px_buf_printf(
+            out,
+            "# HELP pricing_price_lookups_total Price look-ups, by whether a price was found.\n"
+            "# TYPE pricing_price_lookups_total counter\n"
+            "pricing_price_lookups_total{result=\"found\"} %lu\n"
+            "pricing_price_lookups_total{result=\"not_found\"} %lu\n",
+            atomic_load_explicit(&m.price_found, memory_order_relaxed),
+            atomic_load_explicit(&m.price_not_found, memory_order_relaxed));
+    return rc;
+}

@@ -1,0 +1,26 @@
+/* metrics.h: process-wide counters, rendered for GET /metrics.
+ *
+ * Every counter is a C11 atomic: recording takes no lock and never fails, so
+ * it is safe on the hot path of any thread. Names start with `pricing_`; the
+ * output is Prometheus text exposition format 0.0.4. Counters live as long as
+ * the process and are never reset (Prometheus handles restarts). */
+#ifndef PX_METRICS_H
+#define PX_METRICS_H
+
+#include "buf.h"
+
+/* Counts one answered request and its latency. function and route must be
+ * static strings (the route table's own name and pattern) or NULL for a
+ * request that matched no route. */
+void px_metrics_request(const char *function, const char *route, int status, double latency_ms);
+/* Counts one audit record made durable (ok) or failed. */
+void px_metrics_audit(bool ok);
+/* Records the size of one group commit of audit records. */
+void px_metrics_audit_batch(size_t n);
+/* Counts one price look-up that found a price or did not. */
+void px_metrics_price(bool found);
+
+/* Appends every metric, with HELP and TYPE lines, to out. */
+px_rc px_metrics_render(struct px_buf *out) PX_WUR;
+
+#endif

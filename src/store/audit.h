@@ -1,0 +1,105 @@
+/* audit.h: the append-only audit trail, one interface over SQLite and DynamoDB.
+ *
+ * px_audit_submit() copies the record and returns at once; `done` is called
+ * exactly once, from a store thread, when the record is durable (PX_OK) or
+ * cannot be made so within the store's bound (any other rc). The transport
+ * holds the response until then: no price leaves without its record.
+ * px_audit_append() is the blocking form for one-shot callers (invoke, Lambda).
+ * Backend chosen by spec: "sqlite:PATH" or "dynamodb:TABLE". */
+#ifndef PX_AUDIT_H
+#define PX_AUDIT_H
+
+#include "../kernel/px.h"
+#include "../kernel/arena.h"
+
+struct px_audit_store;
+
+/* One record (CONTRACT §5). Fixed-size fields so it copies without an arena. */
+struct px_audit_record {
+    char user_id[PX_UUID_LEN + 1]; /* lower case */
+    char product_id[PX_MAX_PRODUCT_ID + 1];
+    char request_id[PX_MAX_REQUEST_ID + 1];
+    char correlation_id[PX_MAX_REQUEST_ID + 1];
+    char principal[PX_MAX_PRINCIPAL + 1]; /* "" when unauthenticated */
+    char ts[25];                          /* 2026-01-23T12:00:00.123Z */
+    int64_t expires_at;                   /* epoch seconds */
+    char action[16];                      /* "PRICE_FETCH" */
+    char status[16];                      /* SUCCESS | NOT_FOUND | ERROR */
+};
+
+/* Derived keys: pk = USER#<user>, sk = gsi1sk = AUDIT#<ts>#<request>, gsi1pk = PRODUCT#<product>.
+ */
+void px_audit_keys(const struct px_audit_record *r, char pk[64], char sk[128], char gsi1pk[96]);
+
+struct px_audit_opts {
+    long timeout_ms;    /* bound on making one record durable */
+    unsigned max_batch; /* group commit size cap; 0 = backend default */
+    unsigned queue_cap; /* waiting records cap; past it submit answers PX_ERR_BUSY */
+    bool create;        /* create tables/indexes when missing (db seed) */
+    /* DynamoDB settings (ignored by SQLite) */
+    const char *region, *endpoint, *access_key_id, *secret_access_key, *session_token;
+};
+
+typedef void (*px_audit_done_fn)(void *arg, px_rc rc);
+
+struct px_audit_query {
+    const char *user_id; /* exactly one of user_id / product_id */
+    const char *product_id;
+    const char *from, *to; /* RFC 3339 bounds, inclusive; NULL = open */
+    long limit;            /* 1..1000 */
+    const char *cursor;    /* opaque, from a previous page; NULL = first page */
+    int64_t now;           /* epoch seconds; records with expires_at <= now are hidden */
+};
+
+struct px_audit_page {
+    struct px_audit_record *items; /* arena-owned, oldest first */
+    size_t nitems;
+    const char *next_cursor; /* arena-owned, NULL when no more */
+};
+
+px_rc px_audit_open(const char *spec, const struct px_audit_opts *opts, struct px_audit_store **out,
+                    char *err, size_t errlen) PX_WUR;
+/* Waits for every submitted record to finish, stops the store's threads, frees it. Accepts NULL. */
+void px_audit_close(struct px_audit_store *s);
+/* Queues a copy of r; done(arg, rc) follows exactly once (see top). On a non-OK
+ * return done is NOT called. */
+px_rc px_audit_submit(struct px_audit_store *s, const struct px_audit_record *r,
+                      px_audit_done_fn done, void *arg) PX_WUR;
+/* Blocks until r is durable or has failed. */
+px_rc px_audit_append(struct px_audit_store *s, const struct px_audit_record *r) PX_WUR;
+/* One page of records. PX_ERR_INVALID for a bad cursor. */
+px_rc px_audit_query(struct px_audit_store *s, const struct px_audit_query *q, struct px_arena *a,
+                     struct px_audit_page *out) PX_WUR;
+/* PX_OK when the store can take writes now (readiness). */
+px_rc px_audit_ping(struct px_audit_store *s) PX_WUR;
+
+/* Backend function table; one per file (audit_sqlite.c, audit_dynamodb.c). */
+struct px_audit_ops {
+    const char *scheme;
+    px_rc (*open)(const char *target, const struct px_audit_opts *opts, void **impl, char *err,
+                  size_t errlen);
+    void (*close)(void *impl);
+    px_rc (*submit)(void *impl, const struct px_audit_record *r, px_audit_done_fn done, void *arg);
+    px_rc (*query)(void *impl, const struct px_audit_query *q, struct px_arena *a,
+                   struct px_audit_page *out);
+    px_rc (*ping)(void *impl);
+};
+
+extern const struct px_audit_ops px_audit_sqlite_ops;
+extern const struct px_audit_ops px_audit_dynamodb_ops;
+
+/* Normalises an RFC 3339 UTC timestamp (with or without a fraction) to the
+ * millisecond form the sort keys use, "2026-01-23T12:00:00.000Z", into out.
+ * Extra fraction digits are truncated. PX_ERR_INVALID when in is not one. */
+px_rc px_audit_ts_ms(const char *in, char out[25]) PX_WUR;
+
+/* Normalises an RFC 3339 timestamp ("2026-01-23T12:00:00Z", "2026-01-23T13:00:00.5+01:00")
+ * to the UTC millisecond form records carry ("2026-01-23T12:00:00.000Z"), so that
+ * sort-key bounds compare as text. Digits past the millisecond are truncated.
+ * PX_ERR_INVALID when in is not such a timestamp. out receives 24 characters + NUL. */
+px_rc px_audit_ts_ms(const char *in, char out[25]) PX_WUR;
+
+/* Writes r as one JSON object (CONTRACT §5 attribute names) into buf (a struct px_buf *). */
+px_rc px_audit_record_json(const struct px_audit_record *r, void *buf) PX_WUR;
+
+#endif

@@ -1,0 +1,868 @@
+/* audit_dynamodb.c: the audit trail in one DynamoDB table (AUDIT_STORE=dynamodb:TABLE).
+ *
+ * Writes: submit() queues a copy of the record (bounded ring; full -> BUSY);
+ * a fixed pool of writer threads each PutItem one record with
+ * attribute_not_exists(pk), retried by the client within the record's
+ * deadline (queued time + timeout_ms), then call done(). No BatchWriteItem:
+ * it takes no condition and would silently overwrite.
+ *
+ * Reads: Query on the table (by user) or on GSI gsi1 (by product), a BETWEEN
+ * on the sort key for the time range, FilterExpression expiresAt > :now
+ * because DynamoDB deletes expired items up to days late. A filtered page may
+ * be short or empty and still carry a LastEvaluatedKey, so pages are followed
+ * (bounded) until `limit` items or the end. Asking for limit+1 tells whether
+ * anything follows, so the last page says so (nextCursor null), as SQLite does. */
+#include "audit_dynamodb.h"
+#include "dynamodb.h"
+#include "../kernel/arena.h"
+#include "../kernel/log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define WRITERS         8
+#define DEFAULT_QUEUE   1024
+#define MAX_QUEUE       65536
+#define MAX_QUERY_PAGES 32
+#define MIN_QUERY_MS    3000
+#define CONTROL_MS      10000  /* one control-plane call (DescribeTable, ...) */
+#define CREATE_WAIT_MS  120000 /* table creation until ACTIVE */
+#define CREATE_POLL_MS  250
+#define MAX_TABLE_NAME  255
+
+struct job {
+    struct px_audit_record r;
+    px_audit_done_fn done;
+    void *arg;
+    int64_t deadline; /* px_ddb_now_ms() clock */
+};
+
+struct store {
+    struct px_ddb *c;
+    char table[MAX_TABLE_NAME + 1];
+    long timeout_ms;
+    pthread_mutex_t mu;
+    pthread_cond_t work;
+    struct job *ring;
+    size_t cap, head, count;
+    bool stopping;
+    pthread_t th[WRITERS];
+    unsigned nth;
+};
+
+/* ------------------------------------------------------------ item encoding */
+
+static bool terminated(const char *s, size_t cap)
+{
+    return memchr(s, '\0', cap) != NULL;
+}
+
+static px_rc put_s(struct px_buf *b, bool first, const char *name, const char *value)
+{
+    px_rc rc = px_buf_printf(b, "%s\"%s\":{\"S\":", first ? "" : ",", name);
+    if (!rc)
+        rc = px_buf_json_strz(b, value);
+    if (!rc)
+        rc = px_buf_add(b, "}", 1);
+    return rc;
+}
+
+px_rc px_ddb_audit_item_json(const struct px_audit_record *r, struct px_buf *b)
+{
+    char pk[64], sk[128], gsi1pk[96];
+    if (!terminated(r->user_id, sizeof(r->user_id)) ||
+        !terminated(r->product_id, sizeof(r->product_id)) ||
+        !terminated(r->request_id, sizeof(r->request_id)) ||
+        !terminated(r->correlation_id, sizeof(r->correlation_id)) ||
+        !terminated(r->principal, sizeof(r->principal)) || !terminated(r->ts, sizeof(r->ts)) ||
+        !terminated(r->action, sizeof(r->action)) || !terminated(r->status, sizeof(r->status)))
+        return PX_ERR_INVALID;
+    if (!r->user_id[0] || !r->product_id[0] || !r->request_id[0] || !r->ts[0] || !r->action[0] ||
+        !r->status[0])
+        return PX_ERR_INVALID;
+    px_audit_keys(r, pk, sk, gsi1pk);
+    size_t start = b->len;
+    px_rc rc = px_buf_add(b, "{", 1);
+    if (!rc)
+        rc = put_s(b, true, "pk", pk);
+    if (!rc)
+        rc = put_s(b, false, "sk", sk);
+    if (!rc)
+        rc = put_s(b, false, "gsi1pk", gsi1pk);
+    if (!rc)
+        rc = put_s(b, false, "gsi1sk", sk);
+    if (!rc)
+        rc = put_s(b, false, "action", r->action);
+    if (!rc)
+        rc = put_s(b, false, "status", r->status);
+    if (!rc)
+        rc = put_s(b, false, "userId", r->user_id);
+    if (!rc)
+        rc = put_s(b, false, "productId", r->product_id);
+    if (!rc)
+        rc = put_s(b, false, "requestId", r->request_id);
+    /* DynamoDB takes empty strings, older emulators do not: an absent
+     * correlationId reads back as "" all the same. */
+    if (!rc && r->correlation_id[0])
+        rc = put_s(b, false, "correlationId", r->correlation_id);
+    if (!rc)
+        rc = put_s(b, false, "ts", r->ts);
+    if (!rc)
+        rc = px_buf_printf(b, ",\"expiresAt\":{\"N\":\"%lld\"}", (long long)r->expires_at);
+    if (!rc && r->principal[0])
+        rc = put_s(b, false, "principal", r->principal);
+    if (!rc)
+        rc = px_buf_add(b, "}", 1);
+    if (rc)
+        b->len = start;
+    if (b->data)
+        b->data[b->len] = '\0';
+    return rc;
+}
+
+/* The string of attribute `name` ({"S": "..."}), or NULL. */
+static const char *attr_s(const json_t *item, const char *name)
+{
+    const json_t *v = json_object_get(item, name);
+    if (!json_is_object(v) || json_object_size(v) != 1)
+        return NULL;
+    const json_t *s = json_object_get(v, "S");
+    return json_is_string(s) ? json_string_value(s) : NULL;
+}
+
+static px_rc copy_field(const json_t *item, const char *name, char *out, size_t cap, bool required)
+{
+    const char *s = attr_s(item, name);
+    if (!s) {
+        out[0] = '\0';
+        /* present with another type is always wrong; absent only when required */
+        return (required || json_object_get(item, name)) ? PX_ERR_PROTOCOL : PX_OK;
+    }
+    size_t n = strlen(s);
+    if (n >= cap)
+        return PX_ERR_PROTOCOL;
+    memcpy(out, s, n + 1);
+    return PX_OK;
+}
+
+px_rc px_ddb_audit_item_parse(const json_t *item, struct px_audit_record *r)
+{
+    memset(r, 0, sizeof(*r));
+    if (!json_is_object(item))
+        return PX_ERR_PROTOCOL;
+    px_rc rc = copy_field(item, "userId", r->user_id, sizeof(r->user_id), true);
+    if (!rc)
+        rc = copy_field(item, "productId", r->product_id, sizeof(r->product_id), true);
+    if (!rc)
+        rc = copy_field(item, "requestId", r->request_id, sizeof(r->request_id), true);
+    if (!rc)
+        rc = copy_field(item, "correlationId", r->correlation_id, sizeof(r->correlation_id), false);
+    if (!rc)
+        rc = copy_field(item, "principal", r->principal, sizeof(r->principal), false);
+    if (!rc)
+        rc = copy_field(item, "ts", r->ts, sizeof(r->ts), true);
+    if (!rc)
+        rc = copy_field(item, "action", r->action, sizeof(r->action), true);
+    if (!rc)
+        rc = copy_field(item, "status", r->status, sizeof(r->status), true);
+    if (rc)
+        return rc;
+    const json_t *e = json_object_get(item, PX_DDB_TTL_ATTR);
+    const json_t *n = json_is_object(e) ? json_object_get(e, "N") : NULL;
+    if (!json_is_string(n))
+        return PX_ERR_PROTOCOL;
+    const char *s = json_string_value(n);
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end != '\0')
+        return PX_ERR_PROTOCOL;
+    r->expires_at = (int64_t)v;
+    return PX_OK;
+}
+
+/* ------------------------------------------------------------------ cursors */
+
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static int b64val(char c)
+{
+    const char *p = c ? strchr(b64url, c) : NULL;
+    return p ? (int)(p - b64url) : -1;
+}
+
+px_rc px_ddb_cursor_encode(const json_t *key, struct px_arena *a, const char **out)
+{
+    *out = NULL;
+    char *js = json_dumps(key, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!js)
+        return PX_ERR_NOMEM;
+    size_t n = strlen(js);
+    size_t olen = (n + 2) / 3 * 4 + 1;
+    char *o = px_arena_alloc(a, olen);
+    if (!o) {
+        free(js);
+        return PX_ERR_NOMEM;
+    }
+    size_t j = 0;
+    const unsigned char *s = (const unsigned char *)js;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)s[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)s[i + 1] << 8;
+        if (i + 2 < n)
+            v |= s[i + 2];
+        o[j++] = b64url[(v >> 18) & 63];
+        o[j++] = b64url[(v >> 12) & 63];
+        if (i + 1 < n)
+            o[j++] = b64url[(v >> 6) & 63];
+        if (i + 2 < n)
+            o[j++] = b64url[v & 63];
+    }
+    o[j] = '\0';
+    free(js);
+    *out = o;
+    return PX_OK;
+}
+
+static bool string_attr_ok(const json_t *v)
+{
+    if (!json_is_object(v) || json_object_size(v) != 1)
+        return false;
+    const json_t *s = json_object_get(v, "S");
+    return json_is_string(s) && json_string_length(s) > 0 && json_string_length(s) <= 1024;
+}
+
+static void user_pk(const char *user, char *out, size_t cap)
+{
+    size_t j = (size_t)snprintf(out, cap, "USER#");
+    for (size_t i = 0; user[i] && j + 1 < cap; i++)
+        out[j++] = (char)tolower((unsigned char)user[i]);
+    out[j < cap ? j : cap - 1] = '\0';
+}
+
+px_rc px_ddb_cursor_decode(const char *cursor, const struct px_audit_query *q, json_t **key)
+{
+    *key = NULL;
+    size_t n = cursor ? strnlen(cursor, PX_DDB_MAX_CURSOR + 1) : 0;
+    if (n == 0 || n > PX_DDB_MAX_CURSOR || n % 4 == 1)
+        return PX_ERR_INVALID;
+    unsigned char raw[PX_DDB_MAX_CURSOR];
+    size_t m = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64val(cursor[i]);
+        if (v < 0)
+            return PX_ERR_INVALID;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            raw[m++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    if (acc != 0) /* non-canonical trailing bits */
+        return PX_ERR_INVALID;
+    json_error_t jerr;
+    json_t *k = json_loadb((const char *)raw, m, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(k))
+        goto bad;
+    bool by_user = q->user_id != NULL;
+    static const char *const user_keys[] = {"pk", "sk"};
+    static const char *const product_keys[] = {"gsi1pk", "gsi1sk", "pk", "sk"};
+    const char *const *want = by_user ? user_keys : product_keys;
+    size_t nwant = by_user ? 2 : 4;
+    if (json_object_size(k) != nwant)
+        goto bad;
+    for (size_t i = 0; i < nwant; i++)
+        if (!string_attr_ok(json_object_get(k, want[i])))
+            goto bad;
+    if (strncmp(attr_s(k, "sk"), "AUDIT#", 6) != 0 || strncmp(attr_s(k, "pk"), "USER#", 5) != 0)
+        goto bad;
+    if (by_user) {
+        char pk[64];
+        user_pk(q->user_id, pk, sizeof(pk));
+        if (strcmp(attr_s(k, "pk"), pk) != 0)
+            goto bad;
+    } else {
+        char gpk[96];
+        snprintf(gpk, sizeof(gpk), "PRODUCT#%s", q->product_id);
+        if (strcmp(attr_s(k, "gsi1pk"), gpk) != 0 || strcmp(attr_s(k, "gsi1sk"), attr_s(k, "sk")))
+            goto bad;
+    }
+    *key = k;
+    return PX_OK;
+bad:
+    json_decref(k);
+    return PX_ERR_INVALID;
+}
+
+/* ------------------------------------------------------------------ writes */
+
+static px_rc call_json(struct store *s, const char *op, json_t *req, int64_t deadline,
+                       json_t **resp, struct px_ddb_error *err)
+{
+    char *body = json_dumps(req, JSON_COMPACT);
+    if (!body) {
+        *resp = NULL;
+        return PX_ERR_NOMEM;
+    }
+    px_rc rc = px_ddb_call(s->c, op, body, strlen(body), deadline, resp, err);
+    free(body);
+    return rc;
+}
+
+/* After a retried PutItem met ConditionalCheckFailed, the first try may have
+ * landed: the record is durable iff the stored item is ours, field for field. */
+static px_rc same_item_stored(struct store *s, const char *item_json, int64_t deadline)
+{
+    json_error_t jerr;
+    json_t *mine = json_loads(item_json, 0, &jerr), *resp = NULL;
+    if (!mine)
+        return PX_ERR_INTERNAL;
+    json_t *req = json_pack("{s:s, s:{s:O, s:O}, s:b}", "TableName", s->table, "Key", "pk",
+                            json_object_get(mine, "pk"), "sk", json_object_get(mine, "sk"),
+                            "ConsistentRead", 1);
+    px_rc rc = req ? call_json(s, "GetItem", req, deadline, &resp, NULL) : PX_ERR_NOMEM;
+    if (!rc)
+        rc = json_equal(json_object_get(resp, "Item"), mine) ? PX_OK : PX_ERR_CONFLICT;
+    json_decref(resp);
+    json_decref(req);
+    json_decref(mine);
+    return rc;
+}
+
+static px_rc put_record(struct store *s, const struct px_audit_record *r, int64_t deadline)
+{
+    struct px_buf item, body;
+    struct px_ddb_error err;
+    json_t *resp = NULL;
+    px_buf_init(&item, 64 * 1024);
+    px_buf_init(&body, 64 * 1024);
+    px_rc rc = px_ddb_audit_item_json(r, &item);
+    if (!rc)
+        rc = px_buf_printf(&body,
+                           "{\"TableName\":\"%s\",\"Item\":%s,\"ConditionExpression\":"
+                           "\"attribute_not_exists(pk)\"}",
+                           s->table, item.data);
+    if (rc)
+        goto out;
+    rc = px_ddb_call(s->c, "PutItem", body.data, body.len, deadline, &resp, &err);
+    if (rc == PX_ERR_CONFLICT && err.ambiguous)
+        rc = same_item_stored(s, item.data, deadline);
+    if (rc) {
+        PX_WARN(r->request_id,
+                "audit record not written to DynamoDB table %s: %s (%s%s%s) after %u attempt(s)",
+                s->table, px_strerror(rc), err.type, err.type[0] ? ": " : "", err.message,
+                err.attempts);
+    }
+out:
+    json_decref(resp);
+    px_buf_free(&item);
+    px_buf_free(&body);
+    return rc;
+}
+
+static void *writer(void *arg)
+{
+    struct store *s = arg;
+    for (;;) {
+        struct job j;
+        pthread_mutex_lock(&s->mu);
+        while (!s->count && !s->stopping)
+            pthread_cond_wait(&s->work, &s->mu);
+        if (!s->count) { /* stopping and drained */
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        j = s->ring[s->head];
+        s->head = (s->head + 1) % s->cap;
+        s->count--;
+        pthread_mutex_unlock(&s->mu);
+
+        px_rc rc = PX_ERR_TIMEOUT;
+        if (px_ddb_now_ms() < j.deadline)
+            rc = put_record(s, &j.r, j.deadline);
+        j.done(j.arg, rc);
+    }
+    return NULL;
+}
+
+static px_rc ddb_submit(void *impl, const struct px_audit_record *r, px_audit_done_fn done,
+                        void *arg)
+{
+    struct store *s = impl;
+    px_rc rc = PX_OK;
+    int64_t deadline = px_ddb_now_ms() + s->timeout_ms;
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        rc = PX_ERR_UNAVAILABLE;
+    } else if (s->count == s->cap) {
+        rc = PX_ERR_BUSY;
+    } else {
+        struct job *j = &s->ring[(s->head + s->count) % s->cap];
+        j->r = *r;
+        j->done = done;
+        j->arg = arg;
+        j->deadline = deadline;
+        s->count++;
+        pthread_cond_signal(&s->work);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ reads */
+
+static px_rc query_page(struct store *s, const struct px_audit_query *q, const char *lo,
+                        const char *hi, long want, json_t *start, int64_t deadline, json_t **resp)
+{
+    bool by_user = q->user_id != NULL;
+    char part[128], now[32];
+    if (by_user)
+        user_pk(q->user_id, part, sizeof(part));
+    else
+        snprintf(part, sizeof(part), "PRODUCT#%s", q->product_id);
+    snprintf(now, sizeof(now), "%lld", (long long)q->now);
+    json_t *req = json_pack(
+        "{s:s, s:s, s:s, s:{s:s, s:s, s:s}, s:{s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}}, s:I, s:b}",
+        "TableName", s->table, "KeyConditionExpression", "#p = :p AND #s BETWEEN :lo AND :hi",
+        "FilterExpression", "#e > :now", "ExpressionAttributeNames", "#p",
+        by_user ? "pk" : "gsi1pk", "#s", by_user ? "sk" : "gsi1sk", "#e", PX_DDB_TTL_ATTR,
+        "ExpressionAttributeValues", ":p", "S", part, ":lo", "S", lo, ":hi", "S", hi, ":now", "N",
+        now, "Limit", (json_int_t)want, "ScanIndexForward", 1);
+    if (!req)
+        return PX_ERR_NOMEM;
+    int bad = 0;
+    if (by_user)
+        bad |= json_object_set_new(req, "ConsistentRead", json_true());
+    else
+        bad |= json_object_set_new(req, "IndexName", json_string(PX_DDB_GSI));
+    if (start)
+        bad |= json_object_set(req, "ExclusiveStartKey", start);
+    struct px_ddb_error err;
+    px_rc rc = bad ? PX_ERR_NOMEM : call_json(s, "Query", req, deadline, resp, &err);
+    if (rc && rc != PX_ERR_NOMEM)
+        PX_WARN(NULL, "audit query on DynamoDB table %s failed: %s (%s%s%s)", s->table,
+                px_strerror(rc), err.type, err.type[0] ? ": " : "", err.message);
+    json_decref(req);
+    return rc;
+}
+
+/* The key a query would resume after record r (the same shape as LastEvaluatedKey). */
+static json_t *key_of(const struct px_audit_record *r, bool by_user)
+{
+    char pk[64], sk[128], gsi1pk[96];
+    px_audit_keys(r, pk, sk, gsi1pk);
+    if (by_user)
+        return json_pack("{s:{s:s}, s:{s:s}}", "pk", "S", pk, "sk", "S", sk);
+    return json_pack("{s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}}", "pk", "S", pk, "sk", "S", sk, "gsi1pk",
+                     "S", gsi1pk, "gsi1sk", "S", sk);
+}
+
+static px_rc ddb_query(void *impl, const struct px_audit_query *q, struct px_arena *a,
+                       struct px_audit_page *out)
+{
+    struct store *s = impl;
+    char from[25], to[25], lo[64], hi[64];
+    json_t *start = NULL, *resp = NULL;
+    px_rc rc = PX_OK;
+    bool by_user = q->user_id != NULL;
+    size_t need = (size_t)q->limit;
+
+    memset(out, 0, sizeof(*out));
+    if (q->limit < 1 || q->limit > 1000 || (!q->user_id == !q->product_id))
+        return PX_ERR_INVALID;
+    if ((by_user && strlen(q->user_id) > PX_UUID_LEN) ||
+        (!by_user && strlen(q->product_id) > PX_MAX_PRODUCT_ID))
+        return PX_ERR_INVALID;
+    if ((q->from && px_audit_ts_ms(q->from, from)) || (q->to && px_audit_ts_ms(q->to, to)))
+        return PX_ERR_INVALID;
+    snprintf(lo, sizeof(lo), "AUDIT#%s", q->from ? from : "");
+    /* '$' sorts right after '#': every "AUDIT#<to>#<requestId>" is below it. */
+    if (q->to)
+        snprintf(hi, sizeof(hi), "AUDIT#%s$", to);
+    else
+        snprintf(hi, sizeof(hi), "AUDIT$");
+    if (q->cursor) {
+        rc = px_ddb_cursor_decode(q->cursor, q, &start);
+        if (rc)
+            return rc;
+    }
+    out->items = px_arena_calloc(a, need * sizeof(*out->items));
+    if (!out->items) {
+        rc = PX_ERR_NOMEM;
+        goto out;
+    }
+    if (strcmp(lo, hi) > 0) /* an empty range: SQLite answers nothing too */
+        goto out;
+
+    long bound = s->timeout_ms * 2 > MIN_QUERY_MS ? s->timeout_ms * 2 : MIN_QUERY_MS;
+    int64_t deadline = px_ddb_now_ms() + bound;
+    for (unsigned page = 0; page < MAX_QUERY_PAGES; page++) {
+        rc = query_page(s, q, lo, hi, (long)(need - out->nitems + 1), start, deadline, &resp);
+        if (rc)
+            goto out;
+        json_t *items = json_object_get(resp, "Items");
+        if (items && !json_is_array(items)) {
+            rc = PX_ERR_PROTOCOL;
+            goto out;
+        }
+        size_t i;
+        json_t *it;
+        json_array_foreach(items, i, it)
+        {
+            if (out->nitems == need) {
+                /* one more than asked: resume after the last one kept */
+                json_t *k = key_of(&out->items[need - 1], by_user);
+                rc = k ? px_ddb_cursor_encode(k, a, &out->next_cursor) : PX_ERR_NOMEM;
+                json_decref(k);
+                goto out;
+            }
+            rc = px_ddb_audit_item_parse(it, &out->items[out->nitems]);
+            if (rc)
+                goto out;
+            out->nitems++;
+        }
+        json_t *lek = json_object_get(resp, "LastEvaluatedKey");
+        if (!json_is_object(lek))
+            goto out; /* the end */
+        json_decref(start);
+        start = json_incref(lek);
+        json_decref(resp);
+        resp = NULL;
+    }
+    /* page bound reached with more to read: hand back where to go on */
+    if (start)
+        rc = px_ddb_cursor_encode(start, a, &out->next_cursor);
+out:
+    json_decref(resp);
+    json_decref(start);
+    if (rc) {
+        out->nitems = 0;
+        out->next_cursor = NULL;
+    }
+    return rc;
+}
+
+/* --------------------------------------------------------- table management */
+
+struct table_state {
+    char status[32];
+    bool keys_ok, gsi_ok, gsi_active;
+};
+
+static bool key_schema_is(const json_t *ks, const char *hash, const char *range)
+{
+    if (!json_is_array(ks) || json_array_size(ks) != 2)
+        return false;
+    bool h = false, r = false;
+    size_t i;
+    json_t *e;
+    json_array_foreach(ks, i, e)
+    {
+        const char *name = json_string_value(json_object_get(e, "AttributeName"));
+        const char *type = json_string_value(json_object_get(e, "KeyType"));
+        if (!name || !type)
+            return false;
+        if (!strcmp(type, "HASH") && !strcmp(name, hash))
+            h = true;
+        if (!strcmp(type, "RANGE") && !strcmp(name, range))
+            r = true;
+    }
+    return h && r;
+}
+
+static px_rc describe(struct store *s, struct table_state *ts, struct px_ddb_error *err)
+{
+    json_t *req = json_pack("{s:s}", "TableName", s->table), *resp = NULL;
+    memset(ts, 0, sizeof(*ts));
+    px_rc rc = req ? call_json(s, "DescribeTable", req, px_ddb_now_ms() + CONTROL_MS, &resp, err)
+                   : PX_ERR_NOMEM;
+    json_decref(req);
+    if (rc)
+        return rc;
+    json_t *t = json_object_get(resp, "Table");
+    const char *st = json_string_value(json_object_get(t, "TableStatus"));
+    snprintf(ts->status, sizeof(ts->status), "%s", st ? st : "");
+    ts->keys_ok = key_schema_is(json_object_get(t, "KeySchema"), "pk", "sk");
+    size_t i;
+    json_t *g;
+    json_array_foreach(json_object_get(t, "GlobalSecondaryIndexes"), i, g)
+    {
+        const char *name = json_string_value(json_object_get(g, "IndexName"));
+        if (!name || strcmp(name, PX_DDB_GSI) != 0)
+            continue;
+        ts->gsi_ok = key_schema_is(json_object_get(g, "KeySchema"), "gsi1pk", "gsi1sk");
+        const char *ist = json_string_value(json_object_get(g, "IndexStatus"));
+        ts->gsi_active = !ist || strcmp(ist, "ACTIVE") == 0;
+    }
+    json_decref(resp);
+    return PX_OK;
+}
+
+static px_rc create_table(struct store *s, struct px_ddb_error *err)
+{
+    json_t *resp = NULL;
+    json_t *req = json_pack(
+        "{s:s, s:[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s}], s:[{s:s,s:s},{s:s,s:s}],"
+        " s:[{s:s, s:[{s:s,s:s},{s:s,s:s}], s:{s:s}}], s:s}",
+        "TableName", s->table, "AttributeDefinitions", "AttributeName", "pk", "AttributeType", "S",
+        "AttributeName", "sk", "AttributeType", "S", "AttributeName", "gsi1pk", "AttributeType",
+        "S", "AttributeName", "gsi1sk", "AttributeType", "S", "KeySchema", "AttributeName", "pk",
+        "KeyType", "HASH", "AttributeName", "sk", "KeyType", "RANGE", "GlobalSecondaryIndexes",
+        "IndexName", PX_DDB_GSI, "KeySchema", "AttributeName", "gsi1pk", "KeyType", "HASH",
+        "AttributeName", "gsi1sk", "KeyType", "RANGE", "Projection", "ProjectionType", "ALL",
+        "BillingMode", "PAY_PER_REQUEST");
+    px_rc rc = req ? call_json(s, "CreateTable", req, px_ddb_now_ms() + CONTROL_MS, &resp, err)
+                   : PX_ERR_NOMEM;
+    json_decref(req);
+    json_decref(resp);
+    if (rc == PX_ERR_CONFLICT) /* ResourceInUse: created meanwhile by someone else */
+        rc = PX_OK;
+    return rc;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&t, &t) != 0 && errno == EINTR)
+        ;
+}
+
+static px_rc fail_msg(px_rc rc, const struct px_ddb_error *e, char *err, size_t errlen,
+                      const char *what, const char *table)
+{
+    snprintf(err, errlen, "AUDIT_STORE: %s DynamoDB table %s failed: %s%s%s", what, table,
+             e->type[0] ? e->type : px_strerror(rc), e->message[0] ? ": " : "", e->message);
+    return rc;
+}
+
+static px_rc enable_ttl(struct store *s, char *err, size_t errlen)
+{
+    struct px_ddb_error e;
+    json_t *resp = NULL;
+    json_t *req = json_pack("{s:s}", "TableName", s->table);
+    px_rc rc =
+        req ? call_json(s, "DescribeTimeToLive", req, px_ddb_now_ms() + CONTROL_MS, &resp, &e)
+            : PX_ERR_NOMEM;
+    json_decref(req);
+    req = NULL;
+    if (rc == PX_OK) {
+        json_t *d = json_object_get(resp, "TimeToLiveDescription");
+        const char *st = json_string_value(json_object_get(d, "TimeToLiveStatus"));
+        const char *attr = json_string_value(json_object_get(d, "AttributeName"));
+        st = st ? st : "DISABLED";
+        if (!strcmp(st, "ENABLED") || !strcmp(st, "ENABLING")) {
+            if (attr && strcmp(attr, PX_DDB_TTL_ATTR) != 0)
+                PX_WARN(NULL,
+                        "DynamoDB table %s has TTL on attribute %s, not %s: audit records "
+                        "will not expire",
+                        s->table, attr, PX_DDB_TTL_ATTR);
+            json_decref(resp);
+            return PX_OK;
+        }
+        json_decref(resp);
+        resp = NULL;
+        if (!strcmp(st, "DISABLING")) {
+            PX_WARN(NULL, "DynamoDB table %s: TTL is being disabled; run db seed again later",
+                    s->table);
+            return PX_OK;
+        }
+        req = json_pack("{s:s, s:{s:s, s:b}}", "TableName", s->table, "TimeToLiveSpecification",
+                        "AttributeName", PX_DDB_TTL_ATTR, "Enabled", 1);
+        rc = req ? call_json(s, "UpdateTimeToLive", req, px_ddb_now_ms() + CONTROL_MS, &resp, &e)
+                 : PX_ERR_NOMEM;
+        json_decref(req);
+        if (rc == PX_OK) {
+            json_t *spec = json_object_get(resp, "TimeToLiveSpecification");
+            if (!json_is_true(json_object_get(spec, "Enabled"))) {
+                json_decref(resp);
+                snprintf(err, errlen,
+                         "AUDIT_STORE: UpdateTimeToLive on %s answered without Enabled=true",
+                         s->table);
+                return PX_ERR_PROTOCOL;
+            }
+            json_decref(resp);
+            PX_INFO(NULL, "DynamoDB table %s: TTL enabled on %s", s->table, PX_DDB_TTL_ATTR);
+            return PX_OK;
+        }
+    }
+    json_decref(resp);
+    if (!strcmp(e.type, "UnknownOperationException")) {
+        PX_WARN(NULL,
+                "DynamoDB endpoint %s does not implement the TimeToLive operations "
+                "(dynalite does not): TTL could NOT be enabled on table %s; expired audit "
+                "records stay stored (reads still hide them)",
+                px_ddb_endpoint(s->c), s->table);
+        return PX_OK;
+    }
+    return fail_msg(rc, &e, err, errlen, "enabling TTL on", s->table);
+}
+
+static px_rc ensure_table(struct store *s, char *err, size_t errlen)
+{
+    struct table_state ts;
+    struct px_ddb_error e;
+    px_rc rc = describe(s, &ts, &e);
+    if (rc == PX_ERR_NOT_FOUND) {
+        rc = create_table(s, &e);
+        if (rc)
+            return fail_msg(rc, &e, err, errlen, "creating", s->table);
+        PX_INFO(NULL, "DynamoDB table %s created; waiting until it is ACTIVE", s->table);
+        rc = describe(s, &ts, &e);
+    }
+    int64_t deadline = px_ddb_now_ms() + CREATE_WAIT_MS;
+    while (rc == PX_OK && (strcmp(ts.status, "ACTIVE") != 0 || !ts.gsi_active)) {
+        if (px_ddb_now_ms() + CREATE_POLL_MS > deadline) {
+            snprintf(err, errlen,
+                     "AUDIT_STORE: DynamoDB table %s not ACTIVE after %d s (status %s)", s->table,
+                     CREATE_WAIT_MS / 1000, ts.status);
+            return PX_ERR_TIMEOUT;
+        }
+        sleep_ms(CREATE_POLL_MS);
+        rc = describe(s, &ts, &e);
+    }
+    if (rc)
+        return fail_msg(rc, &e, err, errlen, "describing", s->table);
+    if (!ts.keys_ok || !ts.gsi_ok) {
+        snprintf(err, errlen,
+                 "AUDIT_STORE: DynamoDB table %s exists with another layout (want key pk/sk "
+                 "and GSI %s on gsi1pk/gsi1sk)",
+                 s->table, PX_DDB_GSI);
+        return PX_ERR_CONFIG;
+    }
+    return enable_ttl(s, err, errlen);
+}
+
+static px_rc ddb_ping(void *impl)
+{
+    struct store *s = impl;
+    struct px_ddb_error e;
+    json_t *req = json_pack("{s:s}", "TableName", s->table), *resp = NULL;
+    long bound = s->timeout_ms > 0 ? s->timeout_ms : 1000;
+    px_rc rc =
+        req ? call_json(s, "DescribeTable", req, px_ddb_now_ms() + bound, &resp, &e) : PX_ERR_NOMEM;
+    json_decref(req);
+    if (!rc) {
+        const char *st =
+            json_string_value(json_object_get(json_object_get(resp, "Table"), "TableStatus"));
+        if (!st || (strcmp(st, "ACTIVE") != 0 && strcmp(st, "UPDATING") != 0))
+            rc = PX_ERR_UNAVAILABLE;
+    }
+    json_decref(resp);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+static void ddb_close(void *impl)
+{
+    struct store *s = impl;
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->work);
+    pthread_mutex_unlock(&s->mu);
+    for (unsigned i = 0; i < s->nth; i++)
+        pthread_join(s->th[i], NULL);
+    s->nth = 0;
+    px_ddb_free(s->c);
+    s->c = NULL;
+    pthread_cond_destroy(&s->work);
+    pthread_mutex_destroy(&s->mu);
+    free(s->ring);
+    free(s);
+}
+
+static bool valid_table(const char *t)
+{
+    size_t n = strlen(t);
+    if (n < 3 || n > MAX_TABLE_NAME)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)t[i];
+        if (!isalnum(c) && c != '_' && c != '-' && c != '.')
+            return false;
+    }
+    return true;
+}
+
+static px_rc ddb_open(const char *target, const struct px_audit_opts *opts, void **impl, char *err,
+                      size_t errlen)
+{
+    px_rc rc;
+    struct store *s = NULL;
+    *impl = NULL;
+    if (!valid_table(target)) {
+        snprintf(err, errlen,
+                 "AUDIT_STORE: \"%.64s\" is not a DynamoDB table name (3-255 of A-Z a-z 0-9 _ "
+                 "- .)",
+                 target);
+        return PX_ERR_CONFIG;
+    }
+    s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "AUDIT_STORE: out of memory");
+        return PX_ERR_NOMEM;
+    }
+    snprintf(s->table, sizeof(s->table), "%s", target);
+    s->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 2000;
+    s->cap = opts->queue_cap ? opts->queue_cap : DEFAULT_QUEUE;
+    if (s->cap > MAX_QUEUE)
+        s->cap = MAX_QUEUE;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->work, NULL);
+    s->ring = calloc(s->cap, sizeof(*s->ring));
+    if (!s->ring) {
+        snprintf(err, errlen, "AUDIT_STORE: out of memory");
+        rc = PX_ERR_NOMEM;
+        goto fail;
+    }
+    const struct px_ddb_config cfg = {
+        .region = opts->region,
+        .endpoint = opts->endpoint,
+        .access_key_id = opts->access_key_id,
+        .secret_access_key = opts->secret_access_key,
+        .session_token = opts->session_token,
+        .connect_timeout_ms = s->timeout_ms < 1000 ? s->timeout_ms : 1000,
+    };
+    rc = px_ddb_new(&cfg, &s->c, err, errlen);
+    if (rc)
+        goto fail;
+    if (opts->create) {
+        rc = ensure_table(s, err, errlen);
+        if (rc)
+            goto fail;
+    }
+    for (unsigned i = 0; i < WRITERS; i++) {
+        if (pthread_create(&s->th[i], NULL, writer, s) != 0) {
+            snprintf(err, errlen, "AUDIT_STORE: cannot start DynamoDB writer threads");
+            rc = PX_ERR_INTERNAL;
+            goto fail;
+        }
+        s->nth++;
+    }
+    *impl = s;
+    return PX_OK;
+fail:
+    ddb_close(s);
+    return rc;
+}
+
+const struct px_audit_ops px_audit_dynamodb_ops = {
+    .scheme = "dynamodb",
+    .open = ddb_open,
+    .close = ddb_close,
+    .submit = ddb_submit,
+    .query = ddb_query,
+    .ping = ddb_ping,
+};

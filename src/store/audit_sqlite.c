@@ -1,0 +1,858 @@
+/* audit_sqlite.c: the embedded audit store (spec "sqlite:PATH").
+ *
+ * Durability costs one fsync per commit, so records are group-committed: a
+ * single writer thread owns the write connection, takes everything waiting in
+ * the queue (up to max_batch), writes it in one IMMEDIATE transaction and
+ * only after COMMIT has returned (WAL, synchronous=FULL: the WAL is fsynced)
+ * calls each record's done(). While one commit syncs, the next batch gathers.
+ * A failed BEGIN/COMMIT fails the whole batch and never reports it durable;
+ * the writer reopens its connection and serves later batches when the fault
+ * clears. Queries use their own read-only connection, so reads never wait for
+ * the writer (WAL readers see the last commit). Records are append-only:
+ * plain INSERT against UNIQUE(pk, sk), and triggers refuse UPDATE and DELETE
+ * from any connection. docs/internals/stores.md has the whole argument. */
+#include "audit.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define TIMEOUT_DEFAULT   2000
+#define TIMEOUT_MAX       60000
+#define QUEUE_CAP_DEFAULT 65536
+#define BATCH_DEFAULT     1024
+#define BATCH_MAX         16384
+#define CURSOR_MAX        160 /* decoded bytes */
+#define CURSOR_ENC_MAX    ((CURSOR_MAX * 4 + 2) / 3)
+#define SCHEMA_VERSION    1
+/* WAL size (pages) past which the writer checkpoints, between batches. */
+#define CHECKPOINT_PAGES 1000
+
+static const char *const migrations[SCHEMA_VERSION] = {
+    "CREATE TABLE IF NOT EXISTS audit ("
+    " seq INTEGER PRIMARY KEY,"
+    " pk TEXT NOT NULL, sk TEXT NOT NULL, gsi1pk TEXT NOT NULL, gsi1sk TEXT NOT NULL,"
+    " action TEXT NOT NULL, status TEXT NOT NULL, user_id TEXT NOT NULL,"
+    " product_id TEXT NOT NULL, request_id TEXT NOT NULL, correlation_id TEXT NOT NULL,"
+    " ts TEXT NOT NULL, expires_at INTEGER NOT NULL, principal TEXT NOT NULL DEFAULT '',"
+    " UNIQUE (pk, sk));"
+    "CREATE INDEX IF NOT EXISTS audit_gsi1 ON audit (gsi1pk, gsi1sk);"
+    "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit"
+    " BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;"
+    "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit"
+    " BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;"
+    /* INSERT OR REPLACE deletes the old row without firing DELETE triggers
+     * (unless recursive_triggers is on): refuse any insert that would meet one. */
+    "CREATE TRIGGER IF NOT EXISTS audit_no_replace BEFORE INSERT ON audit"
+    " WHEN EXISTS (SELECT 1 FROM audit WHERE pk = NEW.pk AND sk = NEW.sk)"
+    "  OR EXISTS (SELECT 1 FROM audit WHERE seq = NEW.seq)"
+    " BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;",
+};
+
+static const char INSERT_SQL[] =
+    "INSERT INTO audit (pk, sk, gsi1pk, gsi1sk, action, status, user_id, product_id,"
+    " request_id, correlation_id, ts, expires_at, principal)"
+    " VALUES (?1, ?2, ?3, ?2, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+
+/* ?1 partition key, ?2 exclusive lower bound (cursor or from), ?3 exclusive
+ * upper bound, ?4 now, ?5 limit + 1. */
+#define SELECT_COLS                                                                                \
+    "SELECT action, status, user_id, product_id, request_id, correlation_id, ts, expires_at,"      \
+    " principal, sk FROM audit "
+static const char BY_USER_SQL[] =
+    SELECT_COLS "WHERE pk = ?1 AND sk > ?2 AND sk < ?3 AND expires_at > ?4 ORDER BY sk LIMIT ?5";
+static const char BY_PRODUCT_SQL[] = SELECT_COLS "WHERE gsi1pk = ?1 AND gsi1sk > ?2 AND gsi1sk < ?3"
+                                                 " AND expires_at > ?4 ORDER BY gsi1sk LIMIT ?5";
+static const char PING_SQL[] = "SELECT 1 FROM audit LIMIT 1";
+
+/* '$' follows '#': every "AUDIT#..." key sorts below it. */
+static const char UPPER_OPEN[] = "AUDIT$";
+
+struct item {
+    struct item *next;
+    struct px_audit_record rec;
+    px_audit_done_fn done;
+    void *arg;
+    int64_t enq_ms; /* monotonic */
+    px_rc rc;
+};
+
+struct sqlite_audit {
+    char *path;
+    long timeout_ms;
+    unsigned max_batch;
+    size_t queue_cap;
+
+    /* Queue, guarded by mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct item *head, *tail;
+    size_t qlen;
+    bool stopping;
+    bool probe; /* readiness asked the writer to reopen its connection */
+    bool sync_init;
+    pthread_t writer;
+    bool writer_started;
+
+    /* Owned by the writer thread once it runs. */
+    sqlite3 *wdb;
+    sqlite3_stmt *ins, *begin, *commit, *rollback;
+    struct item **batch;
+    int wal_pages; /* frames in the WAL, from the WAL hook */
+    atomic_bool writer_open;
+
+    /* Read side, guarded by rmu. */
+    pthread_mutex_t rmu;
+    sqlite3 *rdb;
+    sqlite3_stmt *by_user, *by_product, *ping;
+
+    /* Group-commit figures (committed batches only). */
+    atomic_uint_fast64_t batches, records, largest;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) PX_PRINTF(3, 4);
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- writer connection ---------------------------------------------------------------- */
+
+static void writer_disconnect(struct sqlite_audit *a)
+{
+    sqlite3_finalize(a->ins);
+    sqlite3_finalize(a->begin);
+    sqlite3_finalize(a->commit);
+    sqlite3_finalize(a->rollback);
+    a->ins = a->begin = a->commit = a->rollback = NULL;
+    sqlite3_close_v2(a->wdb);
+    a->wdb = NULL;
+    atomic_store(&a->writer_open, false);
+}
+
+static px_rc migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int version = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (version < 0) {
+        set_err(err, errlen, "AUDIT_STORE: cannot read schema version of %s: %s", path,
+                sqlite3_errmsg(db));
+        return PX_ERR_IO;
+    }
+    if (version > SCHEMA_VERSION) {
+        set_err(err, errlen, "AUDIT_STORE: %s has a newer schema than this binary", path);
+        return PX_ERR_CONFIG;
+    }
+    if (version == SCHEMA_VERSION)
+        return PX_OK;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        set_err(err, errlen, "AUDIT_STORE: cannot lock %s: %s", path, sqlite3_errmsg(db));
+        return PX_ERR_IO;
+    }
+    px_rc rc = PX_OK;
+    for (int v = version; !rc && v < SCHEMA_VERSION; v++) {
+        char sql[64];
+        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
+        if (sqlite3_exec(db, migrations[v], NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+            set_err(err, errlen, "AUDIT_STORE: cannot create the schema in %s: %s", path,
+                    sqlite3_errmsg(db));
+            rc = PX_ERR_IO;
+        }
+    }
+    if (!rc && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        set_err(err, errlen, "AUDIT_STORE: cannot commit the schema of %s: %s", path,
+                sqlite3_errmsg(db));
+        rc = PX_ERR_IO;
+    }
+    if (rc && !sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+static bool prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
+{
+    return sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) == SQLITE_OK;
+}
+
+/* Replaces SQLite's auto-checkpoint, which would run inside COMMIT and hold
+ * back the done() calls of records that are already durable. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    PX_UNUSED(db);
+    PX_UNUSED(name);
+    ((struct sqlite_audit *)arg)->wal_pages = pages;
+    return SQLITE_OK;
+}
+
+/* Opens the write connection: WAL, synchronous=FULL, schema, statements. The
+ * first open may create the file; a reopen after a fault never does (a file
+ * that vanished must not silently become a new, empty trail). */
+static px_rc writer_connect(struct sqlite_audit *a, bool create, char *err, size_t errlen)
+{
+    px_rc rc = PX_OK;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+    if (sqlite3_open_v2(a->path, &a->wdb, flags, NULL) != SQLITE_OK) {
+        set_err(err, errlen, "AUDIT_STORE: cannot open %s: %s", a->path,
+                a->wdb ? sqlite3_errmsg(a->wdb) : "out of memory");
+        rc = PX_ERR_UNAVAILABLE;
+        goto out;
+    }
+    sqlite3_extended_result_codes(a->wdb, 1);
+    sqlite3_busy_timeout(a->wdb, (int)a->timeout_ms);
+    sqlite3_stmt *st = NULL;
+    const unsigned char *mode = NULL;
+    bool wal =
+        sqlite3_prepare_v2(a->wdb, "PRAGMA journal_mode = WAL", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && (mode = sqlite3_column_text(st, 0)) &&
+        strcmp((const char *)mode, "wal") == 0;
+    sqlite3_finalize(st);
+    if (!wal || sqlite3_exec(a->wdb, "PRAGMA synchronous = FULL", NULL, NULL, NULL) != SQLITE_OK) {
+        set_err(err, errlen, "AUDIT_STORE: cannot put %s in WAL mode: %s", a->path,
+                sqlite3_errmsg(a->wdb));
+        rc = PX_ERR_UNAVAILABLE;
+        goto out;
+    }
+    rc = migrate(a->wdb, a->path, err, errlen);
+    if (rc)
+        goto out;
+    if (!prepare(a->wdb, INSERT_SQL, &a->ins) || !prepare(a->wdb, "BEGIN IMMEDIATE", &a->begin) ||
+        !prepare(a->wdb, "COMMIT", &a->commit) || !prepare(a->wdb, "ROLLBACK", &a->rollback)) {
+        set_err(err, errlen, "AUDIT_STORE: cannot prepare statements on %s: %s", a->path,
+                sqlite3_errmsg(a->wdb));
+        rc = PX_ERR_UNAVAILABLE;
+        goto out;
+    }
+    sqlite3_wal_hook(a->wdb, wal_hook, a);
+    a->wal_pages = 0;
+    atomic_store(&a->writer_open, true);
+out:
+    if (rc)
+        writer_disconnect(a);
+    return rc;
+}
+
+/* ---- group commit --------------------------------------------------------------------- */
+
+/* A failed BEGIN/INSERT/COMMIT as the record's caller sees it. */
+static px_rc batch_error(int e)
+{
+    int primary = e & 0xff;
+    return primary == SQLITE_BUSY || primary == SQLITE_LOCKED ? PX_ERR_TIMEOUT : PX_ERR_IO;
+}
+
+static int run(sqlite3_stmt *st)
+{
+    int e = sqlite3_step(st);
+    sqlite3_reset(st);
+    return e;
+}
+
+static int insert(struct sqlite_audit *a, const struct px_audit_record *r)
+{
+    char pk[64], sk[128], gsi1pk[96];
+    px_audit_keys(r, pk, sk, gsi1pk);
+    sqlite3_stmt *st = a->ins;
+    const char *text[] = {pk,
+                          sk,
+                          gsi1pk,
+                          r->action,
+                          r->status,
+                          r->user_id,
+                          r->product_id,
+                          r->request_id,
+                          r->correlation_id,
+                          r->ts};
+    for (int i = 0; i < (int)PX_COUNTOF(text); i++)
+        sqlite3_bind_text(st, i + 1, text[i], -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 11, r->expires_at);
+    sqlite3_bind_text(st, 12, r->principal, -1, SQLITE_STATIC);
+    return run(st);
+}
+
+/* Writes batch[0..n) in one transaction and reports every record. */
+static void write_batch(struct sqlite_audit *a, size_t n)
+{
+    int64_t now = now_ms(), oldest = now;
+    size_t live = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct item *it = a->batch[i];
+        /* Past its bound already: its caller has given up, do not write it. */
+        if (now - it->enq_ms > a->timeout_ms) {
+            it->rc = PX_ERR_TIMEOUT;
+            continue;
+        }
+        it->rc = PX_OK;
+        if (it->enq_ms < oldest)
+            oldest = it->enq_ms;
+        live++;
+    }
+    px_rc fail = PX_OK;
+    size_t written = 0;
+    if (live && !a->wdb && writer_connect(a, false, NULL, 0))
+        fail = PX_ERR_IO;
+    if (live && !fail) {
+        /* Waiting on another process's write lock may use what is left of the bound. */
+        int64_t left = a->timeout_ms - (now - oldest);
+        sqlite3_busy_timeout(a->wdb, (int)(left > 0 ? left : 1));
+        int e = run(a->begin);
+        if (e != SQLITE_DONE)
+            fail = batch_error(e);
+        for (size_t i = 0; !fail && i < n; i++) {
+            struct item *it = a->batch[i];
+            if (it->rc)
+                continue;
+            e = insert(a, &it->rec);
+            if (e == SQLITE_DONE)
+                written++;
+            else if (e == SQLITE_CONSTRAINT_TRIGGER || e == SQLITE_CONSTRAINT_UNIQUE ||
+                     e == SQLITE_CONSTRAINT_PRIMARYKEY)
+                it->rc = PX_ERR_CONFLICT; /* only this statement was undone */
+            else if ((e & 0xff) == SQLITE_CONSTRAINT)
+                it->rc = PX_ERR_INVALID;
+            else
+                fail = batch_error(e);
+        }
+        if (!fail) {
+            e = run(a->commit);
+            if (e != SQLITE_DONE)
+                fail = batch_error(e);
+        }
+        if (fail) {
+            if (!sqlite3_get_autocommit(a->wdb))
+                run(a->rollback);
+            /* After an I/O fault the connection's state is suspect: start afresh. */
+            if (fail == PX_ERR_IO)
+                writer_disconnect(a);
+        }
+    }
+    if (fail) {
+        for (size_t i = 0; i < n; i++)
+            if (a->batch[i]->rc == PX_OK)
+                a->batch[i]->rc = fail;
+    } else if (written) {
+        atomic_fetch_add_explicit(&a->batches, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&a->records, written, memory_order_relaxed);
+        if (written > atomic_load_explicit(&a->largest, memory_order_relaxed))
+            atomic_store_explicit(&a->largest, written, memory_order_relaxed);
+    }
+    /* Only now, after COMMIT returned, may anyone hear "durable". */
+    for (size_t i = 0; i < n; i++) {
+        struct item *it = a->batch[i];
+        a->batch[i] = NULL;
+        it->done(it->arg, it->rc);
+        free(it);
+    }
+    /* Checkpoint after the answers, not before: PASSIVE never waits for readers,
+     * and the records arriving meanwhile only make the next batch larger. */
+    if (a->wdb && a->wal_pages >= CHECKPOINT_PAGES) {
+        sqlite3_wal_checkpoint_v2(a->wdb, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        a->wal_pages = 0;
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    struct sqlite_audit *a = arg;
+    pthread_mutex_lock(&a->mu);
+    for (;;) {
+        while (!a->head && !a->stopping && !a->probe)
+            pthread_cond_wait(&a->cv, &a->mu);
+        if (!a->head && a->stopping)
+            break;
+        if (!a->head) {
+            a->probe = false;
+            pthread_mutex_unlock(&a->mu);
+            if (!a->wdb)
+                (void)writer_connect(a, false, NULL, 0);
+            pthread_mutex_lock(&a->mu);
+            continue;
+        }
+        size_t n = 0;
+        while (a->head && n < a->max_batch) {
+            struct item *it = a->head;
+            a->head = it->next;
+            it->next = NULL;
+            a->batch[n++] = it;
+        }
+        if (!a->head)
+            a->tail = NULL;
+        a->qlen -= n;
+        pthread_mutex_unlock(&a->mu);
+        write_batch(a, n);
+        pthread_mutex_lock(&a->mu);
+    }
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
+/* ---- open / close --------------------------------------------------------------------- */
+
+/* mkdir -p of path's directory part. */
+static px_rc make_parent(const char *path, char *err, size_t errlen)
+{
+    char dir[PATH_MAX];
+    size_t n = strlen(path);
+    if (n >= sizeof(dir)) {
+        set_err(err, errlen, "AUDIT_STORE: path too long: %.64s", path);
+        return PX_ERR_CONFIG;
+    }
+    memcpy(dir, path, n + 1);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return PX_OK;
+    *slash = '\0';
+    for (char *p = dir + 1; p; p = strchr(p + 1, '/')) {
+        char saved = *p;
+        if (saved == '/')
+            *p = '\0';
+        if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+            set_err(err, errlen, "AUDIT_STORE: cannot create directory %s: %s", dir,
+                    strerror(errno));
+            return PX_ERR_IO;
+        }
+        if (saved == '/')
+            *p = '/';
+        else
+            break;
+    }
+    return PX_OK;
+}
+
+static void audit_close(void *impl)
+{
+    struct sqlite_audit *a = impl;
+    if (!a)
+        return;
+    if (a->writer_started) {
+        pthread_mutex_lock(&a->mu);
+        a->stopping = true;
+        pthread_cond_broadcast(&a->cv);
+        pthread_mutex_unlock(&a->mu);
+        /* The writer leaves only once the queue is empty: all pending records are
+         * written or failed, each done() called. */
+        pthread_join(a->writer, NULL);
+        a->writer_started = false;
+    }
+    sqlite3_finalize(a->by_user);
+    sqlite3_finalize(a->by_product);
+    sqlite3_finalize(a->ping);
+    sqlite3_close_v2(a->rdb);
+    /* The write connection closes last: as the last one it checkpoints the WAL. */
+    writer_disconnect(a);
+    if (a->sync_init) {
+        pthread_cond_destroy(&a->cv);
+        pthread_mutex_destroy(&a->mu);
+        pthread_mutex_destroy(&a->rmu);
+    }
+    free(a->batch);
+    free(a->path);
+    free(a);
+}
+
+static px_rc audit_open(const char *target, const struct px_audit_opts *opts, void **impl,
+                        char *err, size_t errlen)
+{
+    px_rc rc = PX_OK;
+    *impl = NULL;
+    if (!target || !*target || strcmp(target, ":memory:") == 0) {
+        set_err(err, errlen, "AUDIT_STORE: sqlite needs a file path (sqlite:PATH)");
+        return PX_ERR_CONFIG;
+    }
+    struct sqlite_audit *a = calloc(1, sizeof(*a));
+    if (!a) {
+        set_err(err, errlen, "AUDIT_STORE: out of memory");
+        return PX_ERR_NOMEM;
+    }
+    long t = opts ? opts->timeout_ms : 0;
+    a->timeout_ms = t <= 0 ? TIMEOUT_DEFAULT : t > TIMEOUT_MAX ? TIMEOUT_MAX : t;
+    a->max_batch = opts && opts->max_batch ? opts->max_batch : BATCH_DEFAULT;
+    if (a->max_batch > BATCH_MAX)
+        a->max_batch = BATCH_MAX;
+    a->queue_cap = opts && opts->queue_cap ? opts->queue_cap : QUEUE_CAP_DEFAULT;
+    a->path = strdup(target);
+    a->batch = calloc(a->max_batch, sizeof(*a->batch));
+    atomic_init(&a->writer_open, false);
+    atomic_init(&a->batches, 0);
+    atomic_init(&a->records, 0);
+    atomic_init(&a->largest, 0);
+    if (!a->path || !a->batch) {
+        set_err(err, errlen, "AUDIT_STORE: out of memory");
+        rc = PX_ERR_NOMEM;
+        goto out;
+    }
+    if (pthread_mutex_init(&a->mu, NULL) || pthread_cond_init(&a->cv, NULL) ||
+        pthread_mutex_init(&a->rmu, NULL)) {
+        set_err(err, errlen, "AUDIT_STORE: cannot create locks");
+        rc = PX_ERR_NOMEM;
+        goto out;
+    }
+    a->sync_init = true;
+
+    /* A file-size limit must surface as a failed write (EFBIG), not kill the
+     * process: the record then fails and the caller answers 503. */
+    signal(SIGXFSZ, SIG_IGN);
+
+    rc = make_parent(a->path, err, errlen);
+    if (rc)
+        goto out;
+    rc = writer_connect(a, true, err, errlen);
+    if (rc)
+        goto out;
+    if (sqlite3_open_v2(a->path, &a->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK ||
+        (sqlite3_busy_timeout(a->rdb, (int)a->timeout_ms),
+         !prepare(a->rdb, BY_USER_SQL, &a->by_user)) ||
+        !prepare(a->rdb, BY_PRODUCT_SQL, &a->by_product) || !prepare(a->rdb, PING_SQL, &a->ping)) {
+        set_err(err, errlen, "AUDIT_STORE: cannot open %s for reading: %s", a->path,
+                a->rdb ? sqlite3_errmsg(a->rdb) : "out of memory");
+        rc = PX_ERR_UNAVAILABLE;
+        goto out;
+    }
+    if (pthread_create(&a->writer, NULL, writer_main, a) != 0) {
+        set_err(err, errlen, "AUDIT_STORE: cannot start the writer thread for %s", a->path);
+        rc = PX_ERR_NOMEM;
+        goto out;
+    }
+    a->writer_started = true;
+    *impl = a;
+out:
+    if (rc)
+        audit_close(a);
+    return rc;
+}
+
+/* ---- submit --------------------------------------------------------------------------- */
+
+#define FIELD_OK(f, required) (strnlen((f), sizeof(f)) < sizeof(f) && (!(required) || (f)[0]))
+
+static bool record_ok(const struct px_audit_record *r)
+{
+    char ts[25];
+    if (!FIELD_OK(r->user_id, true) || !FIELD_OK(r->product_id, true) ||
+        !FIELD_OK(r->request_id, true) || !FIELD_OK(r->correlation_id, false) ||
+        !FIELD_OK(r->principal, false) || !FIELD_OK(r->ts, true) || !FIELD_OK(r->action, true) ||
+        !FIELD_OK(r->status, true))
+        return false;
+    /* The sort key orders by ts as text: only the canonical form may go in. */
+    return px_audit_ts_ms(r->ts, ts) == PX_OK && strcmp(ts, r->ts) == 0;
+}
+
+static px_rc audit_submit(void *impl, const struct px_audit_record *r, px_audit_done_fn done,
+                          void *arg)
+{
+    struct sqlite_audit *a = impl;
+    if (!a || !r || !done || !record_ok(r))
+        return PX_ERR_INVALID;
+    struct item *it = malloc(sizeof(*it));
+    if (!it)
+        return PX_ERR_NOMEM;
+    it->next = NULL;
+    it->rec = *r;
+    it->done = done;
+    it->arg = arg;
+    it->rc = PX_OK;
+    it->enq_ms = now_ms();
+    px_rc rc = PX_OK;
+    pthread_mutex_lock(&a->mu);
+    if (a->stopping) {
+        rc = PX_ERR_UNAVAILABLE;
+    } else if (a->qlen >= a->queue_cap) {
+        rc = PX_ERR_BUSY;
+    } else {
+        if (a->tail)
+            a->tail->next = it;
+        else
+            a->head = it;
+        a->tail = it;
+        a->qlen++;
+        pthread_cond_signal(&a->cv);
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (rc)
+        free(it);
+    return rc;
+}
+
+/* ---- cursor: base64url (no padding) of the last sort key returned ------------------- */
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+PX_STATIC size_t px_audit_b64url_encode(const unsigned char *in, size_t n, char *out,
+                                        size_t outlen);
+PX_STATIC size_t px_audit_b64url_encode(const unsigned char *in, size_t n, char *out, size_t outlen)
+{
+    size_t need = n / 3 * 4 + (n % 3 ? n % 3 + 1 : 0);
+    if (need + 1 > outlen)
+        return 0;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= in[i + 2];
+        out[o++] = B64[(v >> 18) & 63];
+        out[o++] = B64[(v >> 12) & 63];
+        if (i + 1 < n)
+            out[o++] = B64[(v >> 6) & 63];
+        if (i + 2 < n)
+            out[o++] = B64[v & 63];
+    }
+    out[o] = '\0';
+    return o;
+}
+
+static int b64_val(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '-' ? 62 : c == '_' ? 63 : -1;
+}
+
+/* Decodes a cursor into the sort key it names; PX_ERR_INVALID for anything a
+ * previous page could not have produced. out holds CURSOR_MAX + 1 bytes. */
+PX_STATIC px_rc px_audit_cursor_decode(const char *cur, char *out);
+PX_STATIC px_rc px_audit_cursor_decode(const char *cur, char *out)
+{
+    size_t n = strnlen(cur, CURSOR_ENC_MAX + 1);
+    if (n == 0 || n > CURSOR_ENC_MAX || n % 4 == 1)
+        return PX_ERR_INVALID;
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64_val(cur[i]);
+        if (v < 0)
+            return PX_ERR_INVALID;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (char)((acc >> bits) & 0xff);
+        }
+    }
+    /* Left-over bits must be zero: one key, one spelling. */
+    if (acc & ((1u << bits) - 1))
+        return PX_ERR_INVALID;
+    out[o] = '\0';
+    if (o < 6 || o > CURSOR_MAX || memcmp(out, "AUDIT#", 6) != 0)
+        return PX_ERR_INVALID;
+    for (size_t i = 0; i < o; i++)
+        if ((unsigned char)out[i] < 0x21 || (unsigned char)out[i] > 0x7e)
+            return PX_ERR_INVALID;
+    return PX_OK;
+}
+
+/* ---- query ---------------------------------------------------------------------------- */
+
+static px_rc col_copy(sqlite3_stmt *st, int col, char *dst, size_t cap)
+{
+    const unsigned char *v = sqlite3_column_text(st, col);
+    int len = sqlite3_column_bytes(st, col);
+    if (!v || len < 0 || (size_t)len >= cap)
+        return PX_ERR_PROTOCOL;
+    memcpy(dst, v, (size_t)len);
+    dst[len] = '\0';
+    return PX_OK;
+}
+
+static px_rc row_to_record(sqlite3_stmt *st, struct px_audit_record *r, char sk[CURSOR_MAX + 1])
+{
+    px_rc rc = col_copy(st, 0, r->action, sizeof(r->action));
+    if (!rc)
+        rc = col_copy(st, 1, r->status, sizeof(r->status));
+    if (!rc)
+        rc = col_copy(st, 2, r->user_id, sizeof(r->user_id));
+    if (!rc)
+        rc = col_copy(st, 3, r->product_id, sizeof(r->product_id));
+    if (!rc)
+        rc = col_copy(st, 4, r->request_id, sizeof(r->request_id));
+    if (!rc)
+        rc = col_copy(st, 5, r->correlation_id, sizeof(r->correlation_id));
+    if (!rc)
+        rc = col_copy(st, 6, r->ts, sizeof(r->ts));
+    r->expires_at = sqlite3_column_int64(st, 7);
+    if (!rc)
+        rc = col_copy(st, 8, r->principal, sizeof(r->principal));
+    if (!rc)
+        rc = col_copy(st, 9, sk, CURSOR_MAX + 1);
+    return rc;
+}
+
+static px_rc audit_query(void *impl, const struct px_audit_query *q, struct px_arena *ar,
+                         struct px_audit_page *out)
+{
+    struct sqlite_audit *a = impl;
+    if (!a || !q || !ar || !out || !q->user_id == !q->product_id || q->limit < 1 || q->limit > 1000)
+        return PX_ERR_INVALID;
+    memset(out, 0, sizeof(*out));
+
+    /* Bounds on the sort key: (lower, upper), both exclusive. No key equals
+     * "AUDIT#<ts>" itself (keys go on with "#<requestId>"), so `> AUDIT#from`
+     * is `>= from`, and `< AUDIT#<to>$` takes in every key stamped `to`. */
+    char lower[CURSOR_MAX + 1] = "", upper[40], ts[25];
+    snprintf(upper, sizeof(upper), "%s", UPPER_OPEN);
+    if (q->from) {
+        if (px_audit_ts_ms(q->from, ts))
+            return PX_ERR_INVALID;
+        snprintf(lower, sizeof(lower), "AUDIT#%s", ts);
+    }
+    if (q->to) {
+        if (px_audit_ts_ms(q->to, ts))
+            return PX_ERR_INVALID;
+        snprintf(upper, sizeof(upper), "AUDIT#%s$", ts);
+    }
+    if (q->cursor) {
+        char after[CURSOR_MAX + 1];
+        if (px_audit_cursor_decode(q->cursor, after))
+            return PX_ERR_INVALID;
+        if (strcmp(after, lower) > 0)
+            memcpy(lower, after, strlen(after) + 1);
+    }
+    if (strnlen(q->user_id ? q->user_id : q->product_id, PX_MAX_PRODUCT_ID + 1) > PX_MAX_PRODUCT_ID)
+        return PX_ERR_INVALID;
+    char key[96];
+    if (q->user_id)
+        snprintf(key, sizeof(key), "USER#%s", q->user_id);
+    else
+        snprintf(key, sizeof(key), "PRODUCT#%s", q->product_id);
+
+    px_rc rc = PX_OK;
+    size_t cap = 0, n = 0;
+    struct px_audit_record *items = NULL;
+    char last_sk[CURSOR_MAX + 1] = "";
+    bool more = false;
+    pthread_mutex_lock(&a->rmu);
+    sqlite3_stmt *st = q->user_id ? a->by_user : a->by_product;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, lower, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, upper, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, q->now);
+    sqlite3_bind_int64(st, 5, q->limit + 1);
+    for (;;) {
+        int e = sqlite3_step(st);
+        if (e == SQLITE_DONE)
+            break;
+        if (e != SQLITE_ROW) {
+            int primary = e & 0xff;
+            rc = primary == SQLITE_BUSY || primary == SQLITE_LOCKED ? PX_ERR_TIMEOUT
+                                                                    : PX_ERR_UNAVAILABLE;
+            break;
+        }
+        if (n == (size_t)q->limit) {
+            more = true;
+            break;
+        }
+        if (n == cap) {
+            /* Grow in the arena; the old block stays until the arena resets. */
+            size_t ncap = cap ? cap * 2 : 16;
+            if (ncap > (size_t)q->limit)
+                ncap = (size_t)q->limit;
+            struct px_audit_record *grown = px_arena_alloc(ar, ncap * sizeof(*grown));
+            if (!grown) {
+                rc = PX_ERR_NOMEM;
+                break;
+            }
+            if (n)
+                memcpy(grown, items, n * sizeof(*items));
+            items = grown;
+            cap = ncap;
+        }
+        memset(&items[n], 0, sizeof(items[n]));
+        rc = row_to_record(st, &items[n], last_sk);
+        if (rc)
+            break;
+        n++;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    pthread_mutex_unlock(&a->rmu);
+    if (rc)
+        return rc;
+
+    if (more) {
+        char enc[CURSOR_ENC_MAX + 1];
+        if (!px_audit_b64url_encode((const unsigned char *)last_sk, strlen(last_sk), enc,
+                                    sizeof(enc)))
+            return PX_ERR_INTERNAL;
+        out->next_cursor = px_arena_strdup(ar, enc);
+        if (!out->next_cursor)
+            return PX_ERR_NOMEM;
+    }
+    out->items = items;
+    out->nitems = n;
+    return PX_OK;
+}
+
+static px_rc audit_ping(void *impl)
+{
+    struct sqlite_audit *a = impl;
+    if (!a)
+        return PX_ERR_INVALID;
+    if (!atomic_load(&a->writer_open)) {
+        /* Ask the writer to try its connection again, so readiness can come back
+         * without waiting for traffic that a not-ready instance will not get. */
+        pthread_mutex_lock(&a->mu);
+        a->probe = true;
+        pthread_cond_signal(&a->cv);
+        pthread_mutex_unlock(&a->mu);
+        return PX_ERR_UNAVAILABLE;
+    }
+    pthread_mutex_lock(&a->rmu);
+    int e = sqlite3_step(a->ping);
+    sqlite3_reset(a->ping);
+    pthread_mutex_unlock(&a->rmu);
+    return e == SQLITE_ROW || e == SQLITE_DONE ? PX_OK : PX_ERR_UNAVAILABLE;
+}
+
+/* Group-commit figures since open, for tests and metrics: committed batches,
+ * records in them, largest batch. */
+PX_STATIC void px_audit_sqlite_stats(void *impl, uint64_t *batches, uint64_t *records,
+                                     uint64_t *largest) __attribute__((unused));
+PX_STATIC void px_audit_sqlite_stats(void *impl, uint64_t *batches, uint64_t *records,
+                                     uint64_t *largest)
+{
+    struct sqlite_audit *a = impl;
+    *batches = atomic_load(&a->batches);
+    *records = atomic_load(&a->records);
+    *largest = atomic_load(&a->largest);
+}
+
+const struct px_audit_ops px_audit_sqlite_ops = {
+    .scheme = "sqlite",
+    .open = audit_open,
+    .close = audit_close,
+    .submit = audit_submit,
+    .query = audit_query,
+    .ping = audit_ping,
+};

@@ -1,0 +1,774 @@
+/* dynamodb.c: the DynamoDB JSON-protocol client (see dynamodb.h).
+ *
+ * Why a pool of easy handles rather than one per call: each easy handle keeps
+ * its own connection cache, so handing the same few handles back and forth
+ * keeps TLS sessions and TCP connections alive between calls without sharing
+ * a handle between threads (libcurl forbids that). */
+#include "dynamodb.h"
+#include "sigv4.h"
+#include "../kernel/buf.h"
+
+#include <curl/curl.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define POOL_MAX       16
+#define TARGET_PREFIX  "DynamoDB_20120810."
+#define MAX_BODY       (4 * 1024 * 1024) /* request body cap (items are <= 400 KB) */
+#define MIN_ATTEMPT_MS 5                 /* no attempt starts with less time than this */
+
+struct px_ddb {
+    char *url;         /* full endpoint URL */
+    char *host_header; /* "Host: <host[:port]>" as signed */
+    char *host;        /* host[:port] */
+    char *path;        /* request path, usually "/" */
+    char *region, *akid, *secret, *token;
+    long connect_timeout_ms;
+    size_t max_response;
+    unsigned max_attempts;
+    pthread_mutex_t mu;
+    CURL *idle[POOL_MAX];
+    size_t nidle;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc = CURLE_OK;
+
+static void curl_init(void)
+{
+    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int64_t px_ddb_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---------------------------------------------------------------- errors */
+
+void px_ddb_error_name(const char *raw, char *out, size_t outlen)
+{
+    if (!outlen)
+        return;
+    out[0] = '\0';
+    if (!raw)
+        return;
+    size_t n = strcspn(raw, ":");
+    const char *start = raw;
+    for (size_t i = 0; i < n; i++)
+        if (raw[i] == '#')
+            start = raw + i + 1;
+    size_t len = (size_t)(raw + n - start);
+    /* trim blanks a header value may carry */
+    while (len && (*start == ' ' || *start == '\t')) {
+        start++;
+        len--;
+    }
+    while (len && (start[len - 1] == ' ' || start[len - 1] == '\t' || start[len - 1] == '\r' ||
+                   start[len - 1] == '\n'))
+        len--;
+    if (len >= outlen)
+        len = outlen - 1;
+    memcpy(out, start, len);
+    out[len] = '\0';
+}
+
+struct errmap {
+    const char *type;
+    px_rc rc;
+    bool retry;
+};
+
+static const struct errmap errmap[] = {
+    {"ConditionalCheckFailedException", PX_ERR_CONFLICT, false},
+    {"TransactionConflictException", PX_ERR_CONFLICT, false},
+    {"ResourceNotFoundException", PX_ERR_NOT_FOUND, false},
+    {"ResourceInUseException", PX_ERR_CONFLICT, false},
+    {"ValidationException", PX_ERR_INVALID, false},
+    {"SerializationException", PX_ERR_INVALID, false},
+    {"ItemCollectionSizeLimitExceededException", PX_ERR_TOO_LARGE, false},
+    {"RequestEntityTooLarge", PX_ERR_TOO_LARGE, false},
+    {"AccessDeniedException", PX_ERR_DENIED, false},
+    {"UnrecognizedClientException", PX_ERR_DENIED, false},
+    {"InvalidSignatureException", PX_ERR_DENIED, false},
+    {"IncompleteSignatureException", PX_ERR_DENIED, false},
+    {"ExpiredTokenException", PX_ERR_DENIED, false},
+    {"MissingAuthenticationTokenException", PX_ERR_DENIED, false},
+    {"InvalidClientTokenId", PX_ERR_DENIED, false},
+    {"UnknownOperationException", PX_ERR_PROTOCOL, false},
+    {"LimitExceededException", PX_ERR_UNAVAILABLE, false},
+    {"ThrottlingException", PX_ERR_UNAVAILABLE, true},
+    {"ProvisionedThroughputExceededException", PX_ERR_UNAVAILABLE, true},
+    {"RequestLimitExceeded", PX_ERR_UNAVAILABLE, true},
+    {"TransactionInProgressException", PX_ERR_UNAVAILABLE, true},
+    {"InternalServerError", PX_ERR_UNAVAILABLE, true},
+    {"ServiceUnavailable", PX_ERR_UNAVAILABLE, true},
+    {"ServiceUnavailableException", PX_ERR_UNAVAILABLE, true},
+};
+
+px_rc px_ddb_error_rc(const char *type, long http_status, bool *retryable)
+{
+    bool retry = false;
+    px_rc rc = PX_ERR_PROTOCOL;
+    bool known = false;
+    for (size_t i = 0; type && *type && i < PX_COUNTOF(errmap); i++) {
+        if (strcmp(type, errmap[i].type) == 0) {
+            rc = errmap[i].rc;
+            retry = errmap[i].retry;
+            known = true;
+            break;
+        }
+    }
+    if (!known) {
+        if (http_status >= 500 || http_status == 429) {
+            rc = PX_ERR_UNAVAILABLE;
+            retry = true;
+        } else if (http_status == 401 || http_status == 403) {
+            rc = PX_ERR_DENIED;
+        } else if (http_status == 413) {
+            rc = PX_ERR_TOO_LARGE;
+        } else if (http_status == 404) {
+            rc = PX_ERR_NOT_FOUND;
+        }
+    } else if (http_status >= 500) {
+        /* a 5xx is worth another try whatever it is called */
+        retry = true;
+        if (rc == PX_ERR_PROTOCOL)
+            rc = PX_ERR_UNAVAILABLE;
+    }
+    if (retryable)
+        *retryable = retry;
+    return rc;
+}
+
+px_rc px_ddb_parse_response(long http_status, const char *body, size_t len,
+                            const char *errtype_header, json_t **resp, struct px_ddb_error *err)
+{
+    json_t *root = NULL;
+    json_error_t jerr;
+    *resp = NULL;
+    err->http_status = http_status;
+    err->type[0] = '\0';
+    err->message[0] = '\0';
+    err->retryable = false;
+
+    if (body && len)
+        root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (http_status >= 200 && http_status < 300) {
+        if (!root && (!body || len == 0))
+            root = json_object(); /* tolerated: an empty success body */
+        if (!root || !json_is_object(root)) {
+            json_decref(root);
+            snprintf(err->message, sizeof(err->message),
+                     "DynamoDB answered HTTP %ld with a body that is not a JSON object",
+                     http_status);
+            return PX_ERR_PROTOCOL;
+        }
+        *resp = root;
+        return PX_OK;
+    }
+
+    /* Error: the header first, then "code", then "__type" (awsJson1_0 rules). */
+    const char *raw = NULL;
+    if (errtype_header && *errtype_header)
+        raw = errtype_header;
+    else if (json_is_object(root) && json_is_string(json_object_get(root, "code")))
+        raw = json_string_value(json_object_get(root, "code"));
+    else if (json_is_object(root) && json_is_string(json_object_get(root, "__type")))
+        raw = json_string_value(json_object_get(root, "__type"));
+    px_ddb_error_name(raw, err->type, sizeof(err->type));
+    if (json_is_object(root)) {
+        json_t *m = json_object_get(root, "message");
+        if (!json_is_string(m))
+            m = json_object_get(root, "Message");
+        if (json_is_string(m))
+            snprintf(err->message, sizeof(err->message), "%s", json_string_value(m));
+    }
+    if (!err->message[0]) {
+        if (err->type[0])
+            snprintf(err->message, sizeof(err->message), "%s", err->type);
+        else
+            snprintf(err->message, sizeof(err->message), "DynamoDB answered HTTP %ld", http_status);
+    }
+    json_decref(root);
+    if (http_status < 400 && !err->type[0]) {
+        /* 1xx/3xx: nothing we asked for */
+        return PX_ERR_PROTOCOL;
+    }
+    return px_ddb_error_rc(err->type, http_status, &err->retryable);
+}
+
+/* ----------------------------------------------------------------- crc32 */
+
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+uint32_t px_ddb_crc32(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint32_t c = 0xFFFFFFFFu;
+    pthread_once(&crc_once, crc_init);
+    for (size_t i = 0; i < len; i++)
+        c = crc_table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+/* ---------------------------------------------------------------- client */
+
+static char *dupstr(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static bool empty(const char *s)
+{
+    return !s || !*s;
+}
+
+/* Host header value: host, plus the port when the URL names a non-default one. */
+static px_rc parse_endpoint(struct px_ddb *c, char *err, size_t errlen)
+{
+    px_rc rc = PX_ERR_CONFIG;
+    char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *query = NULL, *user = NULL;
+    CURLU *u = curl_url();
+    if (!u)
+        return PX_ERR_NOMEM;
+    if (curl_url_set(u, CURLUPART_URL, c->url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+        snprintf(err, errlen, "AWS_ENDPOINT_URL_DYNAMODB: \"%.200s\" is not a URL", c->url);
+        goto out;
+    }
+    if (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0) {
+        snprintf(err, errlen, "AWS_ENDPOINT_URL_DYNAMODB: scheme must be http or https");
+        goto out;
+    }
+    if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK ||
+        curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK) {
+        snprintf(err, errlen,
+                 "AWS_ENDPOINT_URL_DYNAMODB: must not carry a query string or credentials");
+        goto out;
+    }
+    bool https = strcasecmp(scheme, "https") == 0;
+    if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK && port &&
+        strcmp(port, https ? "443" : "80") != 0) {
+        size_t n = strlen(host) + strlen(port) + 2;
+        c->host = malloc(n);
+        if (c->host)
+            snprintf(c->host, n, "%s:%s", host, port);
+    } else {
+        c->host = strdup(host);
+    }
+    if (curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK || !path || path[0] != '/')
+        c->path = strdup("/");
+    else
+        c->path = strdup(path);
+    if (!c->host || !c->path) {
+        rc = PX_ERR_NOMEM;
+        goto out;
+    }
+    size_t hn = strlen(c->host) + sizeof("Host: ");
+    c->host_header = malloc(hn);
+    if (!c->host_header) {
+        rc = PX_ERR_NOMEM;
+        goto out;
+    }
+    snprintf(c->host_header, hn, "Host: %s", c->host);
+    rc = PX_OK;
+out:
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_free(path);
+    curl_free(query);
+    curl_free(user);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+static bool valid_region(const char *r)
+{
+    size_t n = strlen(r);
+    if (n == 0 || n > 32)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = r[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+px_rc px_ddb_new(const struct px_ddb_config *cfg, struct px_ddb **out, char *err, size_t errlen)
+{
+    px_rc rc = PX_ERR_CONFIG;
+    struct px_ddb *c = NULL;
+    *out = NULL;
+    if (empty(cfg->region)) {
+        snprintf(err, errlen, "AWS_REGION: not set (needed by the DynamoDB audit store)");
+        return PX_ERR_CONFIG;
+    }
+    if (!valid_region(cfg->region)) {
+        snprintf(err, errlen, "AWS_REGION: \"%.40s\" is not a region name", cfg->region);
+        return PX_ERR_CONFIG;
+    }
+    if (empty(cfg->access_key_id)) {
+        snprintf(err, errlen, "AWS_ACCESS_KEY_ID: not set (needed by the DynamoDB audit store)");
+        return PX_ERR_CONFIG;
+    }
+    if (empty(cfg->secret_access_key)) {
+        snprintf(err, errlen,
+                 "AWS_SECRET_ACCESS_KEY: not set (needed by the DynamoDB audit store)");
+        return PX_ERR_CONFIG;
+    }
+    pthread_once(&curl_once, curl_init);
+    if (curl_init_rc != CURLE_OK) {
+        snprintf(err, errlen, "DynamoDB: libcurl initialisation failed: %s",
+                 curl_easy_strerror(curl_init_rc));
+        return PX_ERR_INTERNAL;
+    }
+    c = calloc(1, sizeof(*c));
+    if (!c)
+        goto nomem;
+    if (pthread_mutex_init(&c->mu, NULL) != 0) {
+        free(c);
+        c = NULL;
+        goto nomem;
+    }
+    c->region = dupstr(cfg->region);
+    c->akid = dupstr(cfg->access_key_id);
+    c->secret = dupstr(cfg->secret_access_key);
+    c->token = empty(cfg->session_token) ? NULL : dupstr(cfg->session_token);
+    if (!empty(cfg->endpoint)) {
+        c->url = dupstr(cfg->endpoint);
+    } else {
+        /* China regions live under amazonaws.com.cn */
+        bool cn = strncmp(cfg->region, "cn-", 3) == 0;
+        size_t n = strlen(cfg->region) + 64;
+        c->url = malloc(n);
+        if (c->url)
+            snprintf(c->url, n, "https://dynamodb.%s.amazonaws.com%s/", cfg->region,
+                     cn ? ".cn" : "");
+    }
+    if (!c->region || !c->akid || !c->secret || !c->url ||
+        (!empty(cfg->session_token) && !c->token))
+        goto nomem;
+    c->connect_timeout_ms = cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 1000;
+    c->max_response = cfg->max_response ? cfg->max_response : PX_DDB_MAX_RESPONSE;
+    c->max_attempts = cfg->max_attempts ? cfg->max_attempts : PX_DDB_MAX_ATTEMPTS;
+    rc = parse_endpoint(c, err, errlen);
+    if (rc)
+        goto fail;
+    *out = c;
+    return PX_OK;
+nomem:
+    rc = PX_ERR_NOMEM;
+    snprintf(err, errlen, "DynamoDB: out of memory");
+fail:
+    px_ddb_free(c);
+    return rc;
+}
+
+void px_ddb_free(struct px_ddb *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->nidle; i++)
+        curl_easy_cleanup(c->idle[i]);
+    c->nidle = 0;
+    pthread_mutex_destroy(&c->mu);
+    free(c->url);
+    free(c->host_header);
+    free(c->host);
+    free(c->path);
+    free(c->region);
+    free(c->akid);
+    if (c->secret)
+        memset(c->secret, 0, strlen(c->secret));
+    free(c->secret);
+    free(c->token);
+    free(c);
+}
+
+const char *px_ddb_endpoint(const struct px_ddb *c)
+{
+    return c ? c->url : NULL;
+}
+
+static CURL *take_handle(struct px_ddb *c)
+{
+    CURL *h = NULL;
+    pthread_mutex_lock(&c->mu);
+    if (c->nidle)
+        h = c->idle[--c->nidle];
+    pthread_mutex_unlock(&c->mu);
+    return h ? h : curl_easy_init();
+}
+
+static void give_handle(struct px_ddb *c, CURL *h)
+{
+    if (!h)
+        return;
+    pthread_mutex_lock(&c->mu);
+    if (c->nidle < POOL_MAX) {
+        c->idle[c->nidle++] = h;
+        h = NULL;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (h)
+        curl_easy_cleanup(h);
+}
+
+/* One attempt's answer as it comes off the wire. */
+struct answer {
+    struct px_buf body;
+    bool over_cap;
+    char errtype[128];
+    char crc[16];
+    bool have_crc;
+};
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    struct answer *a = arg;
+    size_t n = size * nmemb;
+    if (px_buf_add(&a->body, ptr, n) != PX_OK) {
+        a->over_cap = true;
+        return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
+    }
+    return n;
+}
+
+static bool header_is(const char *line, size_t n, const char *name, const char **value,
+                      size_t *vlen)
+{
+    size_t nl = strlen(name);
+    if (n <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
+        return false;
+    const char *v = line + nl + 1, *end = line + n;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    *value = v;
+    *vlen = (size_t)(end - v);
+    return true;
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    struct answer *a = arg;
+    size_t n = size * nmemb;
+    const char *v;
+    size_t vl;
+    if (header_is(ptr, n, "x-amzn-errortype", &v, &vl)) {
+        if (vl >= sizeof(a->errtype))
+            vl = sizeof(a->errtype) - 1;
+        memcpy(a->errtype, v, vl);
+        a->errtype[vl] = '\0';
+    } else if (header_is(ptr, n, "x-amz-crc32", &v, &vl) && vl < sizeof(a->crc)) {
+        memcpy(a->crc, v, vl);
+        a->crc[vl] = '\0';
+        a->have_crc = true;
+    }
+    return n;
+}
+
+static bool crc_matches(const struct answer *a)
+{
+    if (!a->have_crc)
+        return true;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long want = strtoull(a->crc, &end, 10);
+    if (errno || end == a->crc || *end != '\0' || want > 0xFFFFFFFFull)
+        return false;
+    return px_ddb_crc32(a->body.data ? a->body.data : "", a->body.len) == (uint32_t)want;
+}
+
+static uint64_t jitter_state(void)
+{
+    static _Thread_local uint64_t s;
+    if (!s) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        s = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)&s;
+        if (!s)
+            s = 0x9E3779B97F4A7C15ull;
+    }
+    /* xorshift64 */
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return s;
+}
+
+/* Full jitter: a random delay in [0, min(cap, base * 2^attempt)]. */
+static long backoff_ms(unsigned attempt)
+{
+    long ceiling = PX_DDB_BACKOFF_BASE;
+    for (unsigned i = 1; i < attempt && ceiling < PX_DDB_BACKOFF_CAP; i++)
+        ceiling *= 2;
+    if (ceiling > PX_DDB_BACKOFF_CAP)
+        ceiling = PX_DDB_BACKOFF_CAP;
+    return (long)(jitter_state() % (uint64_t)(ceiling + 1));
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* One signed POST. Fills *status and the answer; returns the transport result. */
+static px_rc attempt(struct px_ddb *c, CURL *h, const char *op, const char *body, size_t len,
+                     long timeout_ms, struct answer *a, long *status, struct px_ddb_error *err,
+                     bool *sent)
+{
+    char target[96], date_h[64], type_h[] = "Content-Type: application/x-amz-json-1.0";
+    char target_h[128];
+    struct curl_slist *hl = NULL, *tmp;
+    struct px_sigv4_output *sig = NULL;
+    char *authz_h = NULL, *token_h = NULL;
+    px_rc rc = PX_OK;
+    *status = 0;
+    *sent = false;
+
+    snprintf(target, sizeof(target), TARGET_PREFIX "%s", op);
+    const struct px_sigv4_header sh[] = {
+        {"Content-Type", "application/x-amz-json-1.0"},
+        {"Host", c->host},
+        {"X-Amz-Target", target},
+    };
+    struct px_sigv4_input in = {
+        .method = "POST",
+        .path = c->path,
+        .query = "",
+        .headers = sh,
+        .nheaders = PX_COUNTOF(sh),
+        .payload = body,
+        .payload_len = len,
+        .region = c->region,
+        .service = "dynamodb",
+        .access_key_id = c->akid,
+        .secret_access_key = c->secret,
+        .session_token = c->token,
+        .now = time(NULL),
+    };
+    sig = malloc(sizeof(*sig));
+    if (!sig)
+        return PX_ERR_NOMEM;
+    rc = px_sigv4_sign(&in, sig);
+    if (rc) {
+        snprintf(err->message, sizeof(err->message), "signing the request failed: %s",
+                 px_strerror(rc));
+        goto out;
+    }
+    size_t an = strlen(sig->authorization) + sizeof("Authorization: ");
+    authz_h = malloc(an);
+    if (!authz_h) {
+        rc = PX_ERR_NOMEM;
+        goto out;
+    }
+    snprintf(authz_h, an, "Authorization: %s", sig->authorization);
+    snprintf(date_h, sizeof(date_h), "X-Amz-Date: %s", sig->amz_date);
+    snprintf(target_h, sizeof(target_h), "X-Amz-Target: %s", target);
+    if (c->token) {
+        size_t tn = strlen(c->token) + sizeof("X-Amz-Security-Token: ");
+        token_h = malloc(tn);
+        if (!token_h) {
+            rc = PX_ERR_NOMEM;
+            goto out;
+        }
+        snprintf(token_h, tn, "X-Amz-Security-Token: %s", c->token);
+    }
+    const char *lines[] = {type_h,
+                           c->host_header,
+                           target_h,
+                           date_h,
+                           authz_h,
+                           "Expect:",
+                           "Accept: application/x-amz-json-1.0",
+                           token_h};
+    for (size_t i = 0; i < PX_COUNTOF(lines); i++) {
+        if (!lines[i])
+            continue;
+        tmp = curl_slist_append(hl, lines[i]);
+        if (!tmp) {
+            rc = PX_ERR_NOMEM;
+            goto out;
+        }
+        hl = tmp;
+    }
+
+    long connect_ms = c->connect_timeout_ms < timeout_ms ? c->connect_timeout_ms : timeout_ms;
+    curl_easy_reset(h); /* keeps the connection cache: keep-alive survives */
+    if (curl_easy_setopt(h, CURLOPT_URL, c->url) ||
+        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https") ||
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) || curl_easy_setopt(h, CURLOPT_POST, 1L) ||
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body) ||
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len) ||
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl) ||
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms) ||
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms) ||
+        curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L) ||
+        curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L) ||
+        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L) ||
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body) ||
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, a) ||
+        curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header) ||
+        curl_easy_setopt(h, CURLOPT_HEADERDATA, a) ||
+        curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_response)) {
+        rc = PX_ERR_INTERNAL;
+        snprintf(err->message, sizeof(err->message), "libcurl refused an option");
+        goto out;
+    }
+    CURLcode cc = curl_easy_perform(h);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+    if (cc == CURLE_OK) {
+        *sent = true;
+        goto out;
+    }
+    long oserr = 0;
+    curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr);
+    err->retryable = true;
+    switch (cc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        rc = PX_ERR_TIMEOUT;
+        /* a time-out after connecting may have let the request through */
+        {
+            long connected = 0;
+            curl_off_t up = 0;
+            curl_easy_getinfo(h, CURLINFO_CONNECT_TIME_T, &up);
+            connected = up > 0;
+            *sent = connected;
+        }
+        break;
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        rc = PX_ERR_UNAVAILABLE;
+        break;
+    case CURLE_WRITE_ERROR:
+    case CURLE_FILESIZE_EXCEEDED:
+        if (a->over_cap || cc == CURLE_FILESIZE_EXCEEDED) {
+            rc = PX_ERR_TOO_LARGE;
+            err->retryable = false;
+            *sent = true;
+            snprintf(err->message, sizeof(err->message),
+                     "DynamoDB response larger than the %zu-byte cap", c->max_response);
+            goto out;
+        }
+        rc = PX_ERR_UNAVAILABLE;
+        break;
+    default:
+        /* send/receive failures, connection reset, empty reply: the request may have landed */
+        rc = PX_ERR_UNAVAILABLE;
+        *sent = true;
+        break;
+    }
+    snprintf(err->message, sizeof(err->message), "DynamoDB endpoint %.200s: %s%s%s", c->url,
+             curl_easy_strerror(cc), oserr ? ": " : "", oserr ? strerror((int)oserr) : "");
+out:
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+    curl_slist_free_all(hl);
+    if (authz_h)
+        memset(authz_h, 0, strlen(authz_h));
+    free(authz_h);
+    free(token_h);
+    if (sig)
+        memset(sig, 0, sizeof(*sig));
+    free(sig);
+    return rc;
+}
+
+px_rc px_ddb_call(struct px_ddb *c, const char *op, const char *body, size_t len,
+                  int64_t deadline_ms, json_t **resp, struct px_ddb_error *errp)
+{
+    struct px_ddb_error local;
+    struct px_ddb_error *err = errp ? errp : &local;
+    struct answer a;
+    px_rc rc = PX_ERR_TIMEOUT;
+    CURL *h = NULL;
+
+    memset(err, 0, sizeof(*err));
+    *resp = NULL;
+    if (!c || !op || !*op || strlen(op) > 48 || !body || len > MAX_BODY)
+        return PX_ERR_INVALID;
+    memset(&a, 0, sizeof(a));
+    px_buf_init(&a.body, c->max_response);
+    h = take_handle(c);
+    if (!h) {
+        px_buf_free(&a.body);
+        snprintf(err->message, sizeof(err->message), "DynamoDB: out of memory");
+        return PX_ERR_NOMEM;
+    }
+    snprintf(err->message, sizeof(err->message), "DynamoDB %s: no time left to try", op);
+    for (unsigned n = 1; n <= c->max_attempts; n++) {
+        int64_t left = deadline_ms - px_ddb_now_ms();
+        if (left < MIN_ATTEMPT_MS)
+            break;
+        long status = 0;
+        bool sent = false;
+        px_buf_clear(&a.body);
+        a.over_cap = false;
+        a.errtype[0] = '\0';
+        a.have_crc = false;
+        err->type[0] = '\0';
+        err->retryable = false;
+        err->attempts = n;
+        rc = attempt(c, h, op, body, len, (long)left, &a, &status, err, &sent);
+        err->http_status = status;
+        if (rc == PX_OK) {
+            if (!crc_matches(&a)) {
+                /* botocore retries these: the body was damaged on the way */
+                rc = PX_ERR_PROTOCOL;
+                err->retryable = true;
+                snprintf(err->message, sizeof(err->message),
+                         "DynamoDB %s: response CRC32 does not match x-amz-crc32", op);
+            } else {
+                rc = px_ddb_parse_response(status, a.body.data, a.body.len,
+                                           a.errtype[0] ? a.errtype : NULL, resp, err);
+            }
+            if (rc == PX_OK)
+                break;
+            if (status >= 500 || (status >= 200 && status < 300))
+                sent = true; /* the service may have applied it */
+            else
+                sent = false;
+        }
+        if (!err->retryable)
+            break;
+        if (sent)
+            err->ambiguous = true;
+        if (n == c->max_attempts)
+            break;
+        long delay = backoff_ms(n);
+        left = deadline_ms - px_ddb_now_ms();
+        if (delay + MIN_ATTEMPT_MS > left)
+            break; /* no time for another attempt after waiting: report this one */
+        sleep_ms(delay);
+    }
+    px_buf_free(&a.body);
+    give_handle(c, h);
+    return rc;
+}

@@ -1,0 +1,86 @@
+/* dynamodb.h: a small DynamoDB client (JSON protocol awsJson1_0) over libcurl.
+ *
+ * POST / with X-Amz-Target: DynamoDB_20120810.<Operation>, signed with SigV4
+ * (sigv4.h). One client is shared by threads: it keeps a small pool of curl
+ * easy handles (each with its own keep-alive connection) behind a mutex.
+ * Every call has an absolute deadline; throttling, 5xx and connection
+ * failures are retried with capped exponential backoff and full jitter until
+ * that deadline, never past it. Responses are capped (max_response).
+ *
+ * Ownership: the client copies every configuration string. Parsed responses
+ * (json_t) belong to the caller, who json_decref()s them. */
+#ifndef PX_DYNAMODB_H
+#define PX_DYNAMODB_H
+
+#include "../kernel/px.h"
+
+#include <jansson.h>
+
+#define PX_DDB_MAX_RESPONSE (1024 * 1024) /* default response cap */
+#define PX_DDB_MAX_ATTEMPTS 10            /* as botocore's DynamoDB policy */
+#define PX_DDB_BACKOFF_BASE 25            /* ms, first retry delay cap */
+#define PX_DDB_BACKOFF_CAP  1000          /* ms, largest delay between attempts */
+
+struct px_ddb;
+
+struct px_ddb_config {
+    const char *region;   /* required, e.g. "us-east-1" */
+    const char *endpoint; /* NULL/"" = https://dynamodb.<region>.amazonaws.com */
+    const char *access_key_id, *secret_access_key; /* required */
+    const char *session_token;                     /* NULL/"" = none */
+    long connect_timeout_ms;                       /* per attempt; 0 = 1000 */
+    size_t max_response;                           /* 0 = PX_DDB_MAX_RESPONSE */
+    unsigned max_attempts;                         /* 0 = PX_DDB_MAX_ATTEMPTS */
+};
+
+/* What went wrong in a call, for messages and decisions. */
+struct px_ddb_error {
+    long http_status;  /* last HTTP status, 0 when none arrived */
+    char type[96];     /* exception name without namespace, "" when none */
+    char message[384]; /* service message, or a transport description */
+    unsigned attempts; /* attempts made */
+    bool retryable;    /* the last failure was of a retryable kind */
+    bool ambiguous;    /* an earlier attempt may have been applied (5xx, lost answer) */
+};
+
+/* New client; err gets one line naming the missing or bad setting
+ * (AWS_REGION, AWS_ACCESS_KEY_ID, ...). */
+px_rc px_ddb_new(const struct px_ddb_config *cfg, struct px_ddb **out, char *err,
+                 size_t errlen) PX_WUR;
+/* Frees the client and its pooled handles. No call may be running. Accepts NULL. */
+void px_ddb_free(struct px_ddb *c);
+
+/* Monotonic clock in milliseconds (deadlines are on this clock). */
+int64_t px_ddb_now_ms(void);
+
+/* Performs operation `op` ("PutItem") with JSON body body[0..len) until it
+ * succeeds or deadline_ms (px_ddb_now_ms() clock) passes. On PX_OK *resp is the
+ * parsed response object (caller decrefs). Otherwise *resp is NULL and err
+ * (may be NULL) says why; the rc follows px_ddb_error_rc() for service errors,
+ * PX_ERR_TIMEOUT / PX_ERR_UNAVAILABLE for transport failures. */
+px_rc px_ddb_call(struct px_ddb *c, const char *op, const char *body, size_t len,
+                  int64_t deadline_ms, json_t **resp, struct px_ddb_error *err) PX_WUR;
+
+/* The endpoint URL in use (owned by the client). */
+const char *px_ddb_endpoint(const struct px_ddb *c);
+
+/* Maps an exception name (namespace stripped) and HTTP status to px_rc and
+ * whether the failure is worth retrying. */
+px_rc px_ddb_error_rc(const char *type, long http_status, bool *retryable);
+
+/* Parses one HTTP answer: status, raw body, the X-Amzn-Errortype header (or
+ * NULL). 2xx with a JSON object body -> PX_OK and *resp (caller decrefs);
+ * otherwise err->type/message/retryable are filled and the mapped rc returned.
+ * Never reads past body[len). */
+px_rc px_ddb_parse_response(long http_status, const char *body, size_t len,
+                            const char *errtype_header, json_t **resp,
+                            struct px_ddb_error *err) PX_WUR;
+
+/* Exception name from an __type / code / X-Amzn-Errortype value: the text after
+ * the last '#', cut at the first ':'. Writes "" when nothing is left. */
+void px_ddb_error_name(const char *raw, char *out, size_t outlen);
+
+/* CRC32 (IEEE) as in the x-amz-crc32 response header. */
+uint32_t px_ddb_crc32(const void *data, size_t len);
+
+#endif

@@ -1,0 +1,60 @@
+/* price.h: the price store, one interface over SQLite and PostgreSQL.
+ *
+ * A store is opened once per process and shared by all threads: it keeps a
+ * fixed pool of connections, each with its prepared statement, and every read
+ * binds the product id as a parameter (never string-built SQL). The backend
+ * is chosen by the spec's scheme: "sqlite:PATH" or "postgresql://...". */
+#ifndef PX_PRICE_H
+#define PX_PRICE_H
+
+#include "../kernel/px.h"
+
+struct px_price_store;
+
+struct px_price {
+    char product_id[PX_MAX_PRODUCT_ID + 1];
+    char price[48];   /* exact decimal text as stored, e.g. "99.99", "100.00", "0.5" */
+    char currency[4]; /* ISO 4217 */
+};
+
+struct px_price_opts {
+    unsigned pool_size; /* connections kept; 0 = backend default */
+    long timeout_ms;    /* bound on connect and on one statement */
+    bool create;        /* create the schema when missing (db seed) */
+};
+
+/* Opens the store named by spec. On failure err holds one human line. */
+px_rc px_price_open(const char *spec, const struct px_price_opts *opts, struct px_price_store **out,
+                    char *err, size_t errlen) PX_WUR;
+/* Closes all connections and frees the store. Accepts NULL. */
+void px_price_close(struct px_price_store *s);
+/* Reads one price. PX_ERR_NOT_FOUND when absent; PX_ERR_UNAVAILABLE or
+ * PX_ERR_TIMEOUT when the database cannot answer in time. Thread-safe. */
+px_rc px_price_get(struct px_price_store *s, const char *product_id, struct px_price *out) PX_WUR;
+/* PX_OK when the database answers a trivial query now (readiness). */
+px_rc px_price_ping(struct px_price_store *s) PX_WUR;
+/* Creates the schema (idempotent migrations) and runs the SQL file at path.
+ * err holds one human line on failure. */
+px_rc px_price_seed(struct px_price_store *s, const char *sql_path, char *err,
+                    size_t errlen) PX_WUR;
+
+/* Backend function table; one per file (price_sqlite.c, price_pg.c). */
+struct px_price_ops {
+    const char *scheme; /* matched against the spec prefix */
+    px_rc (*open)(const char *spec, const struct px_price_opts *opts, void **impl, char *err,
+                  size_t errlen);
+    void (*close)(void *impl);
+    px_rc (*get)(void *impl, const char *product_id, struct px_price *out);
+    px_rc (*ping)(void *impl);
+    px_rc (*seed)(void *impl, const char *sql_path, char *err, size_t errlen);
+};
+
+extern const struct px_price_ops px_price_sqlite_ops;
+extern const struct px_price_ops px_price_pg_ops;
+
+/* Renders a stored decimal as a JSON number, keeping its scale: "99.99" ->
+ * "99.99", ".5" -> "0.5", "+007.50" -> "7.50". PX_ERR_INVALID when s is not a
+ * plain decimal (no exponent, no NaN). out must hold outlen bytes. */
+px_rc px_decimal_to_json(const char *s, char *out, size_t outlen) PX_WUR;
+
+#endif

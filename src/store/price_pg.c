@@ -1,0 +1,1110 @@
+/* price_pg.c: the PostgreSQL price store (spec "postgresql://user:pass@host:port/db").
+ *
+ * A fixed pool of libpq connections is shared by the request threads: a thread
+ * borrows one under a mutex (waiting at most until its deadline), runs one
+ * prepared statement with the product id as a bound parameter, and gives it
+ * back. Connections are opened lazily (the first one at open, so a wrong URI
+ * or a dead server stops start-up), prepared on first use, and replaced when
+ * found broken: an idle connection whose socket turned readable is checked
+ * before use, and a statement that fails on a connection error is retried
+ * once on a fresh connection.
+ *
+ * Every wait on the server is poll() on PQsocket() bounded by one deadline per
+ * call (timeout_ms), on a non-blocking connection: connect (PQconnectPoll),
+ * send (PQflush) and receive (PQconsumeInput). A dead or hung server therefore
+ * answers PX_ERR_UNAVAILABLE or PX_ERR_TIMEOUT in time; a connection abandoned
+ * mid-statement is closed, never reused. connect_timeout and the session's
+ * statement_timeout repeat the bound on the libpq and server sides.
+ *
+ * While the server is unreachable one call at a time probes it, at most every
+ * RETRY_MS; the others answer PX_ERR_UNAVAILABLE at once instead of each
+ * waiting out its deadline. The first success closes the breaker again.
+ *
+ * Seeding applies the versioned migrations of the directory ../sql next to
+ * the seed file (NNN_name.sql, recorded in schema_migrations) and then the
+ * seed file, all in one transaction under an advisory lock. */
+#include "price.h"
+#include "../kernel/log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <libpq-fe.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define POOL_DEFAULT     4
+#define POOL_MAX         128
+#define TIMEOUT_DEFAULT  2000
+#define TIMEOUT_MAX      600000
+#define SEED_TIMEOUT_MIN 10000
+#define RETRY_MS         200
+#define SQL_FILE_MAX     (64L * 1024 * 1024)
+#define MIGRATIONS_MAX   1000
+#define CONNECT_STEPS    1000 /* PQconnectPoll rounds; the deadline ends them sooner */
+#define WHY_LEN          256
+
+/* slot_result()'s want for SQL files: any success (command, rows, nothing). */
+#define ANY_OK PGRES_EMPTY_QUERY
+
+#define GET_STMT "px_price_get"
+#define GET_SQL  "SELECT price::text, currency FROM product_prices WHERE product_id = $1"
+/* Advisory lock key of the migrations ("pricing" in ASCII). */
+#define MIGRATION_LOCK "31650994356579943"
+
+struct slot {
+    PGconn *conn; /* NULL when closed */
+    bool in_use;
+    bool prepared;
+};
+
+struct pg_store {
+    /* Connection parameters for PQconnectStartParams, NULL-terminated. The
+     * strings belong to info and to the buffers below. */
+    const char **keys, **vals;
+    PQconninfoOption *info;
+    char *options;     /* the URI's "options" plus our statement_timeout */
+    char ctimeout[24]; /* connect_timeout in seconds */
+    char *shown;       /* the URI with its password masked, for messages */
+    long timeout_ms;
+
+    unsigned n;
+    struct slot *slots;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool sync_init;
+    /* breaker, under mu */
+    bool down;
+    bool probing;
+    int64_t retry_at;
+};
+
+/* What one call learnt about the server. */
+struct call {
+    int64_t deadline;
+    bool lost;         /* the server could not be reached or stopped answering */
+    bool answered;     /* the server answered a statement (even with an error) */
+    char why[WHY_LEN]; /* first line of the last failure */
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Copies the first line of msg (libpq messages end in "\n" and may add hints). */
+static void first_line(char *out, size_t outlen, const char *msg)
+{
+    if (!outlen)
+        return;
+    if (!msg || !*msg)
+        msg = "no message from libpq";
+    size_t n = strcspn(msg, "\r\n");
+    if (n >= outlen)
+        n = outlen - 1;
+    memcpy(out, msg, n);
+    while (n > 0 && (out[n - 1] == ' ' || out[n - 1] == '\t'))
+        n--;
+    out[n] = '\0';
+}
+
+static void why_conn(struct call *c, PGconn *conn)
+{
+    first_line(c->why, sizeof(c->why), conn ? PQerrorMessage(conn) : NULL);
+}
+
+static void why_result(struct call *c, const PGresult *r, PGconn *conn)
+{
+    const char *m = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (m)
+        first_line(c->why, sizeof(c->why), m);
+    else
+        why_conn(c, conn);
+}
+
+/* Masks the value of every password in a URI or key=value string: the user
+ * info after ':' and "password=" parameters. out holds 2 * strlen(spec) + 8. */
+PX_STATIC void px_price_pg_mask_uri(const char *spec, char *out, size_t outlen);
+PX_STATIC void px_price_pg_mask_uri(const char *spec, char *out, size_t outlen)
+{
+    size_t o = 0, len = strlen(spec);
+    const char *auth = strstr(spec, "://");
+    const char *colon = NULL, *at = NULL;
+    if (auth) {
+        auth += 3;
+        size_t alen = strcspn(auth, "/?#");
+        for (size_t i = 0; i < alen; i++)
+            if (auth[i] == '@')
+                at = auth + i;
+        if (at)
+            colon = memchr(auth, ':', (size_t)(at - auth));
+    }
+    for (size_t i = 0; i < len && o + 4 < outlen;) {
+        const char *p = spec + i;
+        if (colon && p == colon) {
+            memcpy(out + o, ":***", 4);
+            o += 4;
+            i = (size_t)(at - spec);
+            continue;
+        }
+        bool boundary = i == 0 || spec[i - 1] == '?' || spec[i - 1] == '&' || spec[i - 1] == ' ';
+        if (boundary && strncmp(p, "password=", 9) == 0) {
+            if (o + 12 >= outlen)
+                break; /* never copy a password for want of room */
+            memcpy(out + o, "password=***", 12);
+            o += 12;
+            i += 9;
+            while (i < len && spec[i] != '&' && spec[i] != ' ' && spec[i] != '#')
+                i++;
+            continue;
+        }
+        out[o++] = spec[i++];
+    }
+    out[o] = '\0';
+}
+
+/* Waits until fd is ready for events or the deadline passes. */
+static px_rc wait_fd(int fd, short events, int64_t deadline, short *revents)
+{
+    if (fd < 0)
+        return PX_ERR_UNAVAILABLE;
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            return PX_ERR_TIMEOUT;
+        struct pollfd p = {.fd = fd, .events = events};
+        int r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (r > 0) {
+            if (revents)
+                *revents = p.revents;
+            return PX_OK;
+        }
+        if (r == 0)
+            return PX_ERR_TIMEOUT;
+        if (errno != EINTR)
+            return PX_ERR_UNAVAILABLE;
+    }
+}
+
+/* Server notices (NOTICE, the FATAL of a terminated session) go to the debug
+ * log as one JSON line instead of libpq's default stderr. */
+static void on_notice(void *arg, const char *msg)
+{
+    char line[WHY_LEN];
+    PX_UNUSED(arg);
+    first_line(line, sizeof(line), msg);
+    PX_DEBUG(NULL, "price database notice: %s", line);
+}
+
+/* Opens one connection within the call's deadline. */
+static px_rc pg_connect(struct pg_store *s, struct call *c, PGconn **out)
+{
+    px_rc rc = PX_OK;
+    PGconn *conn = PQconnectStartParams(s->keys, s->vals, 0);
+    *out = NULL;
+    if (!conn) {
+        snprintf(c->why, sizeof(c->why), "out of memory");
+        return PX_ERR_NOMEM;
+    }
+    if (PQstatus(conn) == CONNECTION_BAD) {
+        why_conn(c, conn);
+        rc = PX_ERR_UNAVAILABLE;
+        goto out;
+    }
+    PQsetNoticeProcessor(conn, on_notice, NULL);
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    for (int step = 0; st != PGRES_POLLING_OK; step++) {
+        if (st == PGRES_POLLING_FAILED) {
+            why_conn(c, conn);
+            rc = PX_ERR_UNAVAILABLE;
+            goto out;
+        }
+        if (step >= CONNECT_STEPS) {
+            snprintf(c->why, sizeof(c->why), "connection set-up did not finish");
+            rc = PX_ERR_PROTOCOL;
+            goto out;
+        }
+        if (st == PGRES_POLLING_READING || st == PGRES_POLLING_WRITING) {
+            short ev = st == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+            rc = wait_fd(PQsocket(conn), ev, c->deadline, NULL);
+            if (rc) {
+                if (rc == PX_ERR_TIMEOUT)
+                    snprintf(c->why, sizeof(c->why), "no answer within the time-out");
+                else
+                    why_conn(c, conn);
+                goto out;
+            }
+        }
+        st = PQconnectPoll(conn);
+    }
+    if (PQsetnonblocking(conn, 1) != 0) {
+        why_conn(c, conn);
+        rc = PX_ERR_UNAVAILABLE;
+        goto out;
+    }
+    *out = conn;
+    conn = NULL;
+out:
+    if (conn)
+        PQfinish(conn);
+    return rc;
+}
+
+/* Collects the results of the command just sent: the first error, else the
+ * last result. A non-OK return means the connection cannot be trusted. */
+static px_rc pg_finish(PGconn *conn, struct call *c, PGresult **out)
+{
+    px_rc rc = PX_OK;
+    PGresult *keep = NULL;
+    int f;
+    *out = NULL;
+    /* A large command (a seed file) may not fit the socket at once. */
+    while ((f = PQflush(conn)) == 1) {
+        short rev = 0;
+        rc = wait_fd(PQsocket(conn), POLLIN | POLLOUT, c->deadline, &rev);
+        if (rc)
+            goto out;
+        if ((rev & POLLIN) && !PQconsumeInput(conn)) {
+            rc = PX_ERR_UNAVAILABLE;
+            goto out;
+        }
+    }
+    if (f < 0) {
+        rc = PX_ERR_UNAVAILABLE;
+        goto out;
+    }
+    for (;;) {
+        while (PQisBusy(conn)) {
+            rc = wait_fd(PQsocket(conn), POLLIN, c->deadline, NULL);
+            if (rc)
+                goto out;
+            if (!PQconsumeInput(conn)) {
+                rc = PX_ERR_UNAVAILABLE;
+                goto out;
+            }
+        }
+        PGresult *r = PQgetResult(conn);
+        if (!r)
+            break;
+        ExecStatusType st = PQresultStatus(r);
+        bool keep_err = keep && PQresultStatus(keep) == PGRES_FATAL_ERROR;
+        if (keep_err) {
+            PQclear(r);
+        } else {
+            PQclear(keep);
+            keep = r;
+        }
+        /* After a connection error libpq has nothing more to give. */
+        if (st == PGRES_FATAL_ERROR && PQstatus(conn) == CONNECTION_BAD)
+            break;
+    }
+    *out = keep;
+    keep = NULL;
+out:
+    if (rc == PX_ERR_TIMEOUT)
+        snprintf(c->why, sizeof(c->why), "no answer within the time-out");
+    else if (rc)
+        why_conn(c, conn);
+    PQclear(keep);
+    return rc;
+}
+
+/* Maps a failed result to a px_rc; *conn_lost when the connection is gone. */
+static px_rc classify(PGconn *conn, const PGresult *r, bool *conn_lost)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    *conn_lost = PQstatus(conn) != CONNECTION_OK;
+    if (*conn_lost || !state)
+        return PX_ERR_UNAVAILABLE;
+    if (strcmp(state, "57014") == 0) /* query_canceled: our statement_timeout */
+        return PX_ERR_TIMEOUT;
+    /* connection exceptions, shutdown, resources, missing schema or statement */
+    if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 ||
+        strncmp(state, "53", 2) == 0 || strcmp(state, "42P01") == 0 ||
+        strcmp(state, "26000") == 0 || strcmp(state, "25006") == 0)
+        return PX_ERR_UNAVAILABLE;
+    return PX_ERR_INTERNAL;
+}
+
+static void slot_drop(struct slot *sl)
+{
+    if (sl->conn)
+        PQfinish(sl->conn);
+    sl->conn = NULL;
+    sl->prepared = false;
+}
+
+/* true when an idle connection is still usable: a readable socket on an idle
+ * connection means the server said something, usually goodbye. */
+static bool slot_alive(struct slot *sl)
+{
+    if (!sl->conn || PQstatus(sl->conn) != CONNECTION_OK)
+        return false;
+    struct pollfd p = {.fd = PQsocket(sl->conn), .events = POLLIN};
+    if (p.fd < 0)
+        return false;
+    int r = poll(&p, 1, 0);
+    if (r <= 0)
+        return r == 0;
+    if (!PQconsumeInput(sl->conn) || PQstatus(sl->conn) != CONNECTION_OK)
+        return false;
+    /* Anything but a notice on an idle connection is out of step. */
+    return !PQisBusy(sl->conn);
+}
+
+/* Makes sl connected; *fresh when a new connection was opened. */
+static px_rc slot_connect(struct pg_store *s, struct slot *sl, struct call *c, bool *fresh)
+{
+    *fresh = false;
+    if (sl->conn && slot_alive(sl))
+        return PX_OK;
+    slot_drop(sl);
+    px_rc rc = pg_connect(s, c, &sl->conn);
+    if (rc) {
+        c->lost = true;
+        return rc == PX_ERR_TIMEOUT ? PX_ERR_TIMEOUT : PX_ERR_UNAVAILABLE;
+    }
+    *fresh = true;
+    return PX_OK;
+}
+
+/* Runs the command just sent and checks its status; on failure says whether a
+ * retry on a new connection may help. The result is the caller's on PX_OK. */
+static px_rc slot_result(struct slot *sl, struct call *c, ExecStatusType want, PGresult **out,
+                         bool *retry)
+{
+    PGresult *r = NULL;
+    *retry = false;
+    *out = NULL;
+    px_rc rc = pg_finish(sl->conn, c, &r);
+    if (rc) {
+        /* A statement may still be in flight: the connection is done for. */
+        slot_drop(sl);
+        c->lost = true;
+        *retry = rc != PX_ERR_TIMEOUT;
+        return rc;
+    }
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (r && (st == want || (want == ANY_OK && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ||
+                                                st == PGRES_EMPTY_QUERY)))) {
+        c->answered = true;
+        *out = r;
+        return PX_OK;
+    }
+    bool conn_lost = false;
+    rc = r ? classify(sl->conn, r, &conn_lost) : PX_ERR_PROTOCOL;
+    why_result(c, r, sl->conn);
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    c->answered = !conn_lost;
+    if (conn_lost) {
+        slot_drop(sl);
+        c->lost = true;
+        *retry = true;
+    } else if (state && strcmp(state, "26000") == 0) {
+        sl->prepared = false; /* the statement vanished (DISCARD ALL, a pooler) */
+        *retry = true;
+    } else if (state && strcmp(state, "42P01") == 0) {
+        sl->prepared = false; /* prepare again once the schema exists */
+    }
+    PQclear(r);
+    return rc;
+}
+
+static px_rc slot_prepare(struct slot *sl, struct call *c, bool *retry)
+{
+    *retry = false;
+    if (sl->prepared)
+        return PX_OK;
+    if (!PQsendPrepare(sl->conn, GET_STMT, GET_SQL, 1, NULL)) {
+        why_conn(c, sl->conn);
+        slot_drop(sl);
+        *retry = true;
+        return PX_ERR_UNAVAILABLE;
+    }
+    PGresult *r = NULL;
+    px_rc rc = slot_result(sl, c, PGRES_COMMAND_OK, &r, retry);
+    PQclear(r);
+    if (!rc)
+        sl->prepared = true;
+    return rc;
+}
+
+/* Copies at most cap - 1 bytes of a text value; PX_ERR_PROTOCOL when longer. */
+static px_rc copy_value(const PGresult *r, int col, char *dst, size_t cap)
+{
+    if (PQgetisnull(r, 0, col))
+        return PX_ERR_PROTOCOL;
+    int len = PQgetlength(r, 0, col);
+    if (len <= 0 || (size_t)len >= cap)
+        return PX_ERR_PROTOCOL;
+    memcpy(dst, PQgetvalue(r, 0, col), (size_t)len);
+    dst[len] = '\0';
+    return PX_OK;
+}
+
+static px_rc run_get(struct slot *sl, struct call *c, const char *id, struct px_price *out,
+                     bool *retry)
+{
+    px_rc rc = slot_prepare(sl, c, retry);
+    if (rc)
+        return rc;
+    const char *params[1] = {id};
+    if (!PQsendQueryPrepared(sl->conn, GET_STMT, 1, params, NULL, NULL, 0)) {
+        why_conn(c, sl->conn);
+        slot_drop(sl);
+        *retry = true;
+        return PX_ERR_UNAVAILABLE;
+    }
+    PGresult *r = NULL;
+    rc = slot_result(sl, c, PGRES_TUPLES_OK, &r, retry);
+    if (rc)
+        return rc;
+    if (PQnfields(r) != 2 || PQntuples(r) > 1) {
+        snprintf(c->why, sizeof(c->why), "unexpected result shape");
+        rc = PX_ERR_PROTOCOL;
+    } else if (PQntuples(r) == 0) {
+        rc = PX_ERR_NOT_FOUND;
+    } else {
+        rc = copy_value(r, 0, out->price, sizeof(out->price));
+        if (!rc)
+            rc = copy_value(r, 1, out->currency, sizeof(out->currency));
+        if (rc)
+            snprintf(c->why, sizeof(c->why), "stored price or currency does not fit");
+    }
+    PQclear(r);
+    return rc;
+}
+
+static px_rc run_ping(struct slot *sl, struct call *c, bool *retry)
+{
+    if (!PQsendQueryParams(sl->conn, "SELECT 1", 0, NULL, NULL, NULL, NULL, 0)) {
+        why_conn(c, sl->conn);
+        slot_drop(sl);
+        *retry = true;
+        return PX_ERR_UNAVAILABLE;
+    }
+    PGresult *r = NULL;
+    px_rc rc = slot_result(sl, c, PGRES_TUPLES_OK, &r, retry);
+    PQclear(r);
+    return rc;
+}
+
+static void abs_time(int64_t deadline_ms, struct timespec *ts)
+{
+    /* deadline is on CLOCK_MONOTONIC, the condition variable's clock */
+    ts->tv_sec = (time_t)(deadline_ms / 1000);
+    ts->tv_nsec = (long)(deadline_ms % 1000) * 1000000L;
+}
+
+/* Borrows a slot, preferring one already connected; bounded by the deadline. */
+static px_rc slot_acquire(struct pg_store *s, int64_t deadline, struct slot **out)
+{
+    px_rc rc = PX_OK;
+    struct timespec ts;
+    abs_time(deadline, &ts);
+    *out = NULL;
+    pthread_mutex_lock(&s->mu);
+    while (!*out) {
+        struct slot *idle = NULL;
+        for (unsigned i = 0; i < s->n; i++) {
+            struct slot *sl = &s->slots[i];
+            if (sl->in_use)
+                continue;
+            if (sl->conn) {
+                idle = sl;
+                break;
+            }
+            if (!idle)
+                idle = sl;
+        }
+        if (idle) {
+            idle->in_use = true;
+            *out = idle;
+            break;
+        }
+        int e = pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+        if (e == ETIMEDOUT) {
+            rc = PX_ERR_TIMEOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static void slot_release(struct pg_store *s, struct slot *sl)
+{
+    pthread_mutex_lock(&s->mu);
+    sl->in_use = false;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Breaker: PX_ERR_UNAVAILABLE at once while the server is known down and
+ * another call is probing it or the retry interval has not passed. */
+static px_rc gate_enter(struct pg_store *s, bool *probe)
+{
+    px_rc rc = PX_OK;
+    *probe = false;
+    pthread_mutex_lock(&s->mu);
+    if (s->down) {
+        if (s->probing || now_ms() < s->retry_at)
+            rc = PX_ERR_UNAVAILABLE;
+        else
+            s->probing = *probe = true;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static void gate_leave(struct pg_store *s, bool probe, const struct call *c)
+{
+    bool went_down = false, came_back = false;
+    pthread_mutex_lock(&s->mu);
+    if (probe)
+        s->probing = false;
+    if (c->lost) {
+        went_down = !s->down;
+        s->down = true;
+        s->retry_at = now_ms() + RETRY_MS;
+    } else if (s->down && c->answered) {
+        s->down = false;
+        came_back = true;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (went_down)
+        PX_WARN(NULL, "price database %s unreachable: %s", s->shown, c->why);
+    if (came_back)
+        PX_INFO(NULL, "price database %s reachable again", s->shown);
+}
+
+enum op { OP_GET, OP_PING };
+
+/* One bounded call: gate, borrow, (re)connect, run, retry once when a reused
+ * connection turned out dead, give back. */
+static px_rc pg_call(struct pg_store *s, enum op op, const char *id, struct px_price *out)
+{
+    struct call c = {.deadline = now_ms() + s->timeout_ms};
+    struct slot *sl = NULL;
+    bool probe = false;
+    px_rc rc = gate_enter(s, &probe);
+    if (rc)
+        return rc;
+    rc = slot_acquire(s, c.deadline, &sl);
+    if (rc)
+        goto out;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        bool fresh = false, retry = false;
+        c.lost = c.answered = false;
+        rc = slot_connect(s, sl, &c, &fresh);
+        if (rc)
+            break;
+        rc = op == OP_GET ? run_get(sl, &c, id, out, &retry) : run_ping(sl, &c, &retry);
+        if (!rc || !retry || fresh)
+            break;
+    }
+out:
+    if (sl)
+        slot_release(s, sl);
+    gate_leave(s, probe, &c);
+    return rc;
+}
+
+static px_rc pg_get(void *impl, const char *product_id, struct px_price *out)
+{
+    struct pg_store *s = impl;
+    if (!s || !product_id || !out)
+        return PX_ERR_INVALID;
+    size_t len = strnlen(product_id, PX_MAX_PRODUCT_ID + 1);
+    if (len == 0 || len > PX_MAX_PRODUCT_ID)
+        return PX_ERR_INVALID;
+    memset(out, 0, sizeof(*out));
+    memcpy(out->product_id, product_id, len);
+    px_rc rc = pg_call(s, OP_GET, product_id, out);
+    if (rc) {
+        out->price[0] = out->currency[0] = '\0';
+    }
+    return rc;
+}
+
+static px_rc pg_ping(void *impl)
+{
+    struct pg_store *s = impl;
+    if (!s)
+        return PX_ERR_INVALID;
+    return pg_call(s, OP_PING, NULL, NULL);
+}
+
+static void pg_close(void *impl)
+{
+    struct pg_store *s = impl;
+    if (!s)
+        return;
+    for (unsigned i = 0; s->slots && i < s->n; i++)
+        slot_drop(&s->slots[i]);
+    if (s->sync_init) {
+        pthread_cond_destroy(&s->cv);
+        pthread_mutex_destroy(&s->mu);
+    }
+    free(s->slots);
+    free(s->keys);
+    free(s->vals);
+    PQconninfoFree(s->info);
+    free(s->options);
+    free(s->shown);
+    free(s);
+}
+
+/* Builds the connection parameters: the URI's own, then our bounds. */
+static px_rc build_params(struct pg_store *s, const char *spec, char *err, size_t errlen)
+{
+    char *perr = NULL;
+    s->info = PQconninfoParse(spec, &perr);
+    if (!s->info) {
+        char line[WHY_LEN];
+        first_line(line, sizeof(line), perr ? perr : "out of memory");
+        snprintf(err, errlen, "PRICE_DB: invalid PostgreSQL URI %s: %s", s->shown, line);
+        PQfreemem(perr);
+        return PX_ERR_CONFIG;
+    }
+    size_t n = 0;
+    const char *user_opts = NULL;
+    bool have_app = false, have_enc = false;
+    for (PQconninfoOption *o = s->info; o->keyword; o++) {
+        n++;
+        if (o->val && strcmp(o->keyword, "options") == 0)
+            user_opts = o->val;
+        if (o->val && strcmp(o->keyword, "application_name") == 0)
+            have_app = true;
+        if (o->val && strcmp(o->keyword, "client_encoding") == 0)
+            have_enc = true;
+    }
+    size_t olen = (user_opts ? strlen(user_opts) : 0) + 64;
+    s->options = malloc(olen);
+    s->keys = calloc(n + 5, sizeof(*s->keys));
+    s->vals = calloc(n + 5, sizeof(*s->vals));
+    if (!s->options || !s->keys || !s->vals) {
+        snprintf(err, errlen, "PRICE_DB: out of memory");
+        return PX_ERR_NOMEM;
+    }
+    /* The server cancels a statement a little before the client would give
+     * up, so a slow statement (a lock wait) reads as a timeout from a live
+     * server, not as a lost one. */
+    long stmt_ms = s->timeout_ms - s->timeout_ms / 10;
+    snprintf(s->options, olen, "%s%s-c statement_timeout=%ld", user_opts ? user_opts : "",
+             user_opts ? " " : "", stmt_ms < 1 ? 1 : stmt_ms);
+    /* libpq counts whole seconds and treats anything below 2 as 2. */
+    long secs = (s->timeout_ms + 999) / 1000;
+    snprintf(s->ctimeout, sizeof(s->ctimeout), "%ld", secs < 2 ? 2 : secs);
+    size_t k = 0;
+    for (PQconninfoOption *o = s->info; o->keyword; o++) {
+        if (!o->val || strcmp(o->keyword, "options") == 0 ||
+            strcmp(o->keyword, "connect_timeout") == 0)
+            continue;
+        s->keys[k] = o->keyword;
+        s->vals[k++] = o->val;
+    }
+    s->keys[k] = "options";
+    s->vals[k++] = s->options;
+    s->keys[k] = "connect_timeout";
+    s->vals[k++] = s->ctimeout;
+    if (!have_app) {
+        s->keys[k] = "application_name";
+        s->vals[k++] = "pricing";
+    }
+    if (!have_enc) {
+        s->keys[k] = "client_encoding";
+        s->vals[k++] = "UTF8";
+    }
+    s->keys[k] = NULL;
+    s->vals[k] = NULL;
+    return PX_OK;
+}
+
+static px_rc pg_open(const char *spec, const struct px_price_opts *opts, void **impl, char *err,
+                     size_t errlen)
+{
+    px_rc rc = PX_OK;
+    struct pg_store *s = NULL;
+    *impl = NULL;
+    if (!spec || !*spec) {
+        snprintf(err, errlen, "PRICE_DB: empty PostgreSQL URI");
+        return PX_ERR_CONFIG;
+    }
+    unsigned pool = opts && opts->pool_size ? opts->pool_size : POOL_DEFAULT;
+    if (pool > POOL_MAX) {
+        snprintf(err, errlen, "PRICE_DB: pool of %u connections is over the cap of %d", pool,
+                 POOL_MAX);
+        return PX_ERR_CONFIG;
+    }
+    s = calloc(1, sizeof(*s));
+    size_t shown_len = 2 * strlen(spec) + 8;
+    if (s)
+        s->shown = malloc(shown_len);
+    if (s)
+        s->slots = calloc(pool, sizeof(*s->slots));
+    if (!s || !s->shown || !s->slots) {
+        snprintf(err, errlen, "PRICE_DB: out of memory");
+        rc = PX_ERR_NOMEM;
+        goto out;
+    }
+    px_price_pg_mask_uri(spec, s->shown, shown_len);
+    s->n = pool;
+    long t = opts ? opts->timeout_ms : 0;
+    s->timeout_ms = t <= 0 ? TIMEOUT_DEFAULT : t > TIMEOUT_MAX ? TIMEOUT_MAX : t;
+    rc = build_params(s, spec, err, errlen);
+    if (rc)
+        goto out;
+
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0) {
+        rc = PX_ERR_NOMEM;
+        snprintf(err, errlen, "PRICE_DB: cannot set up the pool");
+        goto out;
+    }
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int e1 = pthread_mutex_init(&s->mu, NULL);
+    int e2 = e1 ? -1 : pthread_cond_init(&s->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (e1 || e2) {
+        if (!e1)
+            pthread_mutex_destroy(&s->mu);
+        rc = PX_ERR_NOMEM;
+        snprintf(err, errlen, "PRICE_DB: cannot set up the pool");
+        goto out;
+    }
+    s->sync_init = true;
+
+    /* One connection now: a wrong URI, password or a dead server stops start-up. */
+    struct call c = {.deadline = now_ms() + s->timeout_ms};
+    bool fresh = false, retry = false;
+    rc = slot_connect(s, &s->slots[0], &c, &fresh);
+    if (rc) {
+        snprintf(err, errlen, "PRICE_DB: cannot connect to %s: %s", s->shown, c.why);
+        goto out;
+    }
+    if (!opts || !opts->create) {
+        rc = slot_prepare(&s->slots[0], &c, &retry);
+        if (rc) {
+            const char *hint = strstr(c.why, "does not exist") ? " (run: pricing db seed)" : "";
+            snprintf(err, errlen, "PRICE_DB: %s: cannot prepare the price look-up: %s%s", s->shown,
+                     c.why, hint);
+            goto out;
+        }
+    }
+    *impl = s;
+    s = NULL;
+out:
+    pg_close(s);
+    return rc;
+}
+
+/* ---- seeding: migrations and the seed file ---- */
+
+struct migration {
+    long version;
+    char name[NAME_MAX + 1];
+};
+
+static int migration_cmp(const void *a, const void *b)
+{
+    const struct migration *x = a, *y = b;
+    return (x->version > y->version) - (x->version < y->version);
+}
+
+/* "NNN_words.sql": version NNN; false for anything else in the directory. */
+PX_STATIC bool px_price_pg_migration_name(const char *name, long *version);
+PX_STATIC bool px_price_pg_migration_name(const char *name, long *version)
+{
+    size_t len = strlen(name), d = strspn(name, "0123456789");
+    if (d == 0 || d > 9 || name[d] != '_' || len < d + 6 || strcmp(name + len - 4, ".sql") != 0)
+        return false;
+    for (size_t i = d + 1; i < len - 4; i++) {
+        char ch = name[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
+        if (!ok)
+            return false;
+    }
+    *version = strtol(name, NULL, 10);
+    return true;
+}
+
+/* Migration directory: ../sql next to the seed file (infra/seed/x.sql -> infra/sql). */
+static px_rc migrations_dir(const char *seed, char *out, size_t outlen)
+{
+    const char *slash = strrchr(seed, '/');
+    int n = slash ? snprintf(out, outlen, "%.*s/../sql", (int)(slash - seed), seed)
+                  : snprintf(out, outlen, "../sql");
+    return n < 0 || (size_t)n >= outlen ? PX_ERR_TOO_LARGE : PX_OK;
+}
+
+static px_rc list_migrations(const char *dir, struct migration **out, size_t *nout, char *err,
+                             size_t errlen)
+{
+    px_rc rc = PX_OK;
+    struct migration *m = NULL;
+    size_t n = 0;
+    DIR *d = opendir(dir);
+    *out = NULL;
+    *nout = 0;
+    if (!d) {
+        snprintf(err, errlen, "db seed: cannot open the migrations directory %s: %s", dir,
+                 strerror(errno));
+        return PX_ERR_IO;
+    }
+    m = calloc(MIGRATIONS_MAX, sizeof(*m));
+    if (!m) {
+        snprintf(err, errlen, "db seed: out of memory");
+        rc = PX_ERR_NOMEM;
+        goto out;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        long v;
+        if (!px_price_pg_migration_name(de->d_name, &v))
+            continue;
+        if (n == MIGRATIONS_MAX) {
+            snprintf(err, errlen, "db seed: more than %d migrations in %s", MIGRATIONS_MAX, dir);
+            rc = PX_ERR_TOO_LARGE;
+            goto out;
+        }
+        m[n].version = v;
+        snprintf(m[n].name, sizeof(m[n].name), "%s", de->d_name);
+        n++;
+    }
+    if (n == 0) {
+        snprintf(err, errlen, "db seed: no migrations (NNN_name.sql) in %s", dir);
+        rc = PX_ERR_IO;
+        goto out;
+    }
+    qsort(m, n, sizeof(*m), migration_cmp);
+    for (size_t i = 1; i < n; i++) {
+        if (m[i].version == m[i - 1].version) {
+            snprintf(err, errlen, "db seed: migrations %s and %s share version %ld", m[i - 1].name,
+                     m[i].name, m[i].version);
+            rc = PX_ERR_CONFIG;
+            goto out;
+        }
+    }
+    *out = m;
+    *nout = n;
+    m = NULL;
+out:
+    free(m);
+    closedir(d);
+    return rc;
+}
+
+static px_rc read_sql(const char *path, char **out, char *err, size_t errlen)
+{
+    px_rc rc = PX_OK;
+    char *buf = NULL;
+    FILE *f = fopen(path, "rb");
+    *out = NULL;
+    if (!f) {
+        snprintf(err, errlen, "db seed: cannot open %s: %s", path, strerror(errno));
+        return PX_ERR_IO;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "db seed: %s is not a readable file", path);
+        rc = PX_ERR_IO;
+        goto out;
+    }
+    if (st.st_size > SQL_FILE_MAX) {
+        snprintf(err, errlen, "db seed: %s is larger than %ld MiB", path,
+                 SQL_FILE_MAX / (1024 * 1024));
+        rc = PX_ERR_TOO_LARGE;
+        goto out;
+    }
+    size_t len = (size_t)st.st_size;
+    buf = malloc(len + 1);
+    if (!buf) {
+        snprintf(err, errlen, "db seed: out of memory reading %s", path);
+        rc = PX_ERR_NOMEM;
+        goto out;
+    }
+    if (fread(buf, 1, len, f) != len) {
+        snprintf(err, errlen, "db seed: short read on %s", path);
+        rc = PX_ERR_IO;
+        goto out;
+    }
+    buf[len] = '\0';
+    if (memchr(buf, '\0', len)) {
+        snprintf(err, errlen, "db seed: %s contains a NUL byte", path);
+        rc = PX_ERR_INVALID;
+        goto out;
+    }
+    *out = buf;
+    buf = NULL;
+out:
+    free(buf);
+    fclose(f);
+    return rc;
+}
+
+/* Runs sql (one or more statements, no parameters, or one statement with
+ * nparams text parameters) and expects want; err names what. */
+static px_rc seed_exec(struct slot *sl, struct call *c, const char *what, const char *sql,
+                       int nparams, const char *const *params, ExecStatusType want, PGresult **res,
+                       char *err, size_t errlen)
+{
+    int sent = nparams ? PQsendQueryParams(sl->conn, sql, nparams, NULL, params, NULL, NULL, 0)
+                       : PQsendQuery(sl->conn, sql);
+    PGresult *r = NULL;
+    bool retry = false;
+    px_rc rc;
+    if (!sent) {
+        why_conn(c, sl->conn);
+        slot_drop(sl);
+        rc = PX_ERR_UNAVAILABLE;
+    } else {
+        rc = slot_result(sl, c, want, &r, &retry);
+    }
+    if (rc) {
+        snprintf(err, errlen, "db seed: %s failed: %s", what, c->why);
+        return rc;
+    }
+    if (res)
+        *res = r;
+    else
+        PQclear(r);
+    return PX_OK;
+}
+
+static bool applied(const PGresult *r, long version)
+{
+    for (int i = 0; i < PQntuples(r); i++)
+        if (strtol(PQgetvalue(r, i, 0), NULL, 10) == version)
+            return true;
+    return false;
+}
+
+static px_rc seed_in_tx(struct slot *sl, struct call *c, const char *dir, const struct migration *m,
+                        size_t nm, const char *seed_sql, const char *seed_path, long timeout_ms,
+                        char *err, size_t errlen)
+{
+    char tmo[24], ver[24], path[PATH_MAX + NAME_MAX + 2], what[NAME_MAX + 32];
+    PGresult *done = NULL;
+    char *sql = NULL;
+    snprintf(tmo, sizeof(tmo), "%ld", timeout_ms);
+    const char *p_tmo[1] = {tmo};
+    const char *p_lock[1] = {MIGRATION_LOCK};
+    px_rc rc = seed_exec(sl, c, "setting the statement time-out",
+                         "SELECT set_config('statement_timeout', $1, true)", 1, p_tmo,
+                         PGRES_TUPLES_OK, NULL, err, errlen);
+    if (!rc)
+        rc = seed_exec(sl, c, "taking the migration lock", "SELECT pg_advisory_xact_lock($1)", 1,
+                       p_lock, PGRES_TUPLES_OK, NULL, err, errlen);
+    if (!rc)
+        rc = seed_exec(sl, c, "creating schema_migrations",
+                       "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                       " version BIGINT PRIMARY KEY,"
+                       " name TEXT NOT NULL,"
+                       " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+                       0, NULL, PGRES_COMMAND_OK, NULL, err, errlen);
+    if (!rc)
+        rc = seed_exec(sl, c, "reading schema_migrations", "SELECT version FROM schema_migrations",
+                       0, NULL, PGRES_TUPLES_OK, &done, err, errlen);
+    for (size_t i = 0; !rc && i < nm; i++) {
+        if (applied(done, m[i].version))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, m[i].name);
+        rc = read_sql(path, &sql, err, errlen);
+        if (rc)
+            break;
+        snprintf(what, sizeof(what), "migration %s", m[i].name);
+        rc = seed_exec(sl, c, what, sql, 0, NULL, ANY_OK, NULL, err, errlen);
+        free(sql);
+        sql = NULL;
+        snprintf(ver, sizeof(ver), "%ld", m[i].version);
+        const char *p_rec[2] = {ver, m[i].name};
+        if (!rc)
+            rc = seed_exec(sl, c, "recording a migration",
+                           "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 2,
+                           p_rec, PGRES_COMMAND_OK, NULL, err, errlen);
+    }
+    if (!rc) {
+        rc =
+            seed_exec(sl, c, "loading the seed file", seed_sql, 0, NULL, ANY_OK, NULL, err, errlen);
+        if (rc)
+            snprintf(err, errlen, "db seed: %s: %s", seed_path, c->why);
+    }
+    PQclear(done);
+    return rc;
+}
+
+static px_rc pg_seed(void *impl, const char *sql_path, char *err, size_t errlen)
+{
+    struct pg_store *s = impl;
+    struct migration *m = NULL;
+    struct slot *sl = NULL;
+    char *seed_sql = NULL;
+    char dir[PATH_MAX];
+    size_t nm = 0;
+    bool in_tx = false;
+    if (!s || !sql_path)
+        return PX_ERR_INVALID;
+    long timeout = s->timeout_ms < SEED_TIMEOUT_MIN ? SEED_TIMEOUT_MIN : s->timeout_ms;
+    struct call c = {.deadline = now_ms() + timeout};
+    px_rc rc = migrations_dir(sql_path, dir, sizeof(dir));
+    if (rc) {
+        snprintf(err, errlen, "db seed: seed file path too long");
+        goto out;
+    }
+    rc = list_migrations(dir, &m, &nm, err, errlen);
+    if (!rc)
+        rc = read_sql(sql_path, &seed_sql, err, errlen);
+    if (rc)
+        goto out;
+    rc = slot_acquire(s, c.deadline, &sl);
+    if (rc) {
+        snprintf(err, errlen, "db seed: no free connection");
+        goto out;
+    }
+    bool fresh = false;
+    rc = slot_connect(s, sl, &c, &fresh);
+    if (rc) {
+        snprintf(err, errlen, "db seed: cannot connect to %s: %s", s->shown, c.why);
+        goto out;
+    }
+    rc = seed_exec(sl, &c, "BEGIN", "BEGIN", 0, NULL, PGRES_COMMAND_OK, NULL, err, errlen);
+    if (rc)
+        goto out;
+    in_tx = true;
+    rc = seed_in_tx(sl, &c, dir, m, nm, seed_sql, sql_path, timeout, err, errlen);
+    if (rc)
+        goto out;
+    rc = seed_exec(sl, &c, "COMMIT", "COMMIT", 0, NULL, PGRES_COMMAND_OK, NULL, err, errlen);
+    in_tx = false;
+out:
+    if (in_tx && sl && sl->conn) {
+        char ignore[WHY_LEN];
+        struct call rb = {.deadline = now_ms() + s->timeout_ms};
+        if (seed_exec(sl, &rb, "ROLLBACK", "ROLLBACK", 0, NULL, PGRES_COMMAND_OK, NULL, ignore,
+                      sizeof(ignore)) != PX_OK)
+            slot_drop(sl);
+    }
+    if (sl)
+        slot_release(s, sl);
+    free(seed_sql);
+    free(m);
+    return rc;
+}
+
+const struct px_price_ops px_price_pg_ops = {
+    .scheme = "postgresql",
+    .open = pg_open,
+    .close = pg_close,
+    .get = pg_get,
+    .ping = pg_ping,
+    .seed = pg_seed,
+};

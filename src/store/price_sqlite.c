@@ -1,0 +1,460 @@
+/* price_sqlite.c: the embedded price store (spec "sqlite:PATH").
+ *
+ * A fixed pool of read-only connections, each with its prepared look-up, is
+ * shared by all request threads: a thread borrows one under a mutex, waits at
+ * most timeout_ms for one to come back, and returns it after a single
+ * bind/step/reset. The product id is always a bound parameter. The price is
+ * TEXT so its scale survives ("100.00" stays "100.00"). Seeding uses its own
+ * read-write connection and one transaction, so readers see all or nothing.
+ * The file stays in rollback-journal mode: it is written only by `db seed`,
+ * and read-only connections then need nothing but read access to it. */
+#include "price.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define POOL_DEFAULT    4
+#define POOL_MAX        64
+#define TIMEOUT_DEFAULT 2000
+#define TIMEOUT_MAX     60000
+#define SEED_MAX_BYTES  (64L * 1024 * 1024)
+#define SCHEMA_VERSION  1
+
+/* Migrations, applied in order inside one transaction; user_version counts
+ * how many ran, so running them again is a no-op. */
+static const char *const migrations[SCHEMA_VERSION] = {
+    "CREATE TABLE IF NOT EXISTS product_prices ("
+    " product_id TEXT PRIMARY KEY CHECK (length(product_id) BETWEEN 1 AND 64"
+    "  AND product_id GLOB '[A-Za-z0-9]*' AND product_id NOT GLOB '*[^A-Za-z0-9-]*'),"
+    /* TEXT keeps '100.00' as written; an unquoted 100.00 would arrive as a REAL and
+     * be stored as '100.0', so seed files quote every price. */
+    " price TEXT NOT NULL CHECK (length(price) BETWEEN 1 AND 40"
+    "  AND price GLOB '*[0-9]*' AND price NOT GLOB '*[^0-9.]*' AND price NOT GLOB '*.*.*'),"
+    " currency TEXT NOT NULL CHECK (length(currency) = 3 AND currency GLOB '[A-Z][A-Z][A-Z]')"
+    ") WITHOUT ROWID;",
+};
+
+static const char GET_SQL[] = "SELECT price, currency FROM product_prices WHERE product_id = ?1";
+/* Readiness reads the table itself: "SELECT 1" alone would not touch the file. */
+static const char PING_SQL[] = "SELECT 1 FROM product_prices LIMIT 1";
+
+struct conn {
+    sqlite3 *db;
+    sqlite3_stmt *get;
+    sqlite3_stmt *ping;
+};
+
+struct sqlite_price {
+    char *path;
+    long timeout_ms;
+    unsigned n;
+    struct conn *conns;
+    unsigned *free_idx; /* stack of idle connection indexes */
+    unsigned nfree;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool sync_init;
+};
+
+static long clamp_timeout(long ms)
+{
+    if (ms <= 0)
+        return TIMEOUT_DEFAULT;
+    return ms > TIMEOUT_MAX ? TIMEOUT_MAX : ms;
+}
+
+static void conn_close(struct conn *c)
+{
+    sqlite3_finalize(c->get);
+    sqlite3_finalize(c->ping);
+    sqlite3_close_v2(c->db);
+    c->get = c->ping = NULL;
+    c->db = NULL;
+}
+
+static void price_close(void *impl)
+{
+    struct sqlite_price *p = impl;
+    if (!p)
+        return;
+    for (unsigned i = 0; p->conns && i < p->n; i++)
+        conn_close(&p->conns[i]);
+    if (p->sync_init) {
+        pthread_cond_destroy(&p->cv);
+        pthread_mutex_destroy(&p->mu);
+    }
+    free(p->conns);
+    free(p->free_idx);
+    free(p->path);
+    free(p);
+}
+
+/* Brings the schema to SCHEMA_VERSION on a read-write connection. */
+static px_rc migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int version = -1;
+    px_rc rc = PX_OK;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (version < 0) {
+        snprintf(err, errlen, "PRICE_DB: cannot read schema version of %s: %s", path,
+                 sqlite3_errmsg(db));
+        return PX_ERR_UNAVAILABLE;
+    }
+    if (version > SCHEMA_VERSION) {
+        snprintf(err, errlen, "PRICE_DB: %s has schema version %d, newer than this binary (%d)",
+                 path, version, SCHEMA_VERSION);
+        return PX_ERR_CONFIG;
+    }
+    for (int v = version; !rc && v < SCHEMA_VERSION; v++) {
+        char sql[64];
+        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
+        if (sqlite3_exec(db, migrations[v], NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "PRICE_DB: schema migration %d on %s failed: %s", v + 1, path,
+                     sqlite3_errmsg(db));
+            rc = PX_ERR_IO;
+        }
+    }
+    return rc;
+}
+
+/* Opens a read-write connection (creating the file when create is set). */
+static px_rc open_rw(const char *path, bool create, long timeout_ms, sqlite3 **out, char *err,
+                     size_t errlen)
+{
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "PRICE_DB: cannot open %s for writing: %s", path,
+                 db ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close_v2(db);
+        return PX_ERR_UNAVAILABLE;
+    }
+    sqlite3_busy_timeout(db, (int)timeout_ms);
+    *out = db;
+    return PX_OK;
+}
+
+/* Creates the schema when opts->create asks for it (db seed). */
+static px_rc create_schema(const char *path, long timeout_ms, char *err, size_t errlen)
+{
+    sqlite3 *db = NULL;
+    px_rc rc = open_rw(path, true, timeout_ms, &db, err, errlen);
+    if (rc)
+        return rc;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "PRICE_DB: cannot lock %s: %s", path, sqlite3_errmsg(db));
+        rc = PX_ERR_UNAVAILABLE;
+        goto out;
+    }
+    rc = migrate(db, path, err, errlen);
+    if (rc || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        if (!rc) {
+            snprintf(err, errlen, "PRICE_DB: cannot commit schema of %s: %s", path,
+                     sqlite3_errmsg(db));
+            rc = PX_ERR_IO;
+        }
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    }
+out:
+    sqlite3_close_v2(db);
+    return rc;
+}
+
+static px_rc conn_open(struct sqlite_price *p, struct conn *c, char *err, size_t errlen)
+{
+    if (sqlite3_open_v2(p->path, &c->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        snprintf(err, errlen, "PRICE_DB: cannot open %s: %s (run: pricing db seed)", p->path,
+                 c->db ? sqlite3_errmsg(c->db) : "out of memory");
+        return PX_ERR_UNAVAILABLE;
+    }
+    sqlite3_busy_timeout(c->db, (int)p->timeout_ms);
+    if (sqlite3_prepare_v3(c->db, GET_SQL, -1, SQLITE_PREPARE_PERSISTENT, &c->get, NULL) !=
+            SQLITE_OK ||
+        sqlite3_prepare_v3(c->db, PING_SQL, -1, SQLITE_PREPARE_PERSISTENT, &c->ping, NULL) !=
+            SQLITE_OK) {
+        const char *msg = sqlite3_errmsg(c->db);
+        /* A missing file opened read-only reads as an empty database: no table. */
+        if (strstr(msg, "no such table"))
+            snprintf(err, errlen, "PRICE_DB: no price table in %s (run: pricing db seed)", p->path);
+        else
+            snprintf(err, errlen, "PRICE_DB: cannot read %s: %s", p->path, msg);
+        return PX_ERR_UNAVAILABLE;
+    }
+    return PX_OK;
+}
+
+static px_rc price_open(const char *spec, const struct px_price_opts *opts, void **impl, char *err,
+                        size_t errlen)
+{
+    px_rc rc = PX_OK;
+    *impl = NULL;
+    if (!spec || !*spec || strcmp(spec, ":memory:") == 0) {
+        snprintf(err, errlen, "PRICE_DB: sqlite needs a file path (sqlite:PATH)");
+        return PX_ERR_CONFIG;
+    }
+    struct sqlite_price *p = calloc(1, sizeof(*p));
+    if (!p) {
+        snprintf(err, errlen, "PRICE_DB: out of memory");
+        return PX_ERR_NOMEM;
+    }
+    p->timeout_ms = clamp_timeout(opts ? opts->timeout_ms : 0);
+    p->n = opts && opts->pool_size ? opts->pool_size : POOL_DEFAULT;
+    if (p->n > POOL_MAX)
+        p->n = POOL_MAX;
+    p->path = strdup(spec);
+    p->conns = calloc(p->n, sizeof(*p->conns));
+    p->free_idx = calloc(p->n, sizeof(*p->free_idx));
+    if (!p->path || !p->conns || !p->free_idx) {
+        snprintf(err, errlen, "PRICE_DB: out of memory");
+        rc = PX_ERR_NOMEM;
+        goto out;
+    }
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (pthread_mutex_init(&p->mu, NULL) != 0 || pthread_cond_init(&p->cv, &ca) != 0) {
+        pthread_condattr_destroy(&ca);
+        snprintf(err, errlen, "PRICE_DB: cannot create pool lock");
+        rc = PX_ERR_NOMEM;
+        goto out;
+    }
+    pthread_condattr_destroy(&ca);
+    p->sync_init = true;
+
+    if (opts && opts->create) {
+        rc = create_schema(p->path, p->timeout_ms, err, errlen);
+        if (rc)
+            goto out;
+    }
+    for (unsigned i = 0; i < p->n; i++) {
+        rc = conn_open(p, &p->conns[i], err, errlen);
+        if (rc)
+            goto out;
+        p->free_idx[p->nfree++] = i;
+    }
+    *impl = p;
+out:
+    if (rc)
+        price_close(p);
+    return rc;
+}
+
+/* Borrows an idle connection, waiting at most timeout_ms. */
+static px_rc acquire(struct sqlite_price *p, struct conn **out)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += p->timeout_ms / 1000;
+    deadline.tv_nsec += (p->timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    px_rc rc = PX_OK;
+    pthread_mutex_lock(&p->mu);
+    while (p->nfree == 0) {
+        int e = pthread_cond_timedwait(&p->cv, &p->mu, &deadline);
+        if (e == ETIMEDOUT && p->nfree == 0) {
+            rc = PX_ERR_TIMEOUT;
+            break;
+        }
+    }
+    if (!rc)
+        *out = &p->conns[p->free_idx[--p->nfree]];
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+static void release(struct sqlite_price *p, struct conn *c)
+{
+    pthread_mutex_lock(&p->mu);
+    p->free_idx[p->nfree++] = (unsigned)(c - p->conns);
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Database result codes as the store's callers see them. */
+static px_rc map_step_error(int e)
+{
+    switch (e & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return PX_ERR_TIMEOUT;
+    case SQLITE_NOMEM:
+        return PX_ERR_NOMEM;
+    default:
+        return PX_ERR_UNAVAILABLE;
+    }
+}
+
+static px_rc copy_text(sqlite3_stmt *st, int col, char *dst, size_t cap, size_t exact)
+{
+    const unsigned char *v = sqlite3_column_text(st, col);
+    int len = sqlite3_column_bytes(st, col);
+    if (!v || len <= 0 || (size_t)len >= cap || (exact && (size_t)len != exact))
+        return PX_ERR_PROTOCOL;
+    memcpy(dst, v, (size_t)len);
+    dst[len] = '\0';
+    return PX_OK;
+}
+
+static px_rc price_get(void *impl, const char *product_id, struct px_price *out)
+{
+    struct sqlite_price *p = impl;
+    struct conn *c = NULL;
+    size_t idlen = product_id ? strnlen(product_id, PX_MAX_PRODUCT_ID + 1) : 0;
+    if (!p || !out || idlen == 0 || idlen > PX_MAX_PRODUCT_ID)
+        return PX_ERR_INVALID;
+    px_rc rc = acquire(p, &c);
+    if (rc)
+        return rc;
+    if (sqlite3_bind_text(c->get, 1, product_id, (int)idlen, SQLITE_STATIC) != SQLITE_OK) {
+        rc = PX_ERR_INTERNAL;
+        goto out;
+    }
+    int e = sqlite3_step(c->get);
+    if (e == SQLITE_DONE) {
+        rc = PX_ERR_NOT_FOUND;
+    } else if (e == SQLITE_ROW) {
+        memcpy(out->product_id, product_id, idlen);
+        out->product_id[idlen] = '\0';
+        rc = copy_text(c->get, 0, out->price, sizeof(out->price), 0);
+        if (!rc)
+            rc = copy_text(c->get, 1, out->currency, sizeof(out->currency), 3);
+    } else {
+        rc = map_step_error(e);
+    }
+out:
+    sqlite3_reset(c->get);
+    sqlite3_clear_bindings(c->get);
+    release(p, c);
+    return rc;
+}
+
+static px_rc price_ping(void *impl)
+{
+    struct sqlite_price *p = impl;
+    struct conn *c = NULL;
+    if (!p)
+        return PX_ERR_INVALID;
+    px_rc rc = acquire(p, &c);
+    if (rc)
+        return rc;
+    int e = sqlite3_step(c->ping);
+    if (e != SQLITE_ROW && e != SQLITE_DONE)
+        rc = map_step_error(e);
+    sqlite3_reset(c->ping);
+    release(p, c);
+    return rc;
+}
+
+/* Reads the whole SQL file into a NUL-terminated heap string (capped). */
+static px_rc read_sql(const char *path, char **out, char *err, size_t errlen)
+{
+    px_rc rc = PX_OK;
+    char *data = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "db seed: cannot open %s: %s", path, strerror(errno));
+        return PX_ERR_IO;
+    }
+    if (fseek(f, 0, SEEK_END) != 0) {
+        snprintf(err, errlen, "db seed: cannot read %s: %s", path, strerror(errno));
+        rc = PX_ERR_IO;
+        goto out;
+    }
+    long size = ftell(f);
+    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        snprintf(err, errlen, "db seed: cannot read %s: %s", path, strerror(errno));
+        rc = PX_ERR_IO;
+        goto out;
+    }
+    if (size > SEED_MAX_BYTES) {
+        snprintf(err, errlen, "db seed: %s is larger than %ld MiB", path,
+                 SEED_MAX_BYTES / (1024 * 1024));
+        rc = PX_ERR_TOO_LARGE;
+        goto out;
+    }
+    data = malloc((size_t)size + 1);
+    if (!data) {
+        snprintf(err, errlen, "db seed: out of memory reading %s", path);
+        rc = PX_ERR_NOMEM;
+        goto out;
+    }
+    if (fread(data, 1, (size_t)size, f) != (size_t)size) {
+        snprintf(err, errlen, "db seed: short read on %s", path);
+        rc = PX_ERR_IO;
+        goto out;
+    }
+    data[size] = '\0';
+    if (strlen(data) != (size_t)size) {
+        snprintf(err, errlen, "db seed: %s contains a NUL byte", path);
+        rc = PX_ERR_INVALID;
+        goto out;
+    }
+    *out = data;
+    data = NULL;
+out:
+    free(data);
+    fclose(f);
+    return rc;
+}
+
+static px_rc price_seed(void *impl, const char *sql_path, char *err, size_t errlen)
+{
+    struct sqlite_price *p = impl;
+    sqlite3 *db = NULL;
+    char *sql = NULL;
+    if (!p || !sql_path)
+        return PX_ERR_INVALID;
+    px_rc rc = read_sql(sql_path, &sql, err, errlen);
+    if (rc)
+        goto out;
+    rc = open_rw(p->path, false, p->timeout_ms, &db, err, errlen);
+    if (rc)
+        goto out;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "db seed: cannot lock %s: %s", p->path, sqlite3_errmsg(db));
+        rc = PX_ERR_UNAVAILABLE;
+        goto out;
+    }
+    rc = migrate(db, p->path, err, errlen);
+    if (!rc) {
+        char *msg = NULL;
+        if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+            snprintf(err, errlen, "db seed: %s: %s", sql_path, msg ? msg : sqlite3_errmsg(db));
+            rc = PX_ERR_INVALID;
+        }
+        sqlite3_free(msg);
+    }
+    if (!rc && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "db seed: cannot commit to %s: %s", p->path, sqlite3_errmsg(db));
+        rc = PX_ERR_IO;
+    }
+    if (rc && !sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+out:
+    sqlite3_close_v2(db);
+    free(sql);
+    return rc;
+}
+
+const struct px_price_ops px_price_sqlite_ops = {
+    .scheme = "sqlite",
+    .open = price_open,
+    .close = price_close,
+    .get = price_get,
+    .ping = price_ping,
+    .seed = price_seed,
+};

@@ -1,0 +1,318 @@
+"""The command line: invoke, generate-event, usage, help, configuration errors."""
+
+import json
+import re
+import unittest
+from pathlib import Path
+
+import harness
+from harness import REPO, new_user, run_cli
+
+PRICE_BODY = b'{"productId":"PROD-101","price":99.99,"currency":"USD"}'
+EVENT_V1 = REPO / "infra" / "events" / "price-event.json"
+EVENT_V2 = REPO / "infra" / "events" / "price-event-v2.json"
+REF_USER = "550e8400-e29b-41d4-a716-446655440000"
+
+
+def v1_event(query, multi=None):
+    ev = {
+        "resource": "/price",
+        "httpMethod": "GET",
+        "path": "/price",
+        "queryStringParameters": query,
+        "requestContext": {"requestId": "e2e-" + new_user()},
+    }
+    if multi is not None:
+        ev["multiValueQueryStringParameters"] = multi
+    return ev
+
+
+def v2_event(raw_query, params):
+    return {
+        "version": "2.0",
+        "routeKey": "GET /price",
+        "rawPath": "/price",
+        "rawQueryString": raw_query,
+        "headers": {"host": "localhost"},
+        "queryStringParameters": params,
+        "requestContext": {
+            "http": {"method": "GET", "path": "/price", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"},
+            "requestId": "e2e-" + new_user(),
+            "routeKey": "GET /price",
+            "stage": "$default",
+        },
+        "isBase64Encoded": False,
+    }
+
+
+class CliTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.stores = harness.Stores()
+        try:
+            cls.stores.seed()
+        except BaseException:
+            cls.stores.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stores.cleanup()
+
+    def invoke(self, event, function="price-fetcher", env=None):
+        """event: a path, or a dict / str sent on stdin."""
+        args = ["invoke", function, "--event"]
+        stdin = None
+        if isinstance(event, Path):
+            args.append(str(event))
+        else:
+            args.append("-")
+            stdin = event if isinstance(event, str) else json.dumps(event)
+        return run_cli(args + self.stores.flags(), env=env, stdin=stdin)
+
+    def invoke_ok(self, event, method="GET", path="/price", **kw):
+        r = self.invoke(event, **kw)
+        self.assertEqual(r.rc, 0, r)
+        return harness.check_invoke(r.stdout, method, path)
+
+    # ------------------------------------------------------------ invoke
+
+    def test_reference_event(self):
+        doc, headers, body = self.invoke_ok(EVENT_V1)
+        self.assertEqual(doc["statusCode"], 200)
+        self.assertEqual(body, PRICE_BODY)
+        self.assertIs(doc.get("isBase64Encoded"), False)
+        rid = headers["x-request-id"]
+        recs = self.stores.all_records(user=REF_USER)
+        mine = [x for x in recs if x["requestId"] == rid]
+        self.assertEqual(len(mine), 1, "one record for %s" % rid)
+        self.assertEqual(mine[0]["status"], "SUCCESS")
+        self.assertEqual(mine[0]["productId"], "PROD-101")
+
+    def test_http_api_v2_event(self):
+        doc, headers, body = self.invoke_ok(EVENT_V2)
+        self.assertEqual(doc["statusCode"], 200)
+        self.assertEqual(body, PRICE_BODY)
+        self.assertNotIn("multiValueHeaders", doc)
+
+    def test_event_on_stdin(self):
+        user = new_user()
+        doc, _, body = self.invoke_ok(v1_event({"id": "PROD-102", "userId": user}))
+        self.assertEqual(doc["statusCode"], 200)
+        self.assertEqual(body, b'{"productId":"PROD-102","price":100.00,"currency":"USD"}')
+        doc, _, _ = self.invoke_ok(v2_event("id=NOPE-CLI&userId=" + user, {"id": "NOPE-CLI", "userId": user}))
+        self.assertEqual(doc["statusCode"], 404)
+        recs = self.stores.records(user=user)
+        self.assertEqual(sorted(x["status"] for x in recs), ["NOT_FOUND", "SUCCESS"])
+
+    def test_correlation_id(self):
+        ev = v1_event({"id": "PROD-101", "userId": new_user()})
+        ev["headers"] = {"X-Correlation-Id": "e2e-cli-corr"}
+        ev["multiValueHeaders"] = {"X-Correlation-Id": ["e2e-cli-corr"]}
+        _, headers, _ = self.invoke_ok(ev)
+        self.assertEqual(headers["x-correlation-id"], "e2e-cli-corr")
+        ev = v2_event("id=PROD-101&userId=" + new_user(), None)
+        ev["headers"]["x-correlation-id"] = "e2e-cli-corr-2"
+        _, headers, _ = self.invoke_ok(ev)
+        self.assertEqual(headers["x-correlation-id"], "e2e-cli-corr-2")
+
+    def test_aws_sample_events(self):
+        files = sorted((harness.testdata_dir() / "apigw-events").glob("*/*.json"))
+        self.assertGreaterEqual(len(files), 8, "sample events not found under %s" % harness.testdata_dir())
+        for f in files:
+            with self.subTest(event=f.name):
+                ev = json.loads(f.read_text())
+                method, path = harness.event_method_path(ev)
+                doc, _, _ = self.invoke_ok(f, method=method, path=path)
+                self.assertIn(doc["statusCode"], (404, 405))
+                if ev.get("version") == "2.0":
+                    self.assertNotIn("multiValueHeaders", doc)
+
+    def test_not_an_event(self):
+        for text in ("[]", "{}", "garbage", "null", "42", '{"httpMethod":"GET"}', ""):
+            with self.subTest(event=text):
+                r = self.invoke(text)
+                self.assertNotEqual(r.rc, 0, r)
+                self.assertEqual(r.stdout.strip(), "", r)
+                self.assertTrue(r.stderr.strip(), r)
+        r = run_cli(["invoke", "price-fetcher", "--event", "/nonexistent/event.json"] + self.stores.flags())
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertTrue(r.stderr.strip())
+
+    def test_unknown_function(self):
+        r = self.invoke(EVENT_V1, function="no-such-function")
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertTrue(r.stderr.strip())
+
+    def test_repeated_query_keys(self):
+        user = new_user()
+        events = [
+            v1_event(
+                {"id": "PROD-102", "userId": user},
+                {"id": ["PROD-101", "PROD-102"], "userId": [user]},
+            ),
+            v1_event({"id": "PROD-101", "userId": user}, {"id": ["PROD-101"], "userId": [user, user]}),
+            v2_event(
+                "id=PROD-101&id=PROD-102&userId=" + user,
+                {"id": "PROD-101,PROD-102", "userId": user},
+            ),
+            v2_event("id=PROD-101&userId=%s&userId=%s" % (user, user), {"id": "PROD-101", "userId": user + "," + user}),
+            v2_event("id=PROD-101&userId=%s&foo=1" % user, {"id": "PROD-101", "userId": user, "foo": "1"}),
+        ]
+        for i, ev in enumerate(events):
+            with self.subTest(event=i):
+                doc, _, body = self.invoke_ok(ev)
+                self.assertEqual(doc["statusCode"], 400, body)
+                self.assertEqual(json.loads(body)["error"]["code"], "VALIDATION_FAILED")
+        self.assertEqual(self.stores.records(user=user), [])
+
+    def test_v2_query_decoding(self):
+        user = new_user()
+        for raw in ("id=PROD%00101&userId=" + user, "id=PROD-101%C0%AF&userId=" + user):
+            with self.subTest(raw=raw):
+                doc, _, _ = self.invoke_ok(v2_event(raw, {"id": "x", "userId": user}))
+                self.assertEqual(doc["statusCode"], 400)
+        self.assertEqual(self.stores.records(user=user), [])
+
+    # ------------------------------------------------------------ generate-event
+
+    def test_generate_event(self):
+        user = new_user()
+        for kind in ("aws-proxy", "http-api"):
+            with self.subTest(kind=kind):
+                r = run_cli(
+                    ["generate-event", "apigateway", kind, "--path", "/price", "--query", "id=PROD-101&userId=" + user]
+                )
+                self.assertEqual(r.rc, 0, r)
+                ev = json.loads(r.stdout)
+                self.assertEqual(harness.event_method_path(ev), ("GET", "/price"))
+                if kind == "http-api":
+                    self.assertEqual(ev.get("version"), "2.0")
+                doc, _, body = self.invoke_ok(r.stdout)
+                self.assertEqual(doc["statusCode"], 200)
+                self.assertEqual(body, PRICE_BODY)
+                r = run_cli(
+                    [
+                        "generate-event", "apigateway", kind, "--method", "POST", "--path", "/price",
+                        "--query", "id=PROD-101&id=PROD-102&userId=" + user, "--body", '{"a":1}',
+                    ]
+                )
+                self.assertEqual(r.rc, 0, r)
+                doc, _, _ = self.invoke_ok(r.stdout, method="POST")
+                self.assertEqual(doc["statusCode"], 405)
+                r = run_cli(
+                    ["generate-event", "apigateway", kind, "--path", "/price", "--query", "id=PROD-101&id=PROD-102&userId=" + user]
+                )
+                doc, _, _ = self.invoke_ok(r.stdout)
+                self.assertEqual(doc["statusCode"], 400)
+        self.assertEqual(len(self.stores.records(user=user)), 2)
+
+    # ------------------------------------------------------------ usage
+
+    COMMANDS = [
+        ["serve"],
+        ["invoke"],
+        ["lambda"],
+        ["db", "seed"],
+        ["audit", "query"],
+        ["audit", "verify"],
+        ["generate-event"],
+        ["version"],
+        ["help"],
+    ]
+
+    def test_help(self):
+        for cmd in [[]] + self.COMMANDS:
+            with self.subTest(cmd=cmd):
+                r = run_cli(cmd + ["--help"], timeout=20)
+                self.assertEqual(r.rc, 0, r)
+                self.assertTrue(r.stdout.strip(), r)
+        r = run_cli(["help"])
+        self.assertEqual(r.rc, 0, r)
+        for word in ("serve", "invoke", "db seed", "audit query", "generate-event", "version"):
+            self.assertIn(word, r.stdout)
+
+    def test_version(self):
+        r = run_cli(["version"])
+        self.assertEqual(r.rc, 0, r)
+        self.assertRegex(r.stdout, r"\d+\.\d+\.\d+")
+
+    def test_bad_flag(self):
+        cases = [c + ["--no-such-flag"] for c in self.COMMANDS if c != ["help"]]
+        cases += [
+            ["no-such-command"],
+            ["serve", "--port"],
+            ["serve", "--port", "70000", "--price-db", "sqlite:/nonexistent/p.db"],
+            ["serve", "--port", "abc"],
+            ["invoke", "price-fetcher"],
+            ["audit", "query"],
+            ["audit", "query", "--user", new_user(), "--product", "PROD-101"],
+            ["audit", "query", "--user", new_user(), "--limit", "0"],
+            ["generate-event", "apigateway", "no-such-kind", "--path", "/price"],
+        ]
+        for cmd in cases:
+            with self.subTest(cmd=cmd):
+                r = run_cli(cmd, env=self.stores.env(), timeout=20)
+                self.assertEqual(r.rc, 2, r)
+                self.assertRegex(r.stderr.lower(), "usage|invalid|must|unknown|missing|expect", r)
+                self.assertEqual(r.stdout, "", r)
+        for cmd in cases[: len(self.COMMANDS) - 1]:
+            r = run_cli(cmd, env=self.stores.env(), timeout=20)
+            self.assertIn("usage", r.stderr.lower(), (cmd, r))
+
+    # ------------------------------------------------------------ configuration errors
+
+    def assert_config_error(self, args, env, name):
+        r = run_cli(args, env=env, timeout=20)
+        self.assertEqual(r.rc, 2, r)
+        lines = r.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, r)
+        self.assertIn(name, lines[0], r)
+        self.assertEqual(r.stdout.strip(), "", r)
+
+    def test_bad_environment(self):
+        serve = ["serve", "--port", str(harness.free_port())] + self.stores.flags()
+        invoke = ["invoke", "price-fetcher", "--event", str(EVENT_V1)] + self.stores.flags()
+        cases = [
+            ("AUDIT_RETENTION_DAYS", "abc"),
+            ("AUDIT_RETENTION_DAYS", "0"),
+            ("AUDIT_RETENTION_DAYS", "7x"),
+            ("AUDIT_RETENTION_DAYS", "99999999999999999999"),
+            ("LOG_LEVEL", "loud"),
+            ("AUDIT_TIMEOUT_MS", "-5"),
+        ]
+        for name, value in cases:
+            for args in (serve, invoke):
+                with self.subTest(var=name, value=value, cmd=args[0]):
+                    self.assert_config_error(args, {name: value}, name)
+        self.assert_config_error(
+            ["serve", "--port", "0", "--audit-store", self.stores.audit_store],
+            {"PRICE_DB": "mysql://x/y"},
+            "PRICE_DB",
+        )
+        self.assert_config_error(
+            ["serve", "--port", "0", "--price-db", self.stores.price_db],
+            {"AUDIT_STORE": "redis:x"},
+            "AUDIT_STORE",
+        )
+
+    def test_unopenable_store(self):
+        port = str(harness.free_port())
+        cases = [
+            ["serve", "--port", port, "--price-db", "sqlite:/nonexistent/dir/prices.db",
+             "--audit-store", self.stores.audit_store],
+            ["serve", "--port", port, "--price-db", self.stores.price_db,
+             "--audit-store", "sqlite:/nonexistent/dir/audit.db"],
+            ["invoke", "price-fetcher", "--event", str(EVENT_V1),
+             "--price-db", "sqlite:/nonexistent/dir/prices.db", "--audit-store", self.stores.audit_store],
+        ]
+        for args in cases:
+            with self.subTest(args=args):
+                r = run_cli(args, timeout=20)
+                self.assertEqual(r.rc, 2, r)
+                self.assertEqual(len(r.stderr.strip().splitlines()), 1, r)
+                self.assertIn("/nonexistent/dir", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

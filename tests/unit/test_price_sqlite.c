@@ -1,0 +1,298 @@
+/* test_price_sqlite.c: the embedded price store against real SQLite files. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/price.h"
+
+struct fixture {
+    char dir[64];
+    char db[128];
+    char spec[140];
+    char sql[128];
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    if (!f)
+        return -1;
+    snprintf(f->dir, sizeof(f->dir), "/tmp/px-price-XXXXXX");
+    if (!mkdtemp(f->dir)) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->db, sizeof(f->db), "%s/prices.db", f->dir);
+    snprintf(f->spec, sizeof(f->spec), "sqlite:%s", f->db);
+    snprintf(f->sql, sizeof(f->sql), "%s/extra.sql", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    const char *suffix[] = {"", "-journal", "-wal", "-shm"};
+    for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+        char p[160];
+        snprintf(p, sizeof(p), "%s%s", f->db, suffix[i]);
+        unlink(p);
+    }
+    unlink(f->sql);
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static void seed_path(char *out, size_t n)
+{
+    const char *src = getenv("PX_SOURCE_DIR");
+    snprintf(out, n, "%s/infra/seed/prices.sql", src ? src : ".");
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    assert_int_equal(fputs(text, fp) >= 0, 1);
+    assert_int_equal(fclose(fp), 0);
+}
+
+static long count_rows(const char *db)
+{
+    sqlite3 *h = NULL;
+    sqlite3_stmt *st = NULL;
+    long n = -1;
+    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(h, "SELECT count(*) FROM product_prices", -1, &st, NULL),
+                     SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return n;
+}
+
+static struct px_price_store *open_seeded(struct fixture *f, long timeout_ms)
+{
+    struct px_price_opts opts = {.pool_size = 2, .timeout_ms = timeout_ms, .create = true};
+    struct px_price_store *s = NULL;
+    char err[256] = "", sql[512];
+    px_rc rc = px_price_open(f->spec, &opts, &s, err, sizeof(err));
+    if (rc)
+        fail_msg("open: %s", err);
+    seed_path(sql, sizeof(sql));
+    rc = px_price_seed(s, sql, err, sizeof(err));
+    if (rc)
+        fail_msg("seed: %s", err);
+    return s;
+}
+
+static void expect_price(struct px_price_store *s, const char *id, const char *price,
+                         const char *cur)
+{
+    struct px_price p;
+    memset(&p, 0, sizeof(p));
+    px_rc rc = px_price_get(s, id, &p);
+    if (rc)
+        fail_msg("get %s: %s", id, px_strerror(rc));
+    assert_string_equal(p.product_id, id);
+    assert_string_equal(p.price, price);
+    assert_string_equal(p.currency, cur);
+}
+
+static void test_seed_and_get(void **state)
+{
+    struct fixture *f = *state;
+    struct px_price_store *s = open_seeded(f, 1000);
+    expect_price(s, "PROD-101", "99.99", "USD");
+    expect_price(s, "PROD-102", "100.00", "USD"); /* scale kept: text, not a double */
+    expect_price(s, "PROD-103", "0.5", "EUR");
+    expect_price(s, "PROD-104", "1999", "JPY");
+    expect_price(s, "PROD-105", "12.345", "KWD");
+    struct px_price p;
+    assert_int_equal(px_price_get(s, "PROD-10000", &p), PX_OK);
+    assert_int_equal(px_price_get(s, "PROD-99999", &p), PX_ERR_NOT_FOUND);
+    assert_int_equal(px_price_get(s, "prod-101", &p), PX_ERR_NOT_FOUND);
+    assert_int_equal(px_price_ping(s), PX_OK);
+    assert_int_equal(count_rows(f->db), 10005);
+    px_price_close(s);
+}
+
+static void test_bound_parameter(void **state)
+{
+    struct fixture *f = *state;
+    struct px_price_store *s = open_seeded(f, 1000);
+    struct px_price p;
+    /* Were the id pasted into the SQL, these would match a row or fail to parse. */
+    assert_int_equal(px_price_get(s, "' OR 1=1 --", &p), PX_ERR_NOT_FOUND);
+    assert_int_equal(px_price_get(s, "PROD-101' --", &p), PX_ERR_NOT_FOUND);
+    assert_int_equal(px_price_get(s, "x'; DROP TABLE product_prices; --", &p), PX_ERR_NOT_FOUND);
+    assert_int_equal(px_price_get(s, "%", &p), PX_ERR_NOT_FOUND);
+    assert_int_equal(px_price_get(s, "", &p), PX_ERR_INVALID);
+    char long_id[PX_MAX_PRODUCT_ID + 2];
+    memset(long_id, 'A', sizeof(long_id) - 1);
+    long_id[sizeof(long_id) - 1] = '\0';
+    assert_int_equal(px_price_get(s, long_id, &p), PX_ERR_INVALID);
+    expect_price(s, "PROD-101", "99.99", "USD");
+    px_price_close(s);
+}
+
+static void test_seed_idempotent_and_atomic(void **state)
+{
+    struct fixture *f = *state;
+    struct px_price_store *s = open_seeded(f, 1000);
+    char err[256] = "", sql[512];
+    seed_path(sql, sizeof(sql));
+    assert_int_equal(px_price_seed(s, sql, err, sizeof(err)), PX_OK);
+    assert_int_equal(count_rows(f->db), 10005);
+
+    /* An upsert changes a row; a later bad row undoes the whole file. */
+    write_file(f->sql, "INSERT INTO product_prices VALUES ('NEW-1','1.00','USD');\n"
+                       "INSERT INTO product_prices VALUES ('PROD-101','5.00','USD')"
+                       " ON CONFLICT (product_id) DO UPDATE SET price = excluded.price;\n"
+                       "INSERT INTO product_prices VALUES ('NEW-2','1e5','USD');\n");
+    err[0] = '\0';
+    assert_int_not_equal(px_price_seed(s, f->sql, err, sizeof(err)), PX_OK);
+    assert_non_null(strstr(err, "CHECK"));
+    struct px_price p;
+    assert_int_equal(px_price_get(s, "NEW-1", &p), PX_ERR_NOT_FOUND);
+    expect_price(s, "PROD-101", "99.99", "USD");
+
+    /* Currency and id checks hold too. */
+    write_file(f->sql, "INSERT INTO product_prices VALUES ('NEW-3','1.00','usd');");
+    assert_int_not_equal(px_price_seed(s, f->sql, err, sizeof(err)), PX_OK);
+    write_file(f->sql, "INSERT INTO product_prices VALUES ('','1.00','USD');");
+    assert_int_not_equal(px_price_seed(s, f->sql, err, sizeof(err)), PX_OK);
+    write_file(f->sql, "INSERT INTO product_prices VALUES ('-X','1.00','USD');");
+    assert_int_not_equal(px_price_seed(s, f->sql, err, sizeof(err)), PX_OK);
+    write_file(f->sql, "INSERT INTO product_prices VALUES ('A B','1.00','USD');");
+    assert_int_not_equal(px_price_seed(s, f->sql, err, sizeof(err)), PX_OK);
+
+    write_file(f->sql, "INSERT INTO product_prices VALUES ('NEW-4','007.50','CHF');");
+    assert_int_equal(px_price_seed(s, f->sql, err, sizeof(err)), PX_OK);
+    expect_price(s, "NEW-4", "007.50", "CHF");
+
+    err[0] = '\0';
+    assert_int_not_equal(px_price_seed(s, "/nonexistent/seed.sql", err, sizeof(err)), PX_OK);
+    assert_non_null(strstr(err, "/nonexistent/seed.sql"));
+    px_price_close(s);
+}
+
+static void test_missing_file(void **state)
+{
+    struct fixture *f = *state;
+    struct px_price_opts opts = {.pool_size = 2, .timeout_ms = 500};
+    struct px_price_store *s = NULL;
+    char err[256] = "";
+    assert_int_not_equal(px_price_open(f->spec, &opts, &s, err, sizeof(err)), PX_OK);
+    assert_null(s);
+    assert_non_null(strstr(err, f->db));
+    assert_non_null(strstr(err, "pricing db seed"));
+    /* A read-only open must not leave an empty file behind. */
+    assert_int_not_equal(access(f->db, F_OK), 0);
+}
+
+static void test_missing_table(void **state)
+{
+    struct fixture *f = *state;
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "CREATE TABLE other (x)", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    struct px_price_opts opts = {.pool_size = 2, .timeout_ms = 500};
+    struct px_price_store *s = NULL;
+    char err[256] = "";
+    assert_int_not_equal(px_price_open(f->spec, &opts, &s, err, sizeof(err)), PX_OK);
+    char want[200];
+    snprintf(want, sizeof(want), "no price table in %s (run: pricing db seed)", f->db);
+    assert_non_null(strstr(err, want));
+}
+
+/* A writer holding an exclusive lock makes reads wait, but only up to the bound. */
+static void test_bounded_wait(void **state)
+{
+    struct fixture *f = *state;
+    struct px_price_store *s = open_seeded(f, 150);
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+    struct px_price p;
+    assert_int_equal(px_price_get(s, "PROD-101", &p), PX_ERR_TIMEOUT);
+    assert_int_not_equal(px_price_ping(s), PX_OK);
+    assert_int_equal(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    expect_price(s, "PROD-101", "99.99", "USD");
+    assert_int_equal(px_price_ping(s), PX_OK);
+    px_price_close(s);
+}
+
+struct reader {
+    struct px_price_store *s;
+    int ok;
+};
+
+static void *reader_main(void *arg)
+{
+    struct reader *r = arg;
+    for (int i = 0; i < 500; i++) {
+        char id[16];
+        struct px_price p;
+        snprintf(id, sizeof(id), "PROD-%05d", 1 + (i * 37) % 10000);
+        if (px_price_get(r->s, id, &p) == PX_OK && strcmp(p.product_id, id) == 0)
+            r->ok++;
+    }
+    return NULL;
+}
+
+/* More threads than pooled connections: each waits its turn, none fails. */
+static void test_pool_shared(void **state)
+{
+    struct fixture *f = *state;
+    struct px_price_store *s = open_seeded(f, 2000);
+    pthread_t t[8];
+    struct reader r[8];
+    for (int i = 0; i < 8; i++) {
+        r[i] = (struct reader){.s = s, .ok = 0};
+        assert_int_equal(pthread_create(&t[i], NULL, reader_main, &r[i]), 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(r[i].ok, 500);
+    }
+    px_price_close(s);
+}
+
+static void test_bad_spec(void **state)
+{
+    (void)state;
+    struct px_price_store *s = NULL;
+    char err[256] = "";
+    assert_int_equal(px_price_open("sqlite:", NULL, &s, err, sizeof(err)), PX_ERR_CONFIG);
+    assert_int_equal(px_price_open("sqlite::memory:", NULL, &s, err, sizeof(err)), PX_ERR_CONFIG);
+    px_price_close(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_seed_and_get, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bound_parameter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seed_idempotent_and_atomic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_table, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bounded_wait, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_shared, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_spec, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
