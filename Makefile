@@ -8,6 +8,7 @@ PORT       ?= 3000
 
 .PHONY: all deps build build-asan run test test-fast test-asan unit e2e fuzz bench format \
         format-check lint clean
+.PHONY: package
 
 all: build
 
@@ -54,6 +55,12 @@ format-check:
 
 lint:
 	@scripts/lint.sh
+
+# dist/pricing-<version>-linux-<arch>.zip (+ dist/SHA256SUMS): the Lambda artifact,
+# reproducible, refused when it needs a glibc newer than Amazon Linux 2023's.
+# PACKAGE_ARCH=arm64 cross-builds (scripts/arm64-sysroot.sh first).
+package: deps
+	scripts/package.sh $(if $(PACKAGE_ARCH),--arch $(PACKAGE_ARCH))
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_FUZZ)

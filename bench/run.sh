@@ -164,6 +164,16 @@ peak_rss_kb() {
   echo "$sum"
 }
 
+# Bytes the PIDs caused to be written to storage (write_bytes in /proc/PID/io).
+io_write_bytes() {
+  local sum=0 pid v
+  for pid in "$@"; do
+    v=$(awk '/^write_bytes:/ {print $2}' "/proc/$pid/io" 2>/dev/null || true)
+    sum=$((sum + ${v:-0}))
+  done
+  echo "$sum"
+}
+
 # Resets the peak-RSS mark so each run reports its own peak (best effort).
 reset_peak() {
   local pid
@@ -245,7 +255,7 @@ run_wrk() { # conns seconds url outfile
 }
 
 run_one() {
-  local srv=$1 c=$2 port=$3 k="$1.$2" wout="$OUT/wrk-$1-c$2.txt" pids t0 t1 a0=0 a1=0 l0=0 l1=0
+  local srv=$1 c=$2 port=$3 k="$1.$2" wout="$OUT/wrk-$1-c$2.txt" pids t0 t1 w0 w1 a0=0 a1=0 l0=0 l1=0
   local url="http://127.0.0.1:$port/price"
   log "$srv c=$c: warm-up ${WARMUP}s"
   run_wrk "$c" "$WARMUP" "$url" "$OUT/wrk-$srv-c$c-warmup.txt" || die "wrk warm-up failed for $srv"
@@ -259,9 +269,11 @@ run_one() {
   reset_peak "${pids[@]}"
   R[$k.load]=$(cut -d' ' -f1-3 /proc/loadavg)
   t0=$(cpu_ticks "${pids[@]}")
+  w0=$(io_write_bytes "${pids[@]}")
   log "$srv c=$c: measuring ${SECONDS_RUN}s"
   run_wrk "$c" "$SECONDS_RUN" "$url" "$wout" || die "wrk failed for $srv c=$c: $(tail -n 3 "$wout")"
   t1=$(cpu_ticks "${pids[@]}")
+  w1=$(io_write_bytes "${pids[@]}")
   R[$k.rss]=$(peak_rss_kb "${pids[@]}")
   for pid in "${pids[@]}"; do
     kill -0 "$pid" 2>/dev/null || die "$srv process $pid died during the c=$c run"
@@ -273,6 +285,8 @@ run_one() {
   done
   R[$k.cpu_us_per_req]=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="${R[$k.requests]}" \
     'BEGIN { printf "%.1f", (n > 0) ? (t * 1e6 / hz / n) : 0 }')
+  R[$k.wkb_per_req]=$(awk -v b=$((w1 - w0)) -v n="${R[$k.requests]}" \
+    'BEGIN { printf "%.2f", (n > 0) ? (b / 1024 / n) : 0 }')
   R[$k.cpu_pct]=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v s="$SECONDS_RUN" \
     'BEGIN { printf "%.0f", t / hz / s * 100 }')
   if [ "$srv" = pricing ]; then
@@ -311,7 +325,11 @@ profile_pricing() {
     -- sleep "$PERF_SECONDS" >"$OUT/perf-record.log" 2>&1; then
     perf report -i "$OUT/perf.data" --stdio --no-children -g none --sort dso,symbol \
       >"$OUT/perf-report.txt" 2>"$OUT/perf-report.err" || true
-    grep -v '^#' "$OUT/perf-report.txt" | grep -v '^[[:space:]]*$' | head -n 15 >"$OUT/perf-top15.txt" || true
+    grep -v '^#' "$OUT/perf-report.txt" | grep -v '^[[:space:]]*$' | head -n 15 |
+      sed -e 's/[[:space:]-]*$//' >"$OUT/perf-top15.txt" || true
+    perf report -i "$OUT/perf.data" --stdio --no-children -g none --sort dso \
+      2>/dev/null | grep -v '^#' | grep -v '^[[:space:]]*$' | head -n 10 |
+      sed -e 's/[[:space:]-]*$//' >"$OUT/perf-dso.txt" || true
     PERF_STATUS="ok"
   else
     PERF_STATUS="perf record failed: $(tail -n 2 "$OUT/perf-record.log" | tr '\n' ' ')"
@@ -354,15 +372,15 @@ write_results() {
     for c in $CONNS; do
       echo "## $c connections"
       echo
-      echo "| server | req/s | p50 ms | p99 ms | max ms | CPU-µs/req | server CPU % | peak RSS MB | 2xx | 404 | other status | socket errors | load avg |"
-      echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+      echo "| server | req/s | p50 ms | p99 ms | max ms | CPU-µs/req | server CPU % | peak RSS MB | disk KB written/req | 2xx | 404 | other status | socket errors | load avg |"
+      echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
       for srv in nginx pricing; do
         want "$srv" || continue
         k="$srv.$c"
-        printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+        printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
           "$srv" "${R[$k.rps]}" "$(fmt_ms "${R[$k.p50_us]}")" "$(fmt_ms "${R[$k.p99_us]}")" \
           "$(fmt_ms "${R[$k.max_us]}")" "${R[$k.cpu_us_per_req]}" "${R[$k.cpu_pct]}" \
-          "$(fmt_mb "${R[$k.rss]}")" "${R[$k.ok2xx]}" "${R[$k.nf404]}" "${R[$k.other]}" \
+          "$(fmt_mb "${R[$k.rss]}")" "${R[$k.wkb_per_req]}" "${R[$k.ok2xx]}" "${R[$k.nf404]}" "${R[$k.other]}" \
           "$((R[$k.err_connect] + R[$k.err_read] + R[$k.err_write] + R[$k.err_timeout]))" "${R[$k.load]}"
       done
       if [ $both = 1 ]; then
@@ -412,6 +430,15 @@ write_results() {
         echo '```'
         cat "$OUT/perf-top15.txt"
         echo '```'
+        echo
+        echo "By shared object (\`--sort dso\`):"
+        echo
+        echo '```'
+        cat "$OUT/perf-dso.txt"
+        echo '```'
+        echo
+        echo "pricing used ${R[pricing.64.cpu_pct]:-?} % CPU during the measured c=64 run (200 % = both cores):"
+        echo "the rest of its time a request waits (audit commit and fsync), which on-CPU samples do not show."
       else
         echo "$PERF_STATUS."
       fi
@@ -425,6 +452,8 @@ write_results() {
     echo "  and writes one JSON log line per request."
     echo "- wrk runs on the same $(nproc) cores as the servers, so it takes part of the CPU;"
     echo "  CPU-µs/req counts only the server's processes (utime+stime from /proc)."
+    echo "- disk KB written/req: write_bytes from /proc/PID/io over the run per request (audit"
+    echo "  store pages, WAL and checkpoints, and the log file for pricing)."
     echo "- Raw wrk outputs, perf data and logs of this run are in bench/out/ (not kept in git)."
   } >"$RESULTS"
   log "wrote $RESULTS"

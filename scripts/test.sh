@@ -127,6 +127,7 @@ step "lint" lint
 step "format-check" format_check
 
 run_build "$1" "$(is_sanitized "$1" && echo 1 || echo 0)"
+step "package, infra, smoke ($1)" "$PYTHON" tests/integration/test_package.py --binary "$1/pricing" # packaging (main build only)
 if [ $# -eq 2 ]; then
   run_build "$2" 1
 fi

@@ -44,5 +44,9 @@ int px_cmd_invoke(int argc, char **argv);
 int px_cmd_db(int argc, char **argv);
 int px_cmd_audit(int argc, char **argv);
 int px_cmd_generate_event(int argc, char **argv);
+int px_cmd_token(int argc, char **argv);
+int px_cmd_smoke(int argc, char **argv);
+int px_cmd_lambda(int argc, char **argv);
+int px_cmd_emulate(int argc, char **argv);
 
 #endif

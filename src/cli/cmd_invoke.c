@@ -65,7 +65,7 @@ int px_cmd_invoke(int argc, char **argv)
     }
     struct px_buf out;
     px_buf_init(&out, PX_MAX_EVENT + 64 * 1024);
-    px_rc rc = px_invoke_event(app, args[0], json, len, NULL, 0, &out);
+    px_rc rc = px_invoke_event(app, args[0], json, len, NULL, 0, &out, NULL);
     int status = PX_EXIT_OK;
     if (rc == PX_ERR_INVALID) {
         fprintf(stderr, "pricing invoke: %s is not an API Gateway proxy event\n", event);

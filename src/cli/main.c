@@ -17,9 +17,13 @@ static int cmd_help(int argc, char **argv);
 static const struct command commands[] = {
     {"serve", px_cmd_serve, "local API server (sam local start-api without Docker)"},
     {"invoke", px_cmd_invoke, "run one API Gateway event through a function"},
+    {"lambda", px_cmd_lambda, "AWS Lambda custom runtime (also as `bootstrap`)"},
+    {"emulate", px_cmd_emulate, "Lambda Runtime API emulator + API Gateway front, no Docker"},
     {"db", px_cmd_db, "db seed: create the stores and load the sample prices"},
     {"audit", px_cmd_audit, "audit query: who looked at what, when"},
+    {"smoke", px_cmd_smoke, "read-only checks of a deployed API (after every deployment)"},
     {"generate-event", px_cmd_generate_event, "print an API Gateway proxy event"},
+    {"token", px_cmd_token, "mint an HS256 bearer token for local development and tests"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "this text"},
 };
@@ -54,9 +58,22 @@ static int cmd_help(int argc, char **argv)
     return PX_EXIT_OK;
 }
 
+/* The last path component of argv[0]. */
+static const char *base_name(const char *p)
+{
+    const char *slash = p ? strrchr(p, '/') : NULL;
+    return slash ? slash + 1 : p ? p : "";
+}
+
 int main(int argc, char **argv)
 {
+    /* Lambda runs a custom runtime as `bootstrap` with no arguments. */
+    if (argc >= 1 && strcmp(base_name(argv[0]), "bootstrap") == 0)
+        return px_cmd_lambda(argc - 1, argv + 1);
     if (argc < 2) {
+        const char *api = getenv("AWS_LAMBDA_RUNTIME_API");
+        if (api && api[0])
+            return px_cmd_lambda(0, argv + argc);
         usage(stderr);
         return PX_EXIT_USAGE;
     }

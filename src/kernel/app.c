@@ -1,10 +1,14 @@
 /* app.c: the application context and the three request steps. */
 #include "app.h"
 
+#include "auth.h"
+#include "cors.h"
 #include "errors.h"
 #include "log.h"
 #include "metrics.h"
+#include "ratelimit.h"
 #include "router.h"
+#include "security.h"
 #include "validate.h"
 #include "../store/audit.h"
 #include "../store/price.h"
@@ -18,6 +22,8 @@ struct px_app {
     struct px_config cfg; /* own copy: store options point into it */
     struct px_price_store *prices;
     struct px_audit_store *audit;
+    struct px_auth *auth; /* read-only once built: shared by every request thread */
+    struct px_ratelimit *ratelimit; /* NULL when RATE_LIMIT_RPS is 0 */
 };
 
 /* A spec for an error line: a URI's password never reaches stderr. */
@@ -67,6 +73,24 @@ px_rc px_app_new(const struct px_config *cfg, struct px_app **out, char *err, si
     }
     app->cfg = *cfg;
 
+    /* Keys first: a bad key file is a configuration error, found before any store is touched. */
+    rc = px_auth_new(&app->cfg, &app->auth, err, errlen);
+    if (rc)
+        goto out;
+
+    if (app->cfg.rate_limit_rps > 0) {
+        long burst = app->cfg.rate_limit_burst ? app->cfg.rate_limit_burst : app->cfg.rate_limit_rps;
+        const struct px_ratelimit_opts ro = {
+            .rate_milli = (uint64_t)app->cfg.rate_limit_rps * 1000u,
+            .burst = (uint64_t)burst,
+        };
+        rc = px_ratelimit_new(&ro, &app->ratelimit);
+        if (rc) {
+            snprintf(err, errlen, "RATE_LIMIT_RPS: cannot set up throttling: %s", px_strerror(rc));
+            goto out;
+        }
+    }
+
     struct px_price_opts popts = {
         .pool_size = (unsigned)(app->cfg.threads + 2),
         .timeout_ms = app->cfg.price_timeout_ms,
@@ -112,12 +136,26 @@ void px_app_free(struct px_app *app)
     app->audit = NULL;
     px_price_close(app->prices);
     app->prices = NULL;
+    px_auth_free(app->auth);
+    app->auth = NULL;
+    px_ratelimit_free(app->ratelimit);
+    app->ratelimit = NULL;
     free(app);
 }
 
 const struct px_config *px_app_config(const struct px_app *app)
 {
     return app ? &app->cfg : &px_config_defaults;
+}
+
+const struct px_auth *px_app_auth(const struct px_app *app)
+{
+    return app ? app->auth : NULL;
+}
+
+struct px_ratelimit *px_app_ratelimit(struct px_app *app)
+{
+    return app ? app->ratelimit : NULL;
 }
 
 struct px_price_store *px_app_prices(struct px_app *app)
@@ -148,10 +186,12 @@ px_rc px_app_prepare(struct px_app *app, struct px_request *req)
 void px_app_dispatch(struct px_app *app, const char *function, struct px_request *req,
                      struct px_response *resp)
 {
+    const char *cors = app ? app->cfg.cors_origins : NULL;
     if (!function) {
         size_t n = 0;
         const struct px_function *const *fns = px_functions(&n);
-        px_router_dispatch(app, fns, n, req, resp);
+        if (!px_cors_preflight(cors, fns, n, req, resp))
+            px_router_dispatch(app, fns, n, req, resp);
         return;
     }
     const struct px_function *fn = px_function_find(function);
@@ -163,7 +203,8 @@ void px_app_dispatch(struct px_app *app, const char *function, struct px_request
         return;
     }
     const struct px_function *one[1] = {fn};
-    px_router_dispatch(app, one, 1, req, resp);
+    if (!px_cors_preflight(cors, one, 1, req, resp))
+        px_router_dispatch(app, one, 1, req, resp);
 }
 
 static bool has_header(const struct px_response *resp, const char *name)
@@ -193,6 +234,13 @@ void px_app_complete(struct px_app *app, struct px_request *req, struct px_respo
                        req->correlation_id ? req->correlation_id : req->request_id);
     add_default_header(resp, "Cache-Control", "no-store");
     add_default_header(resp, "X-Content-Type-Options", "nosniff");
+    px_security_headers(req, resp);
+    px_cors_headers(app ? app->cfg.cors_origins : NULL, req, resp);
+    /* The gate has settled by now: a record still attached was made durable. */
+    if (resp->audit)
+        px_metrics_audit(true);
+    else if (resp->audit_failed)
+        px_metrics_audit(false);
     px_log_request(req, resp, latency_ms);
     px_metrics_request(req->function, req->route, resp->status, latency_ms);
 }

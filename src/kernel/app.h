@@ -13,6 +13,8 @@
 struct px_app;
 struct px_price_store;
 struct px_audit_store;
+struct px_auth;
+struct px_ratelimit;
 
 typedef px_rc (*px_handler_fn)(struct px_app *app, struct px_request *req,
                                struct px_response *resp);
@@ -21,6 +23,10 @@ struct px_route {
     const char *method;  /* "GET", "POST", ... */
     const char *pattern; /* "/price", "/products/{id}" */
     px_handler_fn fn;
+    /* Permission the caller needs (a scope or role, e.g. "price:read"),
+     * checked by the dispatcher before the handler runs (auth.h). NULL: any
+     * authenticated caller (every caller under AUTH_MODE=none). */
+    const char *permission;
 };
 
 struct px_function {
@@ -29,7 +35,8 @@ struct px_function {
     size_t nroutes;
 };
 
-/* Opens the stores named by cfg. On failure writes one human line to err. */
+/* Loads the access control keys (AUTH_MODE) and opens the stores named by
+ * cfg. On failure writes one human line naming the setting to err. */
 px_rc px_app_new(const struct px_config *cfg, struct px_app **out, char *err, size_t errlen) PX_WUR;
 /* Flushes and closes the stores, frees the app. Accepts NULL. */
 void px_app_free(struct px_app *app);
@@ -37,6 +44,10 @@ void px_app_free(struct px_app *app);
 const struct px_config *px_app_config(const struct px_app *app);
 struct px_price_store *px_app_prices(struct px_app *app);
 struct px_audit_store *px_app_audit(struct px_app *app);
+/* The access control built from AUTH_MODE (NULL app: none). */
+const struct px_auth *px_app_auth(const struct px_app *app);
+/* The throttle built from RATE_LIMIT_RPS / RATE_LIMIT_BURST (NULL: off). */
+struct px_ratelimit *px_app_ratelimit(struct px_app *app);
 
 /* The functions this binary ships, and lookup by name (NULL when unknown). */
 const struct px_function *const *px_functions(size_t *n);
@@ -44,12 +55,15 @@ const struct px_function *px_function_find(const char *name);
 
 /* Assigns request_id (unless the transport set one) and correlation_id. */
 px_rc px_app_prepare(struct px_app *app, struct px_request *req) PX_WUR;
-/* Routes req (within `function` only, or all functions when NULL) and runs the
- * handler. Always leaves a complete response in resp: 404/405 for routing,
- * the error shape for handler failures. resp->audit may be set (see request.h). */
+/* Answers a CORS preflight from an allowed origin (cors.h), or routes req
+ * (within `function` only, or all functions when NULL) and runs the handler.
+ * Always leaves a complete response in resp: 404/405 for routing, 429 when
+ * throttled (ratelimit.h), the error shape for handler failures. resp->audit
+ * may be set (see request.h). */
 void px_app_dispatch(struct px_app *app, const char *function, struct px_request *req,
                      struct px_response *resp);
-/* Adds X-Request-Id, X-Correlation-Id, Cache-Control; logs one line; counts metrics. */
+/* Adds X-Request-Id, X-Correlation-Id, Cache-Control, the security headers
+ * (security.h) and CORS headers (cors.h); logs one line; counts metrics. */
 void px_app_complete(struct px_app *app, struct px_request *req, struct px_response *resp,
                      double latency_ms);
 

@@ -3,6 +3,7 @@
  * One static const defaults struct and one table of settings; the same table
  * drives the environment, the flags, the error messages and the usage text. */
 #include "config.h"
+#include "cors.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -27,9 +28,22 @@ const struct px_config px_config_defaults = {
     .max_connections = 1024,
     .conn_timeout_s = 15,
     .threads = 2,
+    .metrics_namespace = "Pricing",
+    .metrics_service = "pricing",
+    .auth_mode = PX_AUTH_NONE,
+    .auth_mode_set = false,
+    .jwt_secret_file = "",
+    .jwks_file = "",
+    .jwt_issuer = "",
+    .jwt_audience = "",
+    .jwt_clock_skew_s = 60,
+    .rate_limit_rps = 0,
+    .rate_limit_burst = 0,
+    .max_conns_per_ip = 0,
+    .cors_origins = "",
 };
 
-enum stype { S_STRING, S_INT, S_LOGLEVEL };
+enum stype { S_STRING, S_INT, S_LOGLEVEL, S_AUTHMODE };
 
 struct setting {
     const char *env;          /* NULL: flag only */
@@ -84,7 +98,50 @@ static const struct setting settings[] = {
      false, "seconds before an idle or slow connection is closed"},
     {"SERVER_THREADS", NULL, NULL, NULL, "--threads", INT(threads), 1, 64, false,
      "worker threads of serve"},
+    {"METRICS_NAMESPACE", NULL, NULL, NULL, "--metrics-namespace", STR(metrics_namespace), 0, 0,
+     false, "CloudWatch namespace of the Embedded Metric Format lines (Lambda)"},
+    {"METRICS_SERVICE", NULL, NULL, NULL, "--metrics-service", STR(metrics_service), 0, 0, false,
+     "value of the `service` dimension of the metric lines (Lambda)"},
+    {"AUTH_MODE", NULL, NULL, NULL, "--auth", S_AUTHMODE, offsetof(struct px_config, auth_mode),
+     sizeof(enum px_auth_mode), 0, 0, false,
+     "none, jwt or apigw (default none; apigw inside AWS Lambda)"},
+    {"AUTH_JWT_SECRET_FILE", NULL, NULL, NULL, "--jwt-secret-file", STR(jwt_secret_file), 0, 0,
+     false, "file holding the HS256 secret (at least 32 bytes) for AUTH_MODE=jwt"},
+    {"AUTH_JWKS_FILE", NULL, NULL, NULL, "--jwks-file", STR(jwks_file), 0, 0, false,
+     "JWKS file with the RS256 / ES256 public keys for AUTH_MODE=jwt"},
+    {"AUTH_ISSUER", NULL, NULL, NULL, "--jwt-issuer", STR(jwt_issuer), 0, 0, false,
+     "required iss claim (unset: not checked)"},
+    {"AUTH_AUDIENCE", NULL, NULL, NULL, "--jwt-audience", STR(jwt_audience), 0, 0, false,
+     "required aud claim (unset: tokens carrying aud are refused)"},
+    {"AUTH_CLOCK_SKEW_S", NULL, NULL, NULL, "--jwt-clock-skew", INT(jwt_clock_skew_s), 0, 600,
+     false, "seconds of clock skew allowed on exp, nbf, iat"},
+    {"RATE_LIMIT_RPS", NULL, NULL, NULL, "--rate-limit", INT(rate_limit_rps), 0, 1000000, false,
+     "requests per second per caller (subject, else client address); 0 = no throttling"},
+    {"RATE_LIMIT_BURST", NULL, NULL, NULL, "--rate-burst", INT(rate_limit_burst), 0, 1000000,
+     false, "requests a caller may make at once before the rate applies; 0 = the rate"},
+    {"MAX_CONNECTIONS_PER_IP", NULL, NULL, NULL, "--max-connections-per-ip",
+     INT(max_conns_per_ip), 0, 100000, false,
+     "connections serve accepts from one client address; 0 = no per-address cap"},
+    {"CORS_ALLOW_ORIGINS", NULL, NULL, NULL, "--cors-origins", STR(cors_origins), 0, 0, false,
+     "comma-separated browser origins allowed cross-origin (unset: none)"},
 };
+
+static const char *const auth_mode_names[] = {
+    [PX_AUTH_NONE] = "none",
+    [PX_AUTH_JWT] = "jwt",
+    [PX_AUTH_APIGW] = "apigw",
+};
+
+const char *px_auth_mode_name(enum px_auth_mode mode)
+{
+    return (size_t)mode < PX_COUNTOF(auth_mode_names) ? auth_mode_names[mode] : "none";
+}
+
+void px_config_default_auth_mode(struct px_config *cfg, enum px_auth_mode mode)
+{
+    if (cfg && !cfg->auth_mode_set)
+        cfg->auth_mode = mode;
+}
 
 static const char *const level_names[] = {
     [PX_LOG_DEBUG] = "debug",
@@ -175,6 +232,16 @@ static px_rc apply(struct px_config *cfg, const struct setting *s, const char *n
             }
         }
         return fail_value(s, name, value, "must be one of debug, info, warn, error", err, errlen);
+    case S_AUTHMODE:
+        for (size_t i = 0; i < PX_COUNTOF(auth_mode_names); i++) {
+            if (strcasecmp(value, auth_mode_names[i]) == 0) {
+                enum px_auth_mode m = (enum px_auth_mode)i;
+                memcpy(field, &m, sizeof(m));
+                cfg->auth_mode_set = true;
+                return PX_OK;
+            }
+        }
+        return fail_value(s, name, value, "must be one of none, jwt, apigw", err, errlen);
     }
     snprintf(err, errlen, "%s: unsupported setting type", name);
     return PX_ERR_INTERNAL;
@@ -206,6 +273,9 @@ px_rc px_config_from_env(struct px_config *cfg, char *err, size_t errlen)
         if (value)
             rc = apply(cfg, s, name, value, err, errlen);
     }
+    /* Inside Lambda the default is to trust API Gateway's authorizer, never to be open. */
+    if (!rc && env_value("AWS_LAMBDA_RUNTIME_API"))
+        px_config_default_auth_mode(cfg, PX_AUTH_APIGW);
     return rc;
 }
 
@@ -296,6 +366,17 @@ px_rc px_config_check(const struct px_config *cfg, char *err, size_t errlen)
                  scheme);
         return PX_ERR_CONFIG;
     }
+    if (cfg->auth_mode == PX_AUTH_JWT && !cfg->jwt_secret_file[0] && !cfg->jwks_file[0]) {
+        snprintf(err, errlen,
+                 "AUTH_MODE (--auth): jwt needs AUTH_JWT_SECRET_FILE (--jwt-secret-file) or "
+                 "AUTH_JWKS_FILE (--jwks-file)");
+        return PX_ERR_CONFIG;
+    }
+    char why[256];
+    if (px_cors_check_origins(cfg->cors_origins, why, sizeof(why)) != PX_OK) {
+        snprintf(err, errlen, "CORS_ALLOW_ORIGINS (--cors-origins): %s", why);
+        return PX_ERR_CONFIG;
+    }
     return PX_OK;
 }
 
@@ -317,6 +398,9 @@ static void default_text(const struct setting *s, char *out, size_t outlen)
     }
     case S_LOGLEVEL:
         snprintf(out, outlen, "%s", level_names[px_config_defaults.log_level]);
+        return;
+    case S_AUTHMODE:
+        snprintf(out, outlen, "%s", px_auth_mode_name(px_config_defaults.auth_mode));
         return;
     }
     out[0] = '\0';

@@ -10,6 +10,13 @@
 
 enum px_log_level { PX_LOG_DEBUG, PX_LOG_INFO, PX_LOG_WARN, PX_LOG_ERROR };
 
+/* Who authenticates callers (AUTH_MODE, see auth.h). */
+enum px_auth_mode {
+    PX_AUTH_NONE,  /* nobody: serve only on loopback unless --insecure-no-auth */
+    PX_AUTH_JWT,   /* the service verifies `Authorization: Bearer <JWT>` */
+    PX_AUTH_APIGW, /* API Gateway's JWT authorizer did; its claims are trusted */
+};
+
 struct px_config {
     char price_db[1024];    /* PRICE_DB, --price-db */
     char audit_store[1024]; /* AUDIT_STORE, --audit-store (TABLE_AUDIT -> dynamodb:TABLE) */
@@ -27,19 +34,41 @@ struct px_config {
     long max_connections;         /* MAX_CONNECTIONS for serve */
     long conn_timeout_s;          /* CONNECTION_TIMEOUT for serve (idle / slow clients) */
     long threads;                 /* SERVER_THREADS for serve, 1..64 */
+    char metrics_namespace[256];  /* METRICS_NAMESPACE: CloudWatch namespace of EMF lines (Lambda) */
+    char metrics_service[256];    /* METRICS_SERVICE: the `service` dimension of EMF lines */
+    enum px_auth_mode auth_mode;  /* AUTH_MODE, --auth */
+    bool auth_mode_set;           /* AUTH_MODE or --auth was given (else a default applies) */
+    char jwt_secret_file[1024];   /* AUTH_JWT_SECRET_FILE, --jwt-secret-file (HS256) */
+    char jwks_file[1024];         /* AUTH_JWKS_FILE, --jwks-file (RS256 / ES256) */
+    char jwt_issuer[512];         /* AUTH_ISSUER, --jwt-issuer ("" = iss not checked) */
+    char jwt_audience[512];       /* AUTH_AUDIENCE, --jwt-audience ("" = no aud accepted) */
+    long jwt_clock_skew_s;        /* AUTH_CLOCK_SKEW_S, --jwt-clock-skew, 0..600 */
+    long rate_limit_rps;          /* RATE_LIMIT_RPS, --rate-limit: tokens per second, 0 = off */
+    long rate_limit_burst;        /* RATE_LIMIT_BURST, --rate-burst: bucket size, 0 = the rate */
+    long max_conns_per_ip;        /* MAX_CONNECTIONS_PER_IP for serve, 0 = no per-address cap */
+    char cors_origins[2048];      /* CORS_ALLOW_ORIGINS, --cors-origins: exact origins, "" = none */
 };
 
 /* Built-in defaults (CONTRACT §6). */
 extern const struct px_config px_config_defaults;
 
 /* Starts from defaults, applies the environment. PX_ERR_CONFIG with one line
- * naming the variable in err. */
+ * naming the variable in err. When AUTH_MODE is unset and AWS_LAMBDA_RUNTIME_API
+ * is set (inside AWS Lambda), auth_mode becomes PX_AUTH_APIGW, auth_mode_set
+ * staying false: a Lambda deployment is never open by omission. */
 px_rc px_config_from_env(struct px_config *cfg, char *err, size_t errlen) PX_WUR;
 
 /* Applies one command-line flag ("--price-db") with its value. PX_ERR_NOT_FOUND
  * when the flag is not a configuration flag; PX_ERR_CONFIG on a bad value. */
 px_rc px_config_set_flag(struct px_config *cfg, const char *flag, const char *value, char *err,
                          size_t errlen) PX_WUR;
+
+/* Sets the mode a command uses when neither AUTH_MODE nor --auth chose one
+ * (`pricing lambda`: PX_AUTH_APIGW). Call after px_cli_parse(). */
+void px_config_default_auth_mode(struct px_config *cfg, enum px_auth_mode mode);
+
+/* Name of a mode: "none", "jwt", "apigw". */
+const char *px_auth_mode_name(enum px_auth_mode mode);
 
 /* Checks cross-setting rules after env and flags (e.g. store spec syntax). */
 px_rc px_config_check(const struct px_config *cfg, char *err, size_t errlen) PX_WUR;

@@ -132,4 +132,5 @@ void px_response_audit_failed(struct px_request *req, struct px_response *resp)
     /* Whatever the handler put in (price body, headers), none of it may leave. */
     memset(resp, 0, sizeof(*resp));
     px_error_response(req, resp, PX_E_AUDIT_UNAVAILABLE, NULL, NULL, 0);
+    resp->audit_failed = true;
 }

@@ -59,6 +59,7 @@ struct px_response {
      * the transport appends it, then sends the response on success or the
      * answer of px_response_audit_failed() on failure. Arena-owned. */
     struct px_audit_record *audit;
+    bool audit_failed; /* set by px_response_audit_failed(): the gate refused to send */
 };
 
 /* Value of the first header named `name` (lower case), or NULL. */

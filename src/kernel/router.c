@@ -1,8 +1,10 @@
 /* router.c: route matching and handler dispatch. */
 #include "router.h"
 
+#include "auth.h"
 #include "errors.h"
 #include "log.h"
+#include "ratelimit.h"
 
 #include <string.h>
 
@@ -179,6 +181,14 @@ void px_router_dispatch(struct px_app *app, const struct px_function *const *fns
     memset(resp, 0, sizeof(*resp));
     const struct px_route *route = NULL;
     if (px_router_route(fns, nfns, req, resp, &route))
+        return;
+    /* Before the handler and its validation: a caller who may not use the
+     * route learns nothing about its parameters or data. */
+    px_rc access = px_auth_check(px_app_auth(app), req, route->permission, resp);
+    /* Throttled whatever the verdict, so refused attempts count against the
+     * caller (its address when unauthenticated); a throttled request reaches
+     * no handler, so it is never an audited look-up. */
+    if (px_ratelimit_request(px_app_ratelimit(app), req, resp) || access != PX_OK)
         return;
     px_rc rc = route->fn ? route->fn(app, req, resp) : PX_ERR_INTERNAL;
     if (rc == PX_OK && resp->status != 0)

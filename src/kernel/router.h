@@ -25,9 +25,11 @@ bool px_router_path_match(const char *pattern, const char *path, struct px_arena
 px_rc px_router_route(const struct px_function *const *fns, size_t nfns, struct px_request *req,
                       struct px_response *resp, const struct px_route **route_out) PX_WUR;
 
-/* Routes req and runs the handler; always leaves a complete response. A
- * handler that fails without setting a status yields 500 INTERNAL, or 503
- * DEPENDENCY_UNAVAILABLE for PX_ERR_UNAVAILABLE / PX_ERR_TIMEOUT / PX_ERR_BUSY. */
+/* Routes req, checks access (px_auth_check() with the route's permission:
+ * 401/403 and no handler when refused) and runs the handler; always leaves a
+ * complete response. A handler that fails without setting a status yields 500
+ * INTERNAL, or 503 DEPENDENCY_UNAVAILABLE for PX_ERR_UNAVAILABLE /
+ * PX_ERR_TIMEOUT / PX_ERR_BUSY. */
 void px_router_dispatch(struct px_app *app, const struct px_function *const *fns, size_t nfns,
                         struct px_request *req, struct px_response *resp);
 

@@ -4,10 +4,12 @@
 #include "../kernel/buf.h"
 #include "../kernel/request.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct px_audit_store {
     const struct px_audit_ops *ops;
@@ -74,13 +76,29 @@ px_rc px_audit_submit(struct px_audit_store *s, const struct px_audit_record *r,
 }
 
 /* The blocking append waits on its own condition variable: one-shot callers
- * (invoke, Lambda) have no event loop to resume. */
+ * (invoke, Lambda) have no event loop to resume. The waiter lives on the heap
+ * with two references, the caller's and the store's done(): a caller that
+ * stops waiting at its deadline leaves, and whichever of the two lets go last
+ * frees it, so a late done() never touches freed memory. */
 struct waiter {
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    int refs; /* guarded by mu */
     bool finished;
     px_rc rc;
 };
+
+static void waiter_unref(struct waiter *w)
+{
+    pthread_mutex_lock(&w->mu);
+    bool last = --w->refs == 0;
+    pthread_mutex_unlock(&w->mu);
+    if (!last)
+        return;
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}
 
 static void wake(void *arg, px_rc rc)
 {
@@ -90,25 +108,77 @@ static void wake(void *arg, px_rc rc)
     w->finished = true;
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
+    waiter_unref(w);
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+px_rc px_audit_append_until(struct px_audit_store *s, const struct px_audit_record *r,
+                            int64_t deadline_ms)
+{
+    struct waiter *w = calloc(1, sizeof(*w));
+    if (!w)
+        return PX_ERR_NOMEM;
+    pthread_condattr_t ca;
+    if (pthread_mutex_init(&w->mu, NULL)) {
+        free(w);
+        return PX_ERR_NOMEM;
+    }
+    /* Monotonic, so a clock step cannot stretch or cut the wait. */
+    if (pthread_condattr_init(&ca) || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) ||
+        pthread_cond_init(&w->cv, &ca)) {
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+        return PX_ERR_NOMEM;
+    }
+    pthread_condattr_destroy(&ca);
+    w->refs = 2;
+    w->rc = PX_OK;
+
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    if (deadline_ms > 0) {
+        int64_t left = deadline_ms - PX_AUDIT_DEADLINE_MARGIN_MS - wall_ms();
+        if (left < 0)
+            left = 0;
+        until.tv_sec += (time_t)(left / 1000);
+        until.tv_nsec += (long)(left % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+    }
+
+    px_rc rc = px_audit_submit(s, r, wake, w);
+    if (rc) {
+        w->refs = 1; /* done() will never come */
+    } else {
+        pthread_mutex_lock(&w->mu);
+        /* Without a deadline the store's promise of done() within its own
+         * bound ends the wait; with one, the deadline may end it first. */
+        while (!w->finished) {
+            if (deadline_ms <= 0) {
+                pthread_cond_wait(&w->cv, &w->mu);
+            } else if (pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT) {
+                if (!w->finished)
+                    break;
+            }
+        }
+        rc = w->finished ? w->rc : PX_ERR_TIMEOUT;
+        pthread_mutex_unlock(&w->mu);
+    }
+    waiter_unref(w);
+    return rc;
 }
 
 px_rc px_audit_append(struct px_audit_store *s, const struct px_audit_record *r)
 {
-    struct waiter w = {.finished = false, .rc = PX_OK};
-    pthread_mutex_init(&w.mu, NULL);
-    pthread_cond_init(&w.cv, NULL);
-    px_rc rc = px_audit_submit(s, r, wake, &w);
-    if (!rc) {
-        /* The store promises done() within its own bound, so this wait ends. */
-        pthread_mutex_lock(&w.mu);
-        while (!w.finished)
-            pthread_cond_wait(&w.cv, &w.mu);
-        rc = w.rc;
-        pthread_mutex_unlock(&w.mu);
-    }
-    pthread_cond_destroy(&w.cv);
-    pthread_mutex_destroy(&w.mu);
-    return rc;
+    return px_audit_append_until(s, r, 0);
 }
 
 px_rc px_audit_query(struct px_audit_store *s, const struct px_audit_query *q, struct px_arena *a,
@@ -154,6 +224,7 @@ px_rc px_audit_record_json(const struct px_audit_record *r, void *buf)
         {"correlationId", r->correlation_id},
         {"ts", r->ts},
         {"principal", r->principal[0] ? r->principal : NULL},
+        {"apiRequestId", r->api_request_id[0] ? r->api_request_id : NULL},
     };
     size_t start = b->len;
     px_rc rc = px_buf_add(b, "{", 1);

@@ -21,6 +21,7 @@ struct px_audit_record {
     char request_id[PX_MAX_REQUEST_ID + 1];
     char correlation_id[PX_MAX_REQUEST_ID + 1];
     char principal[PX_MAX_PRINCIPAL + 1]; /* "" when unauthenticated */
+    char api_request_id[PX_MAX_REQUEST_ID + 1]; /* API Gateway's requestContext.requestId, or "" */
     char ts[25];                          /* 2026-01-23T12:00:00.123Z */
     int64_t expires_at;                   /* epoch seconds */
     char action[16];                      /* "PRICE_FETCH" */
@@ -67,6 +68,16 @@ px_rc px_audit_submit(struct px_audit_store *s, const struct px_audit_record *r,
                       px_audit_done_fn done, void *arg) PX_WUR;
 /* Blocks until r is durable or has failed. */
 px_rc px_audit_append(struct px_audit_store *s, const struct px_audit_record *r) PX_WUR;
+/* Safety margin px_audit_append_until keeps before the deadline: time to
+ * render and send the answer after giving up on the store. */
+#define PX_AUDIT_DEADLINE_MARGIN_MS 200
+/* Like px_audit_append, but gives up at deadline_ms (epoch ms) minus
+ * PX_AUDIT_DEADLINE_MARGIN_MS, or at the store's own bound if that comes
+ * first, and then returns PX_ERR_TIMEOUT; deadline_ms <= 0 waits like
+ * px_audit_append. After a time-out the record may still become durable
+ * later (never the other way round); the store's late done() is harmless. */
+px_rc px_audit_append_until(struct px_audit_store *s, const struct px_audit_record *r,
+                            int64_t deadline_ms) PX_WUR;
 /* One page of records. PX_ERR_INVALID for a bad cursor. */
 px_rc px_audit_query(struct px_audit_store *s, const struct px_audit_query *q, struct px_arena *a,
                      struct px_audit_page *out) PX_WUR;

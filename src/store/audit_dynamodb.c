@@ -669,9 +669,10 @@ static px_rc enable_ttl(struct store *s, char *err, size_t errlen)
             json_decref(resp);
             return PX_OK;
         }
+        bool disabling = strcmp(st, "DISABLING") == 0; /* st lives in resp */
         json_decref(resp);
         resp = NULL;
-        if (!strcmp(st, "DISABLING")) {
+        if (disabling) {
             PX_WARN(NULL, "DynamoDB table %s: TTL is being disabled; run db seed again later",
                     s->table);
             return PX_OK;

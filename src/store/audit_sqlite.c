@@ -12,6 +12,7 @@
  * plain INSERT against UNIQUE(pk, sk), and triggers refuse UPDATE and DELETE
  * from any connection. docs/internals/stores.md has the whole argument. */
 #include "audit.h"
+#include "../kernel/metrics.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -358,6 +359,7 @@ static void write_batch(struct sqlite_audit *a, size_t n)
     } else if (written) {
         atomic_fetch_add_explicit(&a->batches, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&a->records, written, memory_order_relaxed);
+        px_metrics_audit_batch(written);
         if (written > atomic_load_explicit(&a->largest, memory_order_relaxed))
             atomic_store_explicit(&a->largest, written, memory_order_relaxed);
     }

@@ -29,6 +29,8 @@ struct px_ddb {
     char *host;        /* host[:port] */
     char *path;        /* request path, usually "/" */
     char *region, *akid, *secret, *token;
+    char *ca_file; /* SSL_CERT_FILE at creation: the bundled libcurl's built-in CA path
+                    * (Debian's) does not exist on Amazon Linux 2023 */
     long connect_timeout_ms;
     size_t max_response;
     unsigned max_attempts;
@@ -357,6 +359,10 @@ px_rc px_ddb_new(const struct px_ddb_config *cfg, struct px_ddb **out, char *err
     c->akid = dupstr(cfg->access_key_id);
     c->secret = dupstr(cfg->secret_access_key);
     c->token = empty(cfg->session_token) ? NULL : dupstr(cfg->session_token);
+    /* Read once here: getenv is not safe against the runtime's per-invocation putenv later. */
+    const char *ca = getenv("SSL_CERT_FILE");
+    if (!empty(ca) && !(c->ca_file = dupstr(ca)))
+        goto nomem;
     if (!empty(cfg->endpoint)) {
         c->url = dupstr(cfg->endpoint);
     } else {
@@ -405,6 +411,7 @@ void px_ddb_free(struct px_ddb *c)
         memset(c->secret, 0, strlen(c->secret));
     free(c->secret);
     free(c->token);
+    free(c->ca_file);
     free(c);
 }
 
@@ -637,7 +644,8 @@ static px_rc attempt(struct px_ddb *c, CURL *h, const char *op, const char *body
         curl_easy_setopt(h, CURLOPT_WRITEDATA, a) ||
         curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header) ||
         curl_easy_setopt(h, CURLOPT_HEADERDATA, a) ||
-        curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_response)) {
+        curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_response) ||
+        (c->ca_file && curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file))) {
         rc = PX_ERR_INTERNAL;
         snprintf(err->message, sizeof(err->message), "libcurl refused an option");
         goto out;

@@ -345,8 +345,16 @@ px_rc px_sigv4_sign(const struct px_sigv4_input *in, struct px_sigv4_output *out
             return PX_ERR_INVALID;
         h[nh].value = in->headers[i].value;
         h[nh].order = nh;
-        if (strcmp(h[nh].name, "x-amz-date") == 0)
+        if (strcmp(h[nh].name, "x-amz-date") == 0) {
+            /* the string to sign carries `now`: a different header would never verify */
+            char v[32];
+            struct out vo = {v, 0, sizeof(v), false};
+            v[0] = '\0';
+            put_trimmed(&vo, h[nh].value);
+            if (vo.over || strcmp(v, out->amz_date) != 0)
+                return PX_ERR_INVALID;
             have_date = true;
+        }
         if (strcmp(h[nh].name, "x-amz-security-token") == 0)
             have_token = true;
         nh++;

@@ -45,8 +45,9 @@ struct px_sigv4_output {
     char authorization[PX_SIGV4_MAX_AUTHZ]; /* value of the Authorization header */
 };
 
-/* Signs one request. When the headers carry no X-Amz-Date (or Date), one with
- * out->amz_date is signed and the caller must send it; likewise the session
+/* Signs one request. When the headers carry no X-Amz-Date, one with
+ * out->amz_date is signed and the caller must send it (one they carry must equal
+ * `now` in that form, else PX_ERR_INVALID); likewise the session
  * token is signed as X-Amz-Security-Token unless the headers already carry it.
  * PX_ERR_INVALID for missing inputs or a bad header, PX_ERR_TOO_LARGE when an
  * output would pass its cap, PX_ERR_INTERNAL when OpenSSL fails. */

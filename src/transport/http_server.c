@@ -9,6 +9,7 @@
  * and the response is queued only in DONE, after the audit record of the
  * request (if any) is durable or has definitely failed. */
 #include "http_server.h"
+#include "http_request.h"
 #include "kernel/buf.h"
 #include "kernel/errors.h"
 #include "kernel/log.h"
@@ -55,6 +56,9 @@
 #define AUDIT_DRAIN_MS    60000         /* further bound on waiting for audit callbacks */
 #define METRICS_CAP       (1024u * 1024u)
 #define PROM_CONTENT_TYPE "text/plain; version=0.0.4"
+#define WATCH_TICK_MS     200   /* how often request deadlines are checked */
+#define REFUSED_LOG_MS    10000 /* at most one "connection cap reached" line per this */
+#define DEADLINE_KILLED   (-1)  /* conn_watch.deadline_ms of a connection being shut down */
 
 enum ctx_state { ST_HEADERS, ST_BODY, ST_AUDIT, ST_DONE };
 
@@ -71,8 +75,21 @@ struct ctx {
     bool discarding; /* body passed max_body: drop the rest, answer 413 */
     size_t discarded;
     bool close;           /* answer with Connection: close */
-    _Atomic int audit_rc; /* px_rc from the audit store's done callback */
-    struct ctx *next;     /* free list */
+    _Atomic int audit_rc;     /* px_rc from the audit store's done callback */
+    struct conn_watch *watch; /* the connection's deadline (NULL if it has none) */
+    struct ctx *next;         /* free list */
+};
+
+/* One per open connection (MHD_OPTION_NOTIFY_CONNECTION): the time by which
+ * the request being received must be complete. deadline_ms > 0 while a
+ * request is awaited or being received, 0 while one is processed or
+ * answered, DEADLINE_KILLED once the watchdog shut the socket down. The fd
+ * stays valid while the entry is on the list: MHD notifies CLOSED (which
+ * unlinks it under watch_mu) before it closes the socket. */
+struct conn_watch {
+    struct conn_watch *prev, *next;
+    int fd;
+    _Atomic int64_t deadline_ms;
 };
 
 struct px_http_server {
@@ -90,6 +107,19 @@ struct px_http_server {
     struct ctx *pool;
     size_t npool;
     char address[INET6_ADDRSTRLEN + 8];
+    /* Abuse bounds (docs/internals/transports.md, "Hostile clients"). */
+    long max_conns;       /* our connection cap, enforced at accept */
+    int64_t timeout_ms;   /* bound on receiving one request, idle time included */
+    atomic_long conns;    /* connections open now */
+    atomic_long refused;  /* connections refused at the cap */
+    atomic_long timed_out; /* connections shut down past their request deadline */
+    _Atomic int64_t refused_logged_ms;
+    pthread_mutex_t watch_mu; /* the watch list; held while the watchdog shuts a socket */
+    pthread_cond_t watch_cv;
+    struct conn_watch *watch_head;
+    bool watch_stop;
+    bool watchdog_started;
+    pthread_t watchdog;
 };
 
 /* ---- time ---- */
@@ -99,6 +129,13 @@ static double ms_since(const struct timespec *t0)
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 static void sleep_ms(long ms)
@@ -166,6 +203,7 @@ static void ctx_put(struct px_http_server *s, struct ctx *c)
     c->discarding = false;
     c->discarded = 0;
     c->close = false;
+    c->watch = NULL;
     pthread_mutex_lock(&s->pool_mu);
     if (s->npool < POOL_MAX) {
         c->next = s->pool;
@@ -175,6 +213,137 @@ static void ctx_put(struct px_http_server *s, struct ctx *c)
     }
     pthread_mutex_unlock(&s->pool_mu);
     ctx_destroy(c);
+}
+
+/* ---- hostile clients: connection cap and request deadlines ---- */
+
+/* MHD_AcceptPolicyCallback: past max_conns a new connection is accepted and
+ * closed at once (the client sees the connection end, not a silent wait in
+ * the listen backlog). MHD's own limit sits above ours and is never reached. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    struct px_http_server *s = cls;
+    PX_UNUSED(addr);
+    PX_UNUSED(addrlen);
+    if (atomic_load(&s->conns) < s->max_conns)
+        return MHD_YES;
+    long n = atomic_fetch_add(&s->refused, 1) + 1;
+    int64_t now = mono_ms(), last = atomic_load(&s->refused_logged_ms);
+    if (now - last >= REFUSED_LOG_MS &&
+        atomic_compare_exchange_strong(&s->refused_logged_ms, &last, now))
+        PX_WARN(NULL, "connection cap (%ld) reached: refusing new connections (%ld so far)",
+                s->max_conns, n);
+    return MHD_NO;
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: keeps the list of open connections and
+ * their deadlines. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct px_http_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        atomic_fetch_add(&s->conns, 1);
+        *socket_context = NULL;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct conn_watch *w = ci ? calloc(1, sizeof(*w)) : NULL;
+        if (!w) {
+            /* Without a deadline a slow client could hold it forever: refuse it. */
+            if (ci)
+                shutdown(ci->connect_fd, SHUT_RDWR);
+            return;
+        }
+        w->fd = ci->connect_fd;
+        atomic_init(&w->deadline_ms, mono_ms() + s->timeout_ms);
+        pthread_mutex_lock(&s->watch_mu);
+        w->next = s->watch_head;
+        if (w->next)
+            w->next->prev = w;
+        s->watch_head = w;
+        pthread_mutex_unlock(&s->watch_mu);
+        *socket_context = w;
+        return;
+    }
+    /* MHD_CONNECTION_NOTIFY_CLOSED: the socket is still open; it is closed
+     * once this returns, so nobody may shut it down after the unlink. */
+    struct conn_watch *w = *socket_context;
+    *socket_context = NULL;
+    if (w) {
+        pthread_mutex_lock(&s->watch_mu);
+        if (w->prev)
+            w->prev->next = w->next;
+        else
+            s->watch_head = w->next;
+        if (w->next)
+            w->next->prev = w->prev;
+        pthread_mutex_unlock(&s->watch_mu);
+        free(w);
+    }
+    atomic_fetch_sub(&s->conns, 1);
+}
+
+/* The request is fully received: no deadline while it is processed (an
+ * audit wait included). False when the watchdog got there first. */
+static bool watch_received(struct conn_watch *w)
+{
+    if (!w)
+        return true;
+    int64_t prev = atomic_exchange(&w->deadline_ms, 0);
+    if (prev == DEADLINE_KILLED) {
+        atomic_store(&w->deadline_ms, DEADLINE_KILLED);
+        return false;
+    }
+    return true;
+}
+
+/* The request is over: the next one on this connection must arrive in full
+ * within the timeout. */
+static void watch_rearm(struct px_http_server *s, struct conn_watch *w)
+{
+    if (!w)
+        return;
+    int64_t cur = atomic_load(&w->deadline_ms);
+    int64_t next = mono_ms() + s->timeout_ms;
+    while (cur != DEADLINE_KILLED && !atomic_compare_exchange_weak(&w->deadline_ms, &cur, next))
+        ;
+}
+
+/* Shuts down connections whose request did not arrive in time. MHD's own
+ * timeout is an idle timeout, restarted by every byte: a client sending one
+ * header byte a second (slowloris) or a trickle of body never meets it. The
+ * socket is shut down, not closed: MHD sees end of file, closes it itself
+ * and notifies CLOSED, which is what frees the entry. */
+static void *watchdog_main(void *arg)
+{
+    struct px_http_server *s = arg;
+    pthread_mutex_lock(&s->watch_mu);
+    while (!s->watch_stop) {
+        int64_t now = mono_ms();
+        long killed = 0;
+        for (struct conn_watch *w = s->watch_head; w; w = w->next) {
+            int64_t d = atomic_load(&w->deadline_ms);
+            if (d > 0 && d <= now &&
+                atomic_compare_exchange_strong(&w->deadline_ms, &d, DEADLINE_KILLED)) {
+                shutdown(w->fd, SHUT_RDWR);
+                killed++;
+            }
+        }
+        if (killed) {
+            atomic_fetch_add(&s->timed_out, killed);
+            PX_DEBUG(NULL, "closed %ld connections past their request deadline", killed);
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += (long)WATCH_TICK_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->watch_cv, &s->watch_mu, &until);
+    }
+    pthread_mutex_unlock(&s->watch_mu);
+    return NULL;
 }
 
 /* MHD_OPTION_URI_LOG_CALLBACK: called once per request with the raw request
@@ -187,6 +356,9 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
         return NULL;
     c->conn = conn;
     c->raw_uri = px_arena_strdup(c->arena, uri ? uri : "");
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    c->watch = ci ? ci->socket_context : NULL;
     atomic_fetch_add(&s->in_flight, 1);
     return c;
 }
@@ -202,6 +374,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     *req_cls = NULL;
     if (!c)
         return;
+    watch_rearm(s, c->watch);
     ctx_put(s, c);
     atomic_fetch_sub(&s->in_flight, 1);
 }
@@ -213,15 +386,21 @@ struct hdr_fill {
     size_t n, cap;
     size_t bytes; /* "name: value\r\n" of each, as on the wire */
     bool oom;
+    bool nul; /* a name or value holds a NUL byte */
 };
 
 static enum MHD_Result add_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                  const char *value)
+                                  size_t key_size, const char *value, size_t value_size)
 {
     struct hdr_fill *f = cls;
     PX_UNUSED(kind);
     if (f->n >= f->cap)
         return MHD_NO;
+    /* C strings end at a NUL the client sent: seen only through the sizes. */
+    if (!key || strlen(key) != key_size || (value && strlen(value) != value_size)) {
+        f->nul = true;
+        return MHD_NO;
+    }
     char *k = px_arena_strdup(f->c->arena, key);
     char *v = px_arena_strdup(f->c->arena, value ? value : "");
     if (!k || !v) {
@@ -262,110 +441,37 @@ static const char *client_ip(struct ctx *c)
 enum reject {
     REJ_NONE,
     REJ_NOMEM,
-    REJ_BAD_PATH,
+    REJ_BAD_TARGET,
+    REJ_BAD_METHOD,
+    REJ_BAD_HEADER,
+    REJ_BAD_HOST,
     REJ_TOO_MANY_HEADERS,
     REJ_HEADERS_TOO_LARGE,
     REJ_FRAMING,
     REJ_TOO_LARGE,
 };
 
-/* Splits the raw target into path and query and decodes both strictly. An
- * absolute-form target (http://host/path) is reduced to its path. */
-static enum reject parse_target(struct ctx *c)
+static enum reject reject_of(enum px_http_verdict v)
 {
-    const char *raw = c->raw_uri;
-    if (!raw)
-        return REJ_NOMEM;
-    const char *p = raw;
-    size_t skip = 0;
-    if (strncasecmp(p, "http://", 7) == 0)
-        skip = 7;
-    else if (strncasecmp(p, "https://", 8) == 0)
-        skip = 8;
-    bool synthetic_root = false;
-    if (skip) {
-        p += skip;
-        p += strcspn(p, "/?");
-        synthetic_root = *p != '/';
-    }
-    const char *q = strchr(p, '?');
-    size_t plen = q ? (size_t)(q - p) : strlen(p);
-    char *path = NULL;
-    if (synthetic_root) {
-        path = px_arena_strdup(c->arena, "/");
-        if (!path)
-            return REJ_NOMEM;
-    } else {
-        px_rc rc = px_url_decode_path(c->arena, p, plen, &path);
-        if (rc == PX_ERR_NOMEM)
-            return REJ_NOMEM;
-        if (rc)
-            return REJ_BAD_PATH;
-    }
-    c->req.path = path;
-    if (q) {
-        px_rc rc = px_query_parse(c->arena, q + 1, strlen(q + 1), &c->req.query, &c->req.nquery);
-        if (rc == PX_ERR_NOMEM)
-            return REJ_NOMEM;
-        if (rc) {
-            /* Validation answers 400 for a malformed query; nothing of it is kept. */
-            c->req.query = NULL;
-            c->req.nquery = 0;
-            c->req.query_invalid = true;
-        }
-    }
-    return REJ_NONE;
-}
-
-static bool all_digits(const char *s)
-{
-    if (!*s)
-        return false;
-    for (; *s; s++)
-        if (*s < '0' || *s > '9')
-            return false;
-    return true;
-}
-
-/* Message framing rules MHD 0.9.75 does not enforce itself: it lets
- * Transfer-Encoding win over Content-Length, treats any other transfer coding
- * as "no body", and takes one of several Content-Length headers. Each of these
- * is a request-smuggling vector behind a proxy, so each is refused. */
-static enum reject check_framing(struct ctx *c, size_t max_body)
-{
-    const char *cl = NULL, *te = NULL;
-    size_t ncl = 0, nte = 0;
-    for (size_t i = 0; i < c->req.nheaders; i++) {
-        if (strcmp(c->req.headers[i].key, "content-length") == 0) {
-            cl = c->req.headers[i].value;
-            ncl++;
-        } else if (strcmp(c->req.headers[i].key, "transfer-encoding") == 0) {
-            te = c->req.headers[i].value;
-            nte++;
-        }
-    }
-    if (nte > 1 || ncl > 1 || (nte && ncl))
+    switch (v) {
+    case PX_HTTP_OK:
+        return REJ_NONE;
+    case PX_HTTP_BAD_TARGET:
+        return REJ_BAD_TARGET;
+    case PX_HTTP_BAD_METHOD:
+        return REJ_BAD_METHOD;
+    case PX_HTTP_BAD_HEADER:
+        return REJ_BAD_HEADER;
+    case PX_HTTP_BAD_HOST:
+        return REJ_BAD_HOST;
+    case PX_HTTP_BAD_FRAMING:
         return REJ_FRAMING;
-    if (te) {
-        while (*te == ' ' || *te == '\t')
-            te++;
-        size_t n = strlen(te);
-        while (n && (te[n - 1] == ' ' || te[n - 1] == '\t'))
-            n--;
-        if (n != 7 || strncasecmp(te, "chunked", 7) != 0)
-            return REJ_FRAMING;
+    case PX_HTTP_TOO_LARGE:
+        return REJ_TOO_LARGE;
+    case PX_HTTP_NOMEM:
+    default:
+        return REJ_NOMEM;
     }
-    if (cl) {
-        if (!all_digits(cl))
-            return REJ_FRAMING;
-        /* Past 19 digits strtoull could overflow; any such length is too large anyway. */
-        if (strlen(cl) > 19)
-            return REJ_TOO_LARGE;
-        unsigned long long v = strtoull(cl, NULL, 10);
-        if (v > max_body)
-            return REJ_TOO_LARGE;
-    }
-    return REJ_NONE;
 }
 
 static enum reject read_request(struct ctx *c, const char *method, const char *version)
@@ -378,24 +484,29 @@ static enum reject read_request(struct ctx *c, const char *method, const char *v
         return REJ_TOO_MANY_HEADERS;
     /* Request line and the blank line that ends the headers. */
     size_t bytes = strlen(method) + strlen(c->raw_uri ? c->raw_uri : "") + strlen(version) + 6;
+    bool nul = false;
     if (n > 0) {
         c->req.headers = px_arena_calloc(c->arena, (size_t)n * sizeof(*c->req.headers));
         if (!c->req.headers)
             return REJ_NOMEM;
         struct hdr_fill f = {.c = c, .cap = (size_t)n};
-        MHD_get_connection_values(c->conn, MHD_HEADER_KIND, add_header, &f);
+        MHD_get_connection_values_n(c->conn, MHD_HEADER_KIND, add_header, &f);
         if (f.oom)
             return REJ_NOMEM;
         c->req.nheaders = f.n;
         bytes += f.bytes;
+        nul = f.nul;
     }
     if (bytes > c->srv->max_header_bytes)
         return REJ_HEADERS_TOO_LARGE;
     c->req.source_ip = client_ip(c);
-    enum reject r = parse_target(c);
+    if (nul)
+        return REJ_BAD_HEADER;
+    enum reject r = reject_of(px_http_check_message(method, version, c->req.headers,
+                                                    c->req.nheaders, c->srv->max_body));
     if (r)
         return r;
-    return check_framing(c, c->srv->max_body);
+    return reject_of(px_http_parse_target(c->arena, c->raw_uri, &c->req));
 }
 
 /* ---- responses ---- */
@@ -440,10 +551,31 @@ static enum MHD_Result reject(struct ctx *c, enum reject r)
          "Transfer-Encoding must be \"chunked\" alone, with no Content-Length, and "
          "Content-Length must appear at most once"},
     };
+    static const struct px_err_detail method[] = {{"method", "must be an HTTP token"}};
+    static const struct px_err_detail header[] = {
+        {"headers", "names must be HTTP tokens and values free of control characters"}};
+    static const struct px_err_detail host[] = {
+        {"host", "HTTP/1.1 requests carry exactly one Host header, others at most one"}};
     switch (r) {
-    case REJ_BAD_PATH:
+    case REJ_BAD_TARGET:
         px_error_response(req, resp, PX_E_VALIDATION_FAILED, "the request path is not valid", NULL,
                           0);
+        break;
+    /* The three below make the rest of the message suspect: the connection ends. */
+    case REJ_BAD_METHOD:
+        px_error_response(req, resp, PX_E_VALIDATION_FAILED, "the request method is not valid",
+                          method, PX_COUNTOF(method));
+        c->close = true;
+        break;
+    case REJ_BAD_HEADER:
+        px_error_response(req, resp, PX_E_VALIDATION_FAILED, "a request header is not valid",
+                          header, PX_COUNTOF(header));
+        c->close = true;
+        break;
+    case REJ_BAD_HOST:
+        px_error_response(req, resp, PX_E_VALIDATION_FAILED, "the Host header is missing or repeated",
+                          host, PX_COUNTOF(host));
+        c->close = true;
         break;
     case REJ_TOO_MANY_HEADERS:
         px_error_response(req, resp, PX_E_HEADERS_TOO_LARGE, "too many request headers", NULL, 0);
@@ -543,7 +675,8 @@ static void serve_builtin(struct px_http_server *s, enum builtin b, struct px_re
                           struct px_response *resp)
 {
     req->route = builtin_route[b];
-    if (strcmp(req->method, "GET") != 0) {
+    /* HEAD as GET, like the router does for function routes (MHD drops the body). */
+    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
         px_error_response(req, resp, PX_E_METHOD_NOT_ALLOWED, "method not allowed", NULL, 0);
         if (px_response_header(resp, "Allow", "GET") != PX_OK)
             px_error_response(req, resp, PX_E_INTERNAL, "internal error", NULL, 0);
@@ -611,6 +744,10 @@ static enum MHD_Result on_final(struct ctx *c)
     struct px_request *req = &c->req;
     struct px_response *resp = &c->resp;
 
+    /* Received in time, or the watchdog already shut the socket down: then
+     * nobody is there to answer, and nothing is looked up or audited. */
+    if (!watch_received(c->watch))
+        return MHD_NO;
     if (c->discarding)
         return reject(c, REJ_TOO_LARGE);
     if (c->body.len) {
@@ -780,6 +917,8 @@ static void server_free(struct px_http_server *s)
         ctx_destroy(c);
     }
     pthread_mutex_destroy(&s->pool_mu);
+    pthread_mutex_destroy(&s->watch_mu);
+    pthread_cond_destroy(&s->watch_cv);
     if (s->listen_fd >= 0)
         close(s->listen_fd);
     free(s);
@@ -820,6 +959,14 @@ px_rc px_http_start(struct px_app *app, const struct px_http_opts *opts,
     atomic_init(&s->audits_pending, 0);
     atomic_init(&s->stopping, false);
     pthread_mutex_init(&s->pool_mu, NULL);
+    s->max_conns = (long)max_conns;
+    s->timeout_ms = (int64_t)timeout_s * 1000;
+    atomic_init(&s->conns, 0);
+    atomic_init(&s->refused, 0);
+    atomic_init(&s->timed_out, 0);
+    atomic_init(&s->refused_logged_ms, INT64_MIN / 2);
+    pthread_mutex_init(&s->watch_mu, NULL);
+    pthread_cond_init(&s->watch_cv, NULL);
 
     int family = AF_INET;
     rc = open_listener(host, opts->port, &s->listen_fd, &family, err, errlen);
@@ -835,20 +982,29 @@ px_rc px_http_start(struct px_app *app, const struct px_http_opts *opts,
         flags |= MHD_USE_ERROR_LOG;
     struct MHD_OptionItem o[16];
     size_t n = 0;
+    /* First, so that MHD's messages about the other options reach it too. */
+    if (debug)
+        o[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_logger, NULL};
     o[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, s->listen_fd, NULL};
     if (threads > 1)
         o[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)threads, NULL};
-    o[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, (intptr_t)max_conns, NULL};
+    /* MHD splits its limit among the workers and, at it, stops accepting
+     * (connections wait unanswered in the backlog). Ours is enforced at
+     * accept (on_accept); MHD's is set where no worker can reach it. */
+    unsigned mhd_limit = (max_conns + threads) * threads;
+    o[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, (intptr_t)mhd_limit, NULL};
+    if (opts->max_connections_per_ip)
+        o[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                         (intptr_t)opts->max_connections_per_ip, NULL};
     o[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)timeout_s, NULL};
     o[n++] =
         (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)header_mem, NULL};
     o[n++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, s};
     o[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s};
-    if (debug)
-        o[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_logger, NULL};
+    o[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s};
     o[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
-    s->daemon = MHD_start_daemon(flags, (uint16_t)s->port, NULL, NULL, on_access, s,
+    s->daemon = MHD_start_daemon(flags, (uint16_t)s->port, on_accept, s, on_access, s,
                                  MHD_OPTION_ARRAY, o, MHD_OPTION_END);
     if (!s->daemon) {
         /* Whether MHD closed the socket on failure is not specified: leave
@@ -858,6 +1014,15 @@ px_rc px_http_start(struct px_app *app, const struct px_http_opts *opts,
         rc = PX_ERR_INTERNAL;
         goto out;
     }
+    if (pthread_create(&s->watchdog, NULL, watchdog_main, s) != 0) {
+        MHD_stop_daemon(s->daemon);
+        s->daemon = NULL;
+        s->listen_fd = -1;
+        snprintf(err, errlen, "cannot start the connection watchdog");
+        rc = PX_ERR_INTERNAL;
+        goto out;
+    }
+    s->watchdog_started = true;
     const struct px_kv f[] = {{"address", s->address}};
     px_log_fields(PX_LOG_INFO, NULL, "listening", f, PX_COUNTOF(f));
     *out = s;
@@ -874,12 +1039,10 @@ unsigned px_http_port(const struct px_http_server *s)
 
 void px_http_stats(const struct px_http_server *s, long *in_flight, long *audits_pending)
 {
-    /* Loads through a const pointer: atomic_load takes a non-const one in C17. */
-    struct px_http_server *m = (struct px_http_server *)(uintptr_t)s;
     if (in_flight)
-        *in_flight = s ? atomic_load(&m->in_flight) : 0;
+        *in_flight = s ? atomic_load(&s->in_flight) : 0;
     if (audits_pending)
-        *audits_pending = s ? atomic_load(&m->audits_pending) : 0;
+        *audits_pending = s ? atomic_load(&s->audits_pending) : 0;
 }
 
 static bool wait_zero(atomic_long *v, long bound_ms)
@@ -915,9 +1078,23 @@ void px_http_stop(struct px_http_server *s)
                  atomic_load(&s->audits_pending));
         return;
     }
+    /* The watchdog shuts sockets down by descriptor: it ends before MHD
+     * closes the descriptors for good. */
+    if (s->watchdog_started) {
+        pthread_mutex_lock(&s->watch_mu);
+        s->watch_stop = true;
+        pthread_cond_signal(&s->watch_cv);
+        pthread_mutex_unlock(&s->watch_mu);
+        pthread_join(s->watchdog, NULL);
+        s->watchdog_started = false;
+    }
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
-    px_log_fields(PX_LOG_INFO, NULL, "stopped", NULL, 0);
+    char refused[24], timed_out[24];
+    snprintf(refused, sizeof(refused), "%ld", atomic_load(&s->refused));
+    snprintf(timed_out, sizeof(timed_out), "%ld", atomic_load(&s->timed_out));
+    const struct px_kv f[] = {{"refusedConnections", refused}, {"timedOutConnections", timed_out}};
+    px_log_fields(PX_LOG_INFO, NULL, "stopped", f, PX_COUNTOF(f));
     server_free(s);
 }
 

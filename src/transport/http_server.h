@@ -20,7 +20,8 @@ struct px_http_opts {
     unsigned port;            /* 0..65535; 0 = any free port */
     unsigned threads;         /* worker threads of the epoll pool [2] */
     unsigned max_connections; /* open connections, past it new ones are closed [1024] */
-    unsigned conn_timeout_s;  /* idle / slow client bound, seconds [30] */
+    unsigned max_connections_per_ip; /* from one client address, past it closed [0 = no cap] */
+    unsigned conn_timeout_s; /* bound on receiving each request, idle wait included, s [30] */
     size_t max_body;          /* request body cap, answered 413 [PX_MAX_BODY] */
     size_t max_header_bytes;  /* per-connection memory for request line + headers [32 KiB] */
 };

@@ -10,6 +10,15 @@
 #include "kernel/app.h"
 #include "kernel/buf.h"
 
+/* What one event came to, for callers that count outcomes (Lambda metrics).
+ * Strings are static (route table, error code names), valid after return. */
+struct px_invoke_result {
+    int status;             /* HTTP status of the response */
+    bool audit_failed;      /* the audit record could not be made durable (503) */
+    const char *error_code; /* CONTRACT §4 code of an error response, else NULL */
+    const char *route;      /* route pattern that matched, NULL when none */
+};
+
 /* Runs json[0..len) (an API Gateway 1.0 or 2.0 event) through `function`
  * (every function's routes when NULL) and appends the proxy response JSON to
  * out (caller-owned). request_id, when non-NULL, becomes the request id (the
@@ -17,8 +26,12 @@
  * none). PX_OK whenever a response was produced, whatever its status code;
  * PX_ERR_INVALID when json is not an API Gateway proxy event; PX_ERR_NOT_FOUND
  * for an unknown function; PX_ERR_TOO_LARGE past PX_MAX_EVENT or when the
- * response does not fit in out. */
+ * response does not fit in out (out is then left as it was). With a deadline
+ * the audit wait ends PX_AUDIT_DEADLINE_MARGIN_MS before it (503), and an
+ * event that arrives past that point is answered 503 without being run.
+ * result (may be NULL) is filled whenever a response was built. */
 px_rc px_invoke_event(struct px_app *app, const char *function, const char *json, size_t len,
-                      const char *request_id, int64_t deadline_ms, struct px_buf *out) PX_WUR;
+                      const char *request_id, int64_t deadline_ms, struct px_buf *out,
+                      struct px_invoke_result *result) PX_WUR;
 
 #endif

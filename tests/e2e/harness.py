@@ -56,6 +56,12 @@ CONFIG_ENV = (
     "SERVER_THREADS",
     "_HANDLER",
     "AWS_LAMBDA_RUNTIME_API",
+    "AUTH_MODE",
+    "AUTH_JWT_SECRET_FILE",
+    "AUTH_JWKS_FILE",
+    "AUTH_ISSUER",
+    "AUTH_AUDIENCE",
+    "AUTH_CLOCK_SKEW_S",
 )
 
 _spec = None

@@ -94,15 +94,14 @@ class Spec:
         return found
 
     def _validator(self, schema):
-        key = id(schema)
-        v = self._validators.get(key)
-        if v is None:
+        # Keyed by id(); the schema is kept alongside so the id stays valid.
+        entry = self._validators.get(id(schema))
+        if entry is None:
             v = jsonschema.Draft202012Validator(
                 schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
             )
-            self._validators[key] = (v, schema)
-            return v
-        return v[0]
+            entry = self._validators[id(schema)] = (v, schema)
+        return entry[0]
 
     def find_path(self, path):
         for template, rx, item in self.paths:

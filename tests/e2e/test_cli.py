@@ -1,7 +1,6 @@
 """The command line: invoke, generate-event, usage, help, configuration errors."""
 
 import json
-import re
 import unittest
 from pathlib import Path
 
@@ -129,7 +128,7 @@ class CliTest(unittest.TestCase):
                     self.assertNotIn("multiValueHeaders", doc)
 
     def test_not_an_event(self):
-        for text in ("[]", "{}", "garbage", "null", "42", '{"httpMethod":"GET"}', ""):
+        for text in ("[]", "{}", "garbage", "null", "42", '{"httpMethod":42}', ""):
             with self.subTest(event=text):
                 r = self.invoke(text)
                 self.assertNotEqual(r.rc, 0, r)
@@ -138,6 +137,18 @@ class CliTest(unittest.TestCase):
         r = run_cli(["invoke", "price-fetcher", "--event", "/nonexistent/event.json"] + self.stores.flags())
         self.assertNotEqual(r.rc, 0, r)
         self.assertTrue(r.stderr.strip())
+
+    def test_event_without_path(self):
+        # The reference event of the original design carries no path: the
+        # function's own route for the method answers it, as on Lambda.
+        ev = {"httpMethod": "GET", "queryStringParameters": {"id": "PROD-101",
+              "userId": "550e8400-e29b-41d4-a716-446655440000"},
+              "requestContext": {"requestId": "local-test-id"}}
+        r = self.invoke(json.dumps(ev))
+        self.assertEqual(r.rc, 0, r)
+        doc = json.loads(r.stdout)
+        self.assertEqual(doc["statusCode"], 200, doc)
+        self.assertEqual(doc["body"], '{"productId":"PROD-101","price":99.99,"currency":"USD"}')
 
     def test_unknown_function(self):
         r = self.invoke(EVENT_V1, function="no-such-function")

@@ -28,6 +28,9 @@ import urllib.error
 import urllib.request
 import uuid
 
+# The AWS CLI from Debian (v2), not whatever else is first on PATH.
+AWS = os.environ.get("PX_AWS_CLI", "/usr/bin/aws")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else
                       os.environ.get("PRICING_BIN", os.path.join(ROOT, "build", "pricing")))
@@ -84,7 +87,7 @@ class Env:
                               timeout=timeout, env=self.vars(**extra), cwd=self.tmp)
 
     def aws(self, args):
-        cmd = ["aws", "dynamodb"] + args + ["--endpoint-url", self.endpoint, "--region",
+        cmd = [AWS, "dynamodb"] + args + ["--endpoint-url", self.endpoint, "--region",
                                             "us-east-1", "--output", "json"]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=self.vars())
         if r.returncode != 0:
@@ -255,7 +258,7 @@ def main():
         print("test_dynamodb: dynalite missing: run 'npm ci' (scripts/install-deps.sh)",
               file=sys.stderr)
         return 2
-    if not shutil.which("aws"):
+    if not shutil.which(AWS):
         print("test_dynamodb: the AWS CLI is missing (scripts/install-deps.sh)", file=sys.stderr)
         return 2
     tmp = tempfile.mkdtemp(prefix="px-ddb-")

@@ -479,6 +479,8 @@ struct server {
     char body[8192];
     size_t body_len;
     bool sig_ok;
+    char *seen[16]; /* every request: "<target> <body>", heap */
+    size_t nseen;
 };
 
 struct upload {
@@ -574,6 +576,17 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     copy_hdr(c, "Content-Type", s->ctype, sizeof(s->ctype));
     memcpy(s->body, u->buf, u->len);
     s->body_len = u->len;
+    if (s->nseen < PX_COUNTOF(s->seen)) {
+        size_t tl = strlen(s->target);
+        char *rec = malloc(tl + u->len + 2);
+        if (rec) {
+            memcpy(rec, s->target, tl);
+            rec[tl] = ' ';
+            memcpy(rec + tl + 1, u->buf, u->len);
+            rec[tl + 1 + u->len] = '\0';
+            s->seen[s->nseen++] = rec;
+        }
+    }
     s->sig_ok = strcmp(method, "POST") == 0 && verify_signature(s);
     pthread_mutex_unlock(&s->mu);
 
@@ -633,6 +646,8 @@ static void server_start(struct server *s, const struct step *steps, size_t n)
 static void server_stop(struct server *s)
 {
     MHD_stop_daemon(s->d);
+    for (size_t i = 0; i < s->nseen; i++)
+        free(s->seen[i]);
     pthread_mutex_destroy(&s->mu);
 }
 
@@ -810,6 +825,265 @@ static void test_timeout_and_refused(void **state)
     px_ddb_free(c);
 }
 
+/* ------------------------------------------------ the store over scripted HTTP */
+
+static struct px_audit_store *store_for(unsigned port, long timeout_ms, unsigned queue_cap)
+{
+    char url[64], err[256];
+    struct px_audit_store *st = NULL;
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u", port);
+    const struct px_audit_opts o = {
+        .timeout_ms = timeout_ms,
+        .queue_cap = queue_cap,
+        .region = "us-east-1",
+        .endpoint = url,
+        .access_key_id = "AKIDTEST",
+        .secret_access_key = "secret/key",
+    };
+    if (px_audit_open("dynamodb:audit_unit", &o, &st, err, sizeof(err)) != PX_OK)
+        fail_msg("px_audit_open: %s", err);
+    return st;
+}
+
+static char *item_body(const struct px_audit_record *r, const char *wrap_key)
+{
+    struct px_buf b;
+    px_buf_init(&b, 8192);
+    assert_int_equal(px_buf_printf(&b, "{\"%s\":", wrap_key), PX_OK);
+    assert_int_equal(px_ddb_audit_item_json(r, &b), PX_OK);
+    assert_int_equal(px_buf_adds(&b, "}"), PX_OK);
+    return px_buf_take(&b);
+}
+
+/* A retried PutItem that meets its own first write is a success; someone else's is not. */
+static void test_store_ambiguous_retry(void **state)
+{
+    (void)state;
+    struct px_audit_record r, other;
+    sample_record(&r);
+    other = r;
+    snprintf(other.status, sizeof(other.status), "ERROR");
+    char *same = item_body(&r, "Item"), *diff = item_body(&other, "Item");
+    const char *ccf = "{\"__type\":\"com.amazonaws.dynamodb.v20120810#"
+                      "ConditionalCheckFailedException\",\"message\":\"The conditional request "
+                      "failed\"}";
+    const struct step mine[] = {
+        {500, "{\"__type\":\"com.amazonaws.dynamodb.v20120810#InternalServerError\"}", 0, NULL,
+         false},
+        {400, ccf, 0, NULL, false},
+        {200, same, 0, NULL, false},
+    };
+    struct server s;
+    server_start(&s, mine, PX_COUNTOF(mine));
+    struct px_audit_store *st = store_for(s.port, 3000, 8);
+    assert_int_equal(px_audit_append(st, &r), PX_OK);
+    px_audit_close(st);
+    assert_int_equal(s.nseen, 3);
+    assert_non_null(strstr(s.seen[0], "DynamoDB_20120810.PutItem {\"TableName\":\"audit_unit\""));
+    assert_non_null(strstr(s.seen[0], "\"ConditionExpression\":\"attribute_not_exists(pk)\""));
+    assert_non_null(strstr(s.seen[1], "DynamoDB_20120810.PutItem "));
+    assert_non_null(strstr(s.seen[2], "DynamoDB_20120810.GetItem "));
+    assert_non_null(strstr(s.seen[2], "\"ConsistentRead\":true"));
+    server_stop(&s);
+
+    const struct step theirs[] = {
+        {500, "", 0, NULL, false},
+        {400, ccf, 0, NULL, false},
+        {200, diff, 0, NULL, false},
+    };
+    server_start(&s, theirs, PX_COUNTOF(theirs));
+    st = store_for(s.port, 3000, 8);
+    assert_int_equal(px_audit_append(st, &r), PX_ERR_CONFLICT);
+    px_audit_close(st);
+    server_stop(&s);
+
+    /* a first-attempt conditional failure is a conflict without a read-back */
+    const struct step first[] = {{400, ccf, 0, NULL, false}};
+    server_start(&s, first, 1);
+    st = store_for(s.port, 3000, 8);
+    assert_int_equal(px_audit_append(st, &r), PX_ERR_CONFLICT);
+    px_audit_close(st);
+    assert_int_equal(s.nseen, 1);
+    server_stop(&s);
+    free(same);
+    free(diff);
+}
+
+struct counter {
+    pthread_mutex_t mu;
+    int done;
+    px_rc rc[64];
+};
+
+static void count_done(void *arg, px_rc rc)
+{
+    struct counter *c = arg;
+    pthread_mutex_lock(&c->mu);
+    c->rc[c->done++] = rc;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* A full queue answers BUSY at once; every accepted record gets exactly one done(). */
+static void test_store_busy_and_bounded(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(fd, 64), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    struct px_audit_store *st = store_for(ntohs(sa.sin_port), 300, 4);
+    struct counter c = {.done = 0};
+    pthread_mutex_init(&c.mu, NULL);
+    struct px_audit_record r;
+    sample_record(&r);
+    int accepted = 0, busy = 0;
+    int64_t t0 = px_ddb_now_ms();
+    for (int i = 0; i < 40; i++) {
+        px_rc rc = px_audit_submit(st, &r, count_done, &c);
+        if (rc == PX_OK)
+            accepted++;
+        else if (rc == PX_ERR_BUSY)
+            busy++;
+    }
+    assert_true(busy > 0);
+    assert_true(accepted >= 4 && accepted <= 12); /* 8 writers + 4 queued */
+    px_audit_close(st);                           /* waits for every done() */
+    int64_t took = px_ddb_now_ms() - t0;
+    assert_int_equal(c.done, accepted);
+    for (int i = 0; i < c.done; i++)
+        assert_int_equal(c.rc[i], PX_ERR_TIMEOUT);
+    assert_true(took < 1000);
+    pthread_mutex_destroy(&c.mu);
+    close(fd);
+}
+
+static char *page_body(const struct px_audit_record *items, size_t n, const char *lek)
+{
+    struct px_buf b;
+    px_buf_init(&b, 65536);
+    assert_int_equal(px_buf_printf(&b, "{\"Count\":%zu,\"ScannedCount\":9,\"Items\":[", n), PX_OK);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            assert_int_equal(px_buf_adds(&b, ","), PX_OK);
+        assert_int_equal(px_ddb_audit_item_json(&items[i], &b), PX_OK);
+    }
+    assert_int_equal(px_buf_adds(&b, "]"), PX_OK);
+    if (lek)
+        assert_int_equal(px_buf_printf(&b, ",\"LastEvaluatedKey\":%s", lek), PX_OK);
+    assert_int_equal(px_buf_adds(&b, "}"), PX_OK);
+    return px_buf_take(&b);
+}
+
+/* Filtered pages come back short or empty with a LastEvaluatedKey: the store follows
+ * them, asks for what is missing + 1, and resumes after the last item it returns. */
+static void test_store_query_pages(void **state)
+{
+    (void)state;
+    struct px_audit_record r[3];
+    for (int i = 0; i < 3; i++) {
+        sample_record(&r[i]);
+        memset(r[i].request_id, 0, sizeof(r[i].request_id));
+        snprintf(r[i].request_id, sizeof(r[i].request_id), "req-%d", i);
+        snprintf(r[i].ts, sizeof(r[i].ts), "2026-01-23T12:00:0%d.000Z", i);
+    }
+    const char *k0 = "{\"pk\":{\"S\":\"USER#3fa85f64-5717-4562-b3fc-2c963f66afa6\"},"
+                     "\"sk\":{\"S\":\"AUDIT#2026-01-23T11:00:00.000Z#x\"}}";
+    const char *k1 = "{\"pk\":{\"S\":\"USER#3fa85f64-5717-4562-b3fc-2c963f66afa6\"},"
+                     "\"sk\":{\"S\":\"AUDIT#2026-01-23T12:00:00.000Z#req-0\"}}";
+    char *p0 = page_body(NULL, 0, k0), *p1 = page_body(&r[0], 1, k1),
+         *p2 = page_body(&r[1], 2, NULL);
+    const struct step pages[] = {
+        {200, p0, 0, NULL, false}, {200, p1, 0, NULL, false}, {200, p2, 0, NULL, false}};
+    struct server s;
+    server_start(&s, pages, PX_COUNTOF(pages));
+    struct px_audit_store *st = store_for(s.port, 2000, 8);
+    struct px_arena *a = px_arena_new(1 << 20);
+    struct px_audit_query q = {.user_id = "3FA85F64-5717-4562-B3FC-2C963F66AFA6",
+                               .from = "2026-01-23T11:00:00Z",
+                               .to = "2026-01-23T13:00:00.5Z",
+                               .limit = 2,
+                               .now = 1700000000};
+    struct px_audit_page page;
+    assert_int_equal(px_audit_query(st, &q, a, &page), PX_OK);
+    assert_int_equal(page.nitems, 2);
+    assert_memory_equal(&page.items[0], &r[0], sizeof(r[0]));
+    assert_memory_equal(&page.items[1], &r[1], sizeof(r[1]));
+    assert_non_null(page.next_cursor);
+    json_t *k = NULL;
+    assert_int_equal(px_ddb_cursor_decode(page.next_cursor, &q, &k), PX_OK);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(k, "sk"), "S")),
+                        "AUDIT#2026-01-23T12:00:01.000Z#req-1");
+    json_decref(k);
+    assert_int_equal(s.nseen, 3);
+    json_error_t e;
+    long want_limit[] = {3, 3, 2};
+    const char *want_start[] = {NULL, k0, k1};
+    for (size_t i = 0; i < 3; i++) {
+        const char *js = strchr(s.seen[i], ' ') + 1;
+        assert_non_null(strstr(s.seen[i], "DynamoDB_20120810.Query "));
+        json_t *req = json_loads(js, 0, &e);
+        assert_non_null(req);
+        assert_int_equal(json_integer_value(json_object_get(req, "Limit")), want_limit[i]);
+        assert_true(json_is_true(json_object_get(req, "ConsistentRead")));
+        assert_true(json_is_true(json_object_get(req, "ScanIndexForward")));
+        assert_string_equal(json_string_value(json_object_get(req, "FilterExpression")),
+                            "#e > :now");
+        json_t *v = json_object_get(req, "ExpressionAttributeValues");
+        assert_string_equal(json_string_value(json_object_get(json_object_get(v, ":p"), "S")),
+                            "USER#3fa85f64-5717-4562-b3fc-2c963f66afa6");
+        assert_string_equal(json_string_value(json_object_get(json_object_get(v, ":lo"), "S")),
+                            "AUDIT#2026-01-23T11:00:00.000Z");
+        assert_string_equal(json_string_value(json_object_get(json_object_get(v, ":hi"), "S")),
+                            "AUDIT#2026-01-23T13:00:00.500Z$");
+        assert_string_equal(json_string_value(json_object_get(json_object_get(v, ":now"), "N")),
+                            "1700000000");
+        json_t *start = json_object_get(req, "ExclusiveStartKey");
+        if (!want_start[i]) {
+            assert_null(start);
+        } else {
+            json_t *w = json_loads(want_start[i], 0, &e);
+            assert_true(json_equal(start, w));
+            json_decref(w);
+        }
+        json_decref(req);
+    }
+    /* the last page: fewer than asked and no LastEvaluatedKey -> no cursor */
+    server_stop(&s);
+    px_audit_close(st);
+    const struct step last[] = {{200, p2, 0, NULL, false}};
+    server_start(&s, last, 1);
+    st = store_for(s.port, 2000, 8);
+    q.limit = 5;
+    q.from = q.to = NULL;
+    px_arena_reset(a);
+    assert_int_equal(px_audit_query(st, &q, a, &page), PX_OK);
+    assert_int_equal(page.nitems, 2);
+    assert_null(page.next_cursor);
+    /* by product: the GSI, no consistent read */
+    q.user_id = NULL;
+    q.product_id = "PROD-101";
+    assert_int_equal(px_audit_query(st, &q, a, &page), PX_OK);
+    json_t *req = json_loads(strchr(s.seen[1], ' ') + 1, 0, &e);
+    assert_string_equal(json_string_value(json_object_get(req, "IndexName")), "gsi1");
+    assert_null(json_object_get(req, "ConsistentRead"));
+    json_decref(req);
+    /* a bad cursor or bound never reaches the service */
+    q.cursor = "e30";
+    assert_int_equal(px_audit_query(st, &q, a, &page), PX_ERR_INVALID);
+    q.cursor = NULL;
+    q.from = "yesterday";
+    assert_int_equal(px_audit_query(st, &q, a, &page), PX_ERR_INVALID);
+    assert_int_equal(s.nseen, 2);
+    px_audit_close(st);
+    server_stop(&s);
+    px_arena_free(a);
+    free(p0);
+    free(p1);
+    free(p2);
+}
+
 static void test_config_errors(void **state)
 {
     (void)state;
@@ -851,6 +1125,9 @@ int main(void)
         cmocka_unit_test(test_http_retries),
         cmocka_unit_test(test_http_response_cap),
         cmocka_unit_test(test_timeout_and_refused),
+        cmocka_unit_test(test_store_ambiguous_retry),
+        cmocka_unit_test(test_store_busy_and_bounded),
+        cmocka_unit_test(test_store_query_pages),
         cmocka_unit_test(test_config_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

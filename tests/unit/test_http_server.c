@@ -412,6 +412,11 @@ static void test_builtin_method(void **state)
     http("DELETE", "/metrics", NULL, 0, &r);
     assert_int_equal(r.status, 405);
     assert_string_equal(r.allow, "GET");
+    char out[1024];
+    assert_int_equal(
+        raw_s("HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", out, sizeof(out)),
+        200);
+    assert_null(strstr(out, "\"status\""));
 }
 
 static void test_price(void **state)

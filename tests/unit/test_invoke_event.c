@@ -142,7 +142,7 @@ static size_t audit_count(const char *user, const char *request_id)
 static px_rc run(const char *function, const char *ev, const char *rid, struct px_buf *out)
 {
     px_buf_init(out, 1 << 20);
-    return px_invoke_event(app, function, ev, strlen(ev), rid, 0, out);
+    return px_invoke_event(app, function, ev, strlen(ev), rid, 0, out, NULL);
 }
 
 static void test_v2(void **state)

@@ -68,27 +68,26 @@ static px_rc h_own_error(struct px_app *app, struct px_request *req, struct px_r
 }
 
 static const struct px_route price_routes[] = {
-    {"GET", "/price", h_ok},
-    {"GET", "/audit", h_ok},
+    {"GET", "/price", h_ok, NULL},
+    {"GET", "/audit", h_ok, NULL},
 };
 static const struct px_route product_routes[] = {
-    {"GET", "/products", h_ok},         {"POST", "/products", h_ok},
-    {"GET", "/products/{id}", h_ok},    {"PUT", "/products/{id}", h_ok},
-    {"DELETE", "/products/{id}", h_ok}, {"GET", "/products/{id}/history/{n}", h_ok},
+    {"GET", "/products", h_ok, NULL},         {"POST", "/products", h_ok, NULL},
+    {"GET", "/products/{id}", h_ok, NULL},    {"PUT", "/products/{id}", h_ok, NULL},
+    {"DELETE", "/products/{id}", h_ok, NULL}, {"GET", "/products/{id}/history/{n}", h_ok, NULL},
 };
-static const struct px_route config_routes[] =
-    {
-        {"GET", "/config", h_ok},       {"GET", "/config/{key}", h_ok},
-        {"PUT", "/config/{key}", h_ok}, {"POST", "/config/{key}", h_ok},
-        {"PUT", "/config/{key}", h_ok}, /* a duplicate method: Allow lists it once */
+static const struct px_route config_routes[] = {
+    {"GET", "/config", h_ok, NULL},       {"GET", "/config/{key}", h_ok, NULL},
+    {"PUT", "/config/{key}", h_ok, NULL}, {"POST", "/config/{key}", h_ok, NULL},
+    {"PUT", "/config/{key}", h_ok, NULL}, /* a duplicate method: Allow lists it once */
 };
 static const struct px_route failing_routes[] = {
-    {"GET", "/fail/unavailable", h_unavailable},
-    {"GET", "/fail/timeout", h_timeout},
-    {"GET", "/fail/io", h_io},
-    {"GET", "/fail/silent", h_silent},
-    {"GET", "/fail/own", h_own_error},
-    {"GET", "/fail/nofn", NULL},
+    {"GET", "/fail/unavailable", h_unavailable, NULL},
+    {"GET", "/fail/timeout", h_timeout, NULL},
+    {"GET", "/fail/io", h_io, NULL},
+    {"GET", "/fail/silent", h_silent, NULL},
+    {"GET", "/fail/own", h_own_error, NULL},
+    {"GET", "/fail/nofn", NULL, NULL},
 };
 static const struct px_function price_fn = {"price-fetcher", price_routes, 2};
 static const struct px_function product_fn = {"product-service", product_routes, 6};

@@ -272,6 +272,10 @@ static void test_rejects_and_caps(void **state)
     in.secret_access_key = "";
     assert_int_equal(px_sigv4_sign(&in, out), PX_ERR_INVALID);
     in.secret_access_key = SUITE_SKEY;
+    const struct px_sigv4_header stale[] = {{"X-Amz-Date", "20150830T123559Z"}};
+    in.headers = stale;
+    in.nheaders = 1;
+    assert_int_equal(px_sigv4_sign(&in, out), PX_ERR_INVALID);
     in.headers = bad;
     in.nheaders = 1;
     assert_int_equal(px_sigv4_sign(&in, out), PX_ERR_INVALID);

@@ -117,8 +117,8 @@ static px_rc get_audit(struct px_app *app, struct px_request *req, struct px_res
 }
 
 static const struct px_route routes[] = {
-    {"GET", "/price", get_price},
-    {"GET", "/audit", get_audit},
+    {"GET", "/price", get_price, "price:read"},
+    {"GET", "/audit", get_audit, "audit:read"},
 };
 
 const struct px_function px_fn_price_fetcher = {"price-fetcher", routes, PX_COUNTOF(routes)};

@@ -21,6 +21,9 @@ void px_pf_audit_record_init(struct px_audit_record *r, const struct px_request 
     copy(r->request_id, sizeof(r->request_id), req->request_id);
     copy(r->correlation_id, sizeof(r->correlation_id), req->correlation_id);
     copy(r->principal, sizeof(r->principal), req->identity.subject);
+    /* The gateway's id comes from the event: an oversized one is left out, not cut. */
+    if (req->api_request_id && strlen(req->api_request_id) < sizeof(r->api_request_id))
+        copy(r->api_request_id, sizeof(r->api_request_id), req->api_request_id);
     int64_t now_ms = px_now_rfc3339(r->ts);
     r->expires_at = now_ms / 1000 + (int64_t)retention_days * 86400;
     copy(r->action, sizeof(r->action), "PRICE_FETCH");
