@@ -9,6 +9,7 @@ PORT       ?= 3000
 .PHONY: all deps build build-asan run test test-fast test-asan unit e2e fuzz bench format \
         format-check lint clean
 .PHONY: package
+.PHONY: bench-backends
 
 all: build
 
@@ -46,6 +47,11 @@ fuzz: deps
 
 bench: build
 	bench/run.sh $(BUILD)/pricing
+
+# The same load with prices in PostgreSQL and the audit trail in dynalite;
+# appends its section to bench/RESULTS.md.
+bench-backends: build
+	bench/run-backends.sh $(BUILD)/pricing
 
 format:
 	clang-format -i $$(git ls-files 'src/*.[ch]' 'tests/*.[ch]')

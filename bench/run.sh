@@ -342,9 +342,25 @@ fmt_ms() { awk -v u="$1" 'BEGIN { printf "%.2f", u / 1000 }'; }
 fmt_mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
 
+# Sections of an earlier report that this script does not write (other bench
+# scripts add their own "## " sections to the same file): kept as they are.
+foreign_sections() {
+  [ -f "$RESULTS" ] || return 0
+  awk -v conns="$CONNS" '
+    BEGIN {
+      n = split(conns, cs, " ")
+      for (i = 1; i <= n; i++) mine["## " cs[i] " connections"] = 1
+      mine["## Machine and run"] = 1; mine["## Goal"] = 1; mine["## How to read this"] = 1
+      mine["## Where the time goes (pricing, c=64)"] = 1
+    }
+    /^## / { keep = !($0 in mine) && $0 !~ /^## [0-9]+ connections$/ }
+    keep { print }' "$RESULTS"
+}
+
 write_results() {
-  local c k srv goal="" both=0
+  local c k srv goal="" both=0 kept="$TMP/kept.md"
   want nginx && want pricing && both=1
+  foreign_sections >"$kept"
   {
     echo "# Benchmark: audited price look-ups vs. nginx"
     echo
@@ -455,13 +471,21 @@ write_results() {
     echo "- disk KB written/req: write_bytes from /proc/PID/io over the run per request (audit"
     echo "  store pages, WAL and checkpoints, and the log file for pricing)."
     echo "- Raw wrk outputs, perf data and logs of this run are in bench/out/ (not kept in git)."
-  } >"$RESULTS"
+    if [ -s "$kept" ]; then
+      echo
+      cat "$kept"
+    fi
+  } >"$RESULTS.tmp"
+  mv "$RESULTS.tmp" "$RESULTS"
   log "wrote $RESULTS"
 }
 
 # ---------------------------------------------------------------- main
 mkdir -p "$OUT"
-rm -f "$OUT"/wrk-*.txt "$OUT"/perf* "$OUT"/*.log "$OUT"/*.jsonl
+# Only this script's own outputs, and only for the servers measured now.
+want nginx && rm -f "$OUT"/wrk-nginx-*.txt "$OUT"/nginx-error.log
+want pricing && rm -f "$OUT"/wrk-pricing-*.txt "$OUT"/perf* "$OUT"/pricing-stderr.log \
+  "$OUT"/pricing-log-head.jsonl "$OUT"/pricing-sample.txt "$OUT"/seed.log
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 want nginx && { NGX_PORT=$(free_port); start_nginx "$NGX_PORT"; }
 if want pricing; then

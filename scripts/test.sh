@@ -92,10 +92,96 @@ e2e_sqlite_sqlite() {
   PX_E2E_PRICE_DB="" PX_E2E_AUDIT_STORE="" PX_E2E_AUDIT_READER="" e2e "$build"
 }
 
-# Add e2e_pg_sqlite, e2e_sqlite_dynamodb, e2e_pg_dynamodb here and list them in
-# BACKENDS below.
+# The real servers: PostgreSQL 15 (scripts/pg.sh; as the postgres user when
+# root) and dynalite (scripts/dynalite.sh; pinned by package-lock.json), each in
+# its own temporary directory, on 127.0.0.1 and a free port. backends_down stops
+# and removes them (by their PID files only); the EXIT trap calls it as well, so
+# nothing outlives this script, whatever fails.
+BK_PG_DIR=""
+BK_DDB_DIR=""
+BK_TABLE=audit_e2e
 
-BACKENDS=(sqlite_sqlite)
+backends_down() {
+  if [ -n "$BK_DDB_DIR" ]; then
+    scripts/dynalite.sh stop "$BK_DDB_DIR/dynalite" || true
+    rm -rf "$BK_DDB_DIR"
+    BK_DDB_DIR=""
+  fi
+  if [ -n "$BK_PG_DIR" ]; then
+    scripts/pg.sh destroy "$BK_PG_DIR" || true
+    rm -rf "$BK_PG_DIR"
+    BK_PG_DIR=""
+  fi
+}
+trap backends_down EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# e2e_backends BUILD PRICE AUDIT (PRICE: sqlite|pg, AUDIT: sqlite|dynamodb):
+# starts the servers, seeds them with `pricing db seed`, runs the suite in a
+# subshell that holds the PX_E2E_* variables (and, with dynalite, dummy AWS
+# settings instead of any inherited ones), then stops the servers. With
+# DynamoDB, records are read back by the AWS CLI (ddb_audit_reader.py).
+e2e_backends() {
+  local build=$1 price=$2 audit=$3 rc=0 work endpoint="" price_db="" audit_store="" reader=""
+  work=$(mktemp -d) || return 1
+  if [ "$price" = pg ]; then
+    # Its own directory under /tmp: pg.sh hands it to postgres; the socket lives in it.
+    BK_PG_DIR=$(mktemp -d /tmp/pxpg.XXXXXX) && scripts/pg.sh start "$BK_PG_DIR" &&
+      price_db=$(cat "$BK_PG_DIR/uri") || rc=1
+  fi
+  if [ $rc = 0 ] && [ "$audit" = dynamodb ]; then
+    BK_DDB_DIR=$(mktemp -d) && endpoint=$(scripts/dynalite.sh start "$BK_DDB_DIR/dynalite") || rc=1
+    audit_store=dynamodb:$BK_TABLE
+    reader="$PYTHON $PWD/tests/integration/ddb_audit_reader.py"
+  fi
+  if [ $rc = 0 ]; then
+    (
+      if [ -n "$endpoint" ]; then
+        for v in $(compgen -e | grep '^AWS_'); do unset "$v"; done
+        export AWS_ACCESS_KEY_ID=AKIDPXE2ELOCAL AWS_SECRET_ACCESS_KEY=px-e2e-local-secret \
+          AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_ENDPOINT_URL_DYNAMODB=$endpoint \
+          AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_PAGER="" \
+          AWS_EC2_METADATA_DISABLED=true
+      fi
+      export PX_E2E_PRICE_DB=$price_db PX_E2E_AUDIT_STORE=$audit_store PX_E2E_AUDIT_READER=$reader
+      "$build/pricing" db seed --price-db "${price_db:-sqlite:$work/prices.db}" \
+        --audit-store "${audit_store:-sqlite:$work/audit.db}" >"$work/seed.log" 2>&1 ||
+        { cat "$work/seed.log" >&2; exit 1; }
+      e2e "$build"
+      r=$?
+      printf '%s\n' "$E2E_LAST" >"$work/e2e-last"
+      exit $r
+    ) || rc=1
+    E2E_LAST=$(cat "$work/e2e-last" 2>/dev/null || true)
+  fi
+  backends_down
+  rm -rf "$work"
+  return $rc
+}
+
+# PostgreSQL prices, SQLite audit trail.
+e2e_pg_sqlite() { e2e_backends "$1" pg sqlite; }
+# SQLite prices, DynamoDB (dynalite) audit trail.
+e2e_sqlite_dynamodb() { e2e_backends "$1" sqlite dynamodb; }
+# PostgreSQL prices, DynamoDB (dynalite) audit trail.
+e2e_pg_dynamodb() { e2e_backends "$1" pg dynamodb; }
+
+# integ CMD...: an integration test against the real servers; its last output
+# line ("N passed, N failed", or unittest's verdict) goes into the summary.
+integ() {
+  local log rc
+  log=$(mktemp)
+  "$@" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  E2E_LAST=$(tail -n 1 "$log")
+  rm -f "$log"
+  return "$rc"
+}
+
+BACKENDS=(sqlite_sqlite pg_sqlite sqlite_dynamodb pg_dynamodb)
+# The ASan build runs fewer (time): embedded only, and both servers at once.
+BACKENDS_SAN=(sqlite_sqlite pg_dynamodb)
 
 # -----------------------------------------------------------------------------
 
@@ -110,8 +196,9 @@ run_build() {
     export ASAN_OPTIONS=$SAN_ASAN_OPTIONS UBSAN_OPTIONS=$SAN_UBSAN_OPTIONS
   fi
   step "unit tests ($build)" unit "$build"
-  local b
-  for b in "${BACKENDS[@]}"; do
+  local b list=("${BACKENDS[@]}")
+  [ "$sanitized" = 1 ] && list=("${BACKENDS_SAN[@]}")
+  for b in "${list[@]}"; do
     step "e2e $b ($build)" "e2e_$b" "$build"
   done
   if [ "$sanitized" = 1 ]; then
@@ -128,6 +215,10 @@ step "format-check" format_check
 
 run_build "$1" "$(is_sanitized "$1" && echo 1 || echo 0)"
 step "package, infra, smoke ($1)" "$PYTHON" tests/integration/test_package.py --binary "$1/pricing" # packaging (main build only)
+step "lambda runtime + emulator ($1)" "$PYTHON" tests/integration/test_lambda.py --binary "$1/pricing" # lambda (main build only)
+step "PostgreSQL: seed, serve, faults ($1)" integ "$PYTHON" tests/integration/test_pg.py --binary "$1/pricing" # backends (main build only)
+step "DynamoDB/dynalite: records, faults ($1)" integ "$PYTHON" tests/integration/test_dynamodb.py "$1/pricing" # backends
+step "scale-out: 2 processes, shared stores ($1)" integ "$PYTHON" tests/integration/test_scaleout.py --binary "$1/pricing" # backends
 if [ $# -eq 2 ]; then
   run_build "$2" 1
 fi

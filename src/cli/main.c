@@ -67,8 +67,10 @@ static const char *base_name(const char *p)
 
 int main(int argc, char **argv)
 {
-    /* Lambda runs a custom runtime as `bootstrap` with no arguments. */
-    if (argc >= 1 && strcmp(base_name(argv[0]), "bootstrap") == 0)
+    /* Lambda runs a custom runtime as `bootstrap` with no arguments; flags
+     * alone still mean the runtime, a sub-command name means that command. */
+    if (argc >= 1 && strcmp(base_name(argv[0]), "bootstrap") == 0 &&
+        (argc < 2 || argv[1][0] == '-'))
         return px_cmd_lambda(argc - 1, argv + 1);
     if (argc < 2) {
         const char *api = getenv("AWS_LAMBDA_RUNTIME_API");

@@ -366,46 +366,112 @@ static px_rc set_subject(struct px_arena *a, struct px_request *r, const char *s
     return r->identity.subject ? PX_OK : PX_ERR_NOMEM;
 }
 
-/* Scopes from a JSON array of strings or a space-separated "scope" claim. */
-static px_rc set_scopes(struct px_arena *a, struct px_request *r, json_t *arr, const char *str,
-                        size_t strn)
+/* Permissions collected from the claims, at most MAX_SCOPES (the rest are
+ * dropped: a caller cannot grow the arena without bound). */
+struct perms {
+    const char **sc; /* NULL-terminated, MAX_SCOPES + 1 slots */
+    size_t n;
+};
+
+static px_rc perm_add(struct px_arena *a, struct perms *p, const char *s, size_t n)
 {
-    const char **sc = px_arena_calloc(a, (MAX_SCOPES + 1) * sizeof(*sc));
-    size_t n = 0;
-    if (!sc)
-        return PX_ERR_NOMEM;
-    if (arr) {
-        size_t i;
-        json_t *e;
-        json_array_foreach(arr, i, e)
-        {
-            const char *s;
-            size_t sn;
-            if (json_is_null(e))
-                continue;
-            if (text_of(e, &s, &sn))
-                return PX_ERR_INVALID;
-            if (sn == 0 || n == MAX_SCOPES)
-                continue;
-            sc[n] = px_arena_strndup(a, s, sn);
-            if (!sc[n++])
-                return PX_ERR_NOMEM;
-        }
-    } else if (str) {
-        for (size_t i = 0; i < strn && n < MAX_SCOPES;) {
-            while (i < strn && str[i] == ' ')
-                i++;
-            size_t start = i;
-            while (i < strn && str[i] != ' ')
-                i++;
-            if (i > start) {
-                sc[n] = px_arena_strndup(a, str + start, i - start);
-                if (!sc[n++])
-                    return PX_ERR_NOMEM;
-            }
-        }
+    if (n == 0 || p->n == MAX_SCOPES)
+        return PX_OK;
+    p->sc[p->n] = px_arena_strndup(a, s, n);
+    return p->sc[p->n++] ? PX_OK : PX_ERR_NOMEM;
+}
+
+/* Words of str separated by any of seps. */
+static px_rc perm_add_words(struct px_arena *a, struct perms *p, const char *str, size_t n,
+                            const char *seps)
+{
+    px_rc rc = PX_OK;
+    for (size_t i = 0; !rc && i < n;) {
+        while (i < n && strchr(seps, str[i]))
+            i++;
+        size_t start = i;
+        while (i < n && !strchr(seps, str[i]))
+            i++;
+        rc = perm_add(a, p, str + start, i - start);
     }
-    r->identity.scopes = n ? sc : NULL;
+    return rc;
+}
+
+/* A JSON array of strings; nulls are skipped, anything else is invalid. */
+static px_rc perm_add_array(struct px_arena *a, struct perms *p, json_t *arr)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(arr, i, e)
+    {
+        const char *s;
+        size_t sn;
+        if (json_is_null(e))
+            continue;
+        if (text_of(e, &s, &sn))
+            return PX_ERR_INVALID;
+        px_rc rc = perm_add(a, p, s, sn);
+        if (rc)
+            return rc;
+    }
+    return PX_OK;
+}
+
+/* The `roles` claim. REST 1.0 passes a JSON array as it is; HTTP API 2.0
+ * turns every claim into a string and writes an array as "[a b]". A string
+ * holding a JSON array ("[\"a\",\"b\"]") is taken as that array; any other
+ * string loses one pair of surrounding brackets and is split at blanks and
+ * commas ("[a b]", "[a, b]", "a b" and "a" all work). */
+static px_rc perm_add_roles(struct px_arena *a, struct perms *p, json_t *roles)
+{
+    const char *s;
+    size_t n;
+    if (json_is_array(roles))
+        return perm_add_array(a, p, roles);
+    if (text_of(roles, &s, &n))
+        return PX_ERR_INVALID;
+    while (n && s[0] == ' ') {
+        s++;
+        n--;
+    }
+    while (n && s[n - 1] == ' ')
+        n--;
+    if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
+        json_error_t err;
+        json_t *arr = json_loadb(s, n, 0, &err);
+        if (json_is_array(arr)) {
+            px_rc rc = perm_add_array(a, p, arr);
+            json_decref(arr);
+            /* not an array of strings after all: read it as words */
+            if (rc != PX_ERR_INVALID)
+                return rc;
+        } else {
+            json_decref(arr);
+        }
+        s++;
+        n -= 2;
+    }
+    return perm_add_words(a, p, s, n, " ,");
+}
+
+/* Permissions: the scopes (2.0 jwt.scopes array, else the space-separated
+ * `scope` claim), then the `roles` claim (absent or null: none). */
+static px_rc set_scopes(struct px_arena *a, struct px_request *r, json_t *arr, const char *str,
+                        size_t strn, json_t *roles)
+{
+    struct perms p = {px_arena_calloc(a, (MAX_SCOPES + 1) * sizeof(*p.sc)), 0};
+    if (!p.sc)
+        return PX_ERR_NOMEM;
+    px_rc rc = PX_OK;
+    if (arr)
+        rc = perm_add_array(a, &p, arr);
+    else if (str)
+        rc = perm_add_words(a, &p, str, strn, " ");
+    if (!rc && roles)
+        rc = perm_add_roles(a, &p, roles);
+    if (rc)
+        return rc;
+    r->identity.scopes = p.n ? p.sc : NULL;
     return PX_OK;
 }
 
@@ -437,7 +503,7 @@ static px_rc parse_identity(struct px_arena *a, json_t *ctx, enum px_apigw_forma
     if (!rc)
         rc = set_subject(a, r, sub, subn);
     if (!rc)
-        rc = set_scopes(a, r, scopes, scope, scopen);
+        rc = set_scopes(a, r, scopes, scope, scopen, get(claims, "roles"));
     return rc;
 }
 

@@ -22,7 +22,7 @@ struct px_app {
     struct px_config cfg; /* own copy: store options point into it */
     struct px_price_store *prices;
     struct px_audit_store *audit;
-    struct px_auth *auth; /* read-only once built: shared by every request thread */
+    struct px_auth *auth;           /* read-only once built: shared by every request thread */
     struct px_ratelimit *ratelimit; /* NULL when RATE_LIMIT_RPS is 0 */
 };
 
@@ -79,7 +79,8 @@ px_rc px_app_new(const struct px_config *cfg, struct px_app **out, char *err, si
         goto out;
 
     if (app->cfg.rate_limit_rps > 0) {
-        long burst = app->cfg.rate_limit_burst ? app->cfg.rate_limit_burst : app->cfg.rate_limit_rps;
+        long burst =
+            app->cfg.rate_limit_burst ? app->cfg.rate_limit_burst : app->cfg.rate_limit_rps;
         const struct px_ratelimit_opts ro = {
             .rate_milli = (uint64_t)app->cfg.rate_limit_rps * 1000u,
             .burst = (uint64_t)burst,

@@ -34,8 +34,8 @@ struct px_config {
     long max_connections;         /* MAX_CONNECTIONS for serve */
     long conn_timeout_s;          /* CONNECTION_TIMEOUT for serve (idle / slow clients) */
     long threads;                 /* SERVER_THREADS for serve, 1..64 */
-    char metrics_namespace[256];  /* METRICS_NAMESPACE: CloudWatch namespace of EMF lines (Lambda) */
-    char metrics_service[256];    /* METRICS_SERVICE: the `service` dimension of EMF lines */
+    char metrics_namespace[256];  /* METRICS_NAMESPACE: EMF namespace (Lambda) */
+    char metrics_service[256];    /* METRICS_SERVICE: EMF `service` dimension */
     enum px_auth_mode auth_mode;  /* AUTH_MODE, --auth */
     bool auth_mode_set;           /* AUTH_MODE or --auth was given (else a default applies) */
     char jwt_secret_file[1024];   /* AUTH_JWT_SECRET_FILE, --jwt-secret-file (HS256) */

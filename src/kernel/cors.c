@@ -7,7 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define ORIGIN_MAX 300 /* scheme + 253-byte host + port */
+#define ORIGIN_MAX  300 /* scheme + 253-byte host + port */
 #define METHODS_MAX 128
 
 static bool is_space(char c)
@@ -36,8 +36,8 @@ static bool next_entry(const char **p, const char **start, size_t *len)
 
 static bool host_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.';
 }
 
 /* Serialized-origin syntax: scheme "://" host [":" port], nothing else. */
@@ -63,8 +63,8 @@ static const char *origin_problem(const char *s, size_t n)
         if (!close || close == p + 1)
             return "a malformed IPv6 host";
         for (const char *q = p + 1; q < close; q++)
-            if (!((*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'f') || (*q >= 'A' && *q <= 'F') ||
-                  *q == ':' || *q == '.'))
+            if (!((*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'f') ||
+                  (*q >= 'A' && *q <= 'F') || *q == ':' || *q == '.'))
                 return "a malformed IPv6 host";
         p = close + 1;
     } else {
@@ -101,8 +101,9 @@ px_rc px_cors_check_origins(const char *list, char *err, size_t errlen)
     while (next_entry(&p, &s, &n)) {
         const char *problem = origin_problem(s, n);
         if (problem) {
-            snprintf(err, errlen, "must be a comma-separated list of origins such as "
-                                  "https://app.example.com; found %s",
+            snprintf(err, errlen,
+                     "must be a comma-separated list of origins such as "
+                     "https://app.example.com; found %s",
                      problem);
             return PX_ERR_CONFIG;
         }

@@ -40,7 +40,7 @@ struct shard {
 struct px_ratelimit {
     uint64_t k0, k1; /* SipHash key, random per process */
     int64_t rate;    /* nano-tokens per microsecond */
-    int64_t full;  /* burst in nano-tokens */
+    int64_t full;    /* burst in nano-tokens */
     int64_t (*now_us)(void *arg);
     void *clock_arg;
     unsigned nshards;
@@ -312,8 +312,7 @@ static void refill(const struct px_ratelimit *rl, struct bucket *b, int64_t now)
     b->last_us = now;
 }
 
-bool px_ratelimit_take(struct px_ratelimit *rl, const char *key, size_t keylen,
-                       long *retry_after_s)
+bool px_ratelimit_take(struct px_ratelimit *rl, const char *key, size_t keylen, long *retry_after_s)
 {
     if (retry_after_s)
         *retry_after_s = 0;
@@ -364,8 +363,7 @@ size_t px_ratelimit_keys(struct px_ratelimit *rl)
     return n;
 }
 
-bool px_ratelimit_request(struct px_ratelimit *rl, struct px_request *req,
-                          struct px_response *resp)
+bool px_ratelimit_request(struct px_ratelimit *rl, struct px_request *req, struct px_response *resp)
 {
     if (!rl)
         return false;

@@ -16,9 +16,9 @@
 
 #include "request.h"
 
-#define PX_CSP         "default-src 'none'; frame-ancestors 'none'"
-#define PX_HSTS        "max-age=31536000; includeSubDomains"
-#define PX_REF_POLICY  "no-referrer"
+#define PX_CSP        "default-src 'none'; frame-ancestors 'none'"
+#define PX_HSTS       "max-age=31536000; includeSubDomains"
+#define PX_REF_POLICY "no-referrer"
 
 /* Whether req reached the service over TLS (see above). */
 bool px_security_behind_tls(const struct px_request *req);

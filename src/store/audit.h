@@ -21,11 +21,12 @@ struct px_audit_record {
     char request_id[PX_MAX_REQUEST_ID + 1];
     char correlation_id[PX_MAX_REQUEST_ID + 1];
     char principal[PX_MAX_PRINCIPAL + 1]; /* "" when unauthenticated */
-    char api_request_id[PX_MAX_REQUEST_ID + 1]; /* API Gateway's requestContext.requestId, or "" */
-    char ts[25];                          /* 2026-01-23T12:00:00.123Z */
-    int64_t expires_at;                   /* epoch seconds */
-    char action[16];                      /* "PRICE_FETCH" */
-    char status[16];                      /* SUCCESS | NOT_FOUND | ERROR */
+    /* API Gateway's requestContext.requestId, "" when none */
+    char api_request_id[PX_MAX_REQUEST_ID + 1];
+    char ts[25];        /* 2026-01-23T12:00:00.123Z */
+    int64_t expires_at; /* epoch seconds */
+    char action[16];    /* "PRICE_FETCH" */
+    char status[16];    /* SUCCESS | NOT_FOUND | ERROR */
 };
 
 /* Derived keys: pk = USER#<user>, sk = gsi1sk = AUDIT#<ts>#<request>, gsi1pk = PRODUCT#<product>.

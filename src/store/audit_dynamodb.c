@@ -79,8 +79,10 @@ px_rc px_ddb_audit_item_json(const struct px_audit_record *r, struct px_buf *b)
         !terminated(r->product_id, sizeof(r->product_id)) ||
         !terminated(r->request_id, sizeof(r->request_id)) ||
         !terminated(r->correlation_id, sizeof(r->correlation_id)) ||
-        !terminated(r->principal, sizeof(r->principal)) || !terminated(r->ts, sizeof(r->ts)) ||
-        !terminated(r->action, sizeof(r->action)) || !terminated(r->status, sizeof(r->status)))
+        !terminated(r->principal, sizeof(r->principal)) ||
+        !terminated(r->api_request_id, sizeof(r->api_request_id)) ||
+        !terminated(r->ts, sizeof(r->ts)) || !terminated(r->action, sizeof(r->action)) ||
+        !terminated(r->status, sizeof(r->status)))
         return PX_ERR_INVALID;
     if (!r->user_id[0] || !r->product_id[0] || !r->request_id[0] || !r->ts[0] || !r->action[0] ||
         !r->status[0])
@@ -116,6 +118,8 @@ px_rc px_ddb_audit_item_json(const struct px_audit_record *r, struct px_buf *b)
         rc = px_buf_printf(b, ",\"expiresAt\":{\"N\":\"%lld\"}", (long long)r->expires_at);
     if (!rc && r->principal[0])
         rc = put_s(b, false, "principal", r->principal);
+    if (!rc && r->api_request_id[0])
+        rc = put_s(b, false, "apiRequestId", r->api_request_id);
     if (!rc)
         rc = px_buf_add(b, "}", 1);
     if (rc)
@@ -164,6 +168,8 @@ px_rc px_ddb_audit_item_parse(const json_t *item, struct px_audit_record *r)
         rc = copy_field(item, "correlationId", r->correlation_id, sizeof(r->correlation_id), false);
     if (!rc)
         rc = copy_field(item, "principal", r->principal, sizeof(r->principal), false);
+    if (!rc)
+        rc = copy_field(item, "apiRequestId", r->api_request_id, sizeof(r->api_request_id), false);
     if (!rc)
         rc = copy_field(item, "ts", r->ts, sizeof(r->ts), true);
     if (!rc)

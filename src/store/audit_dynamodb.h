@@ -2,8 +2,8 @@
  * fuzzer reach directly. Callers use audit.h; this header is for tests.
  *
  * Item layout (CONTRACT §5): pk, sk, gsi1pk, gsi1sk, action, status, userId,
- * productId, requestId, correlationId, ts as S; expiresAt as N; principal as S
- * only when non-empty. Cursors are base64url (no padding) of the compact JSON
+ * productId, requestId, correlationId, ts as S; expiresAt as N; principal and
+ * apiRequestId as S only when non-empty. Cursors are base64url (no padding) of the compact JSON
  * of DynamoDB's LastEvaluatedKey. */
 #ifndef PX_AUDIT_DYNAMODB_H
 #define PX_AUDIT_DYNAMODB_H

@@ -34,41 +34,51 @@
 #define BATCH_MAX         16384
 #define CURSOR_MAX        160 /* decoded bytes */
 #define CURSOR_ENC_MAX    ((CURSOR_MAX * 4 + 2) / 3)
-#define SCHEMA_VERSION    1
+#define SCHEMA_VERSION    2
 /* WAL size (pages) past which the writer checkpoints, between batches. */
 #define CHECKPOINT_PAGES 1000
 
-static const char *const migrations[SCHEMA_VERSION] = {
-    "CREATE TABLE IF NOT EXISTS audit ("
-    " seq INTEGER PRIMARY KEY,"
-    " pk TEXT NOT NULL, sk TEXT NOT NULL, gsi1pk TEXT NOT NULL, gsi1sk TEXT NOT NULL,"
-    " action TEXT NOT NULL, status TEXT NOT NULL, user_id TEXT NOT NULL,"
-    " product_id TEXT NOT NULL, request_id TEXT NOT NULL, correlation_id TEXT NOT NULL,"
-    " ts TEXT NOT NULL, expires_at INTEGER NOT NULL, principal TEXT NOT NULL DEFAULT '',"
-    " UNIQUE (pk, sk));"
-    "CREATE INDEX IF NOT EXISTS audit_gsi1 ON audit (gsi1pk, gsi1sk);"
-    "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit"
-    " BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;"
-    "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit"
-    " BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;"
-    /* INSERT OR REPLACE deletes the old row without firing DELETE triggers
-     * (unless recursive_triggers is on): refuse any insert that would meet one. */
-    "CREATE TRIGGER IF NOT EXISTS audit_no_replace BEFORE INSERT ON audit"
-    " WHEN EXISTS (SELECT 1 FROM audit WHERE pk = NEW.pk AND sk = NEW.sk)"
-    "  OR EXISTS (SELECT 1 FROM audit WHERE seq = NEW.seq)"
-    " BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;",
+/* Migration v (0-based) brings the file from user_version v to v + 1. A step
+ * that adds a column names it, and is skipped when the column is there already
+ * (a file some earlier run upgraded without recording the version). */
+static const struct migration {
+    const char *sql;
+    const char *adds_column; /* NULL: the SQL is idempotent by itself */
+} migrations[SCHEMA_VERSION] = {
+    {"CREATE TABLE IF NOT EXISTS audit ("
+     " seq INTEGER PRIMARY KEY,"
+     " pk TEXT NOT NULL, sk TEXT NOT NULL, gsi1pk TEXT NOT NULL, gsi1sk TEXT NOT NULL,"
+     " action TEXT NOT NULL, status TEXT NOT NULL, user_id TEXT NOT NULL,"
+     " product_id TEXT NOT NULL, request_id TEXT NOT NULL, correlation_id TEXT NOT NULL,"
+     " ts TEXT NOT NULL, expires_at INTEGER NOT NULL, principal TEXT NOT NULL DEFAULT '',"
+     " UNIQUE (pk, sk));"
+     "CREATE INDEX IF NOT EXISTS audit_gsi1 ON audit (gsi1pk, gsi1sk);"
+     "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit"
+     " BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;"
+     "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit"
+     " BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;"
+     /* INSERT OR REPLACE deletes the old row without firing DELETE triggers
+      * (unless recursive_triggers is on): refuse any insert that would meet one. */
+     "CREATE TRIGGER IF NOT EXISTS audit_no_replace BEFORE INSERT ON audit"
+     " WHEN EXISTS (SELECT 1 FROM audit WHERE pk = NEW.pk AND sk = NEW.sk)"
+     "  OR EXISTS (SELECT 1 FROM audit WHERE seq = NEW.seq)"
+     " BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;",
+     NULL},
+    /* v2: API Gateway's own request id, so a record can be matched with the
+     * gateway's access logs. Existing rows read back as "". */
+    {"ALTER TABLE audit ADD COLUMN api_request_id TEXT NOT NULL DEFAULT ''", "api_request_id"},
 };
 
 static const char INSERT_SQL[] =
     "INSERT INTO audit (pk, sk, gsi1pk, gsi1sk, action, status, user_id, product_id,"
-    " request_id, correlation_id, ts, expires_at, principal)"
-    " VALUES (?1, ?2, ?3, ?2, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+    " request_id, correlation_id, ts, expires_at, principal, api_request_id)"
+    " VALUES (?1, ?2, ?3, ?2, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 
 /* ?1 partition key, ?2 exclusive lower bound (cursor or from), ?3 exclusive
  * upper bound, ?4 now, ?5 limit + 1. */
 #define SELECT_COLS                                                                                \
     "SELECT action, status, user_id, product_id, request_id, correlation_id, ts, expires_at,"      \
-    " principal, sk FROM audit "
+    " principal, api_request_id, sk FROM audit "
 static const char BY_USER_SQL[] =
     SELECT_COLS "WHERE pk = ?1 AND sk > ?2 AND sk < ?3 AND expires_at > ?4 ORDER BY sk LIMIT ?5";
 static const char BY_PRODUCT_SQL[] = SELECT_COLS "WHERE gsi1pk = ?1 AND gsi1sk > ?2 AND gsi1sk < ?3"
@@ -152,7 +162,8 @@ static void writer_disconnect(struct sqlite_audit *a)
     atomic_store(&a->writer_open, false);
 }
 
-static px_rc migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
+/* PRAGMA user_version, or -1 when it cannot be read. */
+static int schema_version(sqlite3 *db)
 {
     sqlite3_stmt *st = NULL;
     int version = -1;
@@ -160,6 +171,27 @@ static px_rc migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
         sqlite3_step(st) == SQLITE_ROW)
         version = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
+    return version;
+}
+
+/* 1 when table audit has the column, 0 when not, -1 on error. */
+static int has_column(sqlite3 *db, const char *column)
+{
+    sqlite3_stmt *st = NULL;
+    int found = -1;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('audit') WHERE name = ?1", -1, &st,
+                           NULL) == SQLITE_OK &&
+        sqlite3_bind_text(st, 1, column, -1, SQLITE_STATIC) == SQLITE_OK) {
+        int e = sqlite3_step(st);
+        found = e == SQLITE_ROW ? 1 : e == SQLITE_DONE ? 0 : -1;
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
+static px_rc migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+    int version = schema_version(db);
     if (version < 0) {
         set_err(err, errlen, "AUDIT_STORE: cannot read schema version of %s: %s", path,
                 sqlite3_errmsg(db));
@@ -176,13 +208,23 @@ static px_rc migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
         return PX_ERR_IO;
     }
     px_rc rc = PX_OK;
+    /* Read again under the write lock: another process may have migrated the
+     * file between the first look and the lock. */
+    version = schema_version(db);
+    if (version < 0 || version > SCHEMA_VERSION) {
+        set_err(err, errlen, "AUDIT_STORE: schema version of %s changed to %d while opening", path,
+                version);
+        rc = version < 0 ? PX_ERR_IO : PX_ERR_CONFIG;
+    }
     for (int v = version; !rc && v < SCHEMA_VERSION; v++) {
         char sql[64];
         snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
-        if (sqlite3_exec(db, migrations[v], NULL, NULL, NULL) != SQLITE_OK ||
+        const struct migration *m = &migrations[v];
+        int present = m->adds_column ? has_column(db, m->adds_column) : 0;
+        if (present < 0 || (!present && sqlite3_exec(db, m->sql, NULL, NULL, NULL) != SQLITE_OK) ||
             sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
-            set_err(err, errlen, "AUDIT_STORE: cannot create the schema in %s: %s", path,
-                    sqlite3_errmsg(db));
+            set_err(err, errlen, "AUDIT_STORE: cannot bring the schema of %s to version %d: %s",
+                    path, v + 1, sqlite3_errmsg(db));
             rc = PX_ERR_IO;
         }
     }
@@ -242,6 +284,10 @@ static px_rc writer_connect(struct sqlite_audit *a, bool create, char *err, size
     rc = migrate(a->wdb, a->path, err, errlen);
     if (rc)
         goto out;
+    /* Index pages are hit at random (keys by user and by product): keep them
+     * cached and mapped rather than re-read with pread(2) on every batch. */
+    sqlite3_exec(a->wdb, "PRAGMA cache_size = -65536", NULL, NULL, NULL);
+    sqlite3_exec(a->wdb, "PRAGMA mmap_size = 268435456", NULL, NULL, NULL);
     if (!prepare(a->wdb, INSERT_SQL, &a->ins) || !prepare(a->wdb, "BEGIN IMMEDIATE", &a->begin) ||
         !prepare(a->wdb, "COMMIT", &a->commit) || !prepare(a->wdb, "ROLLBACK", &a->rollback)) {
         set_err(err, errlen, "AUDIT_STORE: cannot prepare statements on %s: %s", a->path,
@@ -293,6 +339,7 @@ static int insert(struct sqlite_audit *a, const struct px_audit_record *r)
         sqlite3_bind_text(st, i + 1, text[i], -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 11, r->expires_at);
     sqlite3_bind_text(st, 12, r->principal, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 13, r->api_request_id, -1, SQLITE_STATIC);
     return run(st);
 }
 
@@ -558,8 +605,8 @@ static bool record_ok(const struct px_audit_record *r)
     char ts[25];
     if (!FIELD_OK(r->user_id, true) || !FIELD_OK(r->product_id, true) ||
         !FIELD_OK(r->request_id, true) || !FIELD_OK(r->correlation_id, false) ||
-        !FIELD_OK(r->principal, false) || !FIELD_OK(r->ts, true) || !FIELD_OK(r->action, true) ||
-        !FIELD_OK(r->status, true))
+        !FIELD_OK(r->principal, false) || !FIELD_OK(r->api_request_id, false) ||
+        !FIELD_OK(r->ts, true) || !FIELD_OK(r->action, true) || !FIELD_OK(r->status, true))
         return false;
     /* The sort key orders by ts as text: only the canonical form may go in. */
     return px_audit_ts_ms(r->ts, ts) == PX_OK && strcmp(ts, r->ts) == 0;
@@ -707,7 +754,9 @@ static px_rc row_to_record(sqlite3_stmt *st, struct px_audit_record *r, char sk[
     if (!rc)
         rc = col_copy(st, 8, r->principal, sizeof(r->principal));
     if (!rc)
-        rc = col_copy(st, 9, sk, CURSOR_MAX + 1);
+        rc = col_copy(st, 9, r->api_request_id, sizeof(r->api_request_id));
+    if (!rc)
+        rc = col_copy(st, 10, sk, CURSOR_MAX + 1);
     return rc;
 }
 

@@ -97,13 +97,13 @@ struct px_emulator {
     /* The child. */
     pid_t pid;
     bool child_alive;
-    bool killed;           /* we sent SIGKILL; reason says why */
+    bool killed; /* we sent SIGKILL; reason says why */
     const char *kill_reason;
-    unsigned gen;          /* bumped when a child is reaped */
+    unsigned gen; /* bumped when a child is reaped */
     double exec_ms;
-    bool init_done;        /* it called /next once */
-    double init_ms;        /* exec to first /next */
-    bool init_reported;    /* its Init Duration went into a REPORT already */
+    bool init_done;     /* it called /next once */
+    double init_ms;     /* exec to first /next */
+    bool init_reported; /* its Init Duration went into a REPORT already */
     bool init_error;
     double init_error_ms;
     char init_error_type[128];
@@ -206,8 +206,8 @@ static void report(struct px_emulator *e, struct inv *inv)
     char dur[32], billed[32], mem[32], used[32], hwm[32], rss[32], init[32];
     double d = inv->out.duration_ms;
     enum px_emu_result res = inv->out.result;
-    bool with_init = !e->init_reported && (e->init_done || e->init_error) &&
-                     res != PX_EMU_BUSY && res != PX_EMU_STOPPED;
+    bool with_init = !e->init_reported && (e->init_done || e->init_error) && res != PX_EMU_BUSY &&
+                     res != PX_EMU_STOPPED;
     /* Custom runtimes are billed for their init as well. */
     double b = ceil(d + (with_init ? e->init_ms : 0));
     long hwm_kb = e->child_alive ? proc_kb(e->pid, "VmHWM:") : 0;
@@ -297,12 +297,18 @@ static void run_callbacks(struct inv *fin)
 /* ---- the child -------------------------------------------------------------- */
 
 static const char *const overridden[] = {
-    "AWS_LAMBDA_RUNTIME_API",     "_HANDLER",
-    "AWS_LAMBDA_FUNCTION_NAME",   "AWS_LAMBDA_FUNCTION_VERSION",
-    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_LOG_GROUP_NAME",
-    "AWS_LAMBDA_LOG_STREAM_NAME", "LAMBDA_TASK_ROOT",
-    "LAMBDA_RUNTIME_DIR",         "_X_AMZN_TRACE_ID",
-    "AWS_LAMBDA_INITIALIZATION_TYPE", "TZ",
+    "AWS_LAMBDA_RUNTIME_API",
+    "_HANDLER",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
+    "_X_AMZN_TRACE_ID",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "TZ",
 };
 
 static bool is_overridden(const char *kv)
@@ -531,8 +537,7 @@ static void *supervise(void *arg)
             } else if (cur && !e->killed && proc_kb(e->pid, "VmRSS:") > e->memory_mb * 1024) {
                 kill_child(e, "memory size exceeded");
                 complete_error(e, cur, PX_EMU_EXIT, "Runtime.OutOfMemory",
-                               "Runtime exited: the function used more than its memory size",
-                               &fin);
+                               "Runtime exited: the function used more than its memory size", &fin);
             } else if (!e->init_done && now - e->exec_ms > INIT_LIMIT_MS) {
                 kill_child(e, "init took longer than 10 s");
             } else if (e->init_error && now - e->init_error_ms > INIT_ERROR_GRACE_MS) {
@@ -649,8 +654,8 @@ static enum MHD_Result reply_api_error(struct MHD_Connection *conn, unsigned sta
 {
     size_t len = 0;
     char *body = error_json(type, message, &len);
-    enum MHD_Result ret = reply(conn, status, "application/json", body ? body : "{}",
-                                body ? len : 2);
+    enum MHD_Result ret =
+        reply(conn, status, "application/json", body ? body : "{}", body ? len : 2);
     free(body);
     return ret;
 }
@@ -768,9 +773,8 @@ static enum MHD_Result api_init_error(struct px_emulator *e, struct MHD_Connecti
 }
 
 static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     struct px_emulator *e = cls;
     struct api_req *rq = *con_cls;
@@ -801,7 +805,8 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const 
     if (post && strncmp(url, INVOCATION_PREFIX, plen) == 0) {
         const char *id = url + plen;
         const char *slash = strchr(id, '/');
-        if (slash && slash > id && (strcmp(slash, "/response") == 0 || strcmp(slash, "/error") == 0))
+        if (slash && slash > id &&
+            (strcmp(slash, "/response") == 0 || strcmp(slash, "/error") == 0))
             return api_post(e, conn, rq, id, (size_t)(slash - id), strcmp(slash, "/error") == 0);
     }
     return reply_api_error(conn, MHD_HTTP_NOT_FOUND, "NotFound", "no such Runtime API resource");
@@ -888,9 +893,9 @@ px_rc px_emulator_start(const struct px_emulator_opts *opts, struct px_emulator 
         {MHD_OPTION_END, 0, NULL},
     };
     /* A thread per connection: /next blocks in its handler until there is work. */
-    e->api = listen_on("127.0.0.1", 0, MHD_USE_INTERNAL_POLLING_THREAD |
-                                           MHD_USE_THREAD_PER_CONNECTION,
-                       api_access, e, o, &e->api_port);
+    e->api =
+        listen_on("127.0.0.1", 0, MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION,
+                  api_access, e, o, &e->api_port);
     if (!e->api) {
         snprintf(err, errlen, "cannot start the Runtime API listener on 127.0.0.1");
         rc = PX_ERR_IO;
@@ -1156,8 +1161,8 @@ static char *b64_decode(const char *s, size_t n, size_t *outlen)
                 return NULL;
             }
         }
-        unsigned w = (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 |
-                     (unsigned)v[3];
+        unsigned w =
+            (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 | (unsigned)v[3];
         o[j++] = (char)(w >> 16);
         if (pad < 2)
             o[j++] = (char)(w >> 8 & 0xFF);
@@ -1228,8 +1233,9 @@ static px_rc build_event(struct front_req *r, const char *method, const char *ve
     char ip[INET6_ADDRSTRLEN] = "127.0.0.1";
     if (ci && ci->client_addr) {
         if (ci->client_addr->sa_family == AF_INET)
-            inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)ci->client_addr)->sin_addr,
-                      ip, sizeof(ip));
+            inet_ntop(AF_INET,
+                      &((const struct sockaddr_in *)(const void *)ci->client_addr)->sin_addr, ip,
+                      sizeof(ip));
         else if (ci->client_addr->sa_family == AF_INET6)
             inet_ntop(AF_INET6,
                       &((const struct sockaddr_in6 *)(const void *)ci->client_addr)->sin6_addr, ip,
@@ -1383,8 +1389,7 @@ static enum MHD_Result front_proxy(struct front_req *r, const char *payload, siz
     }
     struct MHD_Response *resp =
         bad ? NULL
-            : MHD_create_response_from_buffer(blen, (void *)(uintptr_t)body,
-                                              MHD_RESPMEM_MUST_COPY);
+            : MHD_create_response_from_buffer(blen, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
     bool ok = resp != NULL;
     if (ok && sc) {
         const char *k;

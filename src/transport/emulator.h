@@ -18,11 +18,11 @@
 struct px_emulator;
 
 struct px_emulator_opts {
-    const char *bootstrap;     /* executable to run (required) */
-    const char *handler;       /* _HANDLER; NULL: "price-fetcher" */
-    const char *function_name; /* AWS_LAMBDA_FUNCTION_NAME; NULL: the handler */
-    long timeout_ms;           /* per invocation; 0: 3000 */
-    long memory_mb;            /* AWS_LAMBDA_FUNCTION_MEMORY_SIZE, and the RSS limit; 0: 128 */
+    const char *bootstrap;       /* executable to run (required) */
+    const char *handler;         /* _HANDLER; NULL: "price-fetcher" */
+    const char *function_name;   /* AWS_LAMBDA_FUNCTION_NAME; NULL: the handler */
+    long timeout_ms;             /* per invocation; 0: 3000 */
+    long memory_mb;              /* AWS_LAMBDA_FUNCTION_MEMORY_SIZE, and the RSS limit; 0: 128 */
     bool child_stdout_to_stderr; /* keep stdout for the answer (one-event mode) */
 };
 

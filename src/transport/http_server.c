@@ -74,7 +74,7 @@ struct ctx {
     enum ctx_state state;
     bool discarding; /* body passed max_body: drop the rest, answer 413 */
     size_t discarded;
-    bool close;           /* answer with Connection: close */
+    bool close;               /* answer with Connection: close */
     _Atomic int audit_rc;     /* px_rc from the audit store's done callback */
     struct conn_watch *watch; /* the connection's deadline (NULL if it has none) */
     struct ctx *next;         /* free list */
@@ -108,10 +108,10 @@ struct px_http_server {
     size_t npool;
     char address[INET6_ADDRSTRLEN + 8];
     /* Abuse bounds (docs/internals/transports.md, "Hostile clients"). */
-    long max_conns;       /* our connection cap, enforced at accept */
-    int64_t timeout_ms;   /* bound on receiving one request, idle time included */
-    atomic_long conns;    /* connections open now */
-    atomic_long refused;  /* connections refused at the cap */
+    long max_conns;        /* our connection cap, enforced at accept */
+    int64_t timeout_ms;    /* bound on receiving one request, idle time included */
+    atomic_long conns;     /* connections open now */
+    atomic_long refused;   /* connections refused at the cap */
     atomic_long timed_out; /* connections shut down past their request deadline */
     _Atomic int64_t refused_logged_ms;
     pthread_mutex_t watch_mu; /* the watch list; held while the watchdog shuts a socket */
@@ -502,8 +502,8 @@ static enum reject read_request(struct ctx *c, const char *method, const char *v
     c->req.source_ip = client_ip(c);
     if (nul)
         return REJ_BAD_HEADER;
-    enum reject r = reject_of(px_http_check_message(method, version, c->req.headers,
-                                                    c->req.nheaders, c->srv->max_body));
+    enum reject r = reject_of(
+        px_http_check_message(method, version, c->req.headers, c->req.nheaders, c->srv->max_body));
     if (r)
         return r;
     return reject_of(px_http_parse_target(c->arena, c->raw_uri, &c->req));
@@ -551,6 +551,9 @@ static enum MHD_Result reject(struct ctx *c, enum reject r)
          "Transfer-Encoding must be \"chunked\" alone, with no Content-Length, and "
          "Content-Length must appear at most once"},
     };
+    static const struct px_err_detail target[] = {
+        {"target", "must be an origin-form path: no raw space or control character, no "
+                   "malformed %-escape, no %00 or encoded control character in the path"}};
     static const struct px_err_detail method[] = {{"method", "must be an HTTP token"}};
     static const struct px_err_detail header[] = {
         {"headers", "names must be HTTP tokens and values free of control characters"}};
@@ -558,8 +561,8 @@ static enum MHD_Result reject(struct ctx *c, enum reject r)
         {"host", "HTTP/1.1 requests carry exactly one Host header, others at most one"}};
     switch (r) {
     case REJ_BAD_TARGET:
-        px_error_response(req, resp, PX_E_VALIDATION_FAILED, "the request path is not valid", NULL,
-                          0);
+        px_error_response(req, resp, PX_E_VALIDATION_FAILED, "the request path is not valid",
+                          target, PX_COUNTOF(target));
         break;
     /* The three below make the rest of the message suspect: the connection ends. */
     case REJ_BAD_METHOD:
@@ -573,8 +576,8 @@ static enum MHD_Result reject(struct ctx *c, enum reject r)
         c->close = true;
         break;
     case REJ_BAD_HOST:
-        px_error_response(req, resp, PX_E_VALIDATION_FAILED, "the Host header is missing or repeated",
-                          host, PX_COUNTOF(host));
+        px_error_response(req, resp, PX_E_VALIDATION_FAILED,
+                          "the Host header is missing or repeated", host, PX_COUNTOF(host));
         c->close = true;
         break;
     case REJ_TOO_MANY_HEADERS:

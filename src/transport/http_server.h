@@ -16,14 +16,14 @@
 
 /* Zero fields take the defaults in brackets. */
 struct px_http_opts {
-    const char *host;         /* name or IPv4/IPv6 literal [127.0.0.1] */
-    unsigned port;            /* 0..65535; 0 = any free port */
-    unsigned threads;         /* worker threads of the epoll pool [2] */
-    unsigned max_connections; /* open connections, past it new ones are closed [1024] */
+    const char *host;                /* name or IPv4/IPv6 literal [127.0.0.1] */
+    unsigned port;                   /* 0..65535; 0 = any free port */
+    unsigned threads;                /* worker threads of the epoll pool [2] */
+    unsigned max_connections;        /* open connections, past it new ones are closed [1024] */
     unsigned max_connections_per_ip; /* from one client address, past it closed [0 = no cap] */
     unsigned conn_timeout_s; /* bound on receiving each request, idle wait included, s [30] */
-    size_t max_body;          /* request body cap, answered 413 [PX_MAX_BODY] */
-    size_t max_header_bytes;  /* per-connection memory for request line + headers [32 KiB] */
+    size_t max_body;         /* request body cap, answered 413 [PX_MAX_BODY] */
+    size_t max_header_bytes; /* per-connection memory for request line + headers [32 KiB] */
 };
 
 struct px_http_server;

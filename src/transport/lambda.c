@@ -154,8 +154,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
     return len;
 }
 
-px_rc px_lambda_client_new(const char *runtime_api, size_t max_event,
-                           struct px_lambda_client **out)
+px_rc px_lambda_client_new(const char *runtime_api, size_t max_event, struct px_lambda_client **out)
 {
     *out = NULL;
     if (!runtime_api || !runtime_api[0] || strlen(runtime_api) > MAX_API_LEN)
@@ -258,7 +257,8 @@ static px_rc perform(struct px_lambda_client *c, const char *body, size_t len,
     if (e == CURLE_WRITE_ERROR && c->overflow)
         return PX_ERR_TOO_LARGE;
     if (e) {
-        PX_ERROR(NULL, "Runtime API %s: %s", c->url, c->errbuf[0] ? c->errbuf : curl_easy_strerror(e));
+        PX_ERROR(NULL, "Runtime API %s: %s", c->url,
+                 c->errbuf[0] ? c->errbuf : curl_easy_strerror(e));
         return PX_ERR_UNAVAILABLE;
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
@@ -296,7 +296,8 @@ px_rc px_lambda_next(struct px_lambda_client *c, struct px_lambda_invocation *in
     if (rc && rc != PX_ERR_TOO_LARGE)
         return rc;
     if (!url_safe_id(inv->request_id)) {
-        PX_ERROR(NULL, "Runtime API: /next answered without a usable Lambda-Runtime-Aws-Request-Id");
+        PX_ERROR(NULL,
+                 "Runtime API: /next answered without a usable Lambda-Runtime-Aws-Request-Id");
         return PX_ERR_PROTOCOL;
     }
     inv->event = c->body.data ? c->body.data : "";
@@ -304,8 +305,8 @@ px_rc px_lambda_next(struct px_lambda_client *c, struct px_lambda_invocation *in
     return rc;
 }
 
-px_rc px_lambda_post_response(struct px_lambda_client *c, const char *request_id,
-                              const char *body, size_t len)
+px_rc px_lambda_post_response(struct px_lambda_client *c, const char *request_id, const char *body,
+                              size_t len)
 {
     if (!url_safe_id(request_id))
         return PX_ERR_INVALID;
@@ -339,14 +340,13 @@ static bool header_safe(const char *s)
     return true;
 }
 
-static px_rc post_error_to(struct px_lambda_client *c, const char *error_type,
-                           const char *message)
+static px_rc post_error_to(struct px_lambda_client *c, const char *error_type, const char *message)
 {
     char hdr[160];
-    const char *type = error_type && error_type[0] && strlen(error_type) < 100 &&
-                               header_safe(error_type)
-                           ? error_type
-                           : "Runtime.Unknown";
+    const char *type =
+        error_type && error_type[0] && strlen(error_type) < 100 && header_safe(error_type)
+            ? error_type
+            : "Runtime.Unknown";
     snprintf(hdr, sizeof(hdr), "Lambda-Runtime-Function-Error-Type: %s", type);
     curl_slist_free_all(c->error_headers);
     c->error_headers = NULL;
@@ -390,6 +390,13 @@ px_rc px_lambda_post_init_error(struct px_lambda_client *c, const char *error_ty
 
 /* ---- the runtime -------------------------------------------------------- */
 
+static double mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
 struct px_lambda_runtime {
     struct px_lambda_client *client;
     struct px_app *app;
@@ -398,6 +405,7 @@ struct px_lambda_runtime {
     size_t max_response;
     unsigned long max_invocations;
     unsigned long invocations;
+    double init_ms;    /* main's share of the init: configuration, stores (not the loader) */
     struct px_buf out; /* the proxy response or error body of the current invocation */
 };
 
@@ -424,6 +432,7 @@ px_rc px_lambda_runtime_new(const struct px_lambda_opts *opts, struct px_lambda_
 {
     static const struct px_lambda_opts none = {0};
     px_rc rc = PX_OK;
+    double t0 = mono_ms();
     *out = NULL;
     if (!opts)
         opts = &none;
@@ -432,7 +441,8 @@ px_rc px_lambda_runtime_new(const struct px_lambda_opts *opts, struct px_lambda_
     px_log_init(PX_LOG_INFO, handler ? handler : "pricing");
     const char *api = env_or(opts->runtime_api, "AWS_LAMBDA_RUNTIME_API");
     if (!api) {
-        snprintf(err, errlen, "AWS_LAMBDA_RUNTIME_API is not set (the Lambda Runtime API host:port)");
+        snprintf(err, errlen,
+                 "AWS_LAMBDA_RUNTIME_API is not set (the Lambda Runtime API host:port)");
         return PX_ERR_CONFIG;
     }
     struct px_lambda_runtime *rt = calloc(1, sizeof(*rt));
@@ -449,6 +459,10 @@ px_rc px_lambda_runtime_new(const struct px_lambda_opts *opts, struct px_lambda_
         goto out;
     }
     rc = px_config_from_env(&rt->cfg, err, errlen);
+    /* Behind API Gateway the authorizer's claims are the identity, even when
+     * the Runtime API came from --runtime-api rather than the environment. */
+    if (!rc)
+        px_config_default_auth_mode(&rt->cfg, PX_AUTH_APIGW);
     if (!rc)
         rc = px_config_check(&rt->cfg, err, errlen);
     if (rc) {
@@ -459,8 +473,9 @@ px_rc px_lambda_runtime_new(const struct px_lambda_opts *opts, struct px_lambda_
     if (!handler || !px_function_find(handler) || strlen(handler) >= sizeof(rt->handler)) {
         size_t n = 0;
         const struct px_function *const *fns = px_functions(&n);
-        int w = snprintf(err, errlen, "_HANDLER: no function named \"%.64s\" in this binary (known:",
-                         handler ? handler : "");
+        int w = snprintf(
+            err, errlen,
+            "_HANDLER: no function named \"%.64s\" in this binary (known:", handler ? handler : "");
         for (size_t i = 0; i < n && w > 0 && (size_t)w < errlen; i++)
             w += snprintf(err + w, errlen - (size_t)w, " %s", fns[i]->name);
         if (w > 0 && (size_t)w < errlen)
@@ -469,11 +484,14 @@ px_rc px_lambda_runtime_new(const struct px_lambda_opts *opts, struct px_lambda_
         goto out;
     }
     snprintf(rt->handler, sizeof(rt->handler), "%s", handler);
+    /* One invocation at a time: the smallest connection pool serve's sizing allows. */
+    rt->cfg.threads = 1;
     rc = px_app_new(&rt->cfg, &rt->app, err, errlen);
     if (rc) {
         rc = init_failed(rt, rc, "Runtime.InitError", err);
         goto out;
     }
+    rt->init_ms = mono_ms() - t0;
     *out = rt;
     rt = NULL;
 out:
@@ -496,13 +514,6 @@ static int64_t wall_ms(void)
     struct timespec t;
     clock_gettime(CLOCK_REALTIME, &t);
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-static double mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
 
 /* All of a line, or as much as the descriptor takes (bounded tries). */
@@ -541,8 +552,9 @@ static void emit_metrics(struct px_lambda_runtime *rt, const char *request_id,
 
     struct px_buf b;
     px_buf_init(&b, EMF_MAX);
-    px_rc rc = px_buf_printf(&b, "{\"_aws\":{\"Timestamp\":%lld,\"CloudWatchMetrics\":[{"
-                                 "\"Namespace\":",
+    px_rc rc = px_buf_printf(&b,
+                             "{\"_aws\":{\"Timestamp\":%lld,\"CloudWatchMetrics\":[{"
+                             "\"Namespace\":",
                              (long long)wall_ms());
     if (!rc)
         rc = px_buf_json_strz(&b, ns);
@@ -606,8 +618,8 @@ static px_rc too_large_response(struct px_buf *out, const char *request_id)
 static void set_error(struct px_lambda_runtime *rt, struct px_lambda_post *post, const char *type,
                       const char *message, const char *request_id)
 {
-    PX_WARN(px_valid_request_id(request_id) ? request_id : NULL, "invocation failed (%s): %s",
-            type, message);
+    PX_WARN(px_valid_request_id(request_id) ? request_id : NULL, "invocation failed (%s): %s", type,
+            message);
     post->is_error = true;
     post->error_type = type;
     post->message = message;
@@ -673,7 +685,10 @@ px_rc px_lambda_runtime_run(struct px_lambda_runtime *rt)
 {
     struct px_lambda_invocation inv;
     struct px_lambda_post post;
-    PX_INFO(NULL, "runtime ready");
+    char ms[32];
+    snprintf(ms, sizeof(ms), "%.2f", rt->init_ms);
+    const struct px_kv f[] = {{"initMs", ms}};
+    px_log_fields(PX_LOG_INFO, NULL, "runtime ready", f, PX_COUNTOF(f));
     for (;;) {
         if (rt->max_invocations && rt->invocations >= rt->max_invocations)
             return PX_OK;
@@ -702,7 +717,7 @@ px_rc px_lambda_runtime_run(struct px_lambda_runtime *rt)
             return rc;
         if (rc)
             PX_ERROR(inv.request_id[0] && px_valid_request_id(inv.request_id) ? inv.request_id
-                                                                                : NULL,
+                                                                              : NULL,
                      "the Runtime API refused the answer: %s", px_strerror(rc));
     }
 }

@@ -25,10 +25,10 @@
 /* One invocation as /next delivered it. The event bytes belong to the client
  * and stay valid until its next call. */
 struct px_lambda_invocation {
-    char request_id[PX_LAMBDA_MAX_ID + 1];      /* "" when absent */
-    int64_t deadline_ms;                        /* epoch ms; 0 when absent or malformed */
-    char function_arn[PX_LAMBDA_MAX_ARN + 1];   /* "" when absent */
-    char trace_id[PX_LAMBDA_MAX_TRACE + 1];     /* "" when absent or oversized */
+    char request_id[PX_LAMBDA_MAX_ID + 1];    /* "" when absent */
+    int64_t deadline_ms;                      /* epoch ms; 0 when absent or malformed */
+    char function_arn[PX_LAMBDA_MAX_ARN + 1]; /* "" when absent */
+    char trace_id[PX_LAMBDA_MAX_TRACE + 1];   /* "" when absent or oversized */
     const char *event;
     size_t event_len;
 };
@@ -63,8 +63,8 @@ void px_lambda_client_free(struct px_lambda_client *c);
 px_rc px_lambda_next(struct px_lambda_client *c, struct px_lambda_invocation *inv) PX_WUR;
 /* POST .../{id}/response. PX_ERR_TOO_LARGE on 413, PX_ERR_UNAVAILABLE on 500
  * or no answer, PX_ERR_PROTOCOL on another refusal (400, 403). */
-px_rc px_lambda_post_response(struct px_lambda_client *c, const char *request_id,
-                              const char *body, size_t len) PX_WUR;
+px_rc px_lambda_post_response(struct px_lambda_client *c, const char *request_id, const char *body,
+                              size_t len) PX_WUR;
 /* POST .../{id}/error with Lambda-Runtime-Function-Error-Type: error_type and
  * {"errorMessage","errorType","stackTrace":[]}. Same answers as above. */
 px_rc px_lambda_post_error(struct px_lambda_client *c, const char *request_id,
@@ -73,8 +73,7 @@ px_rc px_lambda_post_error(struct px_lambda_client *c, const char *request_id,
 px_rc px_lambda_post_init_error(struct px_lambda_client *c, const char *error_type,
                                 const char *message) PX_WUR;
 /* Appends the Runtime API error body to out. */
-px_rc px_lambda_error_body(struct px_buf *out, const char *error_type,
-                           const char *message) PX_WUR;
+px_rc px_lambda_error_body(struct px_buf *out, const char *error_type, const char *message) PX_WUR;
 
 struct px_lambda_opts {
     const char *runtime_api;       /* host:port; NULL: $AWS_LAMBDA_RUNTIME_API */

@@ -88,6 +88,28 @@ class CliTest(unittest.TestCase):
         self.assertEqual(mine[0]["status"], "SUCCESS")
         self.assertEqual(mine[0]["productId"], "PROD-101")
 
+    def test_api_request_id(self):
+        """The gateway's requestContext.requestId is kept beside the service's own id."""
+        rids = []
+        for _ in range(2):
+            _, headers, _ = self.invoke_ok(EVENT_V1)
+            rids.append(headers["x-request-id"])
+        self.assertNotEqual(rids[0], rids[1], "each invocation gets a fresh request id")
+        recs = {x["requestId"]: x for x in self.stores.all_records(user=REF_USER)}
+        for rid in rids:
+            self.assertNotEqual(rid, "local-test-id")
+            self.assertIn(rid, recs)
+            self.assertEqual(recs[rid]["apiRequestId"], "local-test-id", recs[rid])
+        # v2 events too; a request that did not come through API Gateway has none.
+        user = new_user()
+        ev = v2_event("id=PROD-101&userId=" + user, {"id": "PROD-101", "userId": user})
+        _, headers, _ = self.invoke_ok(ev)
+        recs = self.stores.records(user=user)
+        self.assertEqual(len(recs), 1, recs)
+        self.assertEqual(recs[0]["apiRequestId"], ev["requestContext"]["requestId"])
+        self.assertEqual(recs[0]["requestId"], headers["x-request-id"])
+        self.assertNotEqual(recs[0]["requestId"], recs[0]["apiRequestId"])
+
     def test_http_api_v2_event(self):
         doc, headers, body = self.invoke_ok(EVENT_V2)
         self.assertEqual(doc["statusCode"], 200)

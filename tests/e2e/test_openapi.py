@@ -16,11 +16,13 @@ ERROR_CODES = {
 }
 AUDIT_FIELDS = {
     "pk", "sk", "gsi1pk", "gsi1sk", "action", "status", "userId", "productId", "requestId",
-    "correlationId", "ts", "expiresAt", "principal",
+    "correlationId", "ts", "expiresAt", "principal", "apiRequestId",
 }
 HDRS = {"x-request-id": "0f8fad5b-d9cb-469f-a165-70867728950e",
         "x-correlation-id": "0f8fad5b-d9cb-469f-a165-70867728950e",
-        "cache-control": "no-store", "content-type": "application/json"}
+        "cache-control": "no-store", "content-type": "application/json",
+        "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+        "referrer-policy": "no-referrer", "x-content-type-options": "nosniff"}
 
 
 def err(code, details=None):
@@ -57,7 +59,7 @@ class OpenApiTest(unittest.TestCase):
     def test_audit_record_fields(self):
         rec = self.spec.doc["components"]["schemas"]["AuditRecord"]
         self.assertEqual(set(rec["properties"]), AUDIT_FIELDS)
-        self.assertEqual(set(rec["required"]), AUDIT_FIELDS - {"principal"})
+        self.assertEqual(set(rec["required"]), AUDIT_FIELDS - {"principal", "apiRequestId"})
         self.assertIs(rec["additionalProperties"], False)
 
     def test_validator_accepts_and_rejects(self):
@@ -75,6 +77,8 @@ class OpenApiTest(unittest.TestCase):
             ("GET", "/price", 200, HDRS, ok[:-1] + b',"x":1}'),
             ("GET", "/price", 200, dict(HDRS, **{"cache-control": "max-age=5"}), ok),
             ("GET", "/price", 200, {k: v for k, v in HDRS.items() if k != "x-request-id"}, ok),
+            ("GET", "/price", 200, {k: v for k, v in HDRS.items() if k != "content-security-policy"}, ok),
+            ("GET", "/price", 429, HDRS, err("TOO_MANY_REQUESTS")),
             ("GET", "/price", 201, HDRS, ok),
             ("GET", "/price", 400, HDRS, err("VALIDATION_FAILED")),
             ("GET", "/price", 404, HDRS, err("ROUTE_NOT_FOUND")),

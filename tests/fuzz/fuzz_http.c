@@ -1,244 +1,143 @@
-/* fuzz_http.c: the HTTP server's request handling on arbitrary bytes.
+/* fuzz_http.c: the HTTP server's checks on raw requests, without sockets.
  *
- * LLVMFuzzerInitialize starts the real server once (px_http_start on a free
- * loopback port, SQLite stores in a temporary directory, throttling and CORS
- * on so that their code runs too). Each input is then:
- *   1. written as raw bytes on a fresh TCP connection, which is half-closed;
- *      the answer is read until the server closes it. Every answer must be
- *      HTTP, and must come within ANSWER_MS: a server that stops answering is
- *      a finding (trap), as is any sanitizer report from its threads;
- *   2. taken apart by a small splitter (request line, header lines) and fed
- *      to the pure checks the server applies (http_request.h), which see the
- *      bytes MHD would otherwise refuse before they reach them;
- *   3. followed by GET /health on a kept-alive connection, which must be 200.
- * Logs go to /dev/null; the server and stores are stopped at exit. */
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <arpa/inet.h>
-#include <poll.h>
-#include <signal.h>
-#include <sqlite3.h>
+ * A small splitter takes the input apart as MHD would (request line, header
+ * lines ending in CR LF or a bare LF, lower-cased names) and hands the pieces
+ * to what http_server.c applies to every request (http_request.h): method,
+ * header and Host rules, Content-Length / Transfer-Encoding framing, the raw
+ * target split with px_url_decode_path and px_query_parse. The Origin and
+ * forwarding headers also go through the CORS allow list and the TLS
+ * detection of the security headers. Each result is checked against the rule
+ * it claims to enforce, recomputed here independently. fuzz_http_server.c
+ * drives the real server over TCP (slower, end to end). */
+#include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
+#include <strings.h>
 
-#include "kernel/app.h"
-#include "kernel/log.h"
-#include "store/audit.h"
-#include "store/price.h"
+#include "kernel/cors.h"
+#include "kernel/security.h"
 #include "transport/http_request.h"
-#include "transport/http_server.h"
 
-#define MAX_INPUT (64 * 1024)
-#define ANSWER_MS 3000
-#define MAX_BODY  4096
-#define HEADERS   8192
+#define MAX_BODY 4096
+#define ORIGINS  "https://app.example.com,http://localhost:5173"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static struct px_app *app;
-static struct px_http_server *srv;
-static unsigned port;
-static int health_fd = -1;
-static char dir[64];
-static struct px_arena *arena;
-
-static int64_t now_ms(void)
+static bool has_ctl(const char *s, bool tab_ok)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if ((*p < 0x20 && !(tab_ok && *p == '\t')) || *p == 0x7F)
+            return true;
+    return false;
 }
 
-static void die(const char *what)
+static void check_message(const char *method, const char *version, const struct px_kv *h, size_t n)
 {
-    fprintf(stderr, "fuzz_http: %s\n", what);
-    abort();
-}
-
-static void teardown(void)
-{
-    if (health_fd >= 0)
-        close(health_fd);
-    px_http_stop(srv);
-    px_app_free(app);
-    char p[128];
-    const char *files[] = {"prices.db", "audit.db", "audit.db-wal", "audit.db-shm",
-                           "prices.db-wal", "prices.db-shm"};
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
-        unlink(p);
-    }
-    rmdir(dir);
-}
-
-static void make_stores(struct px_config *cfg)
-{
-    char err[512], price_path[128], audit_path[128];
-    snprintf(price_path, sizeof(price_path), "%s/prices.db", dir);
-    snprintf(audit_path, sizeof(audit_path), "%s/audit.db", dir);
-    snprintf(cfg->price_db, sizeof(cfg->price_db), "sqlite:%s", price_path);
-    snprintf(cfg->audit_store, sizeof(cfg->audit_store), "sqlite:%s", audit_path);
-    struct px_price_store *ps = NULL;
-    const struct px_price_opts po = {.create = true, .timeout_ms = 2000};
-    if (px_price_open(cfg->price_db, &po, &ps, err, sizeof(err)) != PX_OK)
-        die(err);
-    px_price_close(ps);
-    sqlite3 *db = NULL;
-    if (sqlite3_open(price_path, &db) != SQLITE_OK ||
-        sqlite3_exec(db,
-                     "INSERT OR REPLACE INTO product_prices (product_id, price, currency)"
-                     " VALUES ('PROD-101', '99.99', 'USD')",
-                     NULL, NULL, NULL) != SQLITE_OK)
-        die("cannot seed the price store");
-    sqlite3_close(db);
-    struct px_audit_store *as = NULL;
-    const struct px_audit_opts ao = {.create = true, .timeout_ms = 1000};
-    if (px_audit_open(cfg->audit_store, &ao, &as, err, sizeof(err)) != PX_OK)
-        die(err);
-    px_audit_close(as);
-}
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    signal(SIGPIPE, SIG_IGN);
-    int null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
-    if (null_fd >= 0)
-        px_log_set_fd(null_fd);
-    px_log_init(PX_LOG_ERROR, "fuzz");
-    snprintf(dir, sizeof(dir), "/tmp/px-fuzz-http-XXXXXX");
-    if (!mkdtemp(dir))
-        die("mkdtemp");
-    struct px_config cfg = px_config_defaults;
-    make_stores(&cfg);
-    cfg.audit_timeout_ms = 1000;
-    cfg.rate_limit_rps = 100000;
-    cfg.rate_limit_burst = 100000;
-    snprintf(cfg.cors_origins, sizeof(cfg.cors_origins), "https://app.example.com");
-    char err[512];
-    if (px_app_new(&cfg, &app, err, sizeof(err)) != PX_OK)
-        die(err);
-    const struct px_http_opts o = {.host = "127.0.0.1",
-                                   .threads = 2,
-                                   .max_connections = 64,
-                                   .max_connections_per_ip = 32,
-                                   .conn_timeout_s = 2,
-                                   .max_body = MAX_BODY,
-                                   .max_header_bytes = HEADERS};
-    if (px_http_start(app, &o, &srv, err, sizeof(err)) != PX_OK)
-        die(err);
-    port = px_http_port(srv);
-    arena = px_arena_new(1 << 20);
-    if (!arena)
-        die("arena");
-    atexit(teardown);
-    return 0;
-}
-
-static int connect_server(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    /* Reset on close: no TIME_WAIT pile-up over millions of connections. */
-    struct linger l = {.l_onoff = 1, .l_linger = 0};
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-/* Whether buf[0..len) holds at least one complete response: headers and a
- * Content-Length body (every answer of this server has one). */
-static bool complete_response(const char *buf, size_t len)
-{
-    const char *eoh = memmem(buf, len, "\r\n\r\n", 4);
-    if (!eoh)
-        return false;
-    size_t head = (size_t)(eoh - buf) + 4;
-    const char *cl = memmem(buf, head, "\r\nContent-Length: ", 18);
-    if (!cl)
-        return true;
-    size_t body = (size_t)strtoul(cl + 18, NULL, 10);
-    return len >= head + body;
-}
-
-/* Reads the answer. The server closes after an answer to a half-closed
- * connection, except that MHD 0.9.75 sometimes misses the end of file of a
- * request still incomplete (then only the request deadline ends it); so the
- * read also ends after `quiet_ms` of silence once a whole response arrived,
- * or after `first_ms` when nothing at all arrives. False when data is still
- * trickling in after ANSWER_MS: a server that never finishes an answer. */
-static bool read_answer(int fd, char *buf, size_t cap, size_t *len, int first_ms, int quiet_ms)
-{
-    int64_t deadline = now_ms() + ANSWER_MS;
-    *len = 0;
-    for (;;) {
-        int64_t left = deadline - now_ms();
-        if (left <= 0)
-            return false;
-        int wait = *len == 0 ? first_ms : complete_response(buf, *len) ? quiet_ms : (int)left;
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int r = poll(&p, 1, wait < left ? wait : (int)left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return r == 0 && (wait < left || *len == 0);
-        char tmp[16384];
-        ssize_t n = recv(fd, tmp, sizeof(tmp), 0);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (n <= 0)
-            return true; /* closed (or reset): the answer, if any, is complete */
-        size_t take = (size_t)n < cap - *len ? (size_t)n : cap - *len;
-        memcpy(buf + *len, tmp, take);
-        *len += take;
-    }
-}
-
-static void check_health(void)
-{
-    static const char req[] = "GET /health HTTP/1.1\r\nHost: fuzz\r\n\r\n";
-    char buf[4096];
-    size_t len = 0;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if (health_fd < 0)
-            health_fd = connect_server();
-        if (health_fd < 0)
-            continue;
-        if (send(health_fd, req, sizeof(req) - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof(req) - 1) &&
-            read_answer(health_fd, buf, sizeof(buf), &len, ANSWER_MS, 0) && len > 12 &&
-            memcmp(buf, "HTTP/1.1 200", 12) == 0)
-            return;
-        /* Kept-alive connections end (timeouts): one fresh try. */
-        close(health_fd);
-        health_fd = -1;
-    }
-    die("the server stopped answering GET /health");
-}
-
-/* Step 2: a small splitter over the raw bytes, then the server's checks. */
-static void pure_checks(const uint8_t *data, size_t size)
-{
-    px_arena_reset(arena);
-    char *text = px_arena_strndup(arena, (const char *)data, size);
-    if (!text)
+    enum px_http_verdict v = px_http_check_message(method, version, h, n, MAX_BODY);
+    if ((int)v < PX_HTTP_OK || (int)v > PX_HTTP_TOO_LARGE)
+        abort();
+    if (v != PX_HTTP_OK)
         return;
+    /* Accepted: recompute every rule. */
+    if (!*method || has_ctl(method, false) || strchr(method, ' ') || strchr(method, ':'))
+        abort();
+    size_t ncl = 0, nte = 0, nhost = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!*h[i].key || has_ctl(h[i].key, false) || strpbrk(h[i].key, " :\t\"(),/;<=>?@[\\]{}"))
+            abort();
+        if (has_ctl(h[i].value, true))
+            abort();
+        if (strcmp(h[i].key, "content-length") == 0) {
+            ncl++;
+            const char *c = h[i].value;
+            if (!*c || strspn(c, "0123456789") != strlen(c) || strlen(c) > 19 ||
+                strtoull(c, NULL, 10) > MAX_BODY)
+                abort();
+        } else if (strcmp(h[i].key, "transfer-encoding") == 0) {
+            nte++;
+            const char *t = h[i].value + strspn(h[i].value, " \t");
+            if (strncasecmp(t, "chunked", 7) != 0 || t[7 + strspn(t + 7, " \t")] != '\0')
+                abort();
+            if (strcmp(version, "HTTP/1.0") == 0)
+                abort();
+        } else if (strcmp(h[i].key, "host") == 0) {
+            nhost++;
+        }
+    }
+    if (ncl > 1 || nte > 1 || (ncl && nte) || nhost > 1)
+        abort();
+    if (nhost == 0 && strcmp(version, "HTTP/1.1") == 0)
+        abort();
+}
+
+static void check_target(struct px_arena *a, const char *target)
+{
+    struct px_request req = {.arena = a};
+    enum px_http_verdict v = px_http_parse_target(a, target, &req);
+    if (v == PX_HTTP_OK) {
+        if (!req.path || has_ctl(req.path, false))
+            abort();
+        if (req.path[0] != '/' && strcmp(req.path, "*") != 0)
+            abort();
+        if (req.query_invalid && (req.nquery || req.query))
+            abort();
+        for (size_t i = 0; i < req.nquery; i++)
+            if (has_ctl(req.query[i].key, false) || has_ctl(req.query[i].value, false))
+                abort();
+        /* A raw target with a space or control character never passes. */
+        if (strpbrk(target, " \x7f") || has_ctl(target, false))
+            abort();
+    } else if (v != PX_HTTP_BAD_TARGET && v != PX_HTTP_NOMEM) {
+        abort();
+    }
+}
+
+static void check_cors(const struct px_kv *h, size_t n)
+{
+    struct px_request req = {.headers = (struct px_kv *)h, .nheaders = n};
+    const char *origin = px_request_header(&req, "origin");
+    if (px_cors_origin_allowed(ORIGINS, origin)) {
+        /* Only one of the two listed origins, whatever the case. */
+        if (strcasecmp(origin, "https://app.example.com") != 0 &&
+            strcasecmp(origin, "http://localhost:5173") != 0)
+            abort();
+    }
+    if (origin) {
+        char err[256];
+        if (px_cors_check_origins(origin, err, sizeof(err)) == PX_OK && origin[0] &&
+            !strchr(origin, ',') && strspn(origin, " \t") != strlen(origin)) {
+            /* An accepted one-entry list allows that very origin (trimmed). */
+            const char *s = origin + strspn(origin, " \t");
+            size_t len = strlen(s);
+            while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+                len--;
+            char one[512];
+            if (len < sizeof(one)) {
+                memcpy(one, s, len);
+                one[len] = '\0';
+                if (!px_cors_origin_allowed(origin, one))
+                    abort();
+            }
+            if (strchr(origin, '*'))
+                abort();
+        }
+    }
+    (void)px_security_behind_tls(&req);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static struct px_arena *a;
+    if (!a)
+        a = px_arena_new(1 << 20);
+    else
+        px_arena_reset(a);
+    if (!a || size > 256 * 1024)
+        return 0;
+    char *text = px_arena_strndup(a, (const char *)data, size);
+    if (!text)
+        return 0;
     char *end = strstr(text, "\r\n\r\n");
     if (end)
         *end = '\0';
@@ -256,15 +155,20 @@ static void pure_checks(const uint8_t *data, size_t size)
         p = eol ? eol + 1 : NULL;
     }
     if (nlines == 0)
-        return;
+        return 0;
+    /* Request line: method SP target SP version (MHD splits on the last space). */
     char *line = lines[0];
     char *sp1 = strchr(line, ' ');
-    char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-    if (!sp1 || !sp2)
-        return;
-    *sp1 = '\0';
-    *sp2 = '\0';
-    const char *method = line, *target = sp1 + 1, *version = sp2 + 1;
+    char *sp2 = strrchr(line, ' ');
+    const char *method = line, *target = "", *version = "";
+    if (sp1) {
+        *sp1 = '\0';
+        target = sp1 + 1;
+        if (sp2 && sp2 > sp1) {
+            *sp2 = '\0';
+            version = sp2 + 1;
+        }
+    }
     struct px_kv headers[PX_MAX_HEADERS];
     size_t n = 0;
     for (size_t i = 1; i < nlines; i++) {
@@ -274,8 +178,7 @@ static void pure_checks(const uint8_t *data, size_t size)
             continue;
         *colon = '\0';
         char *v = colon + 1;
-        while (*v == ' ' || *v == '\t')
-            v++;
+        v += strspn(v, " \t");
         for (char *k = h; *k; k++)
             if (*k >= 'A' && *k <= 'Z')
                 *k = (char)(*k - 'A' + 'a');
@@ -283,50 +186,8 @@ static void pure_checks(const uint8_t *data, size_t size)
         headers[n].value = v;
         n++;
     }
-    enum px_http_verdict v = px_http_check_message(method, version, headers, n, MAX_BODY);
-    if ((int)v < PX_HTTP_OK || (int)v > PX_HTTP_TOO_LARGE)
-        die("verdict out of range");
-    struct px_request req = {.arena = arena};
-    v = px_http_parse_target(arena, target, &req);
-    if (v == PX_HTTP_OK) {
-        /* A path that passed never carries a control character or NUL. */
-        if (!req.path)
-            die("no path after a good target");
-        for (const unsigned char *p = (const unsigned char *)req.path; *p; p++)
-            if (*p < 0x20 || *p == 0x7F)
-                die("control character in an accepted path");
-        if (req.query_invalid && req.nquery)
-            die("an invalid query kept parameters");
-    }
-}
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-    if (size > MAX_INPUT)
-        return 0;
-    pure_checks(data, size);
-
-    int fd = connect_server();
-    if (fd < 0)
-        die("cannot connect to the server");
-    size_t off = 0;
-    while (off < size) {
-        ssize_t n = send(fd, data + off, size - off, MSG_NOSIGNAL);
-        if (n <= 0)
-            break; /* the server closed early (a refused request): fine */
-        off += (size_t)n;
-    }
-    shutdown(fd, SHUT_WR);
-    static char answer[256 * 1024];
-    size_t len = 0;
-    /* Without an end of headers MHD is still waiting for the request. */
-    bool eoh = memmem(data, size, "\r\n\r\n", 4) || memmem(data, size, "\n\n", 2);
-    bool done = read_answer(fd, answer, sizeof(answer), &len, eoh ? 50 : 2, 5);
-    close(fd);
-    if (!done)
-        die("no answer and no close within the bound");
-    if (len && (len < 9 || memcmp(answer, "HTTP/1.", 7) != 0))
-        die("an answer that is not HTTP");
-    check_health();
+    check_message(method, version, headers, n);
+    check_target(a, target);
+    check_cors(headers, n);
     return 0;
 }

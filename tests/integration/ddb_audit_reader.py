@@ -23,7 +23,7 @@ import time
 AWS = os.environ.get("PX_AWS_CLI", "/usr/bin/aws")
 
 FIELDS = ["pk", "sk", "gsi1pk", "gsi1sk", "action", "status", "userId", "productId",
-          "requestId", "correlationId", "ts", "principal", "expiresAt"]
+          "requestId", "correlationId", "ts", "principal", "apiRequestId", "expiresAt"]
 
 
 def ms(ts):

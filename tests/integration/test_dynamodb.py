@@ -111,15 +111,17 @@ def event(env, query):
 
 
 def invoke(env, user, product, **extra):
+    """Returns (proxy response, seconds taken, the event's requestContext.requestId)."""
+    ev = event(env, "id=%s&userId=%s" % (product, user))
+    api_id = json.loads(ev)["requestContext"]["requestId"]
     t0 = time.monotonic()
-    r = env.run(["invoke", "price-fetcher", "--event", "-"],
-                stdin=event(env, "id=%s&userId=%s" % (product, user)), **extra)
+    r = env.run(["invoke", "price-fetcher", "--event", "-"], stdin=ev, **extra)
     took = time.monotonic() - t0
     try:
         out = json.loads(r.stdout)
     except ValueError:
         raise RuntimeError("invoke printed %r (stderr %r)" % (r.stdout, r.stderr))
-    return out, took
+    return out, took, api_id
 
 
 def plain(item):
@@ -313,7 +315,7 @@ def run_all(env, ddir):
     t_start = time.time()
     expected = []
     for user, product in plan:
-        out, _ = invoke(env, user, product)
+        out, _, api_id = invoke(env, user, product)
         status = out.get("statusCode")
         body = json.loads(out.get("body", "{}"))
         rid = out.get("headers", {}).get("X-Request-Id")
@@ -321,6 +323,7 @@ def run_all(env, ddir):
         check("invoke %s %s -> %d" % (user[:8], product, want),
               status == want and (want != 200 or body.get("price") is not None), out)
         expected.append({"userId": user.lower(), "productId": product, "requestId": rid,
+                         "apiRequestId": api_id,
                          "status": "SUCCESS" if want == 200 else "NOT_FOUND"})
     t_end = time.time()
 
@@ -352,10 +355,13 @@ def run_all(env, ddir):
               p["action"] == "PRICE_FETCH" and p["status"] == e["status"] and
               p["userId"] == e["userId"] and p["productId"] == e["productId"] and
               p["requestId"] == e["requestId"] and p.get("correlationId") and
+              p.get("apiRequestId") == e["apiRequestId"] and
+              p["apiRequestId"] != p["requestId"] and
               abs(p["expiresAt"] - (int(ts_epoch(p["ts"])) + RETENTION)) <= 1 and
               "principal" not in p and
               set(p) <= {"pk", "sk", "gsi1pk", "gsi1sk", "action", "status", "userId",
-                         "productId", "requestId", "correlationId", "ts", "expiresAt"}, item)
+                         "productId", "requestId", "correlationId", "ts", "expiresAt",
+                         "apiRequestId"}, item)
     for product in ("PROD-101", "PROD-102", "PROD-NOPE-1"):
         q = env.aws(["query", "--table-name", TABLE, "--index-name", "gsi1",
                      "--key-condition-expression", "gsi1pk = :p",
@@ -430,6 +436,15 @@ def run_all(env, ddir):
         check("serve GET /price -> 200 with price", status == 200 and doc.get("price") == 99.99,
               (status, doc))
     cli_u2 = audit_cli(env, "--user", u2)[1]
+    q = env.aws(["query", "--table-name", TABLE, "--consistent-read",
+                 "--key-condition-expression", "pk = :pk",
+                 "--expression-attribute-values",
+                 json.dumps({":pk": {"S": "USER#" + u2.lower()}})])
+    served = [i for i in q["Items"] if i["requestId"]["S"] not in by_rid]
+    check("records of serve look-ups (no API Gateway) carry no apiRequestId",
+          len(served) == 3 and all("apiRequestId" not in i for i in served) and
+          all("apiRequestId" in i for i in q["Items"] if i["requestId"]["S"] in by_rid) and
+          [plain(i) for i in q["Items"]] == cli_u2, q)
     got, pages = audit_http_all(port, "userId=%s" % u2, limit=2)
     check("GET /audit?userId pages (limit 2) equal audit query", got == cli_u2 and len(got) == 5,
           (len(got), len(cli_u2)))
@@ -462,7 +477,7 @@ def run_all(env, ddir):
           took < TIMEOUT_MS / 1000 + 1.0, took)
     status, _, _ = http(port, "/ready")
     check("dynalite down: /ready is not ready", status == 503, status)
-    out, took = invoke(env, u1, "PROD-101")
+    out, took, _ = invoke(env, u1, "PROD-101")
     body = json.loads(out.get("body", "{}"))
     check("dynalite down: invoke -> 503 AUDIT_UNAVAILABLE, no price",
           out.get("statusCode") == 503 and body.get("error", {}).get("code") == "AUDIT_UNAVAILABLE"
@@ -490,7 +505,7 @@ def run_all(env, ddir):
 def slow_endpoint(env, silent):
     ep = "http://127.0.0.1:%d" % silent.port
     u = str(uuid.uuid4())
-    out, took = invoke(env, u, "PROD-101", AWS_ENDPOINT_URL_DYNAMODB=ep)
+    out, took, _ = invoke(env, u, "PROD-101", AWS_ENDPOINT_URL_DYNAMODB=ep)
     body = json.loads(out.get("body", "{}"))
     check("hung endpoint: invoke -> 503 AUDIT_UNAVAILABLE, no price",
           out.get("statusCode") == 503 and body.get("error", {}).get("code") == "AUDIT_UNAVAILABLE"

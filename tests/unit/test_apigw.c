@@ -356,6 +356,115 @@ static void test_identity(void **state)
     done(&p);
 }
 
+/* Checks that scopes holds exactly the NULL-terminated list want (NULL: none). */
+static void expect_scopes(const struct parsed *p, const char *const *want)
+{
+    const char **got = p->req.identity.scopes;
+    if (!want || !want[0]) {
+        if (got)
+            fail_msg("no permissions wanted, got \"%s\"...", got[0]);
+        return;
+    }
+    assert_non_null(got);
+    size_t i = 0;
+    for (; want[i]; i++) {
+        if (!got[i])
+            fail_msg("permission %zu missing, want \"%s\"", i, want[i]);
+        assert_string_equal(got[i], want[i]);
+    }
+    if (got[i])
+        fail_msg("extra permission \"%s\"", got[i]);
+}
+
+#define V1_CLAIMS(c)                                                                               \
+    "{\"httpMethod\":\"GET\",\"requestContext\":{\"authorizer\":{\"claims\":{" c "}}}}"
+#define V2_JWT(c, scopes)                                                                          \
+    "{\"version\":\"2.0\",\"requestContext\":{\"http\":{\"method\":\"GET\"},\"authorizer\":{"      \
+    "\"jwt\":{\"claims\":{" c "},\"scopes\":" scopes "}}}}"
+
+static void test_roles(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *event;
+        const char *want[6];
+    } cases[] = {
+        /* REST 1.0: the claim is the token's array */
+        {V1_CLAIMS("\"sub\":\"u\",\"roles\":[\"price:read\",\"audit:read\"]"),
+         {"price:read", "audit:read"}},
+        {V1_CLAIMS("\"sub\":\"u\",\"scope\":\"a b\",\"roles\":[\"c\",null,\"\",\"d\"]"),
+         {"a", "b", "c", "d"}},
+        {V1_CLAIMS("\"sub\":\"u\",\"roles\":[]"), {NULL}},
+        {V1_CLAIMS("\"sub\":\"u\",\"roles\":null"), {NULL}},
+        /* a 1.0 authorizer that stringified it, as HTTP API does */
+        {V1_CLAIMS("\"sub\":\"u\",\"roles\":\"[price:read]\""), {"price:read"}},
+        /* HTTP API 2.0 flattens arrays: "[a b]" */
+        {V2_JWT("\"sub\":\"u\",\"roles\":\"[price:read audit:read]\"", "null"),
+         {"price:read", "audit:read"}},
+        {V2_JWT("\"sub\":\"u\",\"roles\":\"[price:read]\"", "null"), {"price:read"}},
+        {V2_JWT("\"sub\":\"u\",\"roles\":\"[]\"", "null"), {NULL}},
+        {V2_JWT("\"sub\":\"u\",\"roles\":\"\"", "null"), {NULL}},
+        {V2_JWT("\"sub\":\"u\",\"roles\":\" [ a ,  b,c ] \"", "null"), {"a", "b", "c"}},
+        /* a plain string is one role, or blank-separated roles */
+        {V2_JWT("\"sub\":\"u\",\"roles\":\"price:read\"", "null"), {"price:read"}},
+        {V2_JWT("\"sub\":\"u\",\"roles\":\"a b\"", "null"), {"a", "b"}},
+        /* a JSON array written into the string is read as JSON */
+        {V2_JWT("\"sub\":\"u\",\"roles\":\"[\\\"a b\\\",\\\"c\\\"]\"", "null"), {"a b", "c"}},
+        /* brackets that are not a JSON array of strings: words */
+        {V2_JWT("\"sub\":\"u\",\"roles\":\"[1,2]\"", "null"), {"1", "2"}},
+        /* after the scopes: jwt.scopes (which wins over the scope claim), then roles */
+        {V2_JWT("\"sub\":\"u\",\"scope\":\"x\",\"roles\":\"[r1 r2]\"", "[\"s1\",\"s2\"]"),
+         {"s1", "s2", "r1", "r2"}},
+        {V2_JWT("\"sub\":\"u\",\"scope\":\"x y\",\"roles\":\"[r1]\"", "null"), {"x", "y", "r1"}},
+        {V2_JWT("\"sub\":\"u\",\"scope\":\"x\"", "null"), {"x"}},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct parsed p;
+        px_rc rc = parse_z(&p, cases[i].event);
+        if (rc)
+            fail_msg("case %zu %s: rc %d", i, cases[i].event, rc);
+        assert_string_equal(p.req.identity.subject, "u");
+        expect_scopes(&p, cases[i].want);
+        done(&p);
+    }
+
+    /* roles of the wrong type make the event invalid, like a wrong scope */
+    static const char *const bad[] = {
+        V1_CLAIMS("\"sub\":\"u\",\"roles\":7"),
+        V1_CLAIMS("\"sub\":\"u\",\"roles\":{\"a\":\"b\"}"),
+        V1_CLAIMS("\"sub\":\"u\",\"roles\":[\"a\",1]"),
+        V1_CLAIMS("\"sub\":\"u\",\"roles\":[[\"a\"]]"),
+        V2_JWT("\"sub\":\"u\",\"roles\":true", "null"),
+        V2_JWT("\"sub\":\"u\",\"roles\":\"a\\u0000b\"", "null"),
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct parsed p;
+        px_rc rc = parse_z(&p, bad[i]);
+        if (rc != PX_ERR_INVALID)
+            fail_msg("bad case %zu %s: rc %d, want invalid", i, bad[i], rc);
+        done(&p);
+    }
+
+    /* at most 64 permissions are kept, scopes first */
+    char ev[4096];
+    int off = snprintf(ev, sizeof(ev),
+                       "{\"httpMethod\":\"GET\",\"requestContext\":{\"authorizer\":{\"claims\":"
+                       "{\"sub\":\"u\",\"scope\":\"first\",\"roles\":\"[");
+    for (int i = 0; i < 100; i++)
+        off += snprintf(ev + off, sizeof(ev) - (size_t)off, "%sr%d", i ? " " : "", i);
+    snprintf(ev + off, sizeof(ev) - (size_t)off, "]\"}}}}");
+    struct parsed p;
+    assert_int_equal(parse_z(&p, ev), PX_OK);
+    size_t n = 0;
+    while (p.req.identity.scopes[n])
+        n++;
+    assert_int_equal(n, 64);
+    assert_string_equal(p.req.identity.scopes[0], "first");
+    assert_string_equal(p.req.identity.scopes[1], "r0");
+    assert_string_equal(p.req.identity.scopes[63], "r62");
+    done(&p);
+}
+
 static void test_paths_and_queries(void **state)
 {
     (void)state;
@@ -828,14 +937,23 @@ static void test_generate_round_trip(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_fixture),    cmocka_unit_test(test_v1_rest),
-        cmocka_unit_test(test_v1_multi_value),   cmocka_unit_test(test_v1_console_nulls),
-        cmocka_unit_test(test_v2_multi_value),   cmocka_unit_test(test_v2_jwt),
-        cmocka_unit_test(test_v2_no_authorizer), cmocka_unit_test(test_v2_sam),
-        cmocka_unit_test(test_identity),         cmocka_unit_test(test_paths_and_queries),
-        cmocka_unit_test(test_headers_cap),      cmocka_unit_test(test_body),
-        cmocka_unit_test(test_garbage),          cmocka_unit_test(test_render),
-        cmocka_unit_test(test_render_edges),     cmocka_unit_test(test_generate_round_trip),
+        cmocka_unit_test(test_every_fixture),
+        cmocka_unit_test(test_v1_rest),
+        cmocka_unit_test(test_v1_multi_value),
+        cmocka_unit_test(test_v1_console_nulls),
+        cmocka_unit_test(test_v2_multi_value),
+        cmocka_unit_test(test_v2_jwt),
+        cmocka_unit_test(test_v2_no_authorizer),
+        cmocka_unit_test(test_v2_sam),
+        cmocka_unit_test(test_identity),
+        cmocka_unit_test(test_roles),
+        cmocka_unit_test(test_paths_and_queries),
+        cmocka_unit_test(test_headers_cap),
+        cmocka_unit_test(test_body),
+        cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_render),
+        cmocka_unit_test(test_render_edges),
+        cmocka_unit_test(test_generate_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

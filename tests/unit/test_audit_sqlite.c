@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -77,6 +78,8 @@ static struct px_audit_record rec(int i, const char *user, const char *product, 
     snprintf(r.request_id, sizeof(r.request_id), "req-%06d", i);
     snprintf(r.correlation_id, sizeof(r.correlation_id), "corr-%d", i);
     snprintf(r.principal, sizeof(r.principal), "%s", i % 2 ? "svc-reader" : "");
+    if (i % 2)
+        snprintf(r.api_request_id, sizeof(r.api_request_id), "apigw-%d", i);
     unsigned u = (unsigned)i;
     snprintf(r.ts, sizeof(r.ts), "2026-01-23T12:%02u:%02u.%03uZ", u / 60000 % 60, u / 1000 % 60,
              u % 1000);
@@ -254,11 +257,14 @@ static void test_round_trip(void **state)
     assert_string_equal(got->request_id, want->request_id);
     assert_string_equal(got->correlation_id, want->correlation_id);
     assert_string_equal(got->principal, "svc-reader");
+    assert_string_equal(got->api_request_id, "apigw-1");
     assert_string_equal(got->ts, "2026-01-23T12:00:00.001Z");
     assert_int_equal(got->expires_at, exp);
     assert_string_equal(got->action, "PRICE_FETCH");
     assert_string_equal(got->status, "SUCCESS");
     assert_string_equal(p.items[1].principal, "");
+    assert_string_equal(p.items[1].api_request_id, "");
+    assert_string_equal(p.items[2].api_request_id, "apigw-3");
 
     assert_int_equal(query(s, a, NULL, "PROD-101", NULL, NULL, 100, NULL, f->now, &p), PX_OK);
     assert_int_equal(p.nitems, 3);
@@ -742,6 +748,135 @@ static void test_write_failure(void **state)
     px_audit_close(s);
 }
 
+/* The schema of version 1 exactly as it shipped, to build old files by hand. */
+static const char V1_SCHEMA[] =
+    "CREATE TABLE audit ("
+    " seq INTEGER PRIMARY KEY,"
+    " pk TEXT NOT NULL, sk TEXT NOT NULL, gsi1pk TEXT NOT NULL, gsi1sk TEXT NOT NULL,"
+    " action TEXT NOT NULL, status TEXT NOT NULL, user_id TEXT NOT NULL,"
+    " product_id TEXT NOT NULL, request_id TEXT NOT NULL, correlation_id TEXT NOT NULL,"
+    " ts TEXT NOT NULL, expires_at INTEGER NOT NULL, principal TEXT NOT NULL DEFAULT '',"
+    " UNIQUE (pk, sk));"
+    "CREATE INDEX audit_gsi1 ON audit (gsi1pk, gsi1sk);"
+    "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+    " BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;"
+    "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+    " BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;"
+    "CREATE TRIGGER audit_no_replace BEFORE INSERT ON audit"
+    " WHEN EXISTS (SELECT 1 FROM audit WHERE pk = NEW.pk AND sk = NEW.sk)"
+    "  OR EXISTS (SELECT 1 FROM audit WHERE seq = NEW.seq)"
+    " BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;"
+    "PRAGMA user_version = 1;";
+
+/* A version 1 file (at f->db) holding one record written by a version 1 binary;
+ * extra_sql runs after it. */
+static void make_v1_file(struct fixture *f, const char *extra_sql)
+{
+    char sub[80];
+    snprintf(sub, sizeof(sub), "%s/var", f->dir);
+    assert_int_equal(mkdir(sub, 0750), 0);
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
+    char *msg = NULL;
+    if (sqlite3_exec(h, V1_SCHEMA, NULL, NULL, &msg) != SQLITE_OK ||
+        sqlite3_exec(h,
+                     "INSERT INTO audit (pk, sk, gsi1pk, gsi1sk, action, status, user_id,"
+                     " product_id, request_id, correlation_id, ts, expires_at, principal)"
+                     " VALUES ('USER#0b7e4c1a-8b1e-4c2a-9d7e-3f1a2b3c4d5e',"
+                     " 'AUDIT#2026-01-23T11:00:00.000Z#old-1', 'PRODUCT#PROD-101',"
+                     " 'AUDIT#2026-01-23T11:00:00.000Z#old-1', 'PRICE_FETCH', 'SUCCESS',"
+                     " '0b7e4c1a-8b1e-4c2a-9d7e-3f1a2b3c4d5e', 'PROD-101', 'old-1', 'corr-old',"
+                     " '2026-01-23T11:00:00.000Z', 9999999999, 'svc-old')",
+                     NULL, NULL, &msg) != SQLITE_OK ||
+        (extra_sql && sqlite3_exec(h, extra_sql, NULL, NULL, &msg) != SQLITE_OK))
+        fail_msg("building the v1 file: %s", msg ? msg : "?");
+    sqlite3_close(h);
+}
+
+static int user_version(const char *db)
+{
+    sqlite3 *h = NULL;
+    sqlite3_stmt *st = NULL;
+    int v = -1;
+    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return v;
+}
+
+/* Opening a version 1 file upgrades it in place: old records read back with an
+ * empty apiRequestId, new ones keep theirs, append-only still holds, and a
+ * second open changes nothing. */
+static void upgrade_and_check(struct fixture *f)
+{
+    struct px_audit_store *s = open_store(f, 2000);
+    assert_int_equal(user_version(f->db), 2);
+    struct px_audit_record r = rec(1, USER_A, "PROD-101", f->now + 86400);
+    assert_string_equal(r.api_request_id, "apigw-1");
+    assert_int_equal(px_audit_append(s, &r), PX_OK);
+    px_audit_close(s);
+
+    for (int round = 0; round < 2; round++) {
+        s = open_store(f, 2000);
+        assert_int_equal(user_version(f->db), 2);
+        struct px_arena *a = px_arena_new(1 << 20);
+        struct px_audit_page p;
+        assert_int_equal(query(s, a, USER_A, NULL, NULL, NULL, 10, NULL, f->now, &p), PX_OK);
+        assert_int_equal(p.nitems, 2);
+        assert_string_equal(p.items[0].request_id, "old-1");
+        assert_string_equal(p.items[0].principal, "svc-old");
+        assert_string_equal(p.items[0].api_request_id, "");
+        assert_string_equal(p.items[1].request_id, "req-000001");
+        assert_string_equal(p.items[1].api_request_id, "apigw-1");
+        assert_int_equal(query(s, a, NULL, "PROD-101", NULL, NULL, 10, NULL, f->now, &p), PX_OK);
+        assert_int_equal(p.nitems, 2);
+        assert_string_equal(p.items[1].api_request_id, "apigw-1");
+        px_arena_free(a);
+        px_audit_close(s);
+    }
+
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
+    sqlite3_busy_timeout(h, 2000);
+    expect_refused(h, "UPDATE audit SET api_request_id = 'forged'");
+    expect_refused(h, "DELETE FROM audit WHERE request_id = 'old-1'");
+    sqlite3_close(h);
+}
+
+static void test_upgrade_v1(void **state)
+{
+    struct fixture *f = *state;
+    make_v1_file(f, NULL);
+    assert_int_equal(user_version(f->db), 1);
+    upgrade_and_check(f);
+}
+
+/* A file that has the column but still says version 1 (upgraded by a run that
+ * never recorded it) is brought to version 2 without a second ALTER. */
+static void test_upgrade_v1_column_present(void **state)
+{
+    struct fixture *f = *state;
+    make_v1_file(f, "ALTER TABLE audit ADD COLUMN api_request_id TEXT NOT NULL DEFAULT ''");
+    assert_int_equal(user_version(f->db), 1);
+    upgrade_and_check(f);
+}
+
+/* A file from a newer binary is refused, not downgraded or written. */
+static void test_newer_schema_refused(void **state)
+{
+    struct fixture *f = *state;
+    make_v1_file(f, "PRAGMA user_version = 3");
+    struct px_audit_store *s = NULL;
+    char err[256] = "";
+    assert_int_equal(px_audit_open(f->spec, NULL, &s, err, sizeof(err)), PX_ERR_CONFIG);
+    assert_null(s);
+    assert_non_null(strstr(err, "newer schema"));
+    assert_int_equal(user_version(f->db), 3);
+}
+
 static void test_open_errors(void **state)
 {
     struct fixture *f = *state;
@@ -773,6 +908,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_timeout_and_queue_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upgrade_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upgrade_v1_column_present, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -135,8 +135,8 @@ static void test_locked(void **state)
     /* Deadlines around the store's own bound: whichever side lets go first. */
     for (int i = 0; i < 6; i++) {
         record(&r);
-        px_rc rc = px_audit_append_until(s, &r, wall_ms() + 600 + PX_AUDIT_DEADLINE_MARGIN_MS +
-                                                    (i % 3 - 1) * 5);
+        px_rc rc = px_audit_append_until(
+            s, &r, wall_ms() + 600 + PX_AUDIT_DEADLINE_MARGIN_MS + (i % 3 - 1) * 5);
         assert_true(rc == PX_ERR_TIMEOUT);
     }
     /* The store's own bound ends a wait without deadline. */

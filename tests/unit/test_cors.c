@@ -78,8 +78,8 @@ static void test_check_origins(void **state)
     char many[4096] = "";
     size_t len = 0;
     for (int i = 0; i <= PX_CORS_MAX_ORIGINS; i++)
-        len += (size_t)snprintf(many + len, sizeof(many) - len, "%shttps://h%d.example", i ? "," : "",
-                                i);
+        len += (size_t)snprintf(many + len, sizeof(many) - len, "%shttps://h%d.example",
+                                i ? "," : "", i);
     assert_int_equal(px_cors_check_origins(many, err, sizeof(err)), PX_ERR_CONFIG);
     assert_non_null(strstr(err, "at most"));
 }
@@ -201,8 +201,7 @@ static void test_response_headers(void **state)
     /* Allowed origin: echoed, never `*`, no credentials; Vary once. */
     px_cors_headers(LIST, &f.req, &f.resp);
     assert_string_equal(header(&f.resp, "Access-Control-Allow-Origin"), "https://app.example.com");
-    assert_string_equal(header(&f.resp, "Access-Control-Expose-Headers"),
-                        PX_CORS_EXPOSE_HEADERS);
+    assert_string_equal(header(&f.resp, "Access-Control-Expose-Headers"), PX_CORS_EXPOSE_HEADERS);
     assert_null(header(&f.resp, "Access-Control-Allow-Credentials"));
     assert_string_equal(header(&f.resp, "Vary"), "Origin");
     size_t before = f.resp.nheaders;

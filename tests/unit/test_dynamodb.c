@@ -82,20 +82,27 @@ static void test_item_json(void **state)
     assert_non_null(want);
     if (!json_equal(got, want))
         fail_msg("item differs: %s", b.data);
-    /* principal only when there is one */
+    /* principal and apiRequestId only when there is one */
     assert_null(json_object_get(got, "principal"));
+    assert_null(json_object_get(got, "apiRequestId"));
     assert_int_equal(px_ddb_audit_item_parse(got, &back), PX_OK);
     assert_memory_equal(&back, &r, sizeof(r));
     json_decref(got);
 
     snprintf(r.principal, sizeof(r.principal), "alice@example.com");
+    snprintf(r.api_request_id, sizeof(r.api_request_id), "c6af9ac6-7b61-11e6-9a41-93e8deadbeef");
     px_buf_clear(&b);
     assert_int_equal(px_ddb_audit_item_json(&r, &b), PX_OK);
     got = json_loads(b.data, 0, &e);
     assert_string_equal(json_string_value(json_object_get(json_object_get(got, "principal"), "S")),
                         "alice@example.com");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(got, "apiRequestId"), "S")),
+        "c6af9ac6-7b61-11e6-9a41-93e8deadbeef");
+    assert_int_equal(json_object_size(got), 14);
     assert_int_equal(px_ddb_audit_item_parse(got, &back), PX_OK);
     assert_memory_equal(&back, &r, sizeof(r));
+    assert_string_equal(back.api_request_id, "c6af9ac6-7b61-11e6-9a41-93e8deadbeef");
 
     /* wrong types and over-long fields are protocol errors, never truncations */
     json_object_set_new(got, "expiresAt", json_pack("{s:s}", "S", "1776945600"));
@@ -106,9 +113,16 @@ static void test_item_json(void **state)
     json_object_set_new(got, "principal", json_pack("{s:i}", "N", 1));
     assert_int_equal(px_ddb_audit_item_parse(got, &back), PX_ERR_PROTOCOL);
     json_object_del(got, "principal");
+    json_object_set_new(got, "apiRequestId", json_pack("{s:i}", "N", 1));
+    assert_int_equal(px_ddb_audit_item_parse(got, &back), PX_ERR_PROTOCOL);
     char longid[200];
     memset(longid, 'a', sizeof(longid) - 1);
     longid[sizeof(longid) - 1] = '\0';
+    json_object_set_new(got, "apiRequestId", json_pack("{s:s}", "S", longid));
+    assert_int_equal(px_ddb_audit_item_parse(got, &back), PX_ERR_PROTOCOL);
+    json_object_del(got, "apiRequestId");
+    assert_int_equal(px_ddb_audit_item_parse(got, &back), PX_OK);
+    assert_string_equal(back.api_request_id, "");
     json_object_set_new(got, "productId", json_pack("{s:s}", "S", longid));
     assert_int_equal(px_ddb_audit_item_parse(got, &back), PX_ERR_PROTOCOL);
     json_object_del(got, "productId");
@@ -123,6 +137,9 @@ static void test_item_json(void **state)
     assert_int_equal(px_ddb_audit_item_json(&r, &b), PX_ERR_INVALID);
     sample_record(&r);
     memset(r.status, 'X', sizeof(r.status));
+    assert_int_equal(px_ddb_audit_item_json(&r, &b), PX_ERR_INVALID);
+    sample_record(&r);
+    memset(r.api_request_id, 'a', sizeof(r.api_request_id));
     assert_int_equal(px_ddb_audit_item_json(&r, &b), PX_ERR_INVALID);
     assert_int_equal(b.len, 0);
     px_buf_free(&b);

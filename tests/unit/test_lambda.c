@@ -50,16 +50,17 @@ static void test_headers(void **state)
     assert_string_equal(inv.request_id, RID);
     assert_int_equal(hdr(&inv, "lambda-runtime-deadline-ms:1542409706888\r\n"), PX_OK);
     assert_int_equal(inv.deadline_ms, 1542409706888LL);
-    assert_int_equal(hdr(&inv, "LAMBDA-RUNTIME-INVOKED-FUNCTION-ARN:   "
-                               "arn:aws:lambda:us-east-2:123456789012:function:custom-runtime  \r\n"),
+    assert_int_equal(hdr(&inv,
+                         "LAMBDA-RUNTIME-INVOKED-FUNCTION-ARN:   "
+                         "arn:aws:lambda:us-east-2:123456789012:function:custom-runtime  \r\n"),
                      PX_OK);
     assert_string_equal(inv.function_arn,
                         "arn:aws:lambda:us-east-2:123456789012:function:custom-runtime");
     assert_int_equal(hdr(&inv, "Lambda-Runtime-Trace-Id: Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;"
                                "Parent=9a9197af755a6419;Sampled=1\r\n"),
                      PX_OK);
-    assert_string_equal(inv.trace_id,
-                        "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Parent=9a9197af755a6419;Sampled=1");
+    assert_string_equal(
+        inv.trace_id, "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Parent=9a9197af755a6419;Sampled=1");
     /* Unknown headers and the blank line are ignored. */
     assert_int_equal(hdr(&inv, "Lambda-Runtime-Client-Context: {}\r\n"), PX_OK);
     assert_int_equal(hdr(&inv, "Content-Type: application/json\r\n"), PX_OK);

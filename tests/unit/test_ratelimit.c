@@ -246,8 +246,11 @@ static void test_request_gate(void **state)
     struct px_ratelimit *rl = make(1000, 1, 64);
     struct px_arena *a = px_arena_new(64 * 1024);
     assert_non_null(a);
-    struct px_request req = {.arena = a, .method = "GET", .path = "/price",
-                             .request_id = "rid-1", .source_ip = "127.0.0.9"};
+    struct px_request req = {.arena = a,
+                             .method = "GET",
+                             .path = "/price",
+                             .request_id = "rid-1",
+                             .source_ip = "127.0.0.9"};
     struct px_response resp = {0};
     assert_false(px_ratelimit_request(NULL, &req, &resp));
     assert_false(px_ratelimit_request(rl, &req, &resp));

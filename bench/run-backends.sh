@@ -1,0 +1,319 @@
+#!/usr/bin/env bash
+# Benchmarks `pricing serve` with its production stores: prices in PostgreSQL 15
+# (scripts/pg.sh, a throw-away cluster) and the audit trail in DynamoDB
+# (dynalite, scripts/dynalite.sh), with the same wrk load as bench/run.sh
+# (bench/price.lua). Reports the service's own CPU-µs per request separately
+# from PostgreSQL's and dynalite's, and appends (or replaces) the section
+# "PostgreSQL + dynalite" in bench/RESULTS.md. Raw outputs go to bench/out/.
+#
+# Usage: bench/run-backends.sh PRICING_BIN
+# Environment:
+#   BENCH_SECONDS   measured seconds per run (default 10)
+#   BENCH_WARMUP    warm-up seconds before each measured run (default 2)
+#   BENCH_CONNS     connection counts (default "16 64")
+#   BENCH_THREADS   wrk threads (default 2)
+#   BENCH_USERS     size of the user-id pool (default 1000)
+#   BENCH_RESULTS   the report the section goes into (default bench/RESULTS.md)
+# Everything started here is stopped on exit, by PID (PostgreSQL by its data
+# directory, dynalite by its PID file).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+OUT="$HERE/out"
+RESULTS=${BENCH_RESULTS:-$HERE/RESULTS.md}
+SECONDS_RUN=${BENCH_SECONDS:-10}
+WARMUP=${BENCH_WARMUP:-2}
+CONNS=${BENCH_CONNS:-16 64}
+THREADS=${BENCH_THREADS:-2}
+CLK_TCK=$(getconf CLK_TCK)
+AWS=/usr/bin/aws # Debian's AWS CLI v2, whatever PATH says
+TABLE=bench_audit
+SECTION="## PostgreSQL + dynalite"
+
+die() {
+  echo "bench-backends: $*" >&2
+  exit 1
+}
+log() { echo "bench-backends: $*" >&2; }
+
+usage() {
+  sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+for v in SECONDS_RUN WARMUP THREADS; do
+  [[ ${!v} =~ ^[1-9][0-9]{0,3}$ ]] || die "$v must be a whole number of seconds (1..9999), got '${!v}'"
+done
+for c in $CONNS; do
+  [[ $c =~ ^[1-9][0-9]{0,4}$ ]] || die "BENCH_CONNS: bad connection count '$c'"
+done
+
+PRICING_BIN=${1:-}
+[ -n "$PRICING_BIN" ] || usage
+[ -x "$PRICING_BIN" ] || die "not an executable: $PRICING_BIN"
+PRICING_BIN=$(cd "$(dirname "$PRICING_BIN")" && pwd)/$(basename "$PRICING_BIN")
+
+# ---------------------------------------------------------------- packages
+ensure_packages() {
+  local missing=() p
+  for p in wrk postgresql awscli procps python3 curl; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  [ -f "$ROOT/node_modules/dynalite/cli.js" ] ||
+    (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) ||
+    die "dynalite missing and npm ci failed (scripts/install-deps.sh)"
+}
+ensure_packages
+mkdir -p "$OUT"
+
+# ---------------------------------------------------------------- processes
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/pricing-bench-be.XXXXXX")
+PGDIR="" # its own directory under /tmp: pg.sh hands it to postgres, the socket lives in it
+DDB_DIR="$TMP/dynalite"
+DDB_UP=0
+PX_PID=""
+
+cleanup() {
+  local rc=$? i
+  trap - EXIT INT TERM
+  if [ -n "$PX_PID" ]; then
+    kill -TERM "$PX_PID" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      kill -0 "$PX_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$PX_PID" 2>/dev/null || true
+  fi
+  wait 2>/dev/null || true
+  if [ "$DDB_UP" = 1 ]; then
+    "$ROOT/scripts/dynalite.sh" stop "$DDB_DIR" || true
+  fi
+  if [ -n "$PGDIR" ]; then
+    "$ROOT/scripts/pg.sh" destroy "$PGDIR" || true
+    rm -rf "$PGDIR"
+  fi
+  [ -f "$TMP/pricing.err" ] && cp "$TMP/pricing.err" "$OUT/backends-pricing-stderr.log" 2>/dev/null
+  [ -f "$TMP/pricing.log" ] && head -n 20 "$TMP/pricing.log" >"$OUT/backends-pricing-log-head.jsonl" 2>/dev/null
+  rm -rf "$TMP"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Dummy credentials for dynalite; nothing inherited from the caller's AWS setup.
+for v in $(compgen -e | grep '^AWS_'); do unset "$v"; done
+export AWS_ACCESS_KEY_ID=AKIDBENCHLOCAL AWS_SECRET_ACCESS_KEY=bench-local-secret \
+  AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null \
+  AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_PAGER="" AWS_EC2_METADATA_DISABLED=true
+
+# Waits (bounded) until URL answers with HTTP status $2, while PID $3 lives.
+wait_http() {
+  local url=$1 want_status=$2 pid=$3 i code
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)
+    [ "$code" = "$want_status" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+children_of() { ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' ' || true; }
+
+# PIDs whose CPU time counts for a component. PostgreSQL: the postmaster and its
+# children (one backend per pooled connection, plus helpers).
+component_pids() {
+  case $1 in
+  pricing) echo "$PX_PID" ;;
+  postgres)
+    local pm
+    pm=$(head -n 1 "$PGDIR/data/postmaster.pid")
+    # shellcheck disable=SC2046 # one PID per word
+    echo "$pm" $(children_of "$pm")
+    ;;
+  dynalite) cat "$DDB_DIR/dynalite.pid" ;;
+  esac
+}
+
+# "pid ticks" lines (utime+stime in clock ticks) for the PIDs of a component.
+tick_snapshot() {
+  local pid line rest fields
+  for pid in $(component_pids "$1"); do
+    line=$(<"/proc/$pid/stat") 2>/dev/null || continue
+    rest=${line##*) } # comm may hold spaces; utime/stime are fields 14/15
+    read -r -a fields <<<"$rest"
+    echo "$pid $((fields[11] + fields[12]))"
+  done
+}
+
+# CPU ticks between two snapshots; a process born in between counts from zero.
+tick_delta() {
+  awk 'NR == FNR { t0[$1] = $2; next } { d += $2 - (($1 in t0) ? t0[$1] : 0) } END { print d + 0 }' "$1" "$2"
+}
+
+bench_field() {
+  awk -v k="$2" '/^BENCH / { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) print kv[2] } }' "$1"
+}
+
+run_wrk() { # conns seconds url outfile
+  BENCH_USERS=${BENCH_USERS:-1000} timeout $(($2 + 30)) \
+    wrk -t"$THREADS" -c"$1" -d"$2"s --timeout 2s --latency -s "$HERE/price.lua" "$3" >"$4" 2>&1
+}
+
+# Audit records in the table, counted by the AWS CLI (a consistent scan).
+audit_rows() {
+  "$AWS" dynamodb scan --table-name "$TABLE" --select COUNT --consistent-read \
+    --endpoint-url "$ENDPOINT" --region us-east-1 --output text --query Count |
+    awk '{ s += $1 } END { print s + 0 }'
+}
+
+# ---------------------------------------------------------------- servers
+PGDIR=$(mktemp -d /tmp/pxpg.XXXXXX)
+"$ROOT/scripts/pg.sh" start "$PGDIR" >/dev/null || die "PostgreSQL did not start"
+PG_URI=$(cat "$PGDIR/uri")
+ENDPOINT=$("$ROOT/scripts/dynalite.sh" start "$DDB_DIR") || die "dynalite did not start"
+DDB_UP=1
+export AWS_ENDPOINT_URL_DYNAMODB=$ENDPOINT
+log "PostgreSQL $(cat "$PGDIR/pid") on port $(cat "$PGDIR/port"), dynalite $(cat "$DDB_DIR/dynalite.pid") at $ENDPOINT"
+
+(cd "$TMP" && "$PRICING_BIN" db seed --price-db "$PG_URI" --audit-store "dynamodb:$TABLE") \
+  >"$OUT/backends-seed.log" 2>&1 || die "pricing db seed failed: $(tail -n 5 "$OUT/backends-seed.log")"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+# Logs on, to a file, as in production (and as bench/run.sh): their cost is in the figure.
+(cd "$TMP" && exec "$PRICING_BIN" serve --port "$PORT" --price-db "$PG_URI" \
+  --audit-store "dynamodb:$TABLE") </dev/null >"$TMP/pricing.log" 2>"$TMP/pricing.err" &
+PX_PID=$!
+wait_http "http://127.0.0.1:$PORT/health" 200 "$PX_PID" ||
+  die "pricing serve did not become healthy: $(tail -n 5 "$TMP/pricing.err" 2>/dev/null)"
+log "pricing serve $PX_PID on port $PORT"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---------------------------------------------------------------- runs
+declare -A R
+COMPONENTS="pricing postgres dynalite"
+
+run_one() {
+  local c=$1 k=$1 url="http://127.0.0.1:$PORT/price" wout="$OUT/wrk-backends-c$1.txt" a0 a1 comp
+  log "c=$c: warm-up ${WARMUP}s"
+  run_wrk "$c" "$WARMUP" "$url" "$OUT/wrk-backends-c$c-warmup.txt" || die "wrk warm-up failed"
+  sleep 0.5
+  a0=$(audit_rows)
+  R[$k.load]=$(cut -d' ' -f1-3 /proc/loadavg)
+  for comp in $COMPONENTS; do tick_snapshot "$comp" >"$TMP/t0-$comp"; done
+  log "c=$c: measuring ${SECONDS_RUN}s"
+  run_wrk "$c" "$SECONDS_RUN" "$url" "$wout" || die "wrk failed for c=$c: $(tail -n 3 "$wout")"
+  for comp in $COMPONENTS; do tick_snapshot "$comp" >"$TMP/t1-$comp"; done
+  kill -0 "$PX_PID" 2>/dev/null || die "pricing died during the c=$c run"
+  grep -q '^BENCH ' "$wout" || die "no BENCH line in $wout"
+  local fld
+  for fld in requests rps p50_us p99_us max_us ok2xx nf404 other err_connect err_read err_write err_timeout; do
+    R[$k.$fld]=$(bench_field "$wout" "$fld")
+  done
+  for comp in $COMPONENTS; do
+    local t
+    t=$(tick_delta "$TMP/t0-$comp" "$TMP/t1-$comp")
+    R[$k.$comp.ticks]=$t
+    R[$k.$comp.us]=$(awk -v t="$t" -v hz="$CLK_TCK" -v n="${R[$k.requests]}" \
+      'BEGIN { printf "%.1f", (n > 0) ? (t * 1e6 / hz / n) : 0 }')
+    R[$k.$comp.pct]=$(awk -v t="$t" -v hz="$CLK_TCK" -v s="$SECONDS_RUN" \
+      'BEGIN { printf "%.0f", t / hz / s * 100 }')
+  done
+  sleep 1 # records of requests in flight when wrk stopped
+  a1=$(audit_rows)
+  R[$k.audited]=$((a1 - a0))
+  R[$k.answered]=$((R[$k.ok2xx] + R[$k.nf404]))
+  log "c=$c: ${R[$k.rps]} req/s, p99 ${R[$k.p99_us]} us; CPU-us/req pricing ${R[$k.pricing.us]}," \
+    "postgres ${R[$k.postgres.us]}, dynalite ${R[$k.dynalite.us]}; audited ${R[$k.audited]} / answered ${R[$k.answered]}"
+}
+
+for c in $CONNS; do run_one "$c"; done
+
+# ---------------------------------------------------------------- report
+fmt_ms() { awk -v u="$1" 'BEGIN { printf "%.2f", u / 1000 }'; }
+
+section() {
+  local c k au an verdict
+  echo "$SECTION"
+  echo
+  echo "Generated by \`bench/run-backends.sh\` (\`make bench-backends\`): the same wrk load"
+  echo "(bench/price.lua, -t$THREADS, ${WARMUP}s warm-up + ${SECONDS_RUN}s measured per run) against \`pricing serve\` with"
+  echo "prices in PostgreSQL $("/usr/lib/postgresql/15/bin/postgres" --version | awk '{print $3}')"
+  echo "(pool of SERVER_THREADS + 2 connections) and the audit trail in dynalite $(node -p "require('$ROOT/node_modules/dynalite/package.json').version")"
+  echo "(node $(node --version), in memory), all on this machine's $(nproc) cores with wrk."
+  echo "Date (UTC) $(date -u '+%Y-%m-%d %H:%M:%S'), load average at start / end $LOAD_START / $(cut -d' ' -f1-3 /proc/loadavg),"
+  echo "source $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit')$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo ' (work tree has changes)')."
+  echo
+  echo "CPU-µs/req: utime+stime from /proc/PID/stat over the measured run, divided by the"
+  echo "requests wrk completed: pricing (our process), PostgreSQL (postmaster and its"
+  echo "backends), dynalite (the node process)."
+  echo
+  echo "| conns | req/s | p50 ms | p99 ms | max ms | pricing CPU-µs/req | PostgreSQL CPU-µs/req | dynalite CPU-µs/req | pricing / PostgreSQL / dynalite CPU % | 2xx | 404 | other status | socket errors | load avg |"
+  echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |"
+  for c in $CONNS; do
+    k=$c
+    printf '| %s | %.0f | %s | %s | %s | **%s** | %s | %s | %s / %s / %s | %s | %s | %s | %s | %s |\n' \
+      "$c" "${R[$k.rps]}" "$(fmt_ms "${R[$k.p50_us]}")" "$(fmt_ms "${R[$k.p99_us]}")" \
+      "$(fmt_ms "${R[$k.max_us]}")" "${R[$k.pricing.us]}" "${R[$k.postgres.us]}" "${R[$k.dynalite.us]}" \
+      "${R[$k.pricing.pct]}" "${R[$k.postgres.pct]}" "${R[$k.dynalite.pct]}" \
+      "${R[$k.ok2xx]}" "${R[$k.nf404]}" "${R[$k.other]}" \
+      "$((R[$k.err_connect] + R[$k.err_read] + R[$k.err_write] + R[$k.err_timeout]))" "${R[$k.load]}"
+  done
+  echo
+  for c in $CONNS; do
+    k=$c au=${R[$k.audited]} an=${R[$k.answered]}
+    if [ "$au" -eq "$an" ]; then
+      verdict="match"
+    elif [ "$au" -gt "$an" ] && [ $((au - an)) -le "$c" ]; then
+      verdict="match: the $((au - an)) extra record(s) belong to requests still in flight when wrk stopped (at most one per connection)"
+    else
+      verdict="**MISMATCH**"
+    fi
+    echo "Audit at c=$c: $au records written during the measured run (counted with \`aws dynamodb scan --select COUNT\`), $an look-ups answered (2xx + 404): $verdict."
+    echo
+  done
+  echo "- dynalite is the bottleneck: a single node process answering every PutItem; the"
+  echo "  requests per second here are dynalite's, not the service's. The figure the service"
+  echo "  owns is its own CPU-µs per request (bold), to compare with the embedded stores'"
+  echo "  CPU-µs/req above; it includes signing each PutItem (SigV4), the HTTP round trip to"
+  echo "  DynamoDB and the PostgreSQL protocol, instead of SQLite's in-process work."
+  echo "- Real DynamoDB and PostgreSQL run elsewhere, so their CPU is not on the service's"
+  echo "  machine; what moves is the latency of each look-up (one PostgreSQL read and one"
+  echo "  PutItem before the answer)."
+  echo "- Raw wrk outputs of this run: bench/out/wrk-backends-*.txt (not kept in git)."
+  echo
+}
+
+# Appends the section, replacing the one an earlier run left (up to the next
+# "## " heading), and leaves every other section as it is.
+write_results() {
+  local new="$TMP/section.md" merged="$TMP/results.md"
+  section >"$new"
+  if [ -f "$RESULTS" ]; then
+    awk -v h="$SECTION" '
+      $0 == h { skip = 1; next }
+      skip && /^## / { skip = 0 }
+      !skip { print }' "$RESULTS" >"$merged"
+    # one blank line between the previous section and ours
+    sed -i -e :a -e '/^\n*$/{$d;N;ba' -e '}' "$merged"
+    {
+      cat "$merged"
+      echo
+      cat "$new"
+    } >"$RESULTS.tmp"
+  else
+    cp "$new" "$RESULTS.tmp"
+  fi
+  mv "$RESULTS.tmp" "$RESULTS"
+  log "wrote the section \"${SECTION#\#\# }\" of $RESULTS"
+}
+write_results
