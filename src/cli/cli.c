@@ -1,4 +1,5 @@
 #include "cli.h"
+#include "kernel/app.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -160,4 +161,48 @@ int px_cli_read_file(const char *path, size_t cap, char **out, size_t *len)
     *out = buf;
     *len = size;
     return 0;
+}
+
+struct px_audit_opts px_cli_audit_opts(const struct px_config *cfg)
+{
+    const struct px_audit_opts o = {
+        .timeout_ms = cfg->audit_timeout_ms,
+        .region = cfg->aws_region,
+        .endpoint = cfg->dynamodb_endpoint,
+        .access_key_id = cfg->aws_access_key_id,
+        .secret_access_key = cfg->aws_secret_access_key,
+        .session_token = cfg->aws_session_token,
+    };
+    return o;
+}
+
+struct px_app *px_cli_app_new(const char *what, const struct px_config *cfg)
+{
+    char err[1024];
+    struct px_app *app = NULL;
+    if (px_app_new(cfg, &app, err, sizeof(err)) != PX_OK) {
+        fprintf(stderr, "pricing %s: %s\n", what, err);
+        return NULL;
+    }
+    return app;
+}
+
+struct px_audit_store *px_cli_audit_open(const char *what, const struct px_config *cfg,
+                                         const struct px_audit_opts *opts)
+{
+    char err[1024];
+    struct px_audit_store *store = NULL;
+    if (px_audit_open(cfg->audit_store, opts, &store, err, sizeof(err)) != PX_OK) {
+        fprintf(stderr, "pricing %s: %s\n", what, err);
+        return NULL;
+    }
+    return store;
+}
+
+bool px_cli_print_line(const char *s, size_t n)
+{
+    if (s && n)
+        fwrite(s, 1, n, stdout);
+    fputc('\n', stdout);
+    return fflush(stdout) == 0;
 }

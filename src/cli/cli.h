@@ -5,6 +5,7 @@
 #define PX_CLI_H
 
 #include "kernel/config.h"
+#include "store/audit.h"
 
 #include <stdio.h>
 
@@ -38,6 +39,20 @@ int px_cli_parse(const struct px_cli_cmd *cmd, int argc, char **argv, struct px_
 void px_cli_usage(const struct px_cli_cmd *cmd, FILE *f);
 /* Reads a whole file ("-" = stdin) into a heap buffer the caller frees; at most cap bytes. */
 int px_cli_read_file(const char *path, size_t cap, char **out, size_t *len);
+
+/* The audit store options the configuration spells out: its timeout and the
+ * DynamoDB settings (strings point into cfg). Commands adjust the rest. */
+struct px_audit_opts px_cli_audit_opts(const struct px_config *cfg);
+/* px_app_new(cfg); on failure prints "pricing <what>: <reason>" and returns
+ * NULL. The caller frees the app with px_app_free(). */
+struct px_app *px_cli_app_new(const char *what, const struct px_config *cfg);
+/* px_audit_open(cfg->audit_store, opts); on failure prints "pricing <what>:
+ * <reason>" and returns NULL. The caller closes it with px_audit_close(). */
+struct px_audit_store *px_cli_audit_open(const char *what, const struct px_config *cfg,
+                                         const struct px_audit_opts *opts);
+/* Writes s[0..n) (nothing when s is NULL) and a newline to stdout, then
+ * flushes; false when the line may not have got out. */
+bool px_cli_print_line(const char *s, size_t n);
 
 int px_cmd_serve(int argc, char **argv);
 int px_cmd_invoke(int argc, char **argv);

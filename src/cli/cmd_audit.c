@@ -73,20 +73,10 @@ int px_cmd_audit(int argc, char **argv)
             lower[i] = (char)(user[i] >= 'A' && user[i] <= 'F' ? user[i] + 32 : user[i]);
         user = lower;
     }
-    const struct px_audit_opts aopts = {
-        .timeout_ms = cfg.audit_timeout_ms,
-        .region = cfg.aws_region,
-        .endpoint = cfg.dynamodb_endpoint,
-        .access_key_id = cfg.aws_access_key_id,
-        .secret_access_key = cfg.aws_secret_access_key,
-        .session_token = cfg.aws_session_token,
-    };
-    char err[1024];
-    struct px_audit_store *store = NULL;
-    if (px_audit_open(cfg.audit_store, &aopts, &store, err, sizeof(err)) != PX_OK) {
-        fprintf(stderr, "pricing audit: %s\n", err);
+    const struct px_audit_opts aopts = px_cli_audit_opts(&cfg);
+    struct px_audit_store *store = px_cli_audit_open("audit", &cfg, &aopts);
+    if (!store)
         return PX_EXIT_USAGE;
-    }
     struct px_arena *arena = px_arena_new(64 * 1024 * 1024);
     struct px_audit_query q = {
         .user_id = user,

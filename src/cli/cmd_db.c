@@ -116,20 +116,12 @@ int px_cmd_db(int argc, char **argv)
     }
     printf("prices: schema ready, %s loaded\n", sql);
 
-    const struct px_audit_opts aopts = {
-        .timeout_ms = cfg.audit_timeout_ms * 10,
-        .create = true,
-        .region = cfg.aws_region,
-        .endpoint = cfg.dynamodb_endpoint,
-        .access_key_id = cfg.aws_access_key_id,
-        .secret_access_key = cfg.aws_secret_access_key,
-        .session_token = cfg.aws_session_token,
-    };
-    struct px_audit_store *audit = NULL;
-    if (px_audit_open(cfg.audit_store, &aopts, &audit, err, sizeof(err)) != PX_OK) {
-        fprintf(stderr, "pricing db seed: %s\n", err);
+    struct px_audit_opts aopts = px_cli_audit_opts(&cfg);
+    aopts.timeout_ms *= 10;
+    aopts.create = true;
+    struct px_audit_store *audit = px_cli_audit_open("db seed", &cfg, &aopts);
+    if (!audit)
         return PX_EXIT_FAIL;
-    }
     px_audit_close(audit);
     printf("audit: store ready\n");
     return PX_EXIT_OK;

@@ -63,10 +63,7 @@ static int run_event(struct px_emulator *e, const char *path)
     int status = PX_EXIT_FAIL;
     if (px_emulator_invoke(e, json, len, &o) == PX_OK) {
         /* What `sam local invoke` prints: the payload, or the error body. */
-        if (o.payload)
-            fwrite(o.payload, 1, o.len, stdout);
-        fputc('\n', stdout);
-        if (fflush(stdout) == 0 && o.result == PX_EMU_RESPONSE)
+        if (px_cli_print_line(o.payload, o.len) && o.result == PX_EMU_RESPONSE)
             status = PX_EXIT_OK;
         px_emu_outcome_free(&o);
     }

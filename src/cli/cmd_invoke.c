@@ -56,10 +56,8 @@ int px_cmd_invoke(int argc, char **argv)
         fprintf(stderr, "pricing invoke: cannot read event %s: %s\n", event, strerror(e));
         return PX_EXIT_FAIL;
     }
-    char err[1024];
-    struct px_app *app = NULL;
-    if (px_app_new(&cfg, &app, err, sizeof(err)) != PX_OK) {
-        fprintf(stderr, "pricing invoke: %s\n", err);
+    struct px_app *app = px_cli_app_new("invoke", &cfg);
+    if (!app) {
         free(json);
         return PX_EXIT_USAGE;
     }
@@ -73,11 +71,8 @@ int px_cmd_invoke(int argc, char **argv)
     } else if (rc) {
         fprintf(stderr, "pricing invoke: %s\n", px_strerror(rc));
         status = PX_EXIT_FAIL;
-    } else {
-        fwrite(out.data, 1, out.len, stdout);
-        fputc('\n', stdout);
-        if (fflush(stdout) != 0)
-            status = PX_EXIT_FAIL;
+    } else if (!px_cli_print_line(out.data, out.len)) {
+        status = PX_EXIT_FAIL;
     }
     px_buf_free(&out);
     px_app_free(app);

@@ -58,12 +58,10 @@ int px_cmd_serve(int argc, char **argv)
     if (st >= 0)
         return st;
 
-    char err[1024];
-    struct px_app *app = NULL;
-    if (px_app_new(&cfg, &app, err, sizeof(err)) != PX_OK) {
-        fprintf(stderr, "pricing serve: %s\n", err);
+    struct px_app *app = px_cli_app_new("serve", &cfg);
+    if (!app)
         return PX_EXIT_USAGE;
-    }
+    char err[1024] = "";
     const struct px_http_opts opts = {
         .host = cfg.host,
         .port = (unsigned)cfg.port,

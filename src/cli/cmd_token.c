@@ -160,11 +160,8 @@ int px_cmd_token(int argc, char **argv)
         fprintf(stderr, "pricing token: cannot build the token (longer than %d bytes?)\n",
                 PX_JWT_MAX_TOKEN);
         status = PX_EXIT_FAIL;
-    } else {
-        fwrite(out.data, 1, out.len, stdout);
-        fputc('\n', stdout);
-        if (fflush(stdout) != 0)
-            status = PX_EXIT_FAIL;
+    } else if (!px_cli_print_line(out.data, out.len)) {
+        status = PX_EXIT_FAIL;
     }
     free(payload);
     px_buf_free(&out);

@@ -1,4 +1,5 @@
 #include "apigw.h"
+#include "b64.h"
 #include "query.h"
 
 #include <jansson.h>
@@ -233,60 +234,22 @@ static px_rc parse_method(struct px_arena *a, json_t *v, const char **out)
     return PX_OK;
 }
 
-static int b64val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
 /* Strict RFC 4648 base64: padded, no whitespace, zero trailing bits. */
 PX_STATIC px_rc px_apigw_b64_decode(struct px_arena *a, const char *s, size_t n, char **out,
                                     size_t *outlen);
 PX_STATIC px_rc px_apigw_b64_decode(struct px_arena *a, const char *s, size_t n, char **out,
                                     size_t *outlen)
 {
-    const unsigned char *u = (const unsigned char *)s;
-    if (n % 4)
+    if (n % 4) /* refused before spending arena memory on it */
         return PX_ERR_INVALID;
-    char *d = px_arena_alloc(a, n / 4 * 3 + 1);
+    size_t cap = px_b64_decoded_max(n);
+    char *d = px_arena_alloc(a, cap + 1);
     if (!d)
         return PX_ERR_NOMEM;
     size_t j = 0;
-    for (size_t i = 0; i < n; i += 4) {
-        bool last = i + 4 == n;
-        int v[4];
-        size_t pad = 0;
-        for (size_t k = 0; k < 4; k++) {
-            if (u[i + k] == '=' && last && k >= 2) {
-                v[k] = 0;
-                pad++;
-                continue;
-            }
-            if (pad)
-                return PX_ERR_INVALID; /* data after '=' */
-            v[k] = b64val(u[i + k]);
-            if (v[k] < 0)
-                return PX_ERR_INVALID;
-        }
-        unsigned w =
-            (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 | (unsigned)v[3];
-        if ((pad == 1 && (w & 0xFF)) || (pad == 2 && (w & 0xFFFF)))
-            return PX_ERR_INVALID;
-        d[j++] = (char)(w >> 16);
-        if (pad < 2)
-            d[j++] = (char)(w >> 8 & 0xFF);
-        if (pad < 1)
-            d[j++] = (char)(w & 0xFF);
-    }
+    px_rc rc = px_b64_decode(s, n, PX_B64_STD, PX_B64_PAD, d, cap, &j);
+    if (rc)
+        return rc;
     d[j] = '\0';
     *out = d;
     *outlen = j;

@@ -208,33 +208,15 @@ void px_app_dispatch(struct px_app *app, const char *function, struct px_request
         px_router_dispatch(app, one, 1, req, resp);
 }
 
-static bool has_header(const struct px_response *resp, const char *name)
-{
-    for (size_t i = 0; i < resp->nheaders; i++) {
-        if (resp->headers[i].key && strcasecmp(resp->headers[i].key, name) == 0)
-            return true;
-    }
-    return false;
-}
-
-static void add_default_header(struct px_response *resp, const char *name, const char *value)
-{
-    if (!value || has_header(resp, name))
-        return;
-    /* A full header table keeps what the handler chose; these are extras. */
-    if (px_response_header(resp, name, value))
-        return;
-}
-
 void px_app_complete(struct px_app *app, struct px_request *req, struct px_response *resp,
                      double latency_ms)
 {
     PX_UNUSED(app);
-    add_default_header(resp, "X-Request-Id", req->request_id);
-    add_default_header(resp, "X-Correlation-Id",
-                       req->correlation_id ? req->correlation_id : req->request_id);
-    add_default_header(resp, "Cache-Control", "no-store");
-    add_default_header(resp, "X-Content-Type-Options", "nosniff");
+    px_response_header_default(resp, "X-Request-Id", req->request_id);
+    px_response_header_default(resp, "X-Correlation-Id",
+                               req->correlation_id ? req->correlation_id : req->request_id);
+    px_response_header_default(resp, "Cache-Control", "no-store");
+    px_response_header_default(resp, "X-Content-Type-Options", "nosniff");
     px_security_headers(req, resp);
     px_cors_headers(app ? app->cfg.cors_origins : NULL, req, resp);
     /* The gate has settled by now: a record still attached was made durable. */

@@ -93,10 +93,10 @@ px_rc px_buf_printf(struct px_buf *b, const char *fmt, ...)
     return PX_OK;
 }
 
-/* Length of the valid UTF-8 sequence at s (1-4), or 0 when it is not valid
- * (overlong forms, surrogates and code points past U+10FFFF included). */
-static size_t utf8_len(const unsigned char *s, size_t n)
+size_t px_utf8_len(const unsigned char *s, size_t n)
 {
+    if (n == 0)
+        return 0;
     unsigned c = s[0];
     if (c < 0x80)
         return 1;
@@ -125,6 +125,18 @@ static size_t utf8_len(const unsigned char *s, size_t n)
         (cp >= 0xD800 && cp <= 0xDFFF))
         return 0;
     return len;
+}
+
+bool px_utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t l = px_utf8_len(s + i, n - i);
+        if (!l)
+            return false;
+        i += l;
+    }
+    return true;
 }
 
 px_rc px_buf_json_str(struct px_buf *b, const char *s, size_t n)
@@ -157,7 +169,7 @@ px_rc px_buf_json_str(struct px_buf *b, const char *s, size_t n)
         else if (c < 0x20)
             rc = px_buf_printf(b, "\\u%04x", c);
         else {
-            size_t l = utf8_len(u + i, n - i);
+            size_t l = px_utf8_len(u + i, n - i);
             if (l == 0) {
                 rc = px_buf_add(b, "\xEF\xBF\xBD", 3);
                 i++;

@@ -30,6 +30,12 @@ px_rc px_buf_add(struct px_buf *b, const void *s, size_t n) PX_WUR;
 px_rc px_buf_adds(struct px_buf *b, const char *s) PX_WUR;
 /* Appends formatted text. */
 px_rc px_buf_printf(struct px_buf *b, const char *fmt, ...) PX_PRINTF(2, 3) PX_WUR;
+/* Length (1-4) of the well-formed UTF-8 sequence at s[0..n), or 0 when there
+ * is none (n == 0, a stray or truncated byte, overlong forms, surrogates,
+ * code points past U+10FFFF: RFC 3629 table 3). */
+size_t px_utf8_len(const unsigned char *s, size_t n);
+/* true when all of s[0..n) is well-formed UTF-8 (see px_utf8_len). */
+bool px_utf8_valid(const unsigned char *s, size_t n);
 /* Appends s[0..n) as a quoted, escaped JSON string (invalid UTF-8 bytes become U+FFFD). */
 px_rc px_buf_json_str(struct px_buf *b, const char *s, size_t n) PX_WUR;
 /* Same for a NUL-terminated string; NULL is written as JSON null. */

@@ -220,30 +220,15 @@ bool px_cors_preflight(const char *list, const struct px_function *const *fns, s
     return true;
 }
 
-static bool has_header(const struct px_response *resp, const char *name)
-{
-    for (size_t i = 0; i < resp->nheaders; i++)
-        if (resp->headers[i].key && strcasecmp(resp->headers[i].key, name) == 0)
-            return true;
-    return false;
-}
-
-static void add_once(struct px_response *resp, const char *name, const char *value)
-{
-    /* A full table keeps what is there: these only widen what a browser may do. */
-    if (!has_header(resp, name) && px_response_header(resp, name, value) != PX_OK)
-        return;
-}
-
 void px_cors_headers(const char *list, const struct px_request *req, struct px_response *resp)
 {
     if (list_empty(list))
         return;
     /* The answer depends on Origin whenever a list exists: caches must key on it. */
-    add_once(resp, "Vary", "Origin");
+    px_response_header_default(resp, "Vary", "Origin");
     const char *origin = px_request_header(req, "origin");
     if (!px_cors_origin_allowed(list, origin))
         return;
-    add_once(resp, "Access-Control-Allow-Origin", origin);
-    add_once(resp, "Access-Control-Expose-Headers", PX_CORS_EXPOSE_HEADERS);
+    px_response_header_default(resp, "Access-Control-Allow-Origin", origin);
+    px_response_header_default(resp, "Access-Control-Expose-Headers", PX_CORS_EXPOSE_HEADERS);
 }

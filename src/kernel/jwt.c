@@ -4,6 +4,7 @@
  * selection, signature, and only then the payload's JSON and claims, so that
  * nothing an unauthenticated party wrote is interpreted beyond the header. */
 #include "jwt.h"
+#include "b64.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -58,68 +59,17 @@ static const char *alg_name(enum px_jwt_alg alg)
  * base64url (RFC 4648 5) without padding, strictly: the alphabet only, no
  * '=', and zero unused bits, so that every token has exactly one spelling. */
 
-static int b64u_val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
 /* Decodes s[0..n) into out (room for n * 3 / 4 bytes). */
 PX_STATIC px_rc px_jwt_b64url_decode(const char *s, size_t n, unsigned char *out, size_t *outlen);
 PX_STATIC px_rc px_jwt_b64url_decode(const char *s, size_t n, unsigned char *out, size_t *outlen)
 {
-    unsigned acc = 0;
-    int bits = 0;
-    size_t j = 0;
-    if (n % 4 == 1)
-        return PX_ERR_INVALID;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64u_val((unsigned char)s[i]);
-        if (v < 0)
-            return PX_ERR_INVALID;
-        acc = (acc << 6 | (unsigned)v) & 0xFFFu;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[j++] = (unsigned char)(acc >> bits & 0xFFu);
-        }
-    }
-    if (bits && (acc & ((1u << bits) - 1)))
-        return PX_ERR_INVALID;
-    *outlen = j;
-    return PX_OK;
+    px_rc rc = px_b64_decode(s, n, PX_B64_URL, 0, out, px_b64_decoded_max(n), outlen);
+    return rc ? PX_ERR_INVALID : PX_OK;
 }
 
 px_rc px_jwt_b64url_encode(const void *data, size_t n, struct px_buf *out)
 {
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    const unsigned char *p = data;
-    px_rc rc = PX_OK;
-    char quad[4];
-    for (size_t i = 0; i < n && !rc; i += 3) {
-        size_t left = n - i;
-        unsigned w = (unsigned)p[i] << 16;
-        if (left > 1)
-            w |= (unsigned)p[i + 1] << 8;
-        if (left > 2)
-            w |= p[i + 2];
-        quad[0] = alphabet[w >> 18 & 63];
-        quad[1] = alphabet[w >> 12 & 63];
-        quad[2] = alphabet[w >> 6 & 63];
-        quad[3] = alphabet[w & 63];
-        rc = px_buf_add(out, quad, left > 2 ? 4 : left + 1);
-    }
-    return rc;
+    return px_b64_append(out, data, n, PX_B64_URL, 0);
 }
 
 /* Decodes a base64url JSON member of a JWK into a heap buffer. */

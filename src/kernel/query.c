@@ -1,4 +1,5 @@
 #include "query.h"
+#include "buf.h"
 
 #include <string.h>
 
@@ -11,46 +12,6 @@ static int hexval(unsigned char c)
     if (c >= 'A' && c <= 'F')
         return c - 'A' + 10;
     return -1;
-}
-
-/* true when s[0..n) is well-formed UTF-8: no overlong forms, no surrogates,
- * nothing past U+10FFFF (the same rules as RFC 3629 table 3). */
-static bool utf8_valid(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        unsigned cp;
-        if (c >= 0xC2 && c <= 0xDF) {
-            len = 2;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (n - i < len)
-            return false;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        i += len;
-    }
-    return true;
 }
 
 /* Percent-decodes s[0..len) into a NUL-terminated arena string. Raw spaces
@@ -86,7 +47,7 @@ static px_rc pct_decode(struct px_arena *a, const char *s, size_t len, bool plus
         d[j++] = (char)c;
     }
     d[j] = '\0';
-    if (!utf8_valid((const unsigned char *)d, j))
+    if (!px_utf8_valid((const unsigned char *)d, j))
         return PX_ERR_INVALID;
     *out = d;
     return PX_OK;

@@ -39,6 +39,22 @@ px_rc px_response_header(struct px_response *resp, const char *name, const char 
     return PX_OK;
 }
 
+bool px_response_has_header(const struct px_response *resp, const char *name)
+{
+    for (size_t i = 0; i < resp->nheaders; i++)
+        if (resp->headers[i].key && strcasecmp(resp->headers[i].key, name) == 0)
+            return true;
+    return false;
+}
+
+void px_response_header_default(struct px_response *resp, const char *name, const char *value)
+{
+    if (!value || px_response_has_header(resp, name))
+        return;
+    if (px_response_header(resp, name, value) != PX_OK)
+        return;
+}
+
 px_rc px_response_json(struct px_request *req, struct px_response *resp, int status,
                        const char *json, size_t len)
 {

@@ -68,6 +68,11 @@ const char *px_request_header(const struct px_request *req, const char *name);
 const char *px_request_path_param(const struct px_request *req, const char *name);
 /* Adds a response header; both strings must outlive the response (arena or static). */
 px_rc px_response_header(struct px_response *resp, const char *name, const char *value) PX_WUR;
+/* true when resp holds a header named `name` (any case). */
+bool px_response_has_header(const struct px_response *resp, const char *name);
+/* Adds a header unless one of that name is there (or value is NULL). A full
+ * table keeps what the handler chose: these headers are extras, so no error. */
+void px_response_header_default(struct px_response *resp, const char *name, const char *value);
 /* Sets status and a JSON body copied into the request arena. */
 px_rc px_response_json(struct px_request *req, struct px_response *resp, int status,
                        const char *json, size_t len) PX_WUR;

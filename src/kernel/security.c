@@ -43,26 +43,12 @@ bool px_security_behind_tls(const struct px_request *req)
     return fwd && forwarded_https(fwd);
 }
 
-static bool has_header(const struct px_response *resp, const char *name)
-{
-    for (size_t i = 0; i < resp->nheaders; i++)
-        if (resp->headers[i].key && strcasecmp(resp->headers[i].key, name) == 0)
-            return true;
-    return false;
-}
-
-static void add_once(struct px_response *resp, const char *name, const char *value)
-{
-    if (!has_header(resp, name) && px_response_header(resp, name, value) != PX_OK)
-        return;
-}
-
 void px_security_headers(const struct px_request *req, struct px_response *resp)
 {
     if (!resp)
         return;
-    add_once(resp, "Content-Security-Policy", PX_CSP);
-    add_once(resp, "Referrer-Policy", PX_REF_POLICY);
+    px_response_header_default(resp, "Content-Security-Policy", PX_CSP);
+    px_response_header_default(resp, "Referrer-Policy", PX_REF_POLICY);
     if (px_security_behind_tls(req))
-        add_once(resp, "Strict-Transport-Security", PX_HSTS);
+        px_response_header_default(resp, "Strict-Transport-Security", PX_HSTS);
 }

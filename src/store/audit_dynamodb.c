@@ -15,6 +15,7 @@
 #include "audit_dynamodb.h"
 #include "dynamodb.h"
 #include "../kernel/arena.h"
+#include "../kernel/b64.h"
 #include "../kernel/log.h"
 
 #include <ctype.h>
@@ -194,14 +195,6 @@ px_rc px_ddb_audit_item_parse(const json_t *item, struct px_audit_record *r)
 
 /* ------------------------------------------------------------------ cursors */
 
-static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static int b64val(char c)
-{
-    const char *p = c ? strchr(b64url, c) : NULL;
-    return p ? (int)(p - b64url) : -1;
-}
-
 px_rc px_ddb_cursor_encode(const json_t *key, struct px_arena *a, const char **out)
 {
     *out = NULL;
@@ -209,29 +202,13 @@ px_rc px_ddb_cursor_encode(const json_t *key, struct px_arena *a, const char **o
     if (!js)
         return PX_ERR_NOMEM;
     size_t n = strlen(js);
-    size_t olen = (n + 2) / 3 * 4 + 1;
+    size_t olen = px_b64_encoded_len(n, 0) + 1;
     char *o = px_arena_alloc(a, olen);
-    if (!o) {
-        free(js);
-        return PX_ERR_NOMEM;
-    }
     size_t j = 0;
-    const unsigned char *s = (const unsigned char *)js;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)s[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)s[i + 1] << 8;
-        if (i + 2 < n)
-            v |= s[i + 2];
-        o[j++] = b64url[(v >> 18) & 63];
-        o[j++] = b64url[(v >> 12) & 63];
-        if (i + 1 < n)
-            o[j++] = b64url[(v >> 6) & 63];
-        if (i + 2 < n)
-            o[j++] = b64url[v & 63];
-    }
-    o[j] = '\0';
+    px_rc rc = o ? px_b64_encode(js, n, PX_B64_URL, 0, o, olen, &j) : PX_ERR_NOMEM;
     free(js);
+    if (rc)
+        return rc;
     *out = o;
     return PX_OK;
 }
@@ -260,21 +237,7 @@ px_rc px_ddb_cursor_decode(const char *cursor, const struct px_audit_query *q, j
         return PX_ERR_INVALID;
     unsigned char raw[PX_DDB_MAX_CURSOR];
     size_t m = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64val(cursor[i]);
-        if (v < 0)
-            return PX_ERR_INVALID;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            raw[m++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    if (acc != 0) /* non-canonical trailing bits */
+    if (px_b64_decode(cursor, n, PX_B64_URL, 0, raw, sizeof(raw), &m) != PX_OK)
         return PX_ERR_INVALID;
     json_error_t jerr;
     json_t *k = json_loadb((const char *)raw, m, JSON_REJECT_DUPLICATES, &jerr);

@@ -17,6 +17,7 @@
 #include "lambda.h"
 #include "kernel/app.h"
 #include "kernel/arena.h"
+#include "kernel/b64.h"
 #include "kernel/buf.h"
 #include "kernel/log.h"
 #include "kernel/query.h"
@@ -1098,79 +1099,35 @@ static enum MHD_Result on_header(void *cls, enum MHD_ValueKind kind, const char 
 
 static bool valid_utf8_text(const char *s, size_t n)
 {
-    if (memchr(s, '\0', n))
-        return false;
-    json_t *j = json_stringn(s, n); /* jansson refuses invalid UTF-8 */
-    bool ok = j != NULL;
-    json_decref(j);
-    return ok;
+    return !memchr(s, '\0', n) && px_utf8_valid((const unsigned char *)s, n);
 }
 
-static char *b64_encode(const unsigned char *s, size_t n, size_t *outlen)
+/* Standard padded base64 into a heap string the caller frees; NULL when out of memory. */
+static char *b64_encode(const void *s, size_t n, size_t *outlen)
 {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t len = (n + 2) / 3 * 4;
-    char *o = malloc(len + 1);
-    if (!o)
-        return NULL;
-    size_t j = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned v = (unsigned)s[i] << 16 | (i + 1 < n ? (unsigned)s[i + 1] << 8 : 0) |
-                     (i + 2 < n ? s[i + 2] : 0);
-        o[j++] = tab[v >> 18 & 63];
-        o[j++] = tab[v >> 12 & 63];
-        o[j++] = i + 1 < n ? tab[v >> 6 & 63] : '=';
-        o[j++] = i + 2 < n ? tab[v & 63] : '=';
+    size_t cap = px_b64_encoded_len(n, PX_B64_PAD) + 1;
+    char *o = malloc(cap);
+    if (o && px_b64_encode(s, n, PX_B64_STD, PX_B64_PAD, o, cap, outlen) != PX_OK) {
+        free(o);
+        o = NULL;
     }
-    o[j] = '\0';
-    *outlen = j;
     return o;
 }
 
-static int b64v(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
+/* Decodes a function's base64 body into a NUL-terminated heap string; NULL
+ * when it is not padded base64. Non-zero unused bits are let through: this
+ * reads what the function answered, not what a client sent. */
 static char *b64_decode(const char *s, size_t n, size_t *outlen)
 {
-    if (n % 4)
-        return NULL;
-    char *o = malloc(n / 4 * 3 + 1);
-    if (!o)
-        return NULL;
-    size_t j = 0;
-    for (size_t i = 0; i < n; i += 4) {
-        int v[4];
-        size_t pad = 0;
-        for (size_t k = 0; k < 4; k++) {
-            if (s[i + k] == '=' && i + 4 == n && k >= 2) {
-                v[k] = 0;
-                pad++;
-                continue;
-            }
-            v[k] = pad ? -1 : b64v(s[i + k]);
-            if (v[k] < 0) {
-                free(o);
-                return NULL;
-            }
-        }
-        unsigned w =
-            (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 | (unsigned)v[3];
-        o[j++] = (char)(w >> 16);
-        if (pad < 2)
-            o[j++] = (char)(w >> 8 & 0xFF);
-        if (pad < 1)
-            o[j++] = (char)(w & 0xFF);
+    size_t cap = px_b64_decoded_max(n);
+    char *o = malloc(cap + 1);
+    if (o && px_b64_decode(s, n, PX_B64_STD, PX_B64_PAD | PX_B64_ANY_TAIL_BITS, o, cap, outlen) !=
+                 PX_OK) {
+        free(o);
+        o = NULL;
     }
-    o[j] = '\0';
-    *outlen = j;
+    if (o)
+        o[*outlen] = '\0';
     return o;
 }
 
@@ -1274,7 +1231,7 @@ static px_rc build_event(struct front_req *r, const char *method, const char *ve
             put(root, "isBase64Encoded", json_false(), &bad);
         } else {
             size_t bl = 0;
-            char *b = b64_encode((const unsigned char *)r->body.data, r->body.len, &bl);
+            char *b = b64_encode(r->body.data, r->body.len, &bl);
             put(root, "body", b ? json_stringn(b, bl) : NULL, &bad);
             free(b);
             put(root, "isBase64Encoded", json_true(), &bad);
