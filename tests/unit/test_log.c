@@ -307,6 +307,50 @@ static void test_request_line(void **state)
     json_decref(parse(l));
 }
 
+/* Short values are remembered per thread after scrubbing (method, route and
+ * function repeat on every line): a repeated untrusted value must come out
+ * scrubbed every time, and one that differs by a byte is scrubbed afresh. */
+static void test_repeated_values_still_scrubbed(void **state)
+{
+    (void)state;
+    struct px_request req = {
+        .method = "GET",
+        .request_id = "0f8fad5b-d9cb-469f-a165-70867728950e",
+        .function = "price-fetcher",
+        .route = "/price",
+    };
+    struct px_response resp = {.status = 200};
+    for (int i = 0; i < 20; i++) {
+        /* a caller-chosen method carrying a user id, then a harmless one */
+        req.method = i % 2 ? U1 : "GET";
+        px_log_request(&req, &resp, 1);
+        const char *l = next_line();
+        assert_null(strstr(l, U1));
+        json_t *j = parse(l);
+        assert_string_equal(str(j, "method"), i % 2 ? "[REDACTED]" : "GET");
+        assert_string_equal(str(j, "route"), "/price");
+        json_decref(j);
+
+        struct px_kv f[] = {{"note", "a@b.io"}, {"note2", "ab.io"}};
+        px_log_fields(PX_LOG_INFO, NULL, "a@b.io", f, 2);
+        l = next_line();
+        assert_null(strstr(l, "a@b.io"));
+        j = parse(l);
+        assert_string_equal(str(j, "msg"), "[REDACTED]");
+        assert_string_equal(str(j, "note"), "[REDACTED]");
+        assert_string_equal(str(j, "note2"), "ab.io");
+        json_decref(j);
+    }
+    char out[64];
+    for (int i = 0; i < 3; i++) {
+        px_log_scrub("AKIAIOSFODNN7EXAMPLE", out, sizeof(out));
+        assert_string_equal(out, "[REDACTED]");
+        /* too small to hold the remembered output: cut as before */
+        px_log_scrub("AKIAIOSFODNN7EXAMPLE", out, 4);
+        assert_string_equal(out, "[RE");
+    }
+}
+
 static void test_caps_and_encoding(void **state)
 {
     (void)state;
@@ -405,6 +449,7 @@ int main(void)
         cmocka_unit_test(test_scrub_exact),
         cmocka_unit_test(test_denied_keys),
         cmocka_unit_test(test_request_line),
+        cmocka_unit_test(test_repeated_values_still_scrubbed),
         cmocka_unit_test(test_caps_and_encoding),
         cmocka_unit_test(test_threads_never_interleave),
     };
