@@ -30,44 +30,24 @@ CLK_TCK=$(getconf CLK_TCK)
 AWS=/usr/bin/aws # Debian's AWS CLI v2, whatever PATH says
 TABLE=bench_audit
 SECTION="## PostgreSQL + dynalite"
+BENCH_TAG=bench-backends
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 
-die() {
-  echo "bench-backends: $*" >&2
-  exit 1
-}
-log() { echo "bench-backends: $*" >&2; }
-
-usage() {
-  sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
-  exit 2
-}
-
-for v in SECONDS_RUN WARMUP THREADS; do
-  [[ ${!v} =~ ^[1-9][0-9]{0,3}$ ]] || die "$v must be a whole number of seconds (1..9999), got '${!v}'"
-done
-for c in $CONNS; do
-  [[ $c =~ ^[1-9][0-9]{0,4}$ ]] || die "BENCH_CONNS: bad connection count '$c'"
-done
+check_seconds SECONDS_RUN WARMUP THREADS
+check_conns "$CONNS"
 
 PRICING_BIN=${1:-}
 [ -n "$PRICING_BIN" ] || usage
-[ -x "$PRICING_BIN" ] || die "not an executable: $PRICING_BIN"
-PRICING_BIN=$(cd "$(dirname "$PRICING_BIN")" && pwd)/$(basename "$PRICING_BIN")
+PRICING_BIN=$(abs_bin "$PRICING_BIN")
 
 # ---------------------------------------------------------------- packages
 ensure_packages() {
   local missing=() p
   for p in wrk postgresql awscli procps python3 curl; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    deb_installed "$p" || missing+=("$p")
   done
-  if [ ${#missing[@]} -gt 0 ]; then
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    $sudo apt-get update -qq
-    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
+  apt_install "${missing[@]+"${missing[@]}"}"
   [ -f "$ROOT/node_modules/dynalite/cli.js" ] ||
     (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) ||
     die "dynalite missing and npm ci failed (scripts/install-deps.sh)"
@@ -83,16 +63,9 @@ DDB_UP=0
 PX_PID=""
 
 cleanup() {
-  local rc=$? i
+  local rc=$?
   trap - EXIT INT TERM
-  if [ -n "$PX_PID" ]; then
-    kill -TERM "$PX_PID" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      kill -0 "$PX_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$PX_PID" 2>/dev/null || true
-  fi
+  [ -z "$PX_PID" ] || stop_pids "$PX_PID"
   wait 2>/dev/null || true
   if [ "$DDB_UP" = 1 ]; then
     "$ROOT/scripts/dynalite.sh" stop "$DDB_DIR" || true
@@ -116,20 +89,6 @@ export AWS_ACCESS_KEY_ID=AKIDBENCHLOCAL AWS_SECRET_ACCESS_KEY=bench-local-secret
   AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null \
   AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_PAGER="" AWS_EC2_METADATA_DISABLED=true
 
-# Waits (bounded) until URL answers with HTTP status $2, while PID $3 lives.
-wait_http() {
-  local url=$1 want_status=$2 pid=$3 i code
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 1
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)
-    [ "$code" = "$want_status" ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-children_of() { ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' ' || true; }
-
 # PIDs whose CPU time counts for a component. PostgreSQL: the postmaster and its
 # children (one backend per pooled connection, plus helpers).
 component_pids() {
@@ -147,27 +106,16 @@ component_pids() {
 
 # "pid ticks" lines (utime+stime in clock ticks) for the PIDs of a component.
 tick_snapshot() {
-  local pid line rest fields
+  local pid t
   for pid in $(component_pids "$1"); do
-    line=$(<"/proc/$pid/stat") 2>/dev/null || continue
-    rest=${line##*) } # comm may hold spaces; utime/stime are fields 14/15
-    read -r -a fields <<<"$rest"
-    echo "$pid $((fields[11] + fields[12]))"
+    t=$(pid_ticks "$pid" 2>/dev/null) || continue
+    echo "$pid $t"
   done
 }
 
 # CPU ticks between two snapshots; a process born in between counts from zero.
 tick_delta() {
   awk 'NR == FNR { t0[$1] = $2; next } { d += $2 - (($1 in t0) ? t0[$1] : 0) } END { print d + 0 }' "$1" "$2"
-}
-
-bench_field() {
-  awk -v k="$2" '/^BENCH / { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) print kv[2] } }' "$1"
-}
-
-run_wrk() { # conns seconds url outfile
-  BENCH_USERS=${BENCH_USERS:-1000} timeout $(($2 + 30)) \
-    wrk -t"$THREADS" -c"$1" -d"$2"s --timeout 2s --latency -s "$HERE/price.lua" "$3" >"$4" 2>&1
 }
 
 # Audit records in the table, counted by the AWS CLI (a consistent scan).
@@ -188,7 +136,7 @@ log "PostgreSQL $(cat "$PGDIR/pid") on port $(cat "$PGDIR/port"), dynalite $(cat
 
 (cd "$TMP" && "$PRICING_BIN" db seed --price-db "$PG_URI" --audit-store "dynamodb:$TABLE") \
   >"$OUT/backends-seed.log" 2>&1 || die "pricing db seed failed: $(tail -n 5 "$OUT/backends-seed.log")"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+PORT=$(free_port)
 # Logs on, to a file, as in production (and as bench/run.sh): their cost is in the figure.
 (cd "$TMP" && exec "$PRICING_BIN" serve --port "$PORT" --price-db "$PG_URI" \
   --audit-store "dynamodb:$TABLE") </dev/null >"$TMP/pricing.log" 2>"$TMP/pricing.err" &
@@ -239,8 +187,6 @@ run_one() {
 for c in $CONNS; do run_one "$c"; done
 
 # ---------------------------------------------------------------- report
-fmt_ms() { awk -v u="$1" 'BEGIN { printf "%.2f", u / 1000 }'; }
-
 section() {
   local c k au an verdict
   echo "$SECTION"
@@ -271,13 +217,7 @@ section() {
   echo
   for c in $CONNS; do
     k=$c au=${R[$k.audited]} an=${R[$k.answered]}
-    if [ "$au" -eq "$an" ]; then
-      verdict="match"
-    elif [ "$au" -gt "$an" ] && [ $((au - an)) -le "$c" ]; then
-      verdict="match: the $((au - an)) extra record(s) belong to requests still in flight when wrk stopped (at most one per connection)"
-    else
-      verdict="**MISMATCH**"
-    fi
+    verdict=$(audit_verdict "$au" "$an" "$c")
     echo "Audit at c=$c: $au records written during the measured run (counted with \`aws dynamodb scan --select COUNT\`), $an look-ups answered (2xx + 404): $verdict."
     echo
   done

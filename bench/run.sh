@@ -31,32 +31,19 @@ PERF_SECONDS=${BENCH_PERF_SECONDS:-5}
 CLK_TCK=$(getconf CLK_TCK)
 NGINX_BODY='{"productId":"PROD-101","price":99.99,"currency":"USD"}'
 SAMPLE_USER=3f1c2a4e-9b7d-4c1a-8e2f-5a6b7c8d9e0f
-
-die() {
-  echo "bench: $*" >&2
-  exit 1
-}
-log() { echo "bench: $*" >&2; }
-
-usage() {
-  sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
-  exit 2
-}
+BENCH_TAG=bench
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 
 want() { [[ " $SERVERS " == *" $1 "* ]]; }
 
-for v in SECONDS_RUN WARMUP THREADS PERF_SECONDS; do
-  [[ ${!v} =~ ^[1-9][0-9]{0,3}$ ]] || die "$v must be a whole number of seconds (1..9999), got '${!v}'"
-done
-for c in $CONNS; do
-  [[ $c =~ ^[1-9][0-9]{0,4}$ ]] || die "BENCH_CONNS: bad connection count '$c'"
-done
+check_seconds SECONDS_RUN WARMUP THREADS PERF_SECONDS
+check_conns "$CONNS"
 
 PRICING_BIN=${1:-}
 if want pricing; then
   [ -n "$PRICING_BIN" ] || usage
-  [ -x "$PRICING_BIN" ] || die "not an executable: $PRICING_BIN"
-  PRICING_BIN=$(cd "$(dirname "$PRICING_BIN")" && pwd)/$(basename "$PRICING_BIN")
+  PRICING_BIN=$(abs_bin "$PRICING_BIN")
 fi
 
 # ---------------------------------------------------------------- packages
@@ -65,17 +52,11 @@ ensure_packages() {
   for p in nginx-light wrk sqlite3 procps python3 curl; do
     if [ "$p" = nginx-light ] && command -v nginx >/dev/null 2>&1; then continue; fi
     if [ "$p" = nginx-light ] && [ -x /usr/sbin/nginx ]; then continue; fi
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    deb_installed "$p" || missing+=("$p")
   done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  log "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
   # Installing nginx may start the distribution's own nginx service: it is not
   # ours, this script never relies on it and never stops it.
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install "${missing[@]+"${missing[@]}"}"
 }
 ensure_packages
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -88,22 +69,9 @@ NGX_PID=""
 PX_PID=""
 
 cleanup() {
-  local rc=$? pid i
+  local rc=$?
   trap - EXIT INT TERM
-  for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for ((i = 0; i < 50; i++)); do
-    local alive=0
-    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
-      kill -0 "$pid" 2>/dev/null && alive=1
-    done
-    [ $alive -eq 0 ] && break
-    sleep 0.1
-  done
-  for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
-    kill -KILL "$pid" 2>/dev/null || true
-  done
+  stop_pids "${PIDS[@]+"${PIDS[@]}"}"
   wait 2>/dev/null || true
   [ -f "$TMP/nginx/error.log" ] && cp "$TMP/nginx/error.log" "$OUT/nginx-error.log" 2>/dev/null
   [ -f "$TMP/pricing.err" ] && cp "$TMP/pricing.err" "$OUT/pricing-stderr.log" 2>/dev/null
@@ -114,24 +82,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-# Waits (bounded) until URL answers with HTTP status $2, while PID $3 lives.
-wait_http() {
-  local url=$1 want_status=$2 pid=$3 i code
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 1
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)
-    [ "$code" = "$want_status" ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-children_of() { ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' ' || true; }
 
 # PIDs whose CPU time and memory count for a server: nginx master + workers.
 server_pids() {
@@ -144,12 +94,10 @@ server_pids() {
 
 # utime+stime in clock ticks summed over PIDs.
 cpu_ticks() {
-  local sum=0 pid line rest fields
+  local sum=0 pid t
   for pid in "$@"; do
-    line=$(<"/proc/$pid/stat") || continue
-    rest=${line##*) } # comm may hold spaces; utime/stime are fields 14/15
-    read -r -a fields <<<"$rest"
-    sum=$((sum + fields[11] + fields[12]))
+    t=$(pid_ticks "$pid") || continue
+    sum=$((sum + t))
   done
   echo "$sum"
 }
@@ -244,16 +192,6 @@ audit_rows() {
 # Results per run in R[<server>.<conns>.<field>].
 declare -A R
 
-# Extracts field $2 from the "BENCH k=v ..." line in file $1.
-bench_field() {
-  awk -v k="$2" '/^BENCH / { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) print kv[2] } }' "$1"
-}
-
-run_wrk() { # conns seconds url outfile
-  BENCH_USERS=${BENCH_USERS:-1000} timeout $(($2 + 30)) \
-    wrk -t"$THREADS" -c"$1" -d"$2"s --timeout 2s --latency -s "$HERE/price.lua" "$3" >"$4" 2>&1
-}
-
 run_one() {
   local srv=$1 c=$2 port=$3 k="$1.$2" wout="$OUT/wrk-$1-c$2.txt" pids t0 t1 w0 w1 a0=0 a1=0 l0=0 l1=0
   local url="http://127.0.0.1:$port/price"
@@ -338,7 +276,6 @@ profile_pricing() {
 }
 
 # ---------------------------------------------------------------- report
-fmt_ms() { awk -v u="$1" 'BEGIN { printf "%.2f", u / 1000 }'; }
 fmt_mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
 
@@ -408,13 +345,7 @@ write_results() {
       fi
       if want pricing; then
         local au=${R[pricing.$c.audited]} an=${R[pricing.$c.answered]} verdict
-        if [ "$au" -eq "$an" ]; then
-          verdict="match"
-        elif [ "$au" -gt "$an" ] && [ $((au - an)) -le "$c" ]; then
-          verdict="match: the $((au - an)) extra record(s) belong to requests still in flight when wrk stopped (at most one per connection)"
-        else
-          verdict="**MISMATCH**"
-        fi
+        verdict=$(audit_verdict "$au" "$an" "$c")
         echo
         echo "Audit: $au records written during the measured run, $an look-ups answered (2xx + 404) as counted by wrk: $verdict."
       fi

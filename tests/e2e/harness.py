@@ -588,6 +588,23 @@ def event_method_path(ev):
 # ---------------------------------------------------------------- test bases
 
 
+class StoresCase(unittest.TestCase):
+    """One seeded store pair for the whole class, no server."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stores = Stores()
+        try:
+            cls.stores.seed()
+        except BaseException:
+            cls.stores.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stores.cleanup()
+
+
 class ServerCase(unittest.TestCase):
     """One seeded store pair and one server for the whole class."""
 

@@ -306,21 +306,8 @@ class JwtServeTest(harness.ServerCase):
         self.assertEqual(run_cli(["token", "--help"]).rc, 0)
 
 
-class ServeStartupTest(unittest.TestCase):
+class ServeStartupTest(harness.StoresCase):
     """AUTH_MODE=none binds loopback only, unless --insecure-no-auth."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.stores = harness.Stores()
-        try:
-            cls.stores.seed()
-        except BaseException:
-            cls.stores.cleanup()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.stores.cleanup()
 
     def serve_fails(self, args, env=None):
         port = str(harness.free_port())
@@ -396,21 +383,8 @@ def v2_event(user, claims_=None, headers=None):
     return ev
 
 
-class InvokeApigwTest(unittest.TestCase):
+class InvokeApigwTest(harness.StoresCase):
     """invoke with HTTP API 2.0 events: authorizer claims under AUTH_MODE=apigw."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.stores = harness.Stores()
-        try:
-            cls.stores.seed()
-        except BaseException:
-            cls.stores.cleanup()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.stores.cleanup()
 
     def invoke(self, event, env):
         r = run_cli(["invoke", "price-fetcher", "--event", "-"] + self.stores.flags(),

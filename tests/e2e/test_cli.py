@@ -44,20 +44,7 @@ def v2_event(raw_query, params):
     }
 
 
-class CliTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.stores = harness.Stores()
-        try:
-            cls.stores.seed()
-        except BaseException:
-            cls.stores.cleanup()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.stores.cleanup()
-
+class CliTest(harness.StoresCase):
     def invoke(self, event, function="price-fetcher", env=None):
         """event: a path, or a dict / str sent on stdin."""
         args = ["invoke", function, "--event"]

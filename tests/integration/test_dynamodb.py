@@ -28,6 +28,9 @@ import urllib.error
 import urllib.request
 import uuid
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import free_port  # noqa: E402
+
 # The AWS CLI from Debian (v2), not whatever else is first on PATH.
 AWS = os.environ.get("PX_AWS_CLI", "/usr/bin/aws")
 
@@ -53,14 +56,6 @@ def check(name, cond, detail=""):
         failed += 1
         print("FAIL - %s%s" % (name, (": " + str(detail)[:2000]) if detail else ""), flush=True)
     return cond
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 class Env:

@@ -42,6 +42,9 @@ import unittest
 import uuid
 from pathlib import Path
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import free_port  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 TESTDATA = Path(os.environ.get("PX_TESTDATA", str(REPO.parent / "shared" / "testdata")))
 USER = "550e8400-e29b-41d4-a716-446655440000"
@@ -69,15 +72,6 @@ def sanitized(path):
     exceeds a Lambda memory size, so the size is raised and RSS is not compared."""
     with open(path, "rb") as f:
         return b"__asan_init" in f.read()
-
-
-def free_port():
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
 
 
 def json_lines(text):

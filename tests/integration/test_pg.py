@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,9 @@ import unittest
 import uuid
 from pathlib import Path
 from urllib.parse import quote
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 PG_SH = REPO / "scripts" / "pg.sh"
@@ -62,15 +64,6 @@ def pg(*args, timeout=60):
     if r.returncode != 0:
         raise AssertionError("pg.sh %s failed: %s" % (" ".join(map(str, args)), r.stderr))
     return r.stdout
-
-
-def free_port():
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
 
 
 def clean_env(extra):

@@ -30,7 +30,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -39,6 +38,9 @@ import threading
 import time
 import uuid
 from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 AWS = os.environ.get("PX_AWS_CLI", "/usr/bin/aws")  # Debian's AWS CLI v2, not PATH's
@@ -65,15 +67,6 @@ def check(name, cond, detail=""):
         failed += 1
         print("FAIL - %s%s" % (name, (": " + str(detail)[:2000]) if detail else ""), flush=True)
     return cond
-
-
-def free_port():
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
 
 
 def script(name, *args, timeout=90):

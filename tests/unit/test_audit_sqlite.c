@@ -20,6 +20,8 @@
 #include "kernel/arena.h"
 #include "store/audit.h"
 
+#include "px_test.h"
+
 /* Internals of audit_sqlite.c (PX_STATIC, reachable in unit-test builds). */
 void px_audit_sqlite_stats(void *impl, uint64_t *batches, uint64_t *records, uint64_t *largest);
 size_t px_audit_b64url_encode(const unsigned char *in, size_t n, char *out, size_t outlen);
@@ -39,8 +41,7 @@ static int setup(void **state)
     struct fixture *f = calloc(1, sizeof(*f));
     if (!f)
         return -1;
-    snprintf(f->dir, sizeof(f->dir), "/tmp/px-audit-XXXXXX");
-    if (!mkdtemp(f->dir)) {
+    if (px_test_tmpdir(f->dir, sizeof(f->dir), "audit")) {
         free(f);
         return -1;
     }
@@ -54,12 +55,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    const char *suffix[] = {"", "-journal", "-wal", "-shm"};
-    for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
-        char p[160];
-        snprintf(p, sizeof(p), "%s%s", f->db, suffix[i]);
-        unlink(p);
-    }
+    px_test_unlink_sqlite(f->db);
     char sub[80];
     snprintf(sub, sizeof(sub), "%s/var", f->dir);
     rmdir(sub);

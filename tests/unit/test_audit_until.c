@@ -19,6 +19,8 @@
 #include "kernel/app.h"
 #include "store/audit.h"
 
+#include "px_test.h"
+
 #define USER "550e8400-e29b-41d4-a716-446655440000"
 
 static char dir[128];
@@ -34,8 +36,7 @@ static int64_t wall_ms(void)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/px-until-XXXXXX");
-    if (!mkdtemp(dir))
+    if (px_test_tmpdir(dir, sizeof(dir), "until"))
         return -1;
     snprintf(path, sizeof(path), "%s/audit.db", dir);
     snprintf(spec, sizeof(spec), "sqlite:%s", path);
@@ -45,19 +46,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *de;
-        char p[512];
-        while ((de = readdir(d)) != NULL) {
-            if (de->d_name[0] == '.')
-                continue;
-            snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
-            unlink(p);
-        }
-        closedir(d);
-        rmdir(dir);
-    }
+    px_test_rmdir(dir);
     return 0;
 }
 

@@ -21,6 +21,8 @@
 #include "store/price.h"
 #include "transport/invoke.h"
 
+#include "px_test.h"
+
 #define AUDIT_MS 500
 #define USER     "550e8400-e29b-41d4-a716-446655440000"
 #define USER_B   "6a1f0e2d-3c4b-4a59-8b7c-9d0e1f2a3b4c"
@@ -51,8 +53,7 @@ static const char EV_NOPE[] = "{\"resource\":\"/nope\",\"httpMethod\":\"GET\",\"
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/px-invoke-XXXXXX");
-    if (!mkdtemp(dir))
+    if (px_test_tmpdir(dir, sizeof(dir), "invoke"))
         return -1;
     char p[256];
     snprintf(p, sizeof(p), "%s/log", dir);
@@ -71,29 +72,8 @@ static int setup(void **state)
     cfg.audit_timeout_ms = AUDIT_MS;
 
     char err[512];
-    struct px_price_store *ps = NULL;
-    const struct px_price_opts po = {.create = true, .timeout_ms = 2000};
-    if (px_price_open(cfg.price_db, &po, &ps, err, sizeof(err)) != PX_OK) {
-        fprintf(stderr, "price store: %s\n", err);
+    if (px_test_make_stores(price_path, cfg.audit_store, AUDIT_MS))
         return -1;
-    }
-    px_price_close(ps);
-    sqlite3 *db = NULL;
-    int bad = sqlite3_open(price_path, &db) != SQLITE_OK ||
-              sqlite3_exec(db,
-                           "INSERT INTO product_prices (product_id, price, currency)"
-                           " VALUES ('PROD-101', '99.99', 'USD')",
-                           NULL, NULL, NULL) != SQLITE_OK;
-    sqlite3_close(db);
-    if (bad)
-        return -1;
-    struct px_audit_store *as = NULL;
-    const struct px_audit_opts ao = {.create = true, .timeout_ms = AUDIT_MS};
-    if (px_audit_open(cfg.audit_store, &ao, &as, err, sizeof(err)) != PX_OK) {
-        fprintf(stderr, "audit store: %s\n", err);
-        return -1;
-    }
-    px_audit_close(as);
     if (px_app_new(&cfg, &app, err, sizeof(err)) != PX_OK) {
         fprintf(stderr, "app: %s\n", err);
         return -1;
@@ -108,19 +88,7 @@ static int teardown(void **state)
     px_log_set_fd(STDOUT_FILENO);
     if (log_fd >= 0)
         close(log_fd);
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *de;
-        char p[512];
-        while ((de = readdir(d)) != NULL) {
-            if (de->d_name[0] == '.')
-                continue;
-            snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
-            unlink(p);
-        }
-        closedir(d);
-        rmdir(dir);
-    }
+    px_test_rmdir(dir);
     return 0;
 }
 

@@ -27,6 +27,8 @@
 #include "store/price.h"
 #include "transport/lambda.h"
 
+#include "px_test.h"
+
 #define USER "550e8400-e29b-41d4-a716-446655440000"
 #define RID  "8476a536-e9f4-11e8-9739-2dfe598c3fcd"
 
@@ -146,33 +148,15 @@ static void test_trace_env(void **state)
 static int setup_stores(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/px-lambda-XXXXXX");
-    if (!mkdtemp(dir))
+    if (px_test_tmpdir(dir, sizeof(dir), "lambda"))
         return -1;
-    char price_path[256], audit_path[256], err[512];
+    char price_path[256], audit_path[256];
     snprintf(price_path, sizeof(price_path), "%s/prices.db", dir);
     snprintf(audit_path, sizeof(audit_path), "%s/audit.db", dir);
     snprintf(price_spec, sizeof(price_spec), "sqlite:%s", price_path);
     snprintf(audit_spec, sizeof(audit_spec), "sqlite:%s", audit_path);
-    struct px_price_store *ps = NULL;
-    const struct px_price_opts po = {.create = true, .timeout_ms = 2000};
-    if (px_price_open(price_spec, &po, &ps, err, sizeof(err)) != PX_OK)
+    if (px_test_make_stores(price_path, audit_spec, 1000))
         return -1;
-    px_price_close(ps);
-    sqlite3 *db = NULL;
-    int bad = sqlite3_open(price_path, &db) != SQLITE_OK ||
-              sqlite3_exec(db,
-                           "INSERT INTO product_prices (product_id, price, currency)"
-                           " VALUES ('PROD-101', '99.99', 'USD')",
-                           NULL, NULL, NULL) != SQLITE_OK;
-    sqlite3_close(db);
-    if (bad)
-        return -1;
-    struct px_audit_store *as = NULL;
-    const struct px_audit_opts ao = {.create = true, .timeout_ms = 1000};
-    if (px_audit_open(audit_spec, &ao, &as, err, sizeof(err)) != PX_OK)
-        return -1;
-    px_audit_close(as);
     int logfd = open("/dev/null", O_WRONLY | O_CLOEXEC);
     px_log_set_fd(logfd);
     return 0;
@@ -181,19 +165,7 @@ static int setup_stores(void **state)
 static int teardown_stores(void **state)
 {
     (void)state;
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *de;
-        char p[512];
-        while ((de = readdir(d)) != NULL) {
-            if (de->d_name[0] == '.')
-                continue;
-            snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
-            unlink(p);
-        }
-        closedir(d);
-        rmdir(dir);
-    }
+    px_test_rmdir(dir);
     return 0;
 }
 

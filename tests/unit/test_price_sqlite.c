@@ -14,6 +14,8 @@
 
 #include "store/price.h"
 
+#include "px_test.h"
+
 struct fixture {
     char dir[64];
     char db[128];
@@ -26,8 +28,7 @@ static int setup(void **state)
     struct fixture *f = calloc(1, sizeof(*f));
     if (!f)
         return -1;
-    snprintf(f->dir, sizeof(f->dir), "/tmp/px-price-XXXXXX");
-    if (!mkdtemp(f->dir)) {
+    if (px_test_tmpdir(f->dir, sizeof(f->dir), "price")) {
         free(f);
         return -1;
     }
@@ -41,12 +42,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    const char *suffix[] = {"", "-journal", "-wal", "-shm"};
-    for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
-        char p[160];
-        snprintf(p, sizeof(p), "%s%s", f->db, suffix[i]);
-        unlink(p);
-    }
+    px_test_unlink_sqlite(f->db);
     unlink(f->sql);
     rmdir(f->dir);
     free(f);
