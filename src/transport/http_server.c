@@ -225,6 +225,8 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
     struct px_http_server *s = cls;
     PX_UNUSED(addr);
     PX_UNUSED(addrlen);
+    if (atomic_load(&s->stopping))
+        return MHD_NO;
     if (atomic_load(&s->conns) < s->max_conns)
         return MHD_YES;
     long n = atomic_fetch_add(&s->refused, 1) + 1;
@@ -1062,15 +1064,12 @@ void px_http_stop(struct px_http_server *s)
 {
     if (!s)
         return;
+    /* From now on on_accept() closes every new connection at once. Not
+     * MHD_quiesce_daemon(): in 0.9.75 with an epoll thread pool it aborts the
+     * process ("Failed to remove listen FD from epoll set") when a worker has
+     * already taken the listen socket out of its set, e.g. at the connection
+     * limit or after an accept error under a connection flood. */
     atomic_store(&s->stopping, true);
-    MHD_socket lfd = MHD_quiesce_daemon(s->daemon);
-    if (lfd == MHD_INVALID_SOCKET)
-        s->listen_fd = -1; /* MHD still owns it and closes it on stop */
-    else
-        /* Refuses new connections now (clients see ECONNREFUSED instead of
-         * waiting in the backlog); the descriptor itself is closed only
-         * after the workers are gone, so its number cannot be reused under them. */
-        shutdown(lfd, SHUT_RDWR);
     if (!wait_zero(&s->in_flight, DRAIN_MS))
         PX_WARN(NULL, "%ld requests still in flight after %d ms; closing them",
                 atomic_load(&s->in_flight), DRAIN_MS);
@@ -1091,8 +1090,9 @@ void px_http_stop(struct px_http_server *s)
         pthread_join(s->watchdog, NULL);
         s->watchdog_started = false;
     }
-    MHD_stop_daemon(s->daemon);
+    MHD_stop_daemon(s->daemon); /* closes the listen socket it was given */
     s->daemon = NULL;
+    s->listen_fd = -1;
     char refused[24], timed_out[24];
     snprintf(refused, sizeof(refused), "%ld", atomic_load(&s->refused));
     snprintf(timed_out, sizeof(timed_out), "%ld", atomic_load(&s->timed_out));
