@@ -55,18 +55,8 @@ refuse() {
   REFUSED=1
 }
 
-# Libraries that belong to glibc (and the loader): never bundled, always taken
-# from the image, and the only dependencies allowed outside lib/.
-is_glibc_name() {
-  case "$1" in
-    ld-linux*.so*|ld64.so*|ld.so*|libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*| \
-    libresolv.so*|libutil.so*|libanl.so*|libmvec.so*|libnsl.so*|libnss_*.so*| \
-    libBrokenLocale.so*|libthread_db.so*|libc_malloc_debug.so*|libmemusage.so*| \
-    libpcprofile.so*|libcidn.so*|libSegFault.so*)
-      return 0 ;;
-  esac
-  return 1
-}
+# is_glibc_name: libraries of glibc and the loader, never bundled.
+. "$(dirname "$0")/glibc-names.sh"
 
 # version_gt A B: true when glibc version A is newer than B.
 version_gt() {

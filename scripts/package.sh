@@ -133,16 +133,8 @@ mkdir -p "$STAGE/lib"
 cp "$BUILD/pricing" "$STAGE/bootstrap"
 "$STRIP" --strip-all --remove-section=.comment --remove-section=.note.gnu.gold-version "$STAGE/bootstrap"
 
-is_glibc_name() {
-  case "$1" in
-    ld-linux*.so*|ld64.so*|ld.so*|libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*| \
-    libresolv.so*|libutil.so*|libanl.so*|libmvec.so*|libnsl.so*|libnss_*.so*| \
-    libBrokenLocale.so*|libthread_db.so*|libc_malloc_debug.so*|libmemusage.so*| \
-    libpcprofile.so*|libcidn.so*|libSegFault.so*)
-      return 0 ;;
-  esac
-  return 1
-}
+# is_glibc_name: libraries of glibc and the loader, never bundled.
+. "$ROOT/scripts/glibc-names.sh"
 needed() {
   readelf -W -d "$1" | awk '$2 == "(NEEDED)" { s = $0; sub(/^[^[]*\[/, "", s); sub(/\].*$/, "", s); print s }'
 }

@@ -29,7 +29,7 @@ import urllib.request
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import free_port  # noqa: E402
+from common import Tally, free_port  # noqa: E402
 
 # The AWS CLI from Debian (v2), not whatever else is first on PATH.
 AWS = os.environ.get("PX_AWS_CLI", "/usr/bin/aws")
@@ -43,19 +43,9 @@ TIMEOUT_MS = 1000
 RETENTION = 90 * 86400
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
-passed, failed = 0, 0
+TALLY = Tally(2000)
+check = TALLY.check
 procs = []  # (name, Popen) we started, stopped by PID at the end
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print("ok - %s" % name, flush=True)
-    else:
-        failed += 1
-        print("FAIL - %s%s" % (name, (": " + str(detail)[:2000]) if detail else ""), flush=True)
-    return cond
 
 
 class Env:
@@ -277,12 +267,12 @@ def main():
             dynalite("stop", ddir)
         except RuntimeError as e:
             print(e, file=sys.stderr)
-        if failed == 0:
+        if TALLY.failed == 0:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             print("logs kept in %s" % tmp)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    print(TALLY.summary())
+    return 1 if TALLY.failed else 0
 
 
 def run_all(env, ddir):

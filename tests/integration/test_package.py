@@ -43,6 +43,9 @@ import threading
 import time
 import urllib.request
 import zipfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import Tally  # noqa: E402
 from pathlib import Path
 
 import yaml
@@ -60,19 +63,9 @@ GLIBC_NAMES = re.compile(
 )
 SMOKE_USER = "5e1f7e57-0000-4000-8000-000000000000"
 
-passed, failed = 0, 0
+TALLY = Tally(3000)
+check = TALLY.check
 procs = []  # Popen objects started here
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print("ok - %s" % name, flush=True)
-    else:
-        failed += 1
-        print("FAIL - %s%s" % (name, (": " + str(detail)[:3000]) if detail else ""), flush=True)
-    return cond
 
 
 def run(args, timeout=600, env=None, cwd=None):
@@ -964,12 +957,12 @@ def main():
     finally:
         for p in procs:
             stop(p)
-        if failed == 0:
+        if TALLY.failed == 0:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             print("work files kept in %s" % tmp)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    print(TALLY.summary())
+    return 1 if TALLY.failed else 0
 
 
 if __name__ == "__main__":

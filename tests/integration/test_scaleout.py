@@ -40,7 +40,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import free_port  # noqa: E402
+from common import Tally, free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 AWS = os.environ.get("PX_AWS_CLI", "/usr/bin/aws")  # Debian's AWS CLI v2, not PATH's
@@ -54,19 +54,9 @@ CONFIG_ENV = ("PRICE_DB", "AUDIT_STORE", "TABLE_AUDIT", "AUDIT_RETENTION_DAYS", 
               "SERVER_THREADS", "_HANDLER", "AWS_LAMBDA_RUNTIME_API", "AUTH_MODE",
               "RATE_LIMIT_RPS", "RATE_LIMIT_BURST", "MAX_CONNECTIONS_PER_IP")
 
-passed, failed = 0, 0
+TALLY = Tally(2000)
+check = TALLY.check
 started = []  # Popen objects of every `pricing serve` started here
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print("ok - %s" % name, flush=True)
-    else:
-        failed += 1
-        print("FAIL - %s%s" % (name, (": " + str(detail)[:2000]) if detail else ""), flush=True)
-    return cond
 
 
 def script(name, *args, timeout=90):
@@ -398,7 +388,7 @@ def scenario_sqlite(binary, seconds, clients):
 
 
 def keep(work, ok):
-    if ok and failed == 0:
+    if ok and TALLY.failed == 0:
         shutil.rmtree(work, ignore_errors=True)
     else:
         print("# logs kept in %s" % work, flush=True)
@@ -435,8 +425,8 @@ def main():
             if p.poll() is None:
                 os.kill(p.pid, signal.SIGKILL)
                 p.wait(10)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    print(TALLY.summary())
+    return 1 if TALLY.failed else 0
 
 
 if __name__ == "__main__":
