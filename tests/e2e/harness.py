@@ -93,7 +93,7 @@ def binary():
 
 def testdata_dir():
     d = os.environ.get("PX_TESTDATA")
-    return Path(d) if d else (REPO.parent / "shared" / "testdata")
+    return Path(d) if d else (REPO / "tests" / "data")
 
 
 def new_user():

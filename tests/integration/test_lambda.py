@@ -13,7 +13,7 @@ with `pricing db seed`. Covered:
   to /runtime/init/error, served to the invocation, the runtime exits non-zero;
 - handler errors (a non-event payload through the Lambda Invoke API endpoint):
   /error with errorType, and the same process serves the next invocation;
-- every API Gateway sample event in the shared test data, posted raw;
+- every API Gateway sample event in the test data (tests/data), posted raw;
 - the deadline: an exclusive lock on the audit database -> 503 before the
   time-out, the child not killed; a runtime that overruns -> 504, restarted;
 - 10,000 invocations in one process: VmRSS after 1,000 and after 10,000.
@@ -46,7 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-TESTDATA = Path(os.environ.get("PX_TESTDATA", str(REPO.parent / "shared" / "testdata")))
+TESTDATA = Path(os.environ.get("PX_TESTDATA") or str(REPO / "tests" / "data"))
 USER = "550e8400-e29b-41d4-a716-446655440000"
 BINARY = os.environ.get("PX_PRICING_BIN")
 SANITIZER_RE = re.compile(r"(ERROR: \w+Sanitizer|runtime error:|LeakSanitizer)")

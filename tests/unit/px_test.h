@@ -17,6 +17,17 @@
 
 #define PX_TEST_UNUSED __attribute__((unused))
 
+#ifndef PX_TEST_DATA_DIR
+#define PX_TEST_DATA_DIR "tests/data" /* CMake passes the absolute path */
+#endif
+
+/* The test vectors directory: $PX_TESTDATA, else the repository's tests/data. */
+PX_TEST_UNUSED static const char *px_test_data(void)
+{
+    const char *d = getenv("PX_TESTDATA");
+    return d && *d ? d : PX_TEST_DATA_DIR;
+}
+
 /* Creates a fresh directory /tmp/px-NAME-XXXXXX, its path in dir (n bytes); 0 or -1. */
 PX_TEST_UNUSED static int px_test_tmpdir(char *dir, size_t n, const char *name)
 {

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "kernel/apigw.h"
+#include "px_test.h"
 
 extern px_rc px_apigw_b64_decode(struct px_arena *a, const char *s, size_t n, char **out,
                                  size_t *outlen);
@@ -34,10 +35,7 @@ static char *read_file(const char *path, size_t *len)
 
 static const char *testdata(void)
 {
-    const char *d = getenv("PX_TESTDATA");
-    if (!d)
-        fail_msg("PX_TESTDATA is not set");
-    return d;
+    return px_test_data();
 }
 
 struct parsed {

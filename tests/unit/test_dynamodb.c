@@ -15,6 +15,7 @@
 #include "store/audit_dynamodb.h"
 #include "store/dynamodb.h"
 #include "store/sigv4.h"
+#include "px_test.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -29,8 +30,7 @@
 
 static const char *testdata(void)
 {
-    const char *td = getenv("PX_TESTDATA");
-    return td ? td : "../shared/testdata";
+    return px_test_data();
 }
 
 static json_t *load_json(const char *rel)

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "store/sigv4.h"
+#include "px_test.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -309,9 +310,8 @@ static void test_uri_encode(void **state)
 
 int main(void)
 {
-    const char *td = getenv("PX_TESTDATA");
     char root[800];
-    snprintf(root, sizeof(root), "%s/sigv4", td ? td : "../shared/testdata");
+    snprintf(root, sizeof(root), "%s/sigv4", px_test_data());
     static struct vcase cases[MAX_CASES];
     size_t n = 0;
     find_cases(root, cases, &n);
