@@ -6,6 +6,8 @@
 - Server: `pricing serve` on a free loopback port; stdout and stderr are drained
   by threads into files (and memory) so logs can be checked; stopped with
   SIGTERM (exit 0 expected) or SIGKILL. Only the PIDs started here are signalled.
+  However it ends, its stderr is scanned for ASan/UBSan/LSan reports and the
+  test that stopped it fails on one (run.py sweeps what no test stopped).
 - Every HTTP response and every `invoke` response goes through check_response():
   it must match api/openapi.yaml and the invariants every answer shares.
 - Audit records are read back with `pricing audit query` (JSON lines), or with
@@ -125,6 +127,7 @@ def base_env(extra=None):
 
 _live = {}  # pid -> Popen, only processes this module started
 _live_lock = threading.Lock()
+_servers = []  # Servers whose current run is not yet scanned, for sweep_servers()
 
 
 def _track(p):
@@ -135,6 +138,19 @@ def _track(p):
 def _untrack(p):
     with _live_lock:
         _live.pop(p.pid, None)
+
+
+def sweep_servers(servers=None):
+    """After the run: kills the servers still running and scans every run not
+    yet scanned (a test that signalled the process itself and never called
+    stop or kill). Returns one report string per server with a sanitizer report."""
+    reports = []
+    for srv in list(_servers if servers is None else servers):
+        try:
+            srv.kill()
+        except AssertionError as e:
+            reports.append(str(e))
+    return reports
 
 
 @atexit.register
@@ -407,6 +423,7 @@ class Server:
         self.proc = None
         self.port = None
         self.runs = 0
+        self._checked = True  # the current run's stderr was scanned for sanitizer reports
 
     @property
     def pid(self):
@@ -416,6 +433,11 @@ class Server:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout=30):
+        if not self._checked and self.proc is not None and self.proc.poll() is not None:
+            self._join()
+            self._check_sanitizers()  # the run before, stopped by the test itself
+        if self not in _servers:
+            _servers.append(self)
         last = None
         for _ in range(3):
             self.port = free_port()
@@ -434,6 +456,7 @@ class Server:
                 cwd=str(self.stores.dir),
             )
             _track(self.proc)
+            self._checked = False
             self._out = _Drain(self.proc.stdout, self.log_path)
             self._err = _Drain(self.proc.stderr, self.err_path)
             self._out.start()
@@ -453,8 +476,9 @@ class Server:
                 self.kill()
                 raise AssertionError("pricing serve: /health not 200 within %ss" % timeout)
             self._join()
-            last = self.stderr()
             _untrack(self.proc)
+            self._check_sanitizers()
+            last = self.stderr()
             if "in use" not in last.lower():
                 break
         raise AssertionError(
@@ -466,14 +490,32 @@ class Server:
         self._err.join(10)
 
     def _check_sanitizers(self):
+        """Fails the calling test when the stopped server's stderr holds an
+        ASan, UBSan or LSan report; once per run, so a stop followed by a kill
+        in a finally block does not report it twice."""
+        if self._checked:
+            return
+        self._checked = True
+        if self in _servers:
+            _servers.remove(self)
         err = self.stderr()
-        if SANITIZER_RE.search(err):
-            raise AssertionError("sanitizer report from pricing serve:\n%s" % err[-4000:])
+        m = SANITIZER_RE.search(err)
+        if m:
+            raise AssertionError(
+                "sanitizer report from pricing serve (pid %d):\n%s"
+                % (self.proc.pid, err[max(0, m.start() - 200):][:6000])
+            )
 
     def stop(self, timeout=30):
-        """SIGTERM and wait; returns the exit code."""
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
+        """SIGTERM and wait; returns the exit code. Raises AssertionError on a
+        sanitizer report, also when the process had already exited."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is not None:
+            self._join()
+            _untrack(self.proc)
+            self._check_sanitizers()
+            return self.proc.returncode
         os.kill(self.proc.pid, signal.SIGTERM)
         try:
             rc = self.proc.wait(timeout)
@@ -493,12 +535,15 @@ class Server:
             )
 
     def kill(self):
+        """SIGKILL (when still running) and wait. Raises AssertionError on a
+        sanitizer report printed before the kill, or at an exit of its own."""
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
         if self.proc is not None:
             self._join()
             _untrack(self.proc)
+            self._check_sanitizers()
 
     def stdout(self):
         return self._out.text()
@@ -627,6 +672,8 @@ class ServerCase(unittest.TestCase):
         try:
             if cls.server.running():
                 cls.server.stop_ok()
+            else:
+                cls.server.kill()  # exited already (or a test stopped it): still scan its stderr
         finally:
             cls.stores.cleanup()
 

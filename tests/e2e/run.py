@@ -3,8 +3,9 @@
 
     /usr/bin/python3 tests/e2e/run.py --binary build/pricing [-k PATTERN ...] [-v]
 
-The last line is `N passed, N failed` (`, N skipped` when any); the exit status
-is non-zero when anything failed.
+It closes with one `skipped: TEST: REASON` line per skipped test, then
+`N passed, N failed, N skipped` as the last line; the exit status is non-zero
+when anything failed.
 """
 
 import argparse
@@ -84,7 +85,7 @@ def main():
     binary = Path(args.binary).resolve()
     if not (binary.is_file() and os.access(str(binary), os.X_OK)):
         print("run.py: %s is not an executable" % binary, file=sys.stderr)
-        print("0 passed, 1 failed")
+        print("0 passed, 1 failed, 0 skipped")
         return 2
     os.environ["PX_E2E_BINARY"] = str(binary)
     sys.path.insert(0, str(HERE))
@@ -105,12 +106,16 @@ def main():
     elapsed = time.monotonic() - t0
 
     failed = len(result.failed_ids)
+    import harness  # after the tests: the same module object they used
+
+    for report in harness.sweep_servers():
+        print("FAIL server left running by a test:\n%s" % report, file=sys.stderr, flush=True)
+        failed += 1
     skipped = len(result.skipped)
     print("e2e: %s, %.1fs" % (binary, elapsed), file=sys.stderr)
-    line = "%d passed, %d failed" % (result.passed, failed)
-    if skipped:
-        line += ", %d skipped" % skipped
-    print(line, flush=True)
+    for test, reason in result.skipped:
+        print("skipped: %s: %s" % (test.id(), reason or "no reason given"))
+    print("%d passed, %d failed, %d skipped" % (result.passed, failed, skipped), flush=True)
     return 1 if failed else 0
 
 

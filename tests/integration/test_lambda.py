@@ -43,7 +43,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import free_port  # noqa: E402
+from common import free_port, run_unittest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 TESTDATA = Path(os.environ.get("PX_TESTDATA") or str(REPO / "tests" / "data"))
@@ -602,10 +602,6 @@ while True:
         self.assertEqual(r.returncode, 1, r.stderr)
 
 
-class Result(unittest.TextTestResult):
-    pass
-
-
 def main():
     global BINARY
     ap = argparse.ArgumentParser()
@@ -619,13 +615,7 @@ def main():
     if args.k:
         loader.testNamePatterns = ["*%s*" % k for k in args.k]
     suite = loader.loadTestsFromTestCase(LambdaTest)
-    runner = unittest.TextTestRunner(verbosity=2 if args.v else 1, resultclass=Result)
-    res = runner.run(suite)
-    failed = len(res.failures) + len(res.errors)
-    skipped = len(res.skipped)
-    passed = res.testsRun - failed - skipped
-    print("%d passed, %d failed%s" % (passed, failed, ", %d skipped" % skipped if skipped else ""))
-    return 0 if failed == 0 and res.testsRun > 0 else 1
+    return run_unittest(suite, verbosity=2 if args.v else 1)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ Starts PostgreSQL with scripts/pg.sh in a temporary directory, then:
   within the bound, started again on the same port -> 200; PostgreSQL frozen with
   SIGSTOP -> bounded 503, SIGCONT -> 200.
 
-Usage: tests/integration/test_pg.py [--binary build/pricing] [unittest args]
+Usage: tests/integration/test_pg.py [--binary build/pricing] [-k PATTERN ...]
 (or PX_PRICING_BIN). Needs /usr/lib/postgresql/15/bin. Only processes started
 here are signalled, by PID.
 """
@@ -31,7 +31,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import free_port  # noqa: E402
+from common import free_port, run_unittest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 PG_SH = REPO / "scripts" / "pg.sh"
@@ -346,9 +346,12 @@ class PgTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    argv = list(sys.argv)
+    argv = list(sys.argv[1:])
     if "--binary" in argv:
         i = argv.index("--binary")
         BINARY = argv[i + 1]
         del argv[i:i + 2]
-    unittest.main(argv=argv, verbosity=2)
+    loader = unittest.TestLoader()
+    if argv:  # test names or -k patterns, as with unittest.main
+        loader.testNamePatterns = ["*%s*" % a for a in argv if a != "-k"]
+    sys.exit(run_unittest(loader.loadTestsFromTestCase(PgTest), verbosity=2))
