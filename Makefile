@@ -6,7 +6,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_TYPE ?= RelWithDebInfo
 PORT       ?= 3000
 
-.PHONY: all deps build build-asan run test test-fast test-asan unit e2e fuzz bench format \
+.PHONY: all deps build build-asan build-fuzz run test test-fast test-asan unit e2e fuzz bench format \
         format-check lint clean
 .PHONY: package
 .PHONY: bench-backends
@@ -28,21 +28,28 @@ $(BUILD_SAN)/CMakeCache.txt:
 build-asan: deps $(BUILD_SAN)/CMakeCache.txt
 	cmake --build $(BUILD_SAN) -j$(JOBS)
 
+# The libFuzzer harnesses (clang, ASan+UBSan); tests/fuzz/fuzz_*.c.
+$(BUILD_FUZZ)/CMakeCache.txt:
+	CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=Debug -DPX_FUZZ=ON -DPX_TESTS=OFF >/dev/null
+
+build-fuzz: deps $(BUILD_FUZZ)/CMakeCache.txt
+	cmake --build $(BUILD_FUZZ) -j$(JOBS)
+
 # Seeds the embedded stores under ./var and serves on 127.0.0.1:$(PORT).
 run: build
 	$(BUILD)/pricing db seed
 	$(BUILD)/pricing serve --port $(PORT)
 
-# Everything: style, unit and end-to-end tests, then all of it again under ASan+UBSan.
-test: build build-asan
-	scripts/test.sh $(BUILD) $(BUILD_SAN)
+# Everything: style, unit and end-to-end tests, then all of it again under ASan+UBSan,
+# then a short pass of every fuzz harness (TEST_FUZZ_SECONDS each, default 5).
+test: build build-asan build-fuzz
+	scripts/test.sh $(BUILD) $(BUILD_SAN) $(BUILD_FUZZ)
 
 test-fast: build
 	scripts/test.sh $(BUILD)
 
-fuzz: deps
-	CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=Debug -DPX_FUZZ=ON -DPX_TESTS=OFF >/dev/null
-	cmake --build $(BUILD_FUZZ) -j$(JOBS)
+# The long run: FUZZ_SECONDS (default 60) per harness.
+fuzz: build-fuzz
 	scripts/fuzz.sh $(BUILD_FUZZ) $${FUZZ_SECONDS:-60}
 
 bench: build

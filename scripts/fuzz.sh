@@ -3,10 +3,12 @@
 #
 #   scripts/fuzz.sh BUILD_DIR SECONDS
 #
-# Each harness starts from a copy of tests/fuzz/corpus/<name>/ in a temporary
-# directory (the committed corpus is never written), and fails the run when
-# it leaves a crash, leak, timeout or OOM artifact. Artifacts of a failed run
-# are kept and their directory printed.
+# Each harness first runs every seed of tests/fuzz/corpus/<name>/ (a harness
+# without seeds fails: it would start from nothing), then SECONDS of new
+# inputs, in a temporary directory (the committed corpus is never written); it
+# fails on a non-zero exit or any crash, leak, timeout or OOM artifact.
+# Artifacts of a failed run are kept and their directory printed. The last
+# line counts harnesses: `N passed, N failed, 0 skipped`.
 set -euo pipefail
 
 usage() {
@@ -27,14 +29,19 @@ if [ ${#fuzzers[@]} -eq 0 ]; then
 fi
 
 failed=0
+passed=0
 for bin in "${fuzzers[@]}"; do
   name=$(basename "$bin")
+  seeds=$(find "$root/tests/fuzz/corpus/$name" -type f 2>/dev/null | wc -l)
+  if [ "$seeds" -eq 0 ]; then
+    echo "fuzz: $name FAILED: no seeds in tests/fuzz/corpus/$name" >&2
+    failed=$((failed + 1))
+    continue
+  fi
   work=$(mktemp -d "${TMPDIR:-/tmp}/px-fuzz-$name.XXXXXX")
   mkdir -p "$work/corpus" "$work/artifacts"
-  if [ -d "$root/tests/fuzz/corpus/$name" ]; then
-    cp -R "$root/tests/fuzz/corpus/$name/." "$work/corpus/"
-  fi
-  echo "fuzz: $name for ${secs}s ($(find "$work/corpus" -type f | wc -l) seeds)"
+  cp -R "$root/tests/fuzz/corpus/$name/." "$work/corpus/"
+  echo "fuzz: $name for ${secs}s ($seeds seeds)"
   rc=0
   # Two extra minutes of wall clock bound a harness that stops making progress.
   timeout --kill-after=10 $((secs + 120)) "$bin" "$work/corpus" \
@@ -48,9 +55,11 @@ for bin in "${fuzzers[@]}"; do
     echo "fuzz: $name FAILED; log and artifacts kept in $work" >&2
     tail -n 40 "$work/log" >&2
     find "$work/artifacts" -type f >&2
-    failed=1
+    failed=$((failed + 1))
   else
+    passed=$((passed + 1))
     rm -rf "$work"
   fi
 done
-exit $failed
+echo "$passed passed, $failed failed, 0 skipped"
+[ "$failed" -eq 0 ]

@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# scripts/test.sh BUILD [BUILD_SAN]
+# scripts/test.sh BUILD [BUILD_SAN [BUILD_FUZZ]]
 #
 # Style (banned functions, clang-format), then for each build directory: the
-# unit tests (ctest) and the end-to-end suite against that build's `pricing`,
-# once per store backend combination. The second directory, when given, is the
-# ASan+UBSan build: its runs get leak detection and abort on the first report.
-# Prints a summary; exits non-zero when any step failed.
+# unit tests (ctest, with a throw-away PostgreSQL) and the end-to-end suite
+# against that build's `pricing`, once per store backend combination. The
+# second directory, when given, is the ASan+UBSan build: its runs get leak
+# detection and abort on the first report. The third is a PX_FUZZ=ON build:
+# each libFuzzer harness runs over its seed corpus, then TEST_FUZZ_SECONDS
+# (default 5) of new inputs.
+#
+# Every step ends its output with `N passed, N failed, N skipped` (a step
+# without such a line counts as one check) and one `skipped: WHAT: WHY` line per
+# skip. The summary shows them per step; its last line is the total,
+# `N passed, N failed, N skipped`. Exits non-zero when anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-if [ $# -lt 1 ] || [ $# -gt 2 ]; then
-  echo "usage: scripts/test.sh BUILD [BUILD_SAN]" >&2
+if [ $# -lt 1 ] || [ $# -gt 3 ]; then
+  echo "usage: scripts/test.sh BUILD [BUILD_SAN [BUILD_FUZZ]]" >&2
   exit 2
 fi
 
@@ -18,25 +25,55 @@ fi
 PYTHON=/usr/bin/python3
 SAN_ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
 SAN_UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+FUZZ_SECONDS=${TEST_FUZZ_SECONDS:-5}
 
 declare -a SUMMARY=()
 FAILED=0
+TOTAL_PASSED=0
+TOTAL_FAILED=0
+TOTAL_SKIPPED=0
+COUNTS_RE='^([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped$'
 
-# step NAME COMMAND...: runs one step, records ok/FAIL with its duration (and
-# the e2e counts when the step ran the e2e runner).
+# step NAME COMMAND...: runs one step in this shell (so the EXIT trap knows the
+# servers it starts), its output shown and kept; records ok/FAIL, duration,
+# the counts of its last `N passed, N failed, N skipped` line and its
+# `skipped: ` lines. Without a counts line the step is one check. A non-zero
+# exit is a failure even when the counts say none.
 step() {
   local name=$1
   shift
-  local t0=$SECONDS note=""
+  local t0=$SECONDS log rc tee_pid p f s note i
+  log=$(mktemp)
   echo "==> $name" >&2
-  E2E_LAST=""
-  if "$@"; then
-    note="ok  "
+  "$@" > >(tee "$log") 2>&1
+  rc=$?
+  tee_pid=$!
+  # tee ends when the step's last writer closes; bounded in case something it
+  # started still holds the pipe.
+  for i in $(seq 50); do
+    kill -0 "$tee_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [[ $(grep -E "$COUNTS_RE" "$log" | tail -n 1) =~ $COUNTS_RE ]]; then
+    p=${BASH_REMATCH[1]} f=${BASH_REMATCH[2]} s=${BASH_REMATCH[3]}
+  elif [ "$rc" -eq 0 ]; then
+    p=1 f=0 s=0
   else
+    p=0 f=1 s=0
+  fi
+  [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1 # exited non-zero without a failed test
+  note="ok  "
+  if [ "$f" -ne 0 ]; then
     note="FAIL"
     FAILED=1
   fi
-  SUMMARY+=("$note  $name ($((SECONDS - t0))s)${E2E_LAST:+: $E2E_LAST}")
+  TOTAL_PASSED=$((TOTAL_PASSED + p)) TOTAL_FAILED=$((TOTAL_FAILED + f))
+  TOTAL_SKIPPED=$((TOTAL_SKIPPED + s))
+  SUMMARY+=("$note  $name ($((SECONDS - t0))s): $p passed, $f failed, $s skipped")
+  while IFS= read -r i; do
+    SUMMARY+=("        $i")
+  done < <(grep -E '^skipped: ' "$log")
+  rm -f "$log"
 }
 
 lint() {
@@ -63,22 +100,36 @@ format_check() {
   return 1
 }
 
+# unit BUILD: ctest, with PX_TEST_PG_URI naming a throw-away PostgreSQL so the
+# server tests of test_price_pg run; then the cmocka cases counted
+# (ctest-summary.py: ctest alone counts executables and takes a skip for a pass).
 unit() {
+  local build=$1 rc=0 uri=""
+  BK_PG_DIR=$(mktemp -d /tmp/pxpg.XXXXXX) && scripts/pg.sh start "$BK_PG_DIR" >/dev/null &&
+    uri=$(cat "$BK_PG_DIR/uri") || rc=1
+  if [ $rc = 0 ]; then
+    PX_TEST_PG_URI=$uri ctest --test-dir "$build" --output-on-failure || rc=1
+    "$PYTHON" scripts/ctest-summary.py "$build" || rc=1
+  fi
+  backends_down
+  return $rc
+}
+
+# fuzz BUILD_FUZZ: every libFuzzer harness over its seed corpus plus
+# TEST_FUZZ_SECONDS of new inputs, in temporary directories (scripts/fuzz.sh).
+fuzz() {
   local build=$1
-  ctest --test-dir "$build" --output-on-failure
+  if [ -z "$build" ]; then
+    echo "skipped: fuzz: no PX_FUZZ build given (make test builds build-fuzz)"
+    echo "0 passed, 0 failed, 1 skipped"
+    return 0
+  fi
+  scripts/fuzz.sh "$build" "$FUZZ_SECONDS"
 }
 
 # e2e BUILD: the end-to-end runner; the caller sets the store variables.
-# Its last line ("N passed, N failed") goes into the summary.
-E2E_LAST=""
 e2e() {
-  local build=$1 log rc
-  log=$(mktemp)
-  "$PYTHON" tests/e2e/run.py --binary "$build/pricing" | tee "$log"
-  rc=${PIPESTATUS[0]}
-  E2E_LAST=$(tail -n 1 "$log")
-  rm -f "$log"
-  return "$rc"
+  "$PYTHON" tests/e2e/run.py --binary "$1/pricing"
 }
 
 # ---- backend combinations (price store / audit store) -----------------------
@@ -149,11 +200,7 @@ e2e_backends() {
         --audit-store "${audit_store:-sqlite:$work/audit.db}" >"$work/seed.log" 2>&1 ||
         { cat "$work/seed.log" >&2; exit 1; }
       e2e "$build"
-      r=$?
-      printf '%s\n' "$E2E_LAST" >"$work/e2e-last"
-      exit $r
     ) || rc=1
-    E2E_LAST=$(cat "$work/e2e-last" 2>/dev/null || true)
   fi
   backends_down
   rm -rf "$work"
@@ -167,18 +214,6 @@ e2e_sqlite_dynamodb() { e2e_backends "$1" sqlite dynamodb; }
 # PostgreSQL prices, DynamoDB (dynalite) audit trail.
 e2e_pg_dynamodb() { e2e_backends "$1" pg dynamodb; }
 
-# integ CMD...: an integration test against the real servers; its last output
-# line ("N passed, N failed", or unittest's verdict) goes into the summary.
-integ() {
-  local log rc
-  log=$(mktemp)
-  "$@" 2>&1 | tee "$log"
-  rc=${PIPESTATUS[0]}
-  E2E_LAST=$(tail -n 1 "$log")
-  rm -f "$log"
-  return "$rc"
-}
-
 BACKENDS=(sqlite_sqlite pg_sqlite sqlite_dynamodb pg_dynamodb)
 # The ASan build runs fewer (time): embedded only, and both servers at once.
 BACKENDS_SAN=(sqlite_sqlite pg_dynamodb)
@@ -188,8 +223,9 @@ BACKENDS_SAN=(sqlite_sqlite pg_dynamodb)
 run_build() {
   local build=$1 sanitized=$2
   if [ ! -x "$build/pricing" ]; then
-    SUMMARY+=("FAIL  $build: no $build/pricing")
+    SUMMARY+=("FAIL  $build: no $build/pricing: 0 passed, 1 failed, 0 skipped")
     FAILED=1
+    TOTAL_FAILED=$((TOTAL_FAILED + 1))
     return
   fi
   if [ "$sanitized" = 1 ]; then
@@ -216,18 +252,16 @@ step "format-check" format_check
 run_build "$1" "$(is_sanitized "$1" && echo 1 || echo 0)"
 step "package, infra, smoke ($1)" "$PYTHON" tests/integration/test_package.py --binary "$1/pricing" # packaging (main build only)
 step "lambda runtime + emulator ($1)" "$PYTHON" tests/integration/test_lambda.py --binary "$1/pricing" # lambda (main build only)
-step "PostgreSQL: seed, serve, faults ($1)" integ "$PYTHON" tests/integration/test_pg.py --binary "$1/pricing" # backends (main build only)
-step "DynamoDB/dynalite: records, faults ($1)" integ "$PYTHON" tests/integration/test_dynamodb.py "$1/pricing" # backends
-step "scale-out: 2 processes, shared stores ($1)" integ "$PYTHON" tests/integration/test_scaleout.py --binary "$1/pricing" # backends
-if [ $# -eq 2 ]; then
+step "PostgreSQL: seed, serve, faults ($1)" "$PYTHON" tests/integration/test_pg.py --binary "$1/pricing" # backends (main build only)
+step "DynamoDB/dynalite: records, faults ($1)" "$PYTHON" tests/integration/test_dynamodb.py "$1/pricing" # backends
+step "scale-out: 2 processes, shared stores ($1)" "$PYTHON" tests/integration/test_scaleout.py --binary "$1/pricing" # backends
+if [ $# -ge 2 ]; then
   run_build "$2" 1
 fi
+step "fuzz: seed corpora + ${FUZZ_SECONDS}s each (${3:-no fuzz build})" fuzz "${3:-}"
 
 echo
 echo "summary:"
 printf '  %s\n' "${SUMMARY[@]}"
-if [ "$FAILED" -ne 0 ]; then
-  echo "test.sh: FAILED"
-  exit 1
-fi
-echo "test.sh: all passed"
+echo "$TOTAL_PASSED passed, $TOTAL_FAILED failed, $TOTAL_SKIPPED skipped"
+[ "$FAILED" -eq 0 ]

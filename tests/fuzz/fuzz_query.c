@@ -1,23 +1,14 @@
-/* fuzz_query.c: the query decoder and the /price schema on arbitrary bytes. */
+/* fuzz_query.c: the query decoder, then the handler's own /price and /audit
+ * input parsing (functions/price-fetcher/dto.h), on arbitrary bytes. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "functions/price-fetcher/dto.h"
 #include "kernel/query.h"
 #include "kernel/validate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-struct price_query {
-    const char *id;
-    const char *user_id;
-};
-
-static const struct px_param_spec price_params[] = {
-    {"id", PX_P_PRODUCT_ID, true, offsetof(struct price_query, id), 0, 0},
-    {"userId", PX_P_UUID, true, offsetof(struct price_query, user_id), 0, 0},
-};
-static const struct px_schema price_schema = {price_params, 2};
 
 static bool clean(const char *s)
 {
@@ -53,14 +44,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         req.query_invalid = true;
     }
 
-    struct price_query out = {0};
+    struct px_pf_price_in in;
     struct px_validation v;
     memset(&v, 0, sizeof(v));
-    rc = px_validate_query(&price_schema, &req, &out, &v);
+    rc = px_pf_price_in_parse(&req, &in, &v);
     if (rc == PX_OK) {
         /* what the handler receives is exactly what the contract allows */
-        if (req.query_invalid || !px_valid_product_id(out.id) || !px_valid_uuid(out.user_id) ||
+        if (req.query_invalid || !px_valid_product_id(in.id) || !px_valid_uuid(in.user_id) ||
             req.nquery != 2)
+            __builtin_trap();
+    } else if (v.ndetails == 0 || v.ndetails > PX_MAX_DETAILS) {
+        __builtin_trap();
+    }
+
+    struct px_pf_audit_in ain;
+    memset(&v, 0, sizeof(v));
+    rc = px_pf_audit_in_parse(&req, &ain, &v);
+    if (rc == PX_OK) {
+        if (req.query_invalid || !ain.user_id == !ain.product_id || ain.limit < 1 ||
+            ain.limit > 1000 || (ain.user_id && !px_valid_uuid(ain.user_id)) ||
+            (ain.product_id && !px_valid_product_id(ain.product_id)) ||
+            (ain.from && !px_valid_timestamp(ain.from)) || (ain.to && !px_valid_timestamp(ain.to)))
             __builtin_trap();
     } else if (v.ndetails == 0 || v.ndetails > PX_MAX_DETAILS) {
         __builtin_trap();

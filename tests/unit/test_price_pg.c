@@ -39,10 +39,15 @@ static const char *pg_uri(void)
     return u && *u ? u : NULL;
 }
 
+/* The reason goes out on the line before cmocka's [  SKIPPED ], where scripts/test.sh
+ * (ctest-summary.py) picks it up: a skip nobody can explain hides a gap. */
 #define NEED_PG()                                                                                  \
     do {                                                                                           \
-        if (!pg_uri())                                                                             \
+        if (!pg_uri()) {                                                                           \
+            print_message("skip: PX_TEST_PG_URI is not set (scripts/pg.sh start DIR writes one "   \
+                          "to DIR/uri)\n");                                                        \
             skip();                                                                                \
+        }                                                                                          \
     } while (0)
 
 static void seed_path(char *out, size_t len)
