@@ -98,8 +98,8 @@ class PgTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.stop_serve()
         try:
+            cls.stop_serve()
             pg("destroy", cls.pgdir)
         finally:
             shutil.rmtree(cls.work, ignore_errors=True)
@@ -149,7 +149,9 @@ class PgTest(unittest.TestCase):
 
     @classmethod
     def stop_serve(cls):
-        """SIGTERM; returns the exit status (None when it had to be killed)."""
+        """SIGTERM; returns the exit status (None when it had to be killed).
+        Raises AssertionError when its output holds a sanitizer report, so the
+        test (or class) that stopped it fails, whichever way it ended."""
         p = cls.serve
         if p is None:
             return None
@@ -163,6 +165,10 @@ class PgTest(unittest.TestCase):
                 os.kill(p.pid, signal.SIGKILL)
                 p.wait(5)
         cls.serve_log.close()
+        out = cls.serve_output(tail=None)
+        m = SANITIZER_RE.search(out)
+        if m:
+            raise AssertionError("sanitizer report from pricing serve:\n%s" % out[m.start():][:6000])
         return rc
 
     @classmethod

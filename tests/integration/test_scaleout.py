@@ -287,8 +287,21 @@ def stop_all(what, servers):
     for s in servers:
         rc = s.stop()
         out = s.output()
+        s.scanned = True
         check("%s: %s stops cleanly on SIGTERM (exit %r)" % (what, s.name, rc),
               rc == 0 and not SANITIZER_RE.search(out), out[-2000:])
+
+
+def kill_all(what, servers):
+    """SIGKILL what a failed scenario left running; their output is still
+    scanned for sanitizer reports (stop_all did it for the others)."""
+    for s in servers:
+        s.kill()
+        if not getattr(s, "scanned", False):
+            out = s.output()
+            m = SANITIZER_RE.search(out)
+            check("%s: %s: no sanitizer report" % (what, s.name), not m,
+                  out[m.start():] if m else "")
 
 
 # ------------------------------------------------------------------ scenarios
@@ -338,8 +351,7 @@ def scenario_pg_dynamodb(binary, seconds, clients):
     except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as e:
         check("%s: scenario ran" % what, False, e)
     finally:
-        for s in servers:
-            s.kill()
+        kill_all(what, servers)
         for args in (("dynalite.sh", "stop", ddir), ("pg.sh", "destroy", pgdir)):
             try:
                 script(*args)
@@ -382,8 +394,7 @@ def scenario_sqlite(binary, seconds, clients):
     except (RuntimeError, OSError, subprocess.SubprocessError, ValueError, sqlite3.Error) as e:
         check("%s: scenario ran" % what, False, e)
     finally:
-        for s in servers:
-            s.kill()
+        kill_all(what, servers)
         keep(work, ok)
 
 
