@@ -303,7 +303,8 @@ static void write_items(void *ctx, struct px_aq_item **items, size_t n, int64_t 
         }
     }
     pthread_rwlock_unlock(&a->lk);
-    rocksdb_writebatch_wi_destroy(wb);
+    if (wb)
+        rocksdb_writebatch_wi_destroy(wb);
     if (fail) {
         for (size_t i = 0; i < n; i++)
             if (items[i]->rc == PX_OK)
