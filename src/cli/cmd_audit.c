@@ -29,7 +29,7 @@ int px_cmd_audit(int argc, char **argv)
     const struct px_cli_cmd cmd = {
         .name = "audit",
         .synopsis = "audit query --user UUID | --product ID [--from TS] [--to TS] [--limit N] "
-                    "[--cursor C] | audit migrate --from sqlite:OLD --to SPEC",
+                    "[--cursor C] | audit migrate --from sqlite:OLD --to SPEC | audit count",
         .summary = "print audit records, oldest first, as JSON lines (next cursor on stderr)",
         .flags = flags,
         .nflags = PX_COUNTOF(flags),
@@ -52,8 +52,22 @@ int px_cmd_audit(int argc, char **argv)
         }
         return px_audit_migrate(from, to, &cfg);
     }
+    if (strcmp(args[0], "count") == 0) {
+        /* Records in the store, expired ones included (lsm: stores; for bench and checks). */
+        const struct px_audit_opts copts = px_cli_audit_opts(&cfg);
+        struct px_audit_store *cs = px_cli_audit_open("audit", &cfg, &copts);
+        uint64_t n = 0;
+        px_rc crc = cs ? px_audit_count(cs, &n) : PX_ERR_UNAVAILABLE;
+        px_audit_close(cs);
+        if (crc) {
+            fprintf(stderr, "pricing audit: cannot count this store: %s\n", px_strerror(crc));
+            return PX_EXIT_FAIL;
+        }
+        printf("%llu\n", (unsigned long long)n);
+        return PX_EXIT_OK;
+    }
     if (strcmp(args[0], "query") != 0)
-        bad = "unknown action (query, migrate)";
+        bad = "unknown action (query, migrate, count)";
     else if (!user == !product)
         bad = "exactly one of --user or --product is required";
     else if (user && !px_valid_uuid(user))
