@@ -10,6 +10,9 @@
 #   BENCH_CONNS     connection counts (default "16 64")
 #   BENCH_THREADS   wrk threads (default 2)
 #   BENCH_SERVERS   which servers (default "nginx pricing")
+#   BENCH_AUDIT_STORES  embedded audit stores pricing runs with, one server each
+#                   (default "sqlite lsm"; lsm needs a build with PX_LSM)
+#   BENCH_PROFILE_STORE which of them perf profiles (default: the last one)
 #   BENCH_PERF      1 = profile pricing with perf when perf works (default 1)
 #   BENCH_PERF_SECONDS  perf record length (default 5)
 #   BENCH_AUDIT_TABLE   audit table in the SQLite audit store (default: found by name)
@@ -26,6 +29,11 @@ WARMUP=${BENCH_WARMUP:-2}
 CONNS=${BENCH_CONNS:-16 64}
 THREADS=${BENCH_THREADS:-2}
 SERVERS=${BENCH_SERVERS:-nginx pricing}
+STORES=${BENCH_AUDIT_STORES:-sqlite lsm}
+for st in $STORES; do
+  case $st in sqlite | lsm) ;; *) echo "run.sh: unknown audit store $st (sqlite, lsm)" >&2; exit 2 ;; esac
+done
+PROFILE_STORE=${BENCH_PROFILE_STORE:-${STORES##* }}
 PERF=${BENCH_PERF:-1}
 PERF_SECONDS=${BENCH_PERF_SECONDS:-5}
 CLK_TCK=$(getconf CLK_TCK)
@@ -66,7 +74,8 @@ NGINX=$(command -v nginx) || die "nginx not found after install"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/pricing-bench.XXXXXX")
 PIDS=()      # every process started here, stopped in cleanup
 NGX_PID=""
-PX_PID=""
+PX_PID=""           # the profiled pricing server
+declare -A PXPID PXPORT
 
 cleanup() {
   local rc=$?
@@ -74,8 +83,11 @@ cleanup() {
   stop_pids "${PIDS[@]+"${PIDS[@]}"}"
   wait 2>/dev/null || true
   [ -f "$TMP/nginx/error.log" ] && cp "$TMP/nginx/error.log" "$OUT/nginx-error.log" 2>/dev/null
-  [ -f "$TMP/pricing.err" ] && cp "$TMP/pricing.err" "$OUT/pricing-stderr.log" 2>/dev/null
-  [ -f "$TMP/pricing.log" ] && head -n 20 "$TMP/pricing.log" >"$OUT/pricing-log-head.jsonl" 2>/dev/null
+  local st
+  for st in $STORES; do
+    [ -f "$TMP/pricing-$st.err" ] && cp "$TMP/pricing-$st.err" "$OUT/pricing-$st-stderr.log" 2>/dev/null
+    [ -f "$TMP/pricing-$st.log" ] && head -n 20 "$TMP/pricing-$st.log" >"$OUT/pricing-$st-log-head.jsonl" 2>/dev/null
+  done
   rm -rf "$TMP"
   exit $rc
 }
@@ -88,7 +100,7 @@ server_pids() {
   # shellcheck disable=SC2046 # one PID per word
   case $1 in
   nginx) echo "$NGX_PID" $(children_of "$NGX_PID") ;;
-  pricing) echo "$PX_PID" ;;
+  pricing-*) echo "${PXPID[${1#pricing-}]}" ;;
   esac
 }
 
@@ -164,22 +176,36 @@ EOF
   log "nginx master $NGX_PID, workers $(children_of "$NGX_PID" | tr '\n' ' ')on port $port"
 }
 
+audit_spec() {
+  case $1 in
+  sqlite) echo "sqlite:$TMP/audit.db" ;;
+  lsm) echo "lsm:$TMP/audit-lsm" ;;
+  esac
+}
+
 start_pricing() {
-  local port=$1
-  (cd "$ROOT" && "$PRICING_BIN" db seed --price-db "sqlite:$TMP/prices.db" --audit-store "sqlite:$TMP/audit.db") \
+  local st=$1 port=$2 spec
+  spec=$(audit_spec "$st")
+  [ -f "$TMP/prices.db" ] || (cd "$ROOT" && "$PRICING_BIN" db seed --price-db "sqlite:$TMP/prices.db" --audit-store "$spec") \
     >"$OUT/seed.log" 2>&1 || die "pricing db seed failed: $(tail -n 5 "$OUT/seed.log")"
   # Logs on, to a file, as in production: their cost is part of the figure.
   "$PRICING_BIN" serve --port "$port" --price-db "sqlite:$TMP/prices.db" \
-    --audit-store "sqlite:$TMP/audit.db" </dev/null >"$TMP/pricing.log" 2>"$TMP/pricing.err" &
-  PX_PID=$!
-  PIDS+=("$PX_PID")
-  wait_http "http://127.0.0.1:$port/health" 200 "$PX_PID" ||
-    die "pricing serve did not become healthy: $(tail -n 5 "$TMP/pricing.err" 2>/dev/null)"
-  log "pricing serve $PX_PID on port $port"
+    --audit-store "$spec" </dev/null >"$TMP/pricing-$st.log" 2>"$TMP/pricing-$st.err" &
+  PXPID[$st]=$!
+  PXPORT[$st]=$port
+  PIDS+=("${PXPID[$st]}")
+  wait_http "http://127.0.0.1:$port/health" 200 "${PXPID[$st]}" ||
+    die "pricing serve ($st) did not become healthy: $(tail -n 5 "$TMP/pricing-$st.err" 2>/dev/null)"
+  log "pricing serve ($st audit store) ${PXPID[$st]} on port $port"
 }
 
 AUDIT_TABLE=${BENCH_AUDIT_TABLE:-}
 audit_rows() {
+  if [ "$1" = lsm ]; then
+    "$PRICING_BIN" audit count --audit-store "$(audit_spec lsm)" --price-db "sqlite:$TMP/prices.db" 2>>"$OUT/audit-count.err" ||
+      die "pricing audit count failed: $(tail -n 3 "$OUT/audit-count.err")"
+    return 0
+  fi
   if [ -z "$AUDIT_TABLE" ]; then
     AUDIT_TABLE=$(sqlite3 -readonly -cmd '.timeout 5000' "$TMP/audit.db" \
       "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE '%audit%' ORDER BY length(name) LIMIT 1;")
@@ -200,9 +226,9 @@ run_one() {
   sleep 0.5
   # shellcheck disable=SC2207
   pids=($(server_pids "$srv"))
-  if [ "$srv" = pricing ]; then
-    a0=$(audit_rows)
-    l0=$(stat -c %s "$TMP/pricing.log")
+  if [[ $srv == pricing-* ]]; then
+    a0=$(audit_rows "${srv#pricing-}")
+    l0=$(stat -c %s "$TMP/$srv.log")
   fi
   reset_peak "${pids[@]}"
   R[$k.load]=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -227,10 +253,10 @@ run_one() {
     'BEGIN { printf "%.2f", (n > 0) ? (b / 1024 / n) : 0 }')
   R[$k.cpu_pct]=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v s="$SECONDS_RUN" \
     'BEGIN { printf "%.0f", t / hz / s * 100 }')
-  if [ "$srv" = pricing ]; then
+  if [[ $srv == pricing-* ]]; then
     sleep 0.5 # records of requests in flight when wrk stopped
-    a1=$(audit_rows)
-    l1=$(stat -c %s "$TMP/pricing.log")
+    a1=$(audit_rows "${srv#pricing-}")
+    l1=$(stat -c %s "$TMP/$srv.log")
     R[$k.audited]=$((a1 - a0))
     R[$k.answered]=$((R[$k.ok2xx] + R[$k.nf404]))
     R[$k.log_bytes_per_req]=$(awk -v b=$((l1 - l0)) -v n="${R[$k.requests]}" \
@@ -251,7 +277,7 @@ profile_pricing() {
     PERF_STATUS="perf is not available here (\`perf stat -e instructions true\` fails)"
     return 0
   fi
-  log "profiling pricing under c=64 for ${PERF_SECONDS}s"
+  log "profiling pricing ($PROFILE_STORE audit store) under c=64 for ${PERF_SECONDS}s"
   # timeout is the direct child, so its PID stops wrk too if we exit early.
   BENCH_USERS=${BENCH_USERS:-1000} timeout $((PERF_SECONDS + 30)) \
     wrk -t"$THREADS" -c64 -d$((PERF_SECONDS + 3))s --timeout 2s -s "$HERE/price.lua" \
@@ -289,6 +315,8 @@ foreign_sections() {
       for (i = 1; i <= n; i++) mine["## " cs[i] " connections"] = 1
       mine["## Machine and run"] = 1; mine["## Goal"] = 1; mine["## How to read this"] = 1
       mine["## Where the time goes (pricing, c=64)"] = 1
+      mine["## Where the time goes (pricing, lsm audit store, c=64)"] = 1
+      mine["## Where the time goes (pricing, sqlite audit store, c=64)"] = 1
     }
     /^## / { keep = !($0 in mine) && $0 !~ /^## [0-9]+ connections$/ }
     keep { print }' "$RESULTS"
@@ -315,8 +343,8 @@ write_results() {
     echo "| nginx | $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), master + 2 workers, access_log off, body from config |"
     echo "| wrk | $(wrk -v 2>&1 | head -n 1 | awk '{print $2}'), -t$THREADS, ${WARMUP}s warm-up + ${SECONDS_RUN}s measured per run, bench/price.lua |"
     if want pricing; then
-      echo "| pricing | $("$PRICING_BIN" version 2>/dev/null | head -n 1 || echo unknown), \`serve\` with sqlite price DB and sqlite audit store |"
-      echo "| pricing logs | on (LOG_LEVEL=${LOG_LEVEL:-info}), stdout to a file in the temp dir, ${R[pricing.64.log_bytes_per_req]:-?} bytes per request at c=64 |"
+      echo "| pricing | $("$PRICING_BIN" version 2>/dev/null | head -n 1 || echo unknown), \`serve\` with sqlite price DB; one server per audit store: $(for st in $STORES; do printf 'pricing-%s (%s) ' "$st" "$(audit_spec "$st" | sed "s|$TMP/||")"; done)|"
+      echo "| pricing logs | on (LOG_LEVEL=${LOG_LEVEL:-info}), stdout to a file in the temp dir, ${R[pricing-${STORES%% *}.64.log_bytes_per_req]:-?} bytes per request at c=64 |"
     fi
     echo "| sqlite3 | $(sqlite3 --version | awk '{print $1}') |"
     echo "| source | $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit') $(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo '(work tree has changes)') |"
@@ -327,8 +355,8 @@ write_results() {
       echo
       echo "| server | req/s | p50 ms | p99 ms | max ms | CPU-µs/req | server CPU % | peak RSS MB | disk KB written/req | 2xx | 404 | other status | socket errors | load avg |"
       echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
-      for srv in nginx pricing; do
-        want "$srv" || continue
+      for srv in nginx $(for st in $STORES; do echo "pricing-$st"; done); do
+        want "${srv%%-*}" || continue
         k="$srv.$c"
         printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
           "$srv" "${R[$k.rps]}" "$(fmt_ms "${R[$k.p50_us]}")" "$(fmt_ms "${R[$k.p99_us]}")" \
@@ -336,38 +364,49 @@ write_results() {
           "$(fmt_mb "${R[$k.rss]}")" "${R[$k.wkb_per_req]}" "${R[$k.ok2xx]}" "${R[$k.nf404]}" "${R[$k.other]}" \
           "$((R[$k.err_connect] + R[$k.err_read] + R[$k.err_write] + R[$k.err_timeout]))" "${R[$k.load]}"
       done
-      if [ $both = 1 ]; then
-        echo
-        echo "pricing / nginx: req/s **$(ratio "${R[pricing.$c.rps]}" "${R[nginx.$c.rps]}")**," \
-          "p99 $(ratio "${R[pricing.$c.p99_us]}" "${R[nginx.$c.p99_us]}")×," \
-          "CPU-µs/req $(ratio "${R[pricing.$c.cpu_us_per_req]}" "${R[nginx.$c.cpu_us_per_req]}")×," \
-          "peak RSS $(ratio "${R[pricing.$c.rss]}" "${R[nginx.$c.rss]}")×."
-      fi
-      if want pricing; then
-        local au=${R[pricing.$c.audited]} an=${R[pricing.$c.answered]} verdict
-        verdict=$(audit_verdict "$au" "$an" "$c")
-        echo
-        echo "Audit: $au records written during the measured run, $an look-ups answered (2xx + 404) as counted by wrk: $verdict."
-      fi
+      local st p au an verdict
+      for st in $STORES; do
+        p=pricing-$st
+        if [ $both = 1 ]; then
+          echo
+          echo "$p / nginx: req/s **$(ratio "${R[$p.$c.rps]}" "${R[nginx.$c.rps]}")**," \
+            "p99 $(ratio "${R[$p.$c.p99_us]}" "${R[nginx.$c.p99_us]}")×," \
+            "CPU-µs/req $(ratio "${R[$p.$c.cpu_us_per_req]}" "${R[nginx.$c.cpu_us_per_req]}")×," \
+            "peak RSS $(ratio "${R[$p.$c.rss]}" "${R[nginx.$c.rss]}")×."
+        fi
+        if want pricing; then
+          au=${R[$p.$c.audited]} an=${R[$p.$c.answered]}
+          verdict=$(audit_verdict "$au" "$an" "$c")
+          echo
+          echo "Audit ($st): $au records written during the measured run, $an look-ups answered (2xx + 404) as counted by wrk: $verdict."
+        fi
+      done
       echo
     done
     if [ $both = 1 ] && [[ " $CONNS " == *" 64 "* ]]; then
-      local r p99 met=yes why=()
-      r=$(ratio "${R[pricing.64.rps]}" "${R[nginx.64.rps]}")
-      p99=$(fmt_ms "${R[pricing.64.p99_us]}")
-      awk -v r="$r" 'BEGIN { exit !(r >= 0.40) }' || { met=no; why+=("req/s ratio $r < 0.40"); }
-      awk -v p="$p99" 'BEGIN { exit !(p < 10) }' || { met=no; why+=("p99 $p99 ms >= 10 ms"); }
-      [ "${R[pricing.64.audited]}" -ge "${R[pricing.64.answered]}" ] || { met=no; why+=("answered look-ups without audit records"); }
-      [ "${R[pricing.64.other]}" -eq 0 ] || { met=no; why+=("${R[pricing.64.other]} responses other than 2xx/404"); }
-      if [ $met = yes ]; then goal="**met**"; else goal="**not met** ($(printf '%s; ' "${why[@]}" | sed 's/; $//'))"; fi
       echo "## Goal"
       echo
-      echo "Audited look-ups at 64 connections >= 40% of nginx req/s, p99 < 10 ms: $goal"
-      echo "(ratio $r, p99 $p99 ms)."
+      echo "Audited look-ups at 64 connections >= 25% of nginx req/s, p99 < 10 ms, <= 4 KB written"
+      echo "to disk per look-up, every record durable before its answer:"
+      echo
+      local r p99 kb met why
+      for st in $STORES; do
+        p=pricing-$st met=yes why=()
+        r=$(ratio "${R[$p.64.rps]}" "${R[nginx.64.rps]}")
+        p99=$(fmt_ms "${R[$p.64.p99_us]}")
+        kb=${R[$p.64.wkb_per_req]}
+        awk -v r="$r" 'BEGIN { exit !(r >= 0.25) }' || { met=no; why+=("req/s ratio $r < 0.25"); }
+        awk -v p="$p99" 'BEGIN { exit !(p < 10) }' || { met=no; why+=("p99 $p99 ms >= 10 ms"); }
+        awk -v k="$kb" 'BEGIN { exit !(k <= 4) }' || { met=no; why+=("$kb KB written per look-up > 4"); }
+        [ "${R[$p.64.audited]}" -ge "${R[$p.64.answered]}" ] || { met=no; why+=("answered look-ups without audit records"); }
+        [ "${R[$p.64.other]}" -eq 0 ] || { met=no; why+=("${R[$p.64.other]} responses other than 2xx/404"); }
+        if [ $met = yes ]; then goal="**met**"; else goal="**not met** ($(printf '%s; ' "${why[@]}" | sed 's/; $//'))"; fi
+        echo "- $st audit store: $goal (ratio $r, p99 $p99 ms, $kb KB/look-up)."
+      done
       echo
     fi
     if want pricing; then
-      echo "## Where the time goes (pricing, c=64)"
+      echo "## Where the time goes (pricing, $PROFILE_STORE audit store, c=64)"
       echo
       if [ "$PERF_STATUS" = ok ]; then
         echo "\`perf record -g -F 499 -p PID\` for ${PERF_SECONDS}s during a separate 64-connection run"
@@ -384,7 +423,7 @@ write_results() {
         cat "$OUT/perf-dso.txt"
         echo '```'
         echo
-        echo "pricing used ${R[pricing.64.cpu_pct]:-?} % CPU during the measured c=64 run (200 % = both cores):"
+        echo "pricing used ${R[pricing-$PROFILE_STORE.64.cpu_pct]:-?} % CPU during the measured c=64 run (200 % = both cores):"
         echo "the rest of its time a request waits (audit commit and fsync), which on-CPU samples do not show."
       else
         echo "$PERF_STATUS."
@@ -415,23 +454,28 @@ write_results() {
 mkdir -p "$OUT"
 # Only this script's own outputs, and only for the servers measured now.
 want nginx && rm -f "$OUT"/wrk-nginx-*.txt "$OUT"/nginx-error.log
-want pricing && rm -f "$OUT"/wrk-pricing-*.txt "$OUT"/perf* "$OUT"/pricing-stderr.log \
-  "$OUT"/pricing-log-head.jsonl "$OUT"/pricing-sample.txt "$OUT"/seed.log
+want pricing && rm -f "$OUT"/wrk-pricing-*.txt "$OUT"/perf* "$OUT"/pricing-*stderr.log \
+  "$OUT"/pricing-*log-head.jsonl "$OUT"/pricing-*sample.txt "$OUT"/seed.log "$OUT"/audit-count.err
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 want nginx && { NGX_PORT=$(free_port); start_nginx "$NGX_PORT"; }
 if want pricing; then
-  PX_PORT=$(free_port)
-  start_pricing "$PX_PORT"
-  # One look-up by hand: status and body, kept with the raw outputs.
-  curl -s -i --max-time 5 "http://127.0.0.1:$PX_PORT/price?id=PROD-101&userId=$SAMPLE_USER" \
-    >"$OUT/pricing-sample.txt" || die "pricing did not answer a sample look-up"
-  head -n 1 "$OUT/pricing-sample.txt" | grep -q ' 200' ||
-    die "sample look-up did not answer 200: $(head -n 1 "$OUT/pricing-sample.txt")"
+  for st in $STORES; do
+    start_pricing "$st" "$(free_port)"
+    # One look-up by hand: status and body, kept with the raw outputs.
+    curl -s -i --max-time 5 "http://127.0.0.1:${PXPORT[$st]}/price?id=PROD-101&userId=$SAMPLE_USER" \
+      >"$OUT/pricing-$st-sample.txt" || die "pricing ($st) did not answer a sample look-up"
+    head -n 1 "$OUT/pricing-$st-sample.txt" | grep -q ' 200' ||
+      die "sample look-up did not answer 200: $(head -n 1 "$OUT/pricing-$st-sample.txt")"
+  done
+  PX_PID=${PXPID[$PROFILE_STORE]:-}
+  [ -n "$PX_PID" ] || die "BENCH_PROFILE_STORE=$PROFILE_STORE is not in BENCH_AUDIT_STORES"
 fi
 
 for c in $CONNS; do
   want nginx && run_one nginx "$c" "$NGX_PORT"
-  want pricing && run_one pricing "$c" "$PX_PORT"
+  if want pricing; then
+    for st in $STORES; do run_one "pricing-$st" "$c" "${PXPORT[$st]}"; done
+  fi
 done
-want pricing && profile_pricing "$PX_PORT"
+want pricing && profile_pricing "${PXPORT[$PROFILE_STORE]}"
 write_results

@@ -89,7 +89,7 @@ export SOURCE_DATE_EPOCH
 # ---- configure and build --------------------------------------------------------
 CFLAGS_REL="-O2 -g0 -fstack-protector-strong -D_FORTIFY_SOURCE=2 -ffile-prefix-map=$ROOT=. -ffile-prefix-map=$BUILD=build -fdebug-prefix-map=$ROOT=. -fno-ident"
 LDFLAGS_REL="-Wl,--disable-new-dtags -Wl,-z,relro -Wl,-z,now -Wl,--build-id=sha1"
-cmake_args=(-S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DPX_TESTS=OFF -DPX_FUZZ=OFF
+cmake_args=(-S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DPX_TESTS=OFF -DPX_FUZZ=OFF -DPX_LSM=OFF
   -DPX_SANITIZE=OFF -DPX_WERROR=ON "-DCMAKE_C_FLAGS=$CFLAGS_REL" "-DCMAKE_C_FLAGS_RELEASE="
   "-DCMAKE_EXE_LINKER_FLAGS=$LDFLAGS_REL" -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON
   '-DCMAKE_INSTALL_RPATH=$ORIGIN/lib' -DCMAKE_SKIP_INSTALL_RPATH=OFF)

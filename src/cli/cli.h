@@ -64,4 +64,9 @@ int px_cmd_smoke(int argc, char **argv);
 int px_cmd_lambda(int argc, char **argv);
 int px_cmd_emulate(int argc, char **argv);
 
+/* `pricing audit migrate`: copies every record of the SQLite trail `from`
+ * (sqlite:PATH, opened read-only) into the store `to`; verifies by count.
+ * Returns a PX_EXIT_* status. */
+int px_audit_migrate(const char *from, const char *to, const struct px_config *cfg);
+
 #endif

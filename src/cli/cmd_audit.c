@@ -1,4 +1,5 @@
-/* cmd_audit.c: `pricing audit query`: who looked at what, as JSON lines. */
+/* cmd_audit.c: `pricing audit query`: who looked at what, as JSON lines;
+ * `pricing audit migrate`: copy a SQLite trail into another store. */
 #include "cli.h"
 #include "kernel/buf.h"
 #include "kernel/log.h"
@@ -18,15 +19,17 @@ int px_cmd_audit(int argc, char **argv)
     const struct px_cli_flag flags[] = {
         {"--user", true, &user, NULL, "user id (UUID)"},
         {"--product", true, &product, NULL, "product id"},
-        {"--from", true, &from, NULL, "RFC 3339 UTC lower bound (inclusive)"},
-        {"--to", true, &to, NULL, "RFC 3339 UTC upper bound (inclusive)"},
+        {"--from", true, &from, NULL,
+         "query: RFC 3339 UTC lower bound (inclusive); migrate: sqlite:PATH"},
+        {"--to", true, &to, NULL,
+         "query: RFC 3339 UTC upper bound (inclusive); migrate: store spec"},
         {"--limit", true, &limit_s, NULL, "records per page, 1-1000 (default 100)"},
         {"--cursor", true, &cursor, NULL, "continue after a previous page"},
     };
     const struct px_cli_cmd cmd = {
         .name = "audit",
         .synopsis = "audit query --user UUID | --product ID [--from TS] [--to TS] [--limit N] "
-                    "[--cursor C]",
+                    "[--cursor C] | audit migrate --from sqlite:OLD --to SPEC | audit count",
         .summary = "print audit records, oldest first, as JSON lines (next cursor on stderr)",
         .flags = flags,
         .nflags = PX_COUNTOF(flags),
@@ -42,8 +45,29 @@ int px_cmd_audit(int argc, char **argv)
         return st;
     const char *bad = NULL;
     long limit = 100;
+    if (strcmp(args[0], "migrate") == 0) {
+        if (!from || !to) {
+            fprintf(stderr, "pricing audit: migrate needs --from sqlite:OLD and --to SPEC\n");
+            return PX_EXIT_USAGE;
+        }
+        return px_audit_migrate(from, to, &cfg);
+    }
+    if (strcmp(args[0], "count") == 0) {
+        /* Records in the store, expired ones included (lsm: stores; for bench and checks). */
+        const struct px_audit_opts copts = px_cli_audit_opts(&cfg);
+        struct px_audit_store *cs = px_cli_audit_open("audit", &cfg, &copts);
+        uint64_t n = 0;
+        px_rc crc = cs ? px_audit_count(cs, &n) : PX_ERR_UNAVAILABLE;
+        px_audit_close(cs);
+        if (crc) {
+            fprintf(stderr, "pricing audit: cannot count this store: %s\n", px_strerror(crc));
+            return PX_EXIT_FAIL;
+        }
+        printf("%llu\n", (unsigned long long)n);
+        return PX_EXIT_OK;
+    }
     if (strcmp(args[0], "query") != 0)
-        bad = "unknown action (query)";
+        bad = "unknown action (query, migrate, count)";
     else if (!user == !product)
         bad = "exactly one of --user or --product is required";
     else if (user && !px_valid_uuid(user))

@@ -347,6 +347,11 @@ px_rc px_config_check(const struct px_config *cfg, char *err, size_t errlen)
             snprintf(err, errlen, "AUDIT_STORE (--audit-store): sqlite: needs a path");
             return PX_ERR_CONFIG;
         }
+    } else if (starts_with(a, "lsm:")) {
+        if (!a[4]) {
+            snprintf(err, errlen, "AUDIT_STORE (--audit-store): lsm: needs a directory");
+            return PX_ERR_CONFIG;
+        }
     } else if (starts_with(a, "dynamodb:")) {
         if (!valid_table_name(a + 9)) {
             char shown[80];
@@ -360,7 +365,8 @@ px_rc px_config_check(const struct px_config *cfg, char *err, size_t errlen)
     } else {
         scheme_of(a, scheme, sizeof(scheme));
         snprintf(err, errlen,
-                 "AUDIT_STORE (--audit-store): must be sqlite:PATH or dynamodb:TABLE (got scheme "
+                 "AUDIT_STORE (--audit-store): must be sqlite:PATH, lsm:DIR or dynamodb:TABLE "
+                 "(got scheme "
                  "\"%s\")",
                  scheme);
         return PX_ERR_CONFIG;

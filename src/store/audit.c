@@ -11,6 +11,12 @@
 #include <string.h>
 #include <time.h>
 
+#ifdef PX_HAVE_LSM
+#define PX_LSM_HINT "lsm:DIR "
+#else
+#define PX_LSM_HINT "" /* this build has no lsm store (-DPX_LSM=OFF) */
+#endif
+
 struct px_audit_store {
     const struct px_audit_ops *ops;
     void *impl;
@@ -22,6 +28,12 @@ static const struct px_audit_ops *pick(const char *spec, const char **target)
         *target = spec + 7;
         return &px_audit_sqlite_ops;
     }
+#ifdef PX_HAVE_LSM
+    if (strncmp(spec, "lsm:", 4) == 0) {
+        *target = spec + 4;
+        return &px_audit_lsm_ops;
+    }
+#endif
     if (strncmp(spec, "dynamodb:", 9) == 0) {
         *target = spec + 9;
         return &px_audit_dynamodb_ops;
@@ -38,9 +50,9 @@ px_rc px_audit_open(const char *spec, const struct px_audit_opts *opts, struct p
     *out = NULL;
     if (!ops || !*target) {
         snprintf(err, errlen,
-                 "AUDIT_STORE: unsupported store \"%.64s\" (use sqlite:PATH or "
+                 "AUDIT_STORE: unsupported store \"%.64s\" (use sqlite:PATH, %sor "
                  "dynamodb:TABLE)",
-                 spec ? spec : "");
+                 spec ? spec : "", PX_LSM_HINT);
         return PX_ERR_CONFIG;
     }
     struct px_audit_store *s = calloc(1, sizeof(*s));
@@ -197,6 +209,13 @@ px_rc px_audit_ping(struct px_audit_store *s)
     if (!s)
         return PX_ERR_INVALID;
     return s->ops->ping(s->impl);
+}
+
+px_rc px_audit_count(struct px_audit_store *s, uint64_t *count)
+{
+    if (!s || !count || !s->ops->count)
+        return PX_ERR_INVALID;
+    return s->ops->count(s->impl, count);
 }
 
 void px_audit_keys(const struct px_audit_record *r, char pk[64], char sk[128], char gsi1pk[96])

@@ -5,7 +5,8 @@
  * cannot be made so within the store's bound (any other rc). The transport
  * holds the response until then: no price leaves without its record.
  * px_audit_append() is the blocking form for one-shot callers (invoke, Lambda).
- * Backend chosen by spec: "sqlite:PATH" or "dynamodb:TABLE". */
+ * Backend chosen by spec: "sqlite:PATH", "lsm:DIR" (builds with PX_LSM) or
+ * "dynamodb:TABLE". */
 #ifndef PX_AUDIT_H
 #define PX_AUDIT_H
 
@@ -84,6 +85,9 @@ px_rc px_audit_query(struct px_audit_store *s, const struct px_audit_query *q, s
                      struct px_audit_page *out) PX_WUR;
 /* PX_OK when the store can take writes now (readiness). */
 px_rc px_audit_ping(struct px_audit_store *s) PX_WUR;
+/* Number of records in the store, expired ones included; PX_ERR_INVALID when
+ * the backend cannot count (only the embedded lsm store can). */
+px_rc px_audit_count(struct px_audit_store *s, uint64_t *count) PX_WUR;
 
 /* Backend function table; one per file (audit_sqlite.c, audit_dynamodb.c). */
 struct px_audit_ops {
@@ -95,10 +99,13 @@ struct px_audit_ops {
     px_rc (*query)(void *impl, const struct px_audit_query *q, struct px_arena *a,
                    struct px_audit_page *out);
     px_rc (*ping)(void *impl);
+    /* Optional (NULL when the backend cannot): every record, expired ones included. */
+    px_rc (*count)(void *impl, uint64_t *count);
 };
 
 extern const struct px_audit_ops px_audit_sqlite_ops;
 extern const struct px_audit_ops px_audit_dynamodb_ops;
+extern const struct px_audit_ops px_audit_lsm_ops; /* only with PX_HAVE_LSM */
 
 /* Normalises an RFC 3339 UTC timestamp (with or without a fraction) to the
  * millisecond form the sort keys use, "2026-01-23T12:00:00.000Z", into out.

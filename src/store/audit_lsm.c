@@ -1,0 +1,846 @@
+/* audit_lsm.c: the write-optimized embedded audit store (spec "lsm:DIR"), on RocksDB.
+ *
+ * Each record is two keys written in one synced write batch: the record under
+ * its user key and a copy under its product key, so both queries are one
+ * ordered range scan, and a record costs sequential log appends instead of
+ * two random B-tree leaves. Group commit is audit_queue.c's: one writer
+ * thread per store handle, done() only after the synced batch returned.
+ *
+ * RocksDB allows one writer process per database directory, so DIR holds one
+ * sub-store per writer (DIR/w-00, DIR/w-01, ...): a handle claims the first
+ * sub-store whose LOCK it can take, writes only there, and reads the others
+ * as RocksDB secondaries (caught up with their writer before each query),
+ * merging them by sort key. docs/internals/stores.md has the whole argument. */
+#include "audit.h"
+#include "audit_queue.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <rocksdb/c.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define TIMEOUT_DEFAULT   2000
+#define TIMEOUT_MAX       60000
+#define QUEUE_CAP_DEFAULT 65536
+#define BATCH_DEFAULT     1024
+#define BATCH_MAX         16384
+#define SUBSTORES_MAX     64
+#define VALUE_VERSION     1
+#define KEY_MAX           (1 + PX_MAX_PRODUCT_ID + 1 + PX_AUDIT_CURSOR_MAX + 1 + PX_UUID_LEN + 1)
+#define VALUE_MAX         1024
+/* Memtable size: bounds RSS per sub-store (two of them at most) and how much
+ * log a secondary replays when it opens. */
+#define MEMTABLE_BYTES (4u << 20)
+
+struct reader {
+    int index; /* w-NN */
+    rocksdb_t *db;
+};
+
+struct lsm_audit {
+    char dir[PATH_MAX];
+    char sub[PATH_MAX + 8]; /* our sub-store */
+    char secdir[PATH_MAX + 40];
+    int index;
+    dev_t sub_dev;
+    ino_t sub_ino;
+    long timeout_ms;
+    rocksdb_options_t *opts, *sopts;
+    rocksdb_block_based_table_options_t *bbto;
+    rocksdb_writeoptions_t *wo;
+    rocksdb_readoptions_t *ro;
+
+    /* The primary. Queries and writes hold lk shared; only the writer thread
+     * swaps db (fault, reconnect) and holds it exclusive to do so. */
+    pthread_rwlock_t lk;
+    rocksdb_t *db;
+    atomic_bool writer_open;
+
+    /* Secondaries of the other sub-stores, guarded by rmu. */
+    pthread_mutex_t rmu;
+    struct reader readers[SUBSTORES_MAX];
+    size_t nreaders;
+
+    bool sync_init;
+    struct px_aq *q;
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) PX_PRINTF(3, 4);
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- keys and values ------------------------------------------------------------------ */
+
+/* 'U' user NUL sk: a user's records in sort-key order. */
+static size_t user_key(char *k, const char *user, const char *sk)
+{
+    int n = snprintf(k, KEY_MAX, "U%s%c%s", user, 0, sk);
+    return n > 0 && n < KEY_MAX ? (size_t)n : 0;
+}
+
+/* 'P' product NUL sk NUL user: a product's records in sort-key order. */
+static size_t product_key(char *k, const char *product, const char *sk, const char *user)
+{
+    int n = snprintf(k, KEY_MAX, "P%s%c%s%c%s", product, 0, sk, 0, user);
+    return n > 0 && n < KEY_MAX ? (size_t)n : 0;
+}
+
+static size_t put_str(unsigned char *v, size_t at, const char *s)
+{
+    size_t n = strlen(s);
+    v[at] = (unsigned char)n;
+    memcpy(v + at + 1, s, n);
+    return at + 1 + n;
+}
+
+/* Version, expires_at (8 bytes, big-endian), then nine length-prefixed
+ * strings; every field is shorter than 256 bytes (struct px_audit_record). */
+static size_t encode(const struct px_audit_record *r, unsigned char v[VALUE_MAX])
+{
+    size_t at = 0;
+    v[at++] = VALUE_VERSION;
+    uint64_t e = (uint64_t)r->expires_at;
+    for (int i = 7; i >= 0; i--)
+        v[at++] = (unsigned char)(e >> (i * 8));
+    const char *f[] = {r->action,         r->status, r->user_id,   r->product_id,    r->request_id,
+                       r->correlation_id, r->ts,     r->principal, r->api_request_id};
+    for (size_t i = 0; i < PX_COUNTOF(f); i++)
+        at = put_str(v, at, f[i]);
+    return at;
+}
+
+static bool get_str(const unsigned char *v, size_t len, size_t *at, char *dst, size_t cap)
+{
+    if (*at >= len)
+        return false;
+    size_t n = v[*at];
+    if (n >= cap || *at + 1 + n > len || memchr(v + *at + 1, 0, n))
+        return false;
+    memcpy(dst, v + *at + 1, n);
+    dst[n] = '\0';
+    *at += 1 + n;
+    return true;
+}
+
+static px_rc decode(const char *val, size_t len, struct px_audit_record *r)
+{
+    const unsigned char *v = (const unsigned char *)val;
+    if (len < 9 || v[0] != VALUE_VERSION)
+        return PX_ERR_PROTOCOL;
+    uint64_t e = 0;
+    for (int i = 1; i <= 8; i++)
+        e = (e << 8) | v[i];
+    r->expires_at = (int64_t)e;
+    size_t at = 9;
+    bool ok = get_str(v, len, &at, r->action, sizeof(r->action)) &&
+              get_str(v, len, &at, r->status, sizeof(r->status)) &&
+              get_str(v, len, &at, r->user_id, sizeof(r->user_id)) &&
+              get_str(v, len, &at, r->product_id, sizeof(r->product_id)) &&
+              get_str(v, len, &at, r->request_id, sizeof(r->request_id)) &&
+              get_str(v, len, &at, r->correlation_id, sizeof(r->correlation_id)) &&
+              get_str(v, len, &at, r->ts, sizeof(r->ts)) &&
+              get_str(v, len, &at, r->principal, sizeof(r->principal)) &&
+              get_str(v, len, &at, r->api_request_id, sizeof(r->api_request_id));
+    return ok && at == len ? PX_OK : PX_ERR_PROTOCOL;
+}
+
+/* ---- sub-stores ----------------------------------------------------------------------- */
+
+static bool lock_error(const char *e)
+{
+    /* Another process (or handle in this one) holds the sub-store's LOCK. */
+    return e && strstr(e, "/LOCK: ") != NULL;
+}
+
+static bool sub_still_there(struct lsm_audit *a)
+{
+    struct stat st;
+    return stat(a->sub, &st) == 0 && st.st_ino == a->sub_ino && st.st_dev == a->sub_dev;
+}
+
+/* Takes the first free sub-store, creating it when needed. Only at open: a
+ * reconnect after a fault reopens the same one and never creates. */
+static px_rc claim(struct lsm_audit *a, char *err, size_t errlen)
+{
+    for (int i = 0; i < SUBSTORES_MAX; i++) {
+        char *e = NULL;
+        snprintf(a->sub, sizeof(a->sub), "%s/w-%02d", a->dir, i);
+        rocksdb_options_set_create_if_missing(a->opts, 1);
+        rocksdb_t *db = rocksdb_open(a->opts, a->sub, &e);
+        rocksdb_options_set_create_if_missing(a->opts, 0);
+        if (!e) {
+            struct stat st;
+            if (stat(a->sub, &st) != 0) {
+                rocksdb_close(db);
+                set_err(err, errlen, "AUDIT_STORE: cannot stat %s: %s", a->sub, strerror(errno));
+                return PX_ERR_IO;
+            }
+            a->sub_dev = st.st_dev;
+            a->sub_ino = st.st_ino;
+            a->index = i;
+            a->db = db;
+            atomic_store(&a->writer_open, true);
+            return PX_OK;
+        }
+        bool locked = lock_error(e);
+        if (!locked)
+            set_err(err, errlen, "AUDIT_STORE: cannot open %s: %s", a->sub, e);
+        rocksdb_free(e);
+        if (!locked)
+            return PX_ERR_UNAVAILABLE;
+    }
+    set_err(err, errlen, "AUDIT_STORE: all %d sub-stores of %s are in use by other processes",
+            SUBSTORES_MAX, a->dir);
+    return PX_ERR_BUSY;
+}
+
+/* Writer thread only. */
+static void writer_disconnect(struct lsm_audit *a)
+{
+    pthread_rwlock_wrlock(&a->lk);
+    if (a->db)
+        rocksdb_close(a->db);
+    a->db = NULL;
+    atomic_store(&a->writer_open, false);
+    pthread_rwlock_unlock(&a->lk);
+}
+
+/* Writer thread only: reopens our own sub-store, never creating it, so a
+ * directory that vanished is an error rather than a new, empty trail. */
+static bool writer_connect(struct lsm_audit *a)
+{
+    if (!sub_still_there(a))
+        return false;
+    char *e = NULL;
+    rocksdb_t *db = rocksdb_open(a->opts, a->sub, &e);
+    if (e) {
+        rocksdb_free(e);
+        return false;
+    }
+    pthread_rwlock_wrlock(&a->lk);
+    a->db = db;
+    atomic_store(&a->writer_open, true);
+    pthread_rwlock_unlock(&a->lk);
+    return true;
+}
+
+/* ---- group commit --------------------------------------------------------------------- */
+
+static void write_items(void *ctx, struct px_aq_item **items, size_t n, int64_t oldest)
+{
+    struct lsm_audit *a = ctx;
+    PX_UNUSED(oldest);
+    px_rc fail = PX_OK;
+    /* The directory deleted or replaced under us: RocksDB would go on
+     * appending to files nobody can find again. */
+    if (a->db && !sub_still_there(a))
+        writer_disconnect(a);
+    if (!a->db && !writer_connect(a))
+        fail = PX_ERR_IO;
+    rocksdb_writebatch_wi_t *wb = fail ? NULL : rocksdb_writebatch_wi_create(0, 1);
+    if (!fail && !wb)
+        fail = PX_ERR_NOMEM;
+    size_t puts = 0;
+    pthread_rwlock_rdlock(&a->lk);
+    for (size_t i = 0; !fail && i < n; i++) {
+        struct px_aq_item *it = items[i];
+        char pk[64], sk[128], gsi1pk[96], k[KEY_MAX];
+        unsigned char v[VALUE_MAX];
+        px_audit_keys(&it->rec, pk, sk, gsi1pk);
+        size_t kl = user_key(k, it->rec.user_id, sk);
+        if (!kl) {
+            it->rc = PX_ERR_INVALID;
+            continue;
+        }
+        /* Append-only: a key present in the store or earlier in this batch is refused. */
+        size_t vl = 0;
+        char *e = NULL;
+        char *old = rocksdb_writebatch_wi_get_from_batch_and_db(wb, a->db, a->ro, k, kl, &vl, &e);
+        if (e) {
+            rocksdb_free(e);
+            fail = PX_ERR_IO;
+            break;
+        }
+        if (old) {
+            rocksdb_free(old);
+            it->rc = PX_ERR_CONFLICT;
+            continue;
+        }
+        size_t len = encode(&it->rec, v);
+        rocksdb_writebatch_wi_put(wb, k, kl, (const char *)v, len);
+        kl = product_key(k, it->rec.product_id, sk, it->rec.user_id);
+        if (!kl) {
+            /* Unreachable for a valid record; never leave half of one behind. */
+            fail = PX_ERR_INTERNAL;
+            break;
+        }
+        rocksdb_writebatch_wi_put(wb, k, kl, (const char *)v, len);
+        puts++;
+    }
+    if (!fail && puts) {
+        char *e = NULL;
+        /* sync: the write-ahead log is fsynced before this returns. */
+        rocksdb_write_writebatch_wi(a->db, a->wo, wb, &e);
+        if (e) {
+            rocksdb_free(e);
+            fail = PX_ERR_IO;
+        }
+    }
+    pthread_rwlock_unlock(&a->lk);
+    if (wb)
+        rocksdb_writebatch_wi_destroy(wb);
+    if (fail) {
+        for (size_t i = 0; i < n; i++)
+            if (items[i]->rc == PX_OK)
+                items[i]->rc = fail;
+        /* After a failed write RocksDB refuses further writes: start afresh. */
+        if (fail == PX_ERR_IO && a->db)
+            writer_disconnect(a);
+    }
+}
+
+static void probe(void *ctx)
+{
+    struct lsm_audit *a = ctx;
+    if (a->db && !sub_still_there(a))
+        writer_disconnect(a);
+    if (!a->db)
+        (void)writer_connect(a);
+}
+
+/* ---- readers of the other sub-stores ------------------------------------------------- */
+
+static void rm_tree(const char *path, int depth)
+{
+    DIR *d = depth > 0 ? opendir(path) : NULL;
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        char p[PATH_MAX];
+        struct stat st;
+        if (snprintf(p, sizeof(p), "%s/%s", path, de->d_name) >= (int)sizeof(p))
+            continue;
+        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
+            rm_tree(p, depth - 1);
+        else
+            unlink(p);
+    }
+    if (d)
+        closedir(d);
+    rmdir(path);
+}
+
+/* Reader directories (secondaries' own info logs) of processes that are gone. */
+static void remove_stale_readers(const char *readers)
+{
+    DIR *d = opendir(readers);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        char *end;
+        errno = 0;
+        long pid = strtol(de->d_name, &end, 10);
+        if (errno || end == de->d_name || *end != '-' || pid <= 0 || pid > INT_MAX)
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char p[PATH_MAX];
+        if (snprintf(p, sizeof(p), "%s/%s", readers, de->d_name) < (int)sizeof(p))
+            rm_tree(p, 2);
+    }
+    if (d)
+        closedir(d);
+}
+
+static struct reader *reader_of(struct lsm_audit *a, int index)
+{
+    for (size_t i = 0; i < a->nreaders; i++)
+        if (a->readers[i].index == index)
+            return &a->readers[i];
+    return NULL;
+}
+
+/* Under rmu: opens a secondary on every other sub-store that holds a database
+ * and brings each up to its writer's last synced batch. */
+static px_rc refresh_readers(struct lsm_audit *a)
+{
+    DIR *d = opendir(a->dir);
+    if (!d)
+        return PX_ERR_UNAVAILABLE;
+    px_rc rc = PX_OK;
+    struct dirent *de;
+    while (!rc && (de = readdir(d))) {
+        const char *nm = de->d_name;
+        if (nm[0] != 'w' || nm[1] != '-' || nm[2] < '0' || nm[2] > '9' || nm[3] < '0' ||
+            nm[3] > '9' || nm[4])
+            continue;
+        int index = (nm[2] - '0') * 10 + (nm[3] - '0');
+        if (index >= SUBSTORES_MAX || index == a->index || reader_of(a, index))
+            continue;
+        char sub[PATH_MAX + 8], cur[PATH_MAX + 16], sec[PATH_MAX + 48];
+        snprintf(sub, sizeof(sub), "%s/w-%02d", a->dir, index);
+        snprintf(cur, sizeof(cur), "%s/CURRENT", sub);
+        /* Being created right now by its writer, or never finished: nothing in it. */
+        if (access(cur, F_OK) != 0)
+            continue;
+        snprintf(sec, sizeof(sec), "%s/w-%02d", a->secdir, index);
+        char *e = NULL;
+        rocksdb_t *db = rocksdb_open_as_secondary(a->sopts, sub, sec, &e);
+        if (e) {
+            rocksdb_free(e);
+            rc = PX_ERR_UNAVAILABLE;
+            break;
+        }
+        a->readers[a->nreaders].index = index;
+        a->readers[a->nreaders].db = db;
+        a->nreaders++;
+    }
+    closedir(d);
+    for (size_t i = 0; !rc && i < a->nreaders; i++) {
+        char *e = NULL;
+        rocksdb_try_catch_up_with_primary(a->readers[i].db, &e);
+        if (e) {
+            rocksdb_free(e);
+            rc = PX_ERR_UNAVAILABLE;
+        }
+    }
+    return rc;
+}
+
+/* ---- open / close --------------------------------------------------------------------- */
+
+static px_rc make_dirs(const char *path, char *err, size_t errlen)
+{
+    char dir[PATH_MAX];
+    size_t n = strlen(path);
+    if (n >= sizeof(dir)) {
+        set_err(err, errlen, "AUDIT_STORE: path too long: %.64s", path);
+        return PX_ERR_CONFIG;
+    }
+    memcpy(dir, path, n + 1);
+    for (char *p = dir + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+        *p = '\0';
+        if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+            set_err(err, errlen, "AUDIT_STORE: cannot create directory %s: %s", dir,
+                    strerror(errno));
+            return PX_ERR_IO;
+        }
+        *p = saved;
+        if (!saved)
+            break;
+    }
+    return PX_OK;
+}
+
+static void audit_close(void *impl)
+{
+    struct lsm_audit *a = impl;
+    if (!a)
+        return;
+    /* Every queued record is written or failed, each done() called, before
+     * the databases close. */
+    px_aq_stop(a->q);
+    for (size_t i = 0; i < a->nreaders; i++)
+        rocksdb_close(a->readers[i].db);
+    if (a->db)
+        rocksdb_close(a->db);
+    if (a->secdir[0])
+        rm_tree(a->secdir, 2);
+    if (a->sync_init) {
+        pthread_rwlock_destroy(&a->lk);
+        pthread_mutex_destroy(&a->rmu);
+    }
+    if (a->bbto)
+        rocksdb_block_based_options_destroy(a->bbto);
+    if (a->opts)
+        rocksdb_options_destroy(a->opts);
+    if (a->sopts)
+        rocksdb_options_destroy(a->sopts);
+    if (a->wo)
+        rocksdb_writeoptions_destroy(a->wo);
+    if (a->ro)
+        rocksdb_readoptions_destroy(a->ro);
+    free(a);
+}
+
+static rocksdb_options_t *new_options(rocksdb_block_based_table_options_t *bbto)
+{
+    rocksdb_options_t *o = rocksdb_options_create();
+    if (!o)
+        return NULL;
+    rocksdb_options_set_block_based_table_factory(o, bbto);
+    rocksdb_options_set_compression(o, rocksdb_lz4_compression);
+    rocksdb_options_set_write_buffer_size(o, MEMTABLE_BYTES);
+    rocksdb_options_set_max_write_buffer_number(o, 2);
+    rocksdb_options_set_max_background_jobs(o, 2);
+    /* Its own info log: a warning level keeps it small. */
+    rocksdb_options_set_info_log_level(o, 2);
+    rocksdb_options_set_keep_log_file_num(o, 2);
+    rocksdb_options_set_max_log_file_size(o, 1u << 20);
+    /* A torn tail after a crash is a batch nobody heard "durable" for. */
+    rocksdb_options_set_wal_recovery_mode(o, 2 /* point in time */);
+    return o;
+}
+
+static px_rc audit_open(const char *target, const struct px_audit_opts *opts, void **impl,
+                        char *err, size_t errlen)
+{
+    px_rc rc = PX_OK;
+    *impl = NULL;
+    if (!target || !*target) {
+        set_err(err, errlen, "AUDIT_STORE: lsm needs a directory (lsm:DIR)");
+        return PX_ERR_CONFIG;
+    }
+    struct lsm_audit *a = calloc(1, sizeof(*a));
+    if (!a) {
+        set_err(err, errlen, "AUDIT_STORE: out of memory");
+        return PX_ERR_NOMEM;
+    }
+    a->index = -1;
+    atomic_init(&a->writer_open, false);
+    if (strlen(target) >= sizeof(a->dir) - 64) {
+        set_err(err, errlen, "AUDIT_STORE: path too long: %.64s", target);
+        rc = PX_ERR_CONFIG;
+        goto out;
+    }
+    snprintf(a->dir, sizeof(a->dir), "%s", target);
+    long t = opts ? opts->timeout_ms : 0;
+    a->timeout_ms = t <= 0 ? TIMEOUT_DEFAULT : t > TIMEOUT_MAX ? TIMEOUT_MAX : t;
+    unsigned batch = opts && opts->max_batch ? opts->max_batch : BATCH_DEFAULT;
+    if (batch > BATCH_MAX)
+        batch = BATCH_MAX;
+    size_t cap = opts && opts->queue_cap ? opts->queue_cap : QUEUE_CAP_DEFAULT;
+
+    if (pthread_rwlock_init(&a->lk, NULL)) {
+        rc = PX_ERR_NOMEM;
+        goto out;
+    }
+    if (pthread_mutex_init(&a->rmu, NULL)) {
+        pthread_rwlock_destroy(&a->lk);
+        rc = PX_ERR_NOMEM;
+        goto out;
+    }
+    a->sync_init = true;
+    a->bbto = rocksdb_block_based_options_create();
+    if (a->bbto)
+        rocksdb_block_based_options_set_filter_policy(a->bbto,
+                                                      rocksdb_filterpolicy_create_bloom(10));
+    a->opts = a->bbto ? new_options(a->bbto) : NULL;
+    a->sopts = a->bbto ? new_options(a->bbto) : NULL;
+    a->wo = rocksdb_writeoptions_create();
+    a->ro = rocksdb_readoptions_create();
+    if (!a->opts || !a->sopts || !a->wo || !a->ro) {
+        set_err(err, errlen, "AUDIT_STORE: out of memory");
+        rc = PX_ERR_NOMEM;
+        goto out;
+    }
+    rocksdb_writeoptions_set_sync(a->wo, 1);
+    /* A secondary keeps every table file open, so the primary's compactions
+     * cannot pull one from under it. */
+    rocksdb_options_set_max_open_files(a->sopts, -1);
+
+    /* A file-size limit must surface as a failed write (EFBIG), not kill the process. */
+    signal(SIGXFSZ, SIG_IGN);
+
+    rc = make_dirs(a->dir, err, errlen);
+    if (rc)
+        goto out;
+    char readers[PATH_MAX + 16];
+    snprintf(readers, sizeof(readers), "%s/.readers", a->dir);
+    if (mkdir(readers, 0750) != 0 && errno != EEXIST) {
+        set_err(err, errlen, "AUDIT_STORE: cannot create directory %s: %s", readers,
+                strerror(errno));
+        rc = PX_ERR_IO;
+        goto out;
+    }
+    remove_stale_readers(readers);
+    snprintf(a->secdir, sizeof(a->secdir), "%s/%ld-XXXXXX", readers, (long)getpid());
+    if (!mkdtemp(a->secdir)) {
+        set_err(err, errlen, "AUDIT_STORE: cannot create a reader directory in %s: %s", readers,
+                strerror(errno));
+        a->secdir[0] = '\0';
+        rc = PX_ERR_IO;
+        goto out;
+    }
+    rc = claim(a, err, errlen);
+    if (rc)
+        goto out;
+    const struct px_aq_opts qo = {
+        .timeout_ms = a->timeout_ms,
+        .max_batch = batch,
+        .queue_cap = cap,
+        .write = write_items,
+        .probe = probe,
+        .ctx = a,
+    };
+    rc = px_aq_start(&qo, &a->q);
+    if (rc) {
+        set_err(err, errlen, "AUDIT_STORE: cannot start the writer thread for %s", a->dir);
+        goto out;
+    }
+    *impl = a;
+out:
+    if (rc)
+        audit_close(a);
+    return rc;
+}
+
+static px_rc audit_submit(void *impl, const struct px_audit_record *r, px_audit_done_fn done,
+                          void *arg)
+{
+    struct lsm_audit *a = impl;
+    return a ? px_aq_submit(a->q, r, done, arg) : PX_ERR_INVALID;
+}
+
+/* ---- query: a merge of one range scan per sub-store ----------------------------------- */
+
+struct source {
+    rocksdb_iterator_t *it;
+    bool valid;
+    char sk[PX_AUDIT_CURSOR_MAX + 1];
+    struct px_audit_record rec;
+};
+
+struct scan {
+    const char *prefix;
+    size_t plen;
+    bool by_product;
+    const char *lower, *upper;
+    int64_t now;
+};
+
+/* Moves s to its next visible record in range (or marks it done). */
+static px_rc source_settle(struct source *s, const struct scan *sc)
+{
+    for (; rocksdb_iter_valid(s->it); rocksdb_iter_next(s->it)) {
+        size_t kl = 0, vl = 0;
+        const char *k = rocksdb_iter_key(s->it, &kl);
+        if (kl < sc->plen || memcmp(k, sc->prefix, sc->plen) != 0)
+            break;
+        const char *skp = k + sc->plen;
+        size_t skl = kl - sc->plen;
+        if (sc->by_product) {
+            const char *nul = memchr(skp, 0, skl);
+            if (!nul)
+                return PX_ERR_PROTOCOL;
+            skl = (size_t)(nul - skp);
+        }
+        if (skl > PX_AUDIT_CURSOR_MAX)
+            return PX_ERR_PROTOCOL;
+        memcpy(s->sk, skp, skl);
+        s->sk[skl] = '\0';
+        if (strcmp(s->sk, sc->lower) <= 0)
+            continue;
+        if (strcmp(s->sk, sc->upper) >= 0)
+            break;
+        const char *v = rocksdb_iter_value(s->it, &vl);
+        px_rc rc = decode(v, vl, &s->rec);
+        if (rc)
+            return rc;
+        if (s->rec.expires_at <= sc->now)
+            continue; /* hidden, not deleted: the store is append-only */
+        s->valid = true;
+        return PX_OK;
+    }
+    s->valid = false;
+    char *e = NULL;
+    rocksdb_iter_get_error(s->it, &e);
+    if (e) {
+        rocksdb_free(e);
+        return PX_ERR_UNAVAILABLE;
+    }
+    return PX_OK;
+}
+
+/* Order of two visible records: sort key, then (product query) user. */
+static int source_cmp(const struct source *x, const struct source *y)
+{
+    int c = strcmp(x->sk, y->sk);
+    return c ? c : strcmp(x->rec.user_id, y->rec.user_id);
+}
+
+static px_rc audit_query(void *impl, const struct px_audit_query *q, struct px_arena *ar,
+                         struct px_audit_page *out)
+{
+    struct lsm_audit *a = impl;
+    if (!a || !q || !ar || !out || !q->user_id == !q->product_id || q->limit < 1 || q->limit > 1000)
+        return PX_ERR_INVALID;
+    memset(out, 0, sizeof(*out));
+    char lower[PX_AUDIT_CURSOR_MAX + 1], upper[40];
+    if (px_audit_bounds(q, lower, upper))
+        return PX_ERR_INVALID;
+    const char *id = q->user_id ? q->user_id : q->product_id;
+    if (strnlen(id, PX_MAX_PRODUCT_ID + 1) > PX_MAX_PRODUCT_ID)
+        return PX_ERR_INVALID;
+    char prefix[PX_MAX_PRODUCT_ID + 3], seek[KEY_MAX];
+    int plen = snprintf(prefix, sizeof(prefix), "%c%s%c", q->user_id ? 'U' : 'P', id, 0);
+    memcpy(seek, prefix, (size_t)plen);
+    size_t seekl = (size_t)plen + strlen(lower);
+    memcpy(seek + plen, lower, strlen(lower));
+    const struct scan sc = {.prefix = prefix,
+                            .plen = (size_t)plen,
+                            .by_product = q->product_id != NULL,
+                            .lower = lower,
+                            .upper = upper,
+                            .now = q->now};
+
+    px_rc rc = PX_OK;
+    struct source *src = NULL;
+    size_t nsrc = 0, n = 0;
+    struct px_audit_record *items = NULL;
+    const char *last_sk = NULL;
+    bool more = false;
+    pthread_mutex_lock(&a->rmu);
+    pthread_rwlock_rdlock(&a->lk);
+    if (!a->db) {
+        rc = PX_ERR_UNAVAILABLE;
+        goto out;
+    }
+    rc = refresh_readers(a);
+    if (rc)
+        goto out;
+    src = calloc(a->nreaders + 1, sizeof(*src));
+    items = px_arena_alloc(ar, (size_t)q->limit * sizeof(*items));
+    if (!src || !items) {
+        rc = PX_ERR_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i <= a->nreaders; i++) {
+        rocksdb_t *db = i == 0 ? a->db : a->readers[i - 1].db;
+        struct source *s = &src[nsrc];
+        s->it = rocksdb_create_iterator(db, a->ro);
+        if (!s->it) {
+            rc = PX_ERR_NOMEM;
+            goto out;
+        }
+        nsrc++;
+        rocksdb_iter_seek(s->it, seek, seekl);
+        rc = source_settle(s, &sc);
+        if (rc)
+            goto out;
+    }
+    for (;;) {
+        struct source *best = NULL;
+        for (size_t i = 0; i < nsrc; i++)
+            if (src[i].valid && (!best || source_cmp(&src[i], best) < 0))
+                best = &src[i];
+        if (!best)
+            break;
+        if (n == (size_t)q->limit) {
+            more = true;
+            break;
+        }
+        items[n++] = best->rec;
+        /* The cursor is the last returned sort key; it must outlive best's buffer. */
+        last_sk = px_arena_strdup(ar, best->sk);
+        if (!last_sk) {
+            rc = PX_ERR_NOMEM;
+            goto out;
+        }
+        rocksdb_iter_next(best->it);
+        rc = source_settle(best, &sc);
+        if (rc)
+            goto out;
+    }
+out:
+    for (size_t i = 0; i < nsrc; i++)
+        rocksdb_iter_destroy(src[i].it);
+    free(src);
+    pthread_rwlock_unlock(&a->lk);
+    pthread_mutex_unlock(&a->rmu);
+    if (rc)
+        return rc;
+    if (more) {
+        out->next_cursor = px_audit_cursor_encode(ar, last_sk);
+        if (!out->next_cursor)
+            return PX_ERR_NOMEM;
+    }
+    out->items = n ? items : NULL;
+    out->nitems = n;
+    return PX_OK;
+}
+
+static px_rc audit_ping(void *impl)
+{
+    struct lsm_audit *a = impl;
+    if (!a)
+        return PX_ERR_INVALID;
+    if (!atomic_load(&a->writer_open) || !sub_still_there(a)) {
+        /* The writer checks, disconnects and reconnects; readiness comes back
+         * without waiting for traffic a not-ready instance would not get. */
+        px_aq_probe(a->q);
+        return PX_ERR_UNAVAILABLE;
+    }
+    return PX_OK;
+}
+
+/* Every record in every sub-store, expired ones included (migration checks). */
+static px_rc audit_count(void *impl, uint64_t *count)
+{
+    struct lsm_audit *a = impl;
+    px_rc rc = PX_OK;
+    uint64_t total = 0;
+    pthread_mutex_lock(&a->rmu);
+    pthread_rwlock_rdlock(&a->lk);
+    rc = a->db ? refresh_readers(a) : PX_ERR_UNAVAILABLE;
+    for (size_t i = 0; !rc && i <= a->nreaders; i++) {
+        rocksdb_iterator_t *it =
+            rocksdb_create_iterator(i == 0 ? a->db : a->readers[i - 1].db, a->ro);
+        for (rocksdb_iter_seek(it, "U", 1); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+            size_t kl = 0;
+            const char *k = rocksdb_iter_key(it, &kl);
+            if (!kl || k[0] != 'U')
+                break;
+            total++;
+        }
+        char *e = NULL;
+        rocksdb_iter_get_error(it, &e);
+        if (e) {
+            rocksdb_free(e);
+            rc = PX_ERR_UNAVAILABLE;
+        }
+        rocksdb_iter_destroy(it);
+    }
+    pthread_rwlock_unlock(&a->lk);
+    pthread_mutex_unlock(&a->rmu);
+    *count = total;
+    return rc;
+}
+
+/* Group-commit figures since open, for tests: committed batches, records, largest batch. */
+PX_STATIC void px_audit_lsm_stats(void *impl, uint64_t *batches, uint64_t *records,
+                                  uint64_t *largest) __attribute__((unused));
+PX_STATIC void px_audit_lsm_stats(void *impl, uint64_t *batches, uint64_t *records,
+                                  uint64_t *largest)
+{
+    px_aq_stats(((struct lsm_audit *)impl)->q, batches, records, largest);
+}
+
+const struct px_audit_ops px_audit_lsm_ops = {
+    .scheme = "lsm",
+    .open = audit_open,
+    .close = audit_close,
+    .submit = audit_submit,
+    .query = audit_query,
+    .ping = audit_ping,
+    .count = audit_count,
+};
