@@ -8,12 +8,16 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -398,6 +402,83 @@ static void test_failures_logged_rate_limited(void **state)
     assert_non_null(strstr(buf, "\"suppressed\":\"3\""));
 }
 
+/* The DynamoDB store logs its failed writes through the same limiter: six
+ * records failing at once (nothing listens at the endpoint) make one line. */
+struct done_count {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done, failed;
+};
+
+static void on_done(void *arg, px_rc rc)
+{
+    struct done_count *c = arg;
+    pthread_mutex_lock(&c->mu);
+    c->done++;
+    c->failed += rc != PX_OK;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void test_dynamodb_failures_logged_rate_limited(void **state)
+{
+    struct fixture *f = *state;
+    /* A port that was free a moment ago: connections are refused. */
+    int sfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(bind(sfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(getsockname(sfd, (struct sockaddr *)&sa, &sl), 0);
+    close(sfd);
+    char url[64], err[256] = "";
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+    const struct px_audit_opts o = {
+        .timeout_ms = 300,
+        .region = "us-east-1",
+        .endpoint = url,
+        .access_key_id = "AKIDTEST",
+        .secret_access_key = "secret/key",
+    };
+    char log[200];
+    snprintf(log, sizeof(log), "%s/log", f->dir);
+    int fd = open(log, O_CREAT | O_RDWR | O_TRUNC, 0640);
+    assert_true(fd >= 0);
+    px_log_init(PX_LOG_INFO, "test");
+    px_log_set_fd(fd);
+    struct px_audit_store *s = NULL;
+    if (px_audit_open("dynamodb:audit_unit", &o, &s, err, sizeof(err)) != PX_OK)
+        fail_msg("open: %s", err);
+    struct done_count c = {.done = 0};
+    assert_int_equal(pthread_mutex_init(&c.mu, NULL), 0);
+    assert_int_equal(pthread_cond_init(&c.cv, NULL), 0);
+    for (int i = 0; i < 6; i++) {
+        struct px_audit_record r = rec(i);
+        assert_int_equal(px_audit_submit(s, &r, on_done, &c), PX_OK);
+    }
+    pthread_mutex_lock(&c.mu);
+    while (c.done < 6)
+        pthread_cond_wait(&c.cv, &c.mu);
+    pthread_mutex_unlock(&c.mu);
+    px_audit_close(s);
+    px_log_set_fd(STDOUT_FILENO);
+    assert_int_equal(c.failed, 6);
+    pthread_cond_destroy(&c.cv);
+    pthread_mutex_destroy(&c.mu);
+
+    char buf[16384];
+    ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+    close(fd);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    int lines = 0;
+    for (const char *p = buf; (p = strstr(p, "not written to DynamoDB")) != NULL; p++)
+        lines++;
+    if (lines != 1)
+        fail_msg("want 1 line, got %d:\n%s", lines, buf);
+    assert_non_null(strstr(buf, "\"level\":\"error\""));
+    assert_non_null(strstr(buf, "\"cause\":"));
+}
+
 /* The helper itself: per cause, per interval, counts what it held back. */
 static void test_log_limit(void **state)
 {
@@ -438,6 +519,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ping_sees_exclusive_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_file_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failures_logged_rate_limited, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dynamodb_failures_logged_rate_limited, setup,
+                                        teardown),
         cmocka_unit_test(test_log_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
