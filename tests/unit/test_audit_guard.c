@@ -79,7 +79,8 @@ static struct px_audit_record rec(int i)
     snprintf(r.user_id, sizeof(r.user_id), "%s", USER_A);
     snprintf(r.product_id, sizeof(r.product_id), "PROD-101");
     snprintf(r.request_id, sizeof(r.request_id), "guard-%06d", i);
-    snprintf(r.ts, sizeof(r.ts), "2026-01-23T12:00:%02d.%03dZ", i / 1000 % 60, i % 1000);
+    unsigned u = (unsigned)i;
+    snprintf(r.ts, sizeof(r.ts), "2026-01-23T12:00:%02u.%03uZ", u / 1000 % 60, u % 1000);
     r.expires_at = INT64_MAX;
     snprintf(r.action, sizeof(r.action), "PRICE_FETCH");
     snprintf(r.status, sizeof(r.status), "SUCCESS");
