@@ -40,8 +40,9 @@ void px_cli_usage(const struct px_cli_cmd *cmd, FILE *f);
 /* Reads a whole file ("-" = stdin) into a heap buffer the caller frees; at most cap bytes. */
 int px_cli_read_file(const char *path, size_t cap, char **out, size_t *len);
 
-/* The audit store options the configuration spells out: its timeout and the
- * DynamoDB settings (strings point into cfg). Commands adjust the rest. */
+/* The audit store options the configuration spells out: its timeout, whether
+ * a missing SQLite trail may be created (AUDIT_CREATE) and the DynamoDB
+ * settings (strings point into cfg). Commands adjust the rest. */
 struct px_audit_opts px_cli_audit_opts(const struct px_config *cfg);
 /* px_app_new(cfg); on failure prints "pricing <what>: <reason>" and returns
  * NULL. The caller frees the app with px_app_free(). */

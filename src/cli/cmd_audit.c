@@ -66,6 +66,7 @@ int px_cmd_audit(int argc, char **argv)
         printf("%llu\n", (unsigned long long)n);
         return PX_EXIT_OK;
     }
+    char ts[25]; /* the store converts --from/--to with px_audit_ts_ms(): check with it */
     if (strcmp(args[0], "query") != 0)
         bad = "unknown action (query, migrate, count)";
     else if (!user == !product)
@@ -74,8 +75,10 @@ int px_cmd_audit(int argc, char **argv)
         bad = "--user must be a UUID";
     else if (product && !px_valid_product_id(product))
         bad = "--product must be a product id";
-    else if ((from && !px_valid_timestamp(from)) || (to && !px_valid_timestamp(to)))
-        bad = "--from/--to must be RFC 3339 UTC timestamps";
+    else if (from && (!px_valid_timestamp(from) || px_audit_ts_ms(from, ts) != PX_OK))
+        bad = "--from must be an RFC 3339 UTC timestamp (seconds 00-59)";
+    else if (to && (!px_valid_timestamp(to) || px_audit_ts_ms(to, ts) != PX_OK))
+        bad = "--to must be an RFC 3339 UTC timestamp (seconds 00-59)";
     else if (limit_s) {
         char *end;
         errno = 0;

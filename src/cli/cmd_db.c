@@ -1,5 +1,6 @@
 /* cmd_db.c: `pricing db seed`: create both stores and load the sample prices. */
 #include "cli.h"
+#include "kernel/fs.h"
 #include "kernel/log.h"
 #include "store/audit.h"
 #include "store/price.h"
@@ -11,30 +12,6 @@
 #include <unistd.h>
 
 #define DEFAULT_SEED "infra/seed/prices.sql"
-
-/* mkdir -p of the directory holding path (embedded stores live in ./var). */
-static int make_parent(const char *path)
-{
-    char dir[PATH_MAX];
-    int n = snprintf(dir, sizeof(dir), "%s", path);
-    if (n < 0 || (size_t)n >= sizeof(dir))
-        return ENAMETOOLONG;
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-        return 0;
-    *slash = '\0';
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-            return errno;
-        *p = '/';
-    }
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return errno;
-    return 0;
-}
 
 /* The seed file: the flag, else ./infra/seed/prices.sql, else next to the
  * source tree the binary was built in (build/pricing -> ../infra/...). */
@@ -93,9 +70,9 @@ int px_cmd_db(int argc, char **argv)
     const char *sql = seed_path(seed_file, pathbuf, sizeof(pathbuf));
     int e = 0;
     if (strncmp(cfg.price_db, "sqlite:", 7) == 0)
-        e = make_parent(cfg.price_db + 7);
+        e = px_fs_make_parent(cfg.price_db + 7, 0755);
     if (!e && strncmp(cfg.audit_store, "sqlite:", 7) == 0)
-        e = make_parent(cfg.audit_store + 7);
+        e = px_fs_make_parent(cfg.audit_store + 7, 0755);
     if (e) {
         fprintf(stderr, "pricing db seed: cannot create the store directory: %s\n", strerror(e));
         return PX_EXIT_FAIL;
@@ -119,6 +96,7 @@ int px_cmd_db(int argc, char **argv)
     struct px_audit_opts aopts = px_cli_audit_opts(&cfg);
     aopts.timeout_ms *= 10;
     aopts.create = true;
+    aopts.must_exist = false;
     struct px_audit_store *audit = px_cli_audit_open("db seed", &cfg, &aopts);
     if (!audit)
         return PX_EXIT_FAIL;

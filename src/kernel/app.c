@@ -108,6 +108,7 @@ px_rc px_app_new(const struct px_config *cfg, struct px_app **out, char *err, si
         /* every connection waits for at most one record */
         .queue_cap = (unsigned)app->cfg.max_connections,
         .create = false,
+        .must_exist = !app->cfg.audit_create,
         .region = or_null(app->cfg.aws_region),
         .endpoint = or_null(app->cfg.dynamodb_endpoint),
         .access_key_id = or_null(app->cfg.aws_access_key_id),

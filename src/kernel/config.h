@@ -30,6 +30,7 @@ struct px_config {
     char host[256];               /* serve --host */
     long port;                    /* serve --port, 1..65535 (0 = any free port) */
     long audit_timeout_ms;        /* AUDIT_TIMEOUT_MS: bound on making one record durable */
+    long audit_create;            /* AUDIT_CREATE, --audit-create: 1 = may start a new trail */
     long price_timeout_ms;        /* PRICE_TIMEOUT_MS: bound on one price read */
     long max_connections;         /* MAX_CONNECTIONS for serve */
     long conn_timeout_s;          /* CONNECTION_TIMEOUT for serve (idle / slow clients) */

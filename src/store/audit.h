@@ -39,6 +39,9 @@ struct px_audit_opts {
     unsigned max_batch; /* group commit size cap; 0 = backend default */
     unsigned queue_cap; /* waiting records cap; past it submit answers PX_ERR_BUSY */
     bool create;        /* create tables/indexes when missing (db seed) */
+    /* SQLite: refuse a file that does not exist or holds no trail yet, instead
+     * of starting a new, empty one (serve, invoke, Lambda, audit query). */
+    bool must_exist;
     /* DynamoDB settings (ignored by SQLite) */
     const char *region, *endpoint, *access_key_id, *secret_access_key, *session_token;
 };
@@ -83,7 +86,9 @@ px_rc px_audit_append_until(struct px_audit_store *s, const struct px_audit_reco
 /* One page of records. PX_ERR_INVALID for a bad cursor. */
 px_rc px_audit_query(struct px_audit_store *s, const struct px_audit_query *q, struct px_arena *a,
                      struct px_audit_page *out) PX_WUR;
-/* PX_OK when the store can take writes now (readiness). */
+/* PX_OK when the store can take a write now (readiness): SQLite checks that
+ * its file is still the one at its path and takes and releases the write
+ * lock (waiting at most 100 ms); DynamoDB describes the table. */
 px_rc px_audit_ping(struct px_audit_store *s) PX_WUR;
 /* Number of records in the store, expired ones included; PX_ERR_INVALID when
  * the backend cannot count (only the embedded lsm store can). */

@@ -17,6 +17,7 @@
 #include "../kernel/arena.h"
 #include "../kernel/b64.h"
 #include "../kernel/log.h"
+#include "../kernel/log_limit.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -54,6 +55,7 @@ struct store {
     bool stopping;
     pthread_t th[WRITERS];
     unsigned nth;
+    struct px_log_limit loglim; /* failed writes: one line per cause per second */
 };
 
 /* ------------------------------------------------------------ item encoding */
@@ -327,10 +329,12 @@ static px_rc put_record(struct store *s, const struct px_audit_record *r, int64_
     if (rc == PX_ERR_CONFLICT && err.ambiguous)
         rc = same_item_stored(s, item.data, deadline);
     if (rc) {
-        PX_WARN(r->request_id,
-                "audit record not written to DynamoDB table %s: %s (%s%s%s) after %u attempt(s)",
-                s->table, px_strerror(rc), err.type, err.type[0] ? ": " : "", err.message,
-                err.attempts);
+        /* The exception name when DynamoDB gave one, else what the client saw. */
+        px_log_limited(&s->loglim, PX_LOG_ERROR, err.type[0] ? err.type : px_strerror(rc),
+                       "audit record not written to DynamoDB table %s: %s (%s%s%s) after %u "
+                       "attempt(s)",
+                       s->table, px_strerror(rc), err.type, err.type[0] ? ": " : "", err.message,
+                       err.attempts);
     }
 out:
     json_decref(resp);
@@ -749,6 +753,7 @@ static void ddb_close(void *impl)
     s->c = NULL;
     pthread_cond_destroy(&s->work);
     pthread_mutex_destroy(&s->mu);
+    px_log_limit_destroy(&s->loglim);
     free(s->ring);
     free(s);
 }
@@ -792,7 +797,7 @@ static px_rc ddb_open(const char *target, const struct px_audit_opts *opts, void
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);
     s->ring = calloc(s->cap, sizeof(*s->ring));
-    if (!s->ring) {
+    if (px_log_limit_init(&s->loglim, 1000) != PX_OK || !s->ring) {
         snprintf(err, errlen, "AUDIT_STORE: out of memory");
         rc = PX_ERR_NOMEM;
         goto fail;

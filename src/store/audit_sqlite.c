@@ -10,9 +10,14 @@
  * clears. Queries use their own read-only connection, so reads never wait for
  * the writer (WAL readers see the last commit). Records are append-only:
  * plain INSERT against UNIQUE(pk, sk), and triggers refuse UPDATE and DELETE
- * from any connection. docs/internals/stores.md has the whole argument. */
+ * from any connection. A store whose file (or WAL) is deleted or replaced
+ * while open refuses every later record until restart: SQLite would go on
+ * committing to the unlinked inode. docs/internals/stores.md has the whole
+ * argument. */
 #include "audit.h"
 #include "../kernel/b64.h"
+#include "../kernel/fs.h"
+#include "../kernel/log_limit.h"
 #include "../kernel/metrics.h"
 
 #include <errno.h>
@@ -38,6 +43,10 @@
 #define SCHEMA_VERSION    2
 /* WAL size (pages) past which the writer checkpoints, between batches. */
 #define CHECKPOINT_PAGES 1000
+/* An idle writer still checks this often that its file is the one at its path. */
+#define IDLE_CHECK_MS 1000
+/* Readiness waits at most this long for the write lock. */
+#define PROBE_BUSY_MS 100
 
 /* Migration v (0-based) brings the file from user_version v to v + 1. A step
  * that adds a column names it, and is skipped when the column is there already
@@ -100,9 +109,18 @@ struct item {
 
 struct sqlite_audit {
     char *path;
+    char *wal_path; /* path + "-wal" */
     long timeout_ms;
     unsigned max_batch;
     size_t queue_cap;
+    bool must_exist;
+
+    /* Identity of the files this store writes: the database's is set by the
+     * first connect and never changes; the WAL's by every connect (0 = none
+     * seen). Read by ping from other threads, hence atomic. */
+    uint64_t db_dev, db_ino;
+    atomic_uint_fast64_t wal_dev, wal_ino;
+    atomic_bool moved; /* latched: a file was deleted or replaced while open */
 
     /* Queue, guarded by mu. */
     pthread_mutex_t mu;
@@ -127,6 +145,13 @@ struct sqlite_audit {
     pthread_mutex_t rmu;
     sqlite3 *rdb;
     sqlite3_stmt *by_user, *by_product, *ping;
+
+    /* Readiness probe: a read-write connection (never creating), opened on
+     * first use, guarded by pmu. */
+    pthread_mutex_t pmu;
+    sqlite3 *pdb;
+
+    struct px_log_limit loglim; /* failed batches: one line per cause per second */
 
     /* Group-commit figures (committed batches only). */
     atomic_uint_fast64_t batches, records, largest;
@@ -255,6 +280,105 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
     return SQLITE_OK;
 }
 
+/* SQLITE_CANTOPEN while setting up WAL means the -wal or -shm file could not
+ * be created: a directory this process may not write, a start-up error. */
+static px_rc wal_error_rc(sqlite3 *db)
+{
+    int e = sqlite3_errcode(db) & 0xff;
+    return e == SQLITE_CANTOPEN || e == SQLITE_READONLY || e == SQLITE_PERM ? PX_ERR_CONFIG
+                                                                            : PX_ERR_UNAVAILABLE;
+}
+
+/* The first connect records which file is at the path; a reconnect (after a
+ * fault) must find the same one there, else a replaced file would quietly
+ * become the trail. */
+static px_rc check_db_identity(struct sqlite_audit *a, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(a->path, &st) != 0) {
+        set_err(err, errlen, "AUDIT_STORE: cannot stat %s: %s", a->path, strerror(errno));
+        return PX_ERR_UNAVAILABLE;
+    }
+    if (!a->db_ino) {
+        a->db_dev = (uint64_t)st.st_dev;
+        a->db_ino = (uint64_t)st.st_ino;
+        return PX_OK;
+    }
+    if (a->db_dev == (uint64_t)st.st_dev && a->db_ino == (uint64_t)st.st_ino)
+        return PX_OK;
+    set_err(err, errlen, "AUDIT_STORE: %s was replaced while open", a->path);
+    return PX_ERR_UNAVAILABLE;
+}
+
+/* Whether the files this store writes are still the ones at their paths:
+ * stat(2) of the database and the WAL against the identities recorded at
+ * connect. A database (or WAL) unlinked or renamed over goes on taking
+ * commits through the open descriptor, and those records vanish at exit.
+ * The first time it finds one moved, it latches the store closed and logs
+ * one ERROR line; later calls return false at once. Any thread. */
+static bool files_in_place(struct sqlite_audit *a)
+{
+    if (atomic_load(&a->moved))
+        return false;
+    struct stat st;
+    const char *what = NULL;
+    int e = 0;
+    if (stat(a->path, &st) != 0) {
+        what = "database file";
+        e = errno;
+    } else if ((uint64_t)st.st_dev != a->db_dev || (uint64_t)st.st_ino != a->db_ino) {
+        what = "database file";
+    } else {
+        uint64_t wino = atomic_load(&a->wal_ino), wdev = atomic_load(&a->wal_dev);
+        if (wino && stat(a->wal_path, &st) != 0) {
+            what = "write-ahead log";
+            e = errno;
+        } else if (wino && ((uint64_t)st.st_dev != wdev || (uint64_t)st.st_ino != wino)) {
+            what = "write-ahead log";
+        }
+    }
+    if (!what)
+        return true;
+    if (!atomic_exchange(&a->moved, true))
+        px_log_fields(PX_LOG_ERROR, NULL,
+                      "audit store: its file was deleted or replaced while open; refusing every "
+                      "record until restart",
+                      (const struct px_kv[]){{"file", what},
+                                             {"path", what[0] == 'd' ? a->path : a->wal_path},
+                                             {"cause", e ? strerror(e) : "replaced"}},
+                      3);
+    return false;
+}
+
+/* "SQLITE_IOERR/EFBIG": the primary result code, and the system errno behind
+ * it when there is one, as a short key for the failure log. */
+static void failure_cause(sqlite3 *db, int e, char *out, size_t n)
+{
+    static const struct {
+        int code;
+        const char *name;
+    } names[] = {
+        {SQLITE_BUSY, "SQLITE_BUSY"},         {SQLITE_LOCKED, "SQLITE_LOCKED"},
+        {SQLITE_READONLY, "SQLITE_READONLY"}, {SQLITE_IOERR, "SQLITE_IOERR"},
+        {SQLITE_FULL, "SQLITE_FULL"},         {SQLITE_CANTOPEN, "SQLITE_CANTOPEN"},
+        {SQLITE_CORRUPT, "SQLITE_CORRUPT"},   {SQLITE_NOTADB, "SQLITE_NOTADB"},
+        {SQLITE_PERM, "SQLITE_PERM"},         {SQLITE_NOMEM, "SQLITE_NOMEM"},
+        {SQLITE_ERROR, "SQLITE_ERROR"},       {SQLITE_CONSTRAINT, "SQLITE_CONSTRAINT"},
+    };
+    const char *name = NULL;
+    for (size_t i = 0; i < PX_COUNTOF(names) && !name; i++)
+        if (names[i].code == (e & 0xff))
+            name = names[i].name;
+    int sys = db ? sqlite3_system_errno(db) : 0;
+    const char *sysname = sys ? strerrorname_np(sys) : NULL;
+    if (name && sysname)
+        snprintf(out, n, "%s/%s", name, sysname);
+    else if (name)
+        snprintf(out, n, "%s", name);
+    else
+        snprintf(out, n, "SQLITE_%d", e & 0xff);
+}
+
 /* Opens the write connection: WAL, synchronous=FULL, schema, statements. The
  * first open may create the file; a reopen after a fault never does (a file
  * that vanished must not silently become a new, empty trail). */
@@ -268,6 +392,16 @@ static px_rc writer_connect(struct sqlite_audit *a, bool create, char *err, size
         rc = PX_ERR_UNAVAILABLE;
         goto out;
     }
+    /* SQLite quietly opens a file it may not write read-only: a store that
+     * could only refuse records must not start. */
+    if (sqlite3_db_readonly(a->wdb, "main") != 0) {
+        set_err(err, errlen, "AUDIT_STORE: %s is not writable by this process", a->path);
+        rc = PX_ERR_CONFIG;
+        goto out;
+    }
+    rc = check_db_identity(a, err, errlen);
+    if (rc)
+        goto out;
     sqlite3_extended_result_codes(a->wdb, 1);
     sqlite3_busy_timeout(a->wdb, (int)a->timeout_ms);
     sqlite3_stmt *st = NULL;
@@ -280,7 +414,15 @@ static px_rc writer_connect(struct sqlite_audit *a, bool create, char *err, size
     if (!wal || sqlite3_exec(a->wdb, "PRAGMA synchronous = FULL", NULL, NULL, NULL) != SQLITE_OK) {
         set_err(err, errlen, "AUDIT_STORE: cannot put %s in WAL mode: %s", a->path,
                 sqlite3_errmsg(a->wdb));
-        rc = PX_ERR_UNAVAILABLE;
+        rc = wal_error_rc(a->wdb);
+        goto out;
+    }
+    if (a->must_exist && schema_version(a->wdb) == 0) {
+        set_err(err, errlen,
+                "AUDIT_STORE: %s holds no audit trail; create one with `pricing db seed` or "
+                "AUDIT_CREATE=1",
+                a->path);
+        rc = PX_ERR_CONFIG;
         goto out;
     }
     rc = migrate(a->wdb, a->path, err, errlen);
@@ -295,6 +437,12 @@ static px_rc writer_connect(struct sqlite_audit *a, bool create, char *err, size
     }
     sqlite3_wal_hook(a->wdb, wal_hook, a);
     a->wal_pages = 0;
+    /* The WAL exists now (journal_mode and the schema read opened it) and
+     * stays while this connection is open. */
+    struct stat st_wal;
+    bool have_wal = stat(a->wal_path, &st_wal) == 0;
+    atomic_store(&a->wal_dev, have_wal ? (uint64_t)st_wal.st_dev : 0);
+    atomic_store(&a->wal_ino, have_wal ? (uint64_t)st_wal.st_ino : 0);
     atomic_store(&a->writer_open, true);
 out:
     if (rc)
@@ -360,13 +508,21 @@ static void write_batch(struct sqlite_audit *a, size_t n)
     }
     px_rc fail = PX_OK;
     size_t written = 0;
-    if (live && !a->wdb && writer_connect(a, false, NULL, 0))
+    int e = SQLITE_OK;
+    char why[256] = "";
+    /* Latched closed: nothing more goes into a file that is not the trail. */
+    if (live && !files_in_place(a))
+        fail = PX_ERR_UNAVAILABLE;
+    if (live && !fail && !a->wdb && writer_connect(a, false, why, sizeof(why))) {
         fail = PX_ERR_IO;
+        px_log_limited(&a->loglim, PX_LOG_ERROR, "reconnect",
+                       "audit batch of %zu record(s) failed: %s", live, why);
+    }
     if (live && !fail) {
         /* Waiting on another process's write lock may use what is left of the bound. */
         int64_t left = a->timeout_ms - (now - oldest);
         sqlite3_busy_timeout(a->wdb, (int)(left > 0 ? left : 1));
-        int e = run(a->begin);
+        e = run(a->begin);
         if (e != SQLITE_DONE)
             fail = batch_error(e);
         for (size_t i = 0; !fail && i < n; i++) {
@@ -390,11 +546,19 @@ static void write_batch(struct sqlite_audit *a, size_t n)
                 fail = batch_error(e);
         }
         if (fail) {
+            char cause[PX_LOG_LIMIT_CAUSE];
+            failure_cause(a->wdb, e, cause, sizeof(cause));
+            px_log_limited(&a->loglim, PX_LOG_ERROR, cause,
+                           "audit batch of %zu record(s) not written to %s: %s", live, a->path,
+                           sqlite3_errmsg(a->wdb));
             if (!sqlite3_get_autocommit(a->wdb))
                 run(a->rollback);
             /* After an I/O fault the connection's state is suspect: start afresh. */
             if (fail == PX_ERR_IO)
                 writer_disconnect(a);
+        } else if (!files_in_place(a)) {
+            /* Committed, but to a file no longer at the path: not durable. */
+            fail = PX_ERR_UNAVAILABLE;
         }
     }
     if (fail) {
@@ -429,16 +593,25 @@ static void *writer_main(void *arg)
     pthread_mutex_lock(&a->mu);
     for (;;) {
         while (!a->head && !a->stopping && !a->probe) {
+            struct timespec until;
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            until.tv_sec += IDLE_CHECK_MS / 1000;
             a->asleep = true;
-            pthread_cond_wait(&a->cv, &a->mu);
+            int w = pthread_cond_timedwait(&a->cv, &a->mu, &until);
             a->asleep = false;
+            /* Idle: a deleted file is reported now, not at the next look-up. */
+            if (w == ETIMEDOUT && a->wdb) {
+                pthread_mutex_unlock(&a->mu);
+                (void)files_in_place(a);
+                pthread_mutex_lock(&a->mu);
+            }
         }
         if (!a->head && a->stopping)
             break;
         if (!a->head) {
             a->probe = false;
             pthread_mutex_unlock(&a->mu);
-            if (!a->wdb)
+            if (!a->wdb && !atomic_load(&a->moved))
                 (void)writer_connect(a, false, NULL, 0);
             pthread_mutex_lock(&a->mu);
             continue;
@@ -463,37 +636,6 @@ static void *writer_main(void *arg)
 
 /* ---- open / close --------------------------------------------------------------------- */
 
-/* mkdir -p of path's directory part. */
-static px_rc make_parent(const char *path, char *err, size_t errlen)
-{
-    char dir[PATH_MAX];
-    size_t n = strlen(path);
-    if (n >= sizeof(dir)) {
-        set_err(err, errlen, "AUDIT_STORE: path too long: %.64s", path);
-        return PX_ERR_CONFIG;
-    }
-    memcpy(dir, path, n + 1);
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-        return PX_OK;
-    *slash = '\0';
-    for (char *p = dir + 1; p; p = strchr(p + 1, '/')) {
-        char saved = *p;
-        if (saved == '/')
-            *p = '\0';
-        if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
-            set_err(err, errlen, "AUDIT_STORE: cannot create directory %s: %s", dir,
-                    strerror(errno));
-            return PX_ERR_IO;
-        }
-        if (saved == '/')
-            *p = '/';
-        else
-            break;
-    }
-    return PX_OK;
-}
-
 static void audit_close(void *impl)
 {
     struct sqlite_audit *a = impl;
@@ -513,14 +655,18 @@ static void audit_close(void *impl)
     sqlite3_finalize(a->by_product);
     sqlite3_finalize(a->ping);
     sqlite3_close_v2(a->rdb);
+    sqlite3_close_v2(a->pdb);
     /* The write connection closes last: as the last one it checkpoints the WAL. */
     writer_disconnect(a);
     if (a->sync_init) {
         pthread_cond_destroy(&a->cv);
         pthread_mutex_destroy(&a->mu);
         pthread_mutex_destroy(&a->rmu);
+        pthread_mutex_destroy(&a->pmu);
+        px_log_limit_destroy(&a->loglim);
     }
     free(a->batch);
+    free(a->wal_path);
     free(a->path);
     free(a);
 }
@@ -545,19 +691,41 @@ static px_rc audit_open(const char *target, const struct px_audit_opts *opts, vo
     if (a->max_batch > BATCH_MAX)
         a->max_batch = BATCH_MAX;
     a->queue_cap = opts && opts->queue_cap ? opts->queue_cap : QUEUE_CAP_DEFAULT;
+    a->must_exist = opts && opts->must_exist;
     a->path = strdup(target);
+    size_t plen = strlen(target);
+    a->wal_path = malloc(plen + 5);
+    if (a->wal_path) {
+        memcpy(a->wal_path, target, plen);
+        memcpy(a->wal_path + plen, "-wal", 5);
+    }
     a->batch = calloc(a->max_batch, sizeof(*a->batch));
     atomic_init(&a->writer_open, false);
+    atomic_init(&a->moved, false);
+    atomic_init(&a->wal_dev, 0);
+    atomic_init(&a->wal_ino, 0);
     atomic_init(&a->batches, 0);
     atomic_init(&a->records, 0);
     atomic_init(&a->largest, 0);
-    if (!a->path || !a->batch) {
+    if (!a->path || !a->wal_path || !a->batch) {
         set_err(err, errlen, "AUDIT_STORE: out of memory");
         rc = PX_ERR_NOMEM;
         goto out;
     }
-    if (pthread_mutex_init(&a->mu, NULL) || pthread_cond_init(&a->cv, NULL) ||
-        pthread_mutex_init(&a->rmu, NULL)) {
+    /* The writer's idle wait runs on the monotonic clock: a clock step
+     * cannot stretch it. */
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0) {
+        set_err(err, errlen, "AUDIT_STORE: cannot create locks");
+        rc = PX_ERR_NOMEM;
+        goto out;
+    }
+    bool locks = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+                 pthread_mutex_init(&a->mu, NULL) == 0 && pthread_cond_init(&a->cv, &ca) == 0 &&
+                 pthread_mutex_init(&a->rmu, NULL) == 0 && pthread_mutex_init(&a->pmu, NULL) == 0 &&
+                 px_log_limit_init(&a->loglim, 1000) == PX_OK;
+    pthread_condattr_destroy(&ca);
+    if (!locks) {
         set_err(err, errlen, "AUDIT_STORE: cannot create locks");
         rc = PX_ERR_NOMEM;
         goto out;
@@ -568,10 +736,27 @@ static px_rc audit_open(const char *target, const struct px_audit_opts *opts, vo
      * process: the record then fails and the caller answers 503. */
     signal(SIGXFSZ, SIG_IGN);
 
-    rc = make_parent(a->path, err, errlen);
-    if (rc)
+    /* A trail is created only on purpose: serve and friends open what `db
+     * seed` made, so a deleted file is an error, not a new, empty trail. */
+    struct stat st;
+    if (a->must_exist && stat(a->path, &st) != 0 && errno == ENOENT) {
+        set_err(err, errlen,
+                "AUDIT_STORE: %s does not exist; create the trail with `pricing db seed` or "
+                "AUDIT_CREATE=1",
+                a->path);
+        rc = PX_ERR_CONFIG;
         goto out;
-    rc = writer_connect(a, true, err, errlen);
+    }
+    if (!a->must_exist) {
+        int e = px_fs_make_parent(a->path, 0750);
+        if (e) {
+            set_err(err, errlen, "AUDIT_STORE: cannot create the directory of %s: %s", a->path,
+                    strerror(e));
+            rc = PX_ERR_IO;
+            goto out;
+        }
+    }
+    rc = writer_connect(a, !a->must_exist, err, errlen);
     if (rc)
         goto out;
     if (sqlite3_open_v2(a->path, &a->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
@@ -840,11 +1025,36 @@ static px_rc audit_ping(void *impl)
         pthread_mutex_unlock(&a->mu);
         return PX_ERR_UNAVAILABLE;
     }
+    if (!files_in_place(a))
+        return PX_ERR_UNAVAILABLE;
     pthread_mutex_lock(&a->rmu);
     int e = sqlite3_step(a->ping);
     sqlite3_reset(a->ping);
     pthread_mutex_unlock(&a->rmu);
-    return e == SQLITE_ROW || e == SQLITE_DONE ? PX_OK : PX_ERR_UNAVAILABLE;
+    if (e != SQLITE_ROW && e != SQLITE_DONE)
+        return PX_ERR_UNAVAILABLE;
+    /* Reads can go on while another process holds the write lock: only
+     * taking the lock says a record could be written now. The wait is short,
+     * so readiness never hangs, and the lock is released at once. */
+    px_rc rc = PX_OK;
+    pthread_mutex_lock(&a->pmu);
+    if (!a->pdb) {
+        if (sqlite3_open_v2(a->path, &a->pdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK) {
+            sqlite3_close_v2(a->pdb);
+            a->pdb = NULL;
+            rc = PX_ERR_UNAVAILABLE;
+        } else {
+            sqlite3_busy_timeout(
+                a->pdb, (int)(a->timeout_ms < PROBE_BUSY_MS ? a->timeout_ms : PROBE_BUSY_MS));
+        }
+    }
+    if (!rc && sqlite3_exec(a->pdb, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        rc = PX_ERR_UNAVAILABLE;
+    if (a->pdb && !sqlite3_get_autocommit(a->pdb))
+        sqlite3_exec(a->pdb, "ROLLBACK", NULL, NULL, NULL);
+    pthread_mutex_unlock(&a->pmu);
+    return rc;
 }
 
 /* Group-commit figures since open, for tests and metrics: committed batches,

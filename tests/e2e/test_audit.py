@@ -195,6 +195,38 @@ class AuditTest(harness.ServerCase):
         # Reading the trail is not a price look-up: still one record.
         self.assertEqual(len(self.stores.records(user=user)), 1)
 
+    def test_leap_second_bounds(self):
+        """Second 60 is refused as the bound it is in, never as a bad cursor."""
+        user = new_user()
+        self.assertStatus(self.server.price("PROD-101", user), 200)
+        leap = "2016-12-31T23:59:60Z"
+        for field, query in (
+            ("from", "from=%s" % leap),
+            ("to", "to=%s" % leap),
+            ("from", "from=%s&to=2017-01-01T00:00:00Z" % leap),
+        ):
+            with self.subTest(query=query):
+                r = self.server.get("/audit?userId=%s&%s" % (user, query))
+                self.assertStatus(r, 400)
+                self.assertEqual(r.json()["error"]["code"], "VALIDATION_FAILED")
+                self.assertEqual(r.error_fields(), [field])
+        # Both bounds wrong: both named, and no cursor.
+        r = self.server.get("/audit?userId=%s&from=%s&to=%s" % (user, leap, leap))
+        self.assertStatus(r, 400)
+        self.assertEqual(sorted(r.error_fields()), ["from", "to"])
+        # A bad cursor is still the cursor.
+        r = self.server.get("/audit?userId=%s&from=2016-12-31T23:59:59Z&cursor=garbage" % user)
+        self.assertStatus(r, 400)
+        self.assertEqual(r.error_fields(), ["cursor"])
+        # The command line agrees: the bound is named, exit 2.
+        env = {"AUDIT_STORE": self.stores.audit_store, "PRICE_DB": self.stores.price_db}
+        for flag in ("--from", "--to"):
+            with self.subTest(flag=flag):
+                res = harness.run_cli(["audit", "query", "--user", user, flag, leap], env=env)
+                self.assertEqual(res.rc, 2, res)
+                self.assertIn(flag, res.stderr.splitlines()[0])
+                self.assertNotIn("cursor", res.stderr.splitlines()[0])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -47,15 +47,26 @@ px_rc px_pf_audit_in_parse(struct px_request *req, struct px_pf_audit_in *in,
                           "exactly one of userId or productId is required");
         rc = PX_ERR_INVALID;
     }
+    /* The stores convert the bounds with px_audit_ts_ms(): a bound passes here
+     * only if it converts there, so a store never refuses one (and the error
+     * names the bound, not the cursor). RFC 3339 allows second 60; no record
+     * is ever stamped with it, and the stores refuse it. */
+    char a[25], b[25];
+    bool from_ok = in->from && px_audit_ts_ms(in->from, a) == PX_OK;
+    bool to_ok = in->to && px_audit_ts_ms(in->to, b) == PX_OK;
+    if (in->from && !from_ok) {
+        px_validation_add(v, "from", "must be an RFC 3339 UTC timestamp (seconds 00-59)");
+        rc = PX_ERR_INVALID;
+    }
+    if (in->to && !to_ok) {
+        px_validation_add(v, "to", "must be an RFC 3339 UTC timestamp (seconds 00-59)");
+        rc = PX_ERR_INVALID;
+    }
     /* Both bounds share one format, so text order is time order once the
      * fraction is the same length; compare the instants, not the strings. */
-    if (in->from && in->to) {
-        char a[25], b[25];
-        if (px_audit_ts_ms(in->from, a) == PX_OK && px_audit_ts_ms(in->to, b) == PX_OK &&
-            strcmp(a, b) > 0) {
-            px_validation_add(v, "from", "must not be later than to");
-            rc = PX_ERR_INVALID;
-        }
+    if (from_ok && to_ok && strcmp(a, b) > 0) {
+        px_validation_add(v, "from", "must not be later than to");
+        rc = PX_ERR_INVALID;
     }
     return rc;
 }
