@@ -13,6 +13,7 @@
  * merging them by sort key. docs/internals/stores.md has the whole argument. */
 #include "audit.h"
 #include "audit_queue.h"
+#include "../kernel/fs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -425,28 +426,30 @@ static px_rc refresh_readers(struct lsm_audit *a)
 
 /* ---- open / close --------------------------------------------------------------------- */
 
-static px_rc make_dirs(const char *path, char *err, size_t errlen)
+/* The store directory: created (mkdir -p) only when the caller may create a
+ * trail; otherwise it must exist with at least one sub-store in it, so a
+ * deleted or mistyped trail is never silently replaced by an empty one. */
+static px_rc store_dir(const char *dir, bool must_exist, char *err, size_t errlen)
 {
-    char dir[PATH_MAX];
-    size_t n = strlen(path);
-    if (n >= sizeof(dir)) {
-        set_err(err, errlen, "AUDIT_STORE: path too long: %.64s", path);
-        return PX_ERR_CONFIG;
-    }
-    memcpy(dir, path, n + 1);
-    for (char *p = dir + 1;; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char saved = *p;
-        *p = '\0';
-        if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
-            set_err(err, errlen, "AUDIT_STORE: cannot create directory %s: %s", dir,
-                    strerror(errno));
-            return PX_ERR_IO;
+    if (must_exist) {
+        char first[PATH_MAX + 8];
+        struct stat st;
+        snprintf(first, sizeof(first), "%s/w-00", dir);
+        if (stat(first, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            set_err(err, errlen,
+                    "AUDIT_STORE: no audit trail at %s (create it with `pricing db seed`, or set "
+                    "AUDIT_CREATE=1)",
+                    dir);
+            return PX_ERR_CONFIG;
         }
-        *p = saved;
-        if (!saved)
-            break;
+        return PX_OK;
+    }
+    char probe[PATH_MAX + 8];
+    snprintf(probe, sizeof(probe), "%s/x", dir);
+    int e = px_fs_make_parent(probe, 0750);
+    if (e) {
+        set_err(err, errlen, "AUDIT_STORE: cannot create directory %s: %s", dir, strerror(e));
+        return PX_ERR_IO;
     }
     return PX_OK;
 }
@@ -561,7 +564,7 @@ static px_rc audit_open(const char *target, const struct px_audit_opts *opts, vo
     /* A file-size limit must surface as a failed write (EFBIG), not kill the process. */
     signal(SIGXFSZ, SIG_IGN);
 
-    rc = make_dirs(a->dir, err, errlen);
+    rc = store_dir(a->dir, opts && opts->must_exist, err, errlen);
     if (rc)
         goto out;
     char readers[PATH_MAX + 16];
