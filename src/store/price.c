@@ -1,9 +1,15 @@
-/* price.c: picks the price backend from the spec's scheme and forwards to it. */
+/* price.c: picks the price backend from the spec's scheme and forwards to it;
+ * reads seed files for both backends. */
 #include "price.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+/* Bound on a seed file read whole into memory. */
+#define SEED_FILE_MAX (64L * 1024 * 1024)
 
 struct px_price_store {
     const struct px_price_ops *ops;
@@ -77,9 +83,79 @@ px_rc px_price_ping(struct px_price_store *s)
     return s->ops->ping(s->impl);
 }
 
+px_rc px_price_migrate(struct px_price_store *s, char *err, size_t errlen)
+{
+    if (!s)
+        return PX_ERR_INVALID;
+    return s->ops->seed(s->impl, NULL, NULL, err, errlen);
+}
+
+px_rc px_price_seed_sql(struct px_price_store *s, const char *name, const char *sql, char *err,
+                        size_t errlen)
+{
+    if (!s || !name || !sql)
+        return PX_ERR_INVALID;
+    return s->ops->seed(s->impl, name, sql, err, errlen);
+}
+
+/* Reads the whole SQL file at path into a NUL-terminated heap string the
+ * caller frees; capped, and refused when it holds a NUL byte (the text would
+ * end early without a word). */
+static px_rc read_sql(const char *path, char **out, char *err, size_t errlen)
+{
+    px_rc rc = PX_OK;
+    char *buf = NULL;
+    FILE *f = fopen(path, "rb");
+    *out = NULL;
+    if (!f) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return PX_ERR_IO;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s is not a readable file", path);
+        rc = PX_ERR_IO;
+        goto out;
+    }
+    if (st.st_size > SEED_FILE_MAX) {
+        snprintf(err, errlen, "%s is larger than %ld MiB", path, SEED_FILE_MAX / (1024 * 1024));
+        rc = PX_ERR_TOO_LARGE;
+        goto out;
+    }
+    size_t len = (size_t)st.st_size;
+    buf = malloc(len + 1);
+    if (!buf) {
+        snprintf(err, errlen, "out of memory reading %s", path);
+        rc = PX_ERR_NOMEM;
+        goto out;
+    }
+    if (fread(buf, 1, len, f) != len) {
+        snprintf(err, errlen, "short read on %s", path);
+        rc = PX_ERR_IO;
+        goto out;
+    }
+    buf[len] = '\0';
+    if (memchr(buf, '\0', len)) {
+        snprintf(err, errlen, "%s contains a NUL byte", path);
+        rc = PX_ERR_INVALID;
+        goto out;
+    }
+    *out = buf;
+    buf = NULL;
+out:
+    free(buf);
+    fclose(f);
+    return rc;
+}
+
 px_rc px_price_seed(struct px_price_store *s, const char *sql_path, char *err, size_t errlen)
 {
+    char *sql = NULL;
     if (!s || !sql_path)
         return PX_ERR_INVALID;
-    return s->ops->seed(s->impl, sql_path, err, errlen);
+    px_rc rc = read_sql(sql_path, &sql, err, errlen);
+    if (!rc)
+        rc = s->ops->seed(s->impl, sql_path, sql, err, errlen);
+    free(sql);
+    return rc;
 }

@@ -33,8 +33,14 @@ void px_price_close(struct px_price_store *s);
 px_rc px_price_get(struct px_price_store *s, const char *product_id, struct px_price *out) PX_WUR;
 /* PX_OK when the database answers a trivial query now (readiness). */
 px_rc px_price_ping(struct px_price_store *s) PX_WUR;
-/* Creates the schema (idempotent migrations) and runs the SQL file at path.
- * err holds one human line on failure. */
+/* Brings the schema up to date with the migrations built into the binary
+ * (idempotent; loads no rows). err holds one human line on failure. */
+px_rc px_price_migrate(struct px_price_store *s, char *err, size_t errlen) PX_WUR;
+/* Migrates, then runs sql (NUL-terminated statements; name labels it in
+ * messages) in the same transaction: all of it or nothing. sql is borrowed. */
+px_rc px_price_seed_sql(struct px_price_store *s, const char *name, const char *sql, char *err,
+                        size_t errlen) PX_WUR;
+/* px_price_seed_sql() with the file at sql_path (at most 64 MiB, no NUL bytes). */
 px_rc px_price_seed(struct px_price_store *s, const char *sql_path, char *err,
                     size_t errlen) PX_WUR;
 
@@ -46,7 +52,8 @@ struct px_price_ops {
     void (*close)(void *impl);
     px_rc (*get)(void *impl, const char *product_id, struct px_price *out);
     px_rc (*ping)(void *impl);
-    px_rc (*seed)(void *impl, const char *sql_path, char *err, size_t errlen);
+    /* Migrations, then sql unless it is NULL, in one transaction. */
+    px_rc (*seed)(void *impl, const char *name, const char *sql, char *err, size_t errlen);
 };
 
 extern const struct px_price_ops px_price_sqlite_ops;

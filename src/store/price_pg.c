@@ -20,13 +20,13 @@
  * RETRY_MS; the others answer PX_ERR_UNAVAILABLE at once instead of each
  * waiting out its deadline. The first success closes the breaker again.
  *
- * Seeding applies the versioned migrations of the directory ../sql next to
- * the seed file (NNN_name.sql, recorded in schema_migrations) and then the
- * seed file, all in one transaction under an advisory lock. */
+ * Seeding applies the versioned migrations built into the binary (infra/sql/
+ * NNN_name.sql, see sql_assets.h; recorded in schema_migrations) and then the
+ * seed, if any, all in one transaction under an advisory lock. */
 #include "price.h"
 #include "../kernel/log.h"
+#include "sql_assets.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <libpq-fe.h>
 #include <limits.h>
@@ -35,7 +35,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #define POOL_DEFAULT     4
@@ -44,8 +43,6 @@
 #define TIMEOUT_MAX      600000
 #define SEED_TIMEOUT_MIN 10000
 #define RETRY_MS         200
-#define SQL_FILE_MAX     (64L * 1024 * 1024)
-#define MIGRATIONS_MAX   1000
 #define CONNECT_STEPS    1000 /* PQconnectPoll rounds; the deadline ends them sooner */
 #define WHY_LEN          256
 
@@ -808,18 +805,7 @@ out:
 
 /* ---- seeding: migrations and the seed file ---- */
 
-struct migration {
-    long version;
-    char name[NAME_MAX + 1];
-};
-
-static int migration_cmp(const void *a, const void *b)
-{
-    const struct migration *x = a, *y = b;
-    return (x->version > y->version) - (x->version < y->version);
-}
-
-/* "NNN_words.sql": version NNN; false for anything else in the directory. */
+/* "NNN_words.sql": version NNN; false for anything else. */
 PX_STATIC bool px_price_pg_migration_name(const char *name, long *version);
 PX_STATIC bool px_price_pg_migration_name(const char *name, long *version)
 {
@@ -837,118 +823,19 @@ PX_STATIC bool px_price_pg_migration_name(const char *name, long *version)
     return true;
 }
 
-/* Migration directory: ../sql next to the seed file (infra/seed/x.sql -> infra/sql). */
-static px_rc migrations_dir(const char *seed, char *out, size_t outlen)
+/* Versions of the built-in migrations into v[] (px_sql_assets_nmigrations
+ * entries). The build already refused bad names and shared versions; this
+ * keeps a hand-edited generated file from recording nonsense. */
+static px_rc migration_versions(long *v, char *err, size_t errlen)
 {
-    const char *slash = strrchr(seed, '/');
-    int n = slash ? snprintf(out, outlen, "%.*s/../sql", (int)(slash - seed), seed)
-                  : snprintf(out, outlen, "../sql");
-    return n < 0 || (size_t)n >= outlen ? PX_ERR_TOO_LARGE : PX_OK;
-}
-
-static px_rc list_migrations(const char *dir, struct migration **out, size_t *nout, char *err,
-                             size_t errlen)
-{
-    px_rc rc = PX_OK;
-    struct migration *m = NULL;
-    size_t n = 0;
-    DIR *d = opendir(dir);
-    *out = NULL;
-    *nout = 0;
-    if (!d) {
-        snprintf(err, errlen, "db seed: cannot open the migrations directory %s: %s", dir,
-                 strerror(errno));
-        return PX_ERR_IO;
-    }
-    m = calloc(MIGRATIONS_MAX, sizeof(*m));
-    if (!m) {
-        snprintf(err, errlen, "db seed: out of memory");
-        rc = PX_ERR_NOMEM;
-        goto out;
-    }
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        long v;
-        if (!px_price_pg_migration_name(de->d_name, &v))
-            continue;
-        if (n == MIGRATIONS_MAX) {
-            snprintf(err, errlen, "db seed: more than %d migrations in %s", MIGRATIONS_MAX, dir);
-            rc = PX_ERR_TOO_LARGE;
-            goto out;
-        }
-        m[n].version = v;
-        snprintf(m[n].name, sizeof(m[n].name), "%s", de->d_name);
-        n++;
-    }
-    if (n == 0) {
-        snprintf(err, errlen, "db seed: no migrations (NNN_name.sql) in %s", dir);
-        rc = PX_ERR_IO;
-        goto out;
-    }
-    qsort(m, n, sizeof(*m), migration_cmp);
-    for (size_t i = 1; i < n; i++) {
-        if (m[i].version == m[i - 1].version) {
-            snprintf(err, errlen, "db seed: migrations %s and %s share version %ld", m[i - 1].name,
-                     m[i].name, m[i].version);
-            rc = PX_ERR_CONFIG;
-            goto out;
+    for (size_t i = 0; i < px_sql_assets_nmigrations; i++) {
+        const char *name = px_sql_assets_migrations[i].name;
+        if (!px_price_pg_migration_name(name, &v[i]) || (i > 0 && v[i] <= v[i - 1])) {
+            snprintf(err, errlen, "PRICE_DB: built-in migration %s is out of order", name);
+            return PX_ERR_INTERNAL;
         }
     }
-    *out = m;
-    *nout = n;
-    m = NULL;
-out:
-    free(m);
-    closedir(d);
-    return rc;
-}
-
-static px_rc read_sql(const char *path, char **out, char *err, size_t errlen)
-{
-    px_rc rc = PX_OK;
-    char *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    *out = NULL;
-    if (!f) {
-        snprintf(err, errlen, "db seed: cannot open %s: %s", path, strerror(errno));
-        return PX_ERR_IO;
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "db seed: %s is not a readable file", path);
-        rc = PX_ERR_IO;
-        goto out;
-    }
-    if (st.st_size > SQL_FILE_MAX) {
-        snprintf(err, errlen, "db seed: %s is larger than %ld MiB", path,
-                 SQL_FILE_MAX / (1024 * 1024));
-        rc = PX_ERR_TOO_LARGE;
-        goto out;
-    }
-    size_t len = (size_t)st.st_size;
-    buf = malloc(len + 1);
-    if (!buf) {
-        snprintf(err, errlen, "db seed: out of memory reading %s", path);
-        rc = PX_ERR_NOMEM;
-        goto out;
-    }
-    if (fread(buf, 1, len, f) != len) {
-        snprintf(err, errlen, "db seed: short read on %s", path);
-        rc = PX_ERR_IO;
-        goto out;
-    }
-    buf[len] = '\0';
-    if (memchr(buf, '\0', len)) {
-        snprintf(err, errlen, "db seed: %s contains a NUL byte", path);
-        rc = PX_ERR_INVALID;
-        goto out;
-    }
-    *out = buf;
-    buf = NULL;
-out:
-    free(buf);
-    fclose(f);
-    return rc;
+    return px_sql_assets_nmigrations ? PX_OK : PX_ERR_INTERNAL;
 }
 
 /* Runs sql (one or more statements, no parameters, or one statement with
@@ -970,7 +857,7 @@ static px_rc seed_exec(struct slot *sl, struct call *c, const char *what, const 
         rc = slot_result(sl, c, want, &r, &retry);
     }
     if (rc) {
-        snprintf(err, errlen, "db seed: %s failed: %s", what, c->why);
+        snprintf(err, errlen, "PRICE_DB: %s failed: %s", what, c->why);
         return rc;
     }
     if (res)
@@ -988,13 +875,11 @@ static bool applied(const PGresult *r, long version)
     return false;
 }
 
-static px_rc seed_in_tx(struct slot *sl, struct call *c, const char *dir, const struct migration *m,
-                        size_t nm, const char *seed_sql, const char *seed_path, long timeout_ms,
-                        char *err, size_t errlen)
+static px_rc seed_in_tx(struct slot *sl, struct call *c, const long *versions, const char *name,
+                        const char *sql, long timeout_ms, char *err, size_t errlen)
 {
-    char tmo[24], ver[24], path[PATH_MAX + NAME_MAX + 2], what[NAME_MAX + 32];
+    char tmo[24], ver[24], what[NAME_MAX + 32];
     PGresult *done = NULL;
-    char *sql = NULL;
     snprintf(tmo, sizeof(tmo), "%ld", timeout_ms);
     const char *p_tmo[1] = {tmo};
     const char *p_lock[1] = {MIGRATION_LOCK};
@@ -1014,73 +899,64 @@ static px_rc seed_in_tx(struct slot *sl, struct call *c, const char *dir, const 
     if (!rc)
         rc = seed_exec(sl, c, "reading schema_migrations", "SELECT version FROM schema_migrations",
                        0, NULL, PGRES_TUPLES_OK, &done, err, errlen);
-    for (size_t i = 0; !rc && i < nm; i++) {
-        if (applied(done, m[i].version))
+    for (size_t i = 0; !rc && i < px_sql_assets_nmigrations; i++) {
+        const struct px_sql_asset *m = &px_sql_assets_migrations[i];
+        if (applied(done, versions[i]))
             continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, m[i].name);
-        rc = read_sql(path, &sql, err, errlen);
-        if (rc)
-            break;
-        snprintf(what, sizeof(what), "migration %s", m[i].name);
-        rc = seed_exec(sl, c, what, sql, 0, NULL, ANY_OK, NULL, err, errlen);
-        free(sql);
-        sql = NULL;
-        snprintf(ver, sizeof(ver), "%ld", m[i].version);
-        const char *p_rec[2] = {ver, m[i].name};
+        snprintf(what, sizeof(what), "migration %s", m->name);
+        rc = seed_exec(sl, c, what, m->text, 0, NULL, ANY_OK, NULL, err, errlen);
+        snprintf(ver, sizeof(ver), "%ld", versions[i]);
+        const char *p_rec[2] = {ver, m->name};
         if (!rc)
             rc = seed_exec(sl, c, "recording a migration",
                            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 2,
                            p_rec, PGRES_COMMAND_OK, NULL, err, errlen);
     }
-    if (!rc) {
-        rc =
-            seed_exec(sl, c, "loading the seed file", seed_sql, 0, NULL, ANY_OK, NULL, err, errlen);
+    if (!rc && sql) {
+        rc = seed_exec(sl, c, "loading the seed", sql, 0, NULL, ANY_OK, NULL, err, errlen);
         if (rc)
-            snprintf(err, errlen, "db seed: %s: %s", seed_path, c->why);
+            snprintf(err, errlen, "%s: %s", name ? name : "seed", c->why);
     }
     PQclear(done);
     return rc;
 }
 
-static px_rc pg_seed(void *impl, const char *sql_path, char *err, size_t errlen)
+static px_rc pg_seed(void *impl, const char *name, const char *sql, char *err, size_t errlen)
 {
     struct pg_store *s = impl;
-    struct migration *m = NULL;
     struct slot *sl = NULL;
-    char *seed_sql = NULL;
-    char dir[PATH_MAX];
-    size_t nm = 0;
+    long *versions = NULL;
     bool in_tx = false;
-    if (!s || !sql_path)
+    if (!s)
         return PX_ERR_INVALID;
     long timeout = s->timeout_ms < SEED_TIMEOUT_MIN ? SEED_TIMEOUT_MIN : s->timeout_ms;
     struct call c = {.deadline = now_ms() + timeout};
-    px_rc rc = migrations_dir(sql_path, dir, sizeof(dir));
-    if (rc) {
-        snprintf(err, errlen, "db seed: seed file path too long");
+    px_rc rc = PX_OK;
+    versions = calloc(px_sql_assets_nmigrations + 1, sizeof(*versions));
+    if (!versions) {
+        snprintf(err, errlen, "PRICE_DB: out of memory");
+        rc = PX_ERR_NOMEM;
         goto out;
     }
-    rc = list_migrations(dir, &m, &nm, err, errlen);
-    if (!rc)
-        rc = read_sql(sql_path, &seed_sql, err, errlen);
+    rc = migration_versions(versions, err, errlen);
     if (rc)
         goto out;
     rc = slot_acquire(s, c.deadline, &sl);
     if (rc) {
-        snprintf(err, errlen, "db seed: no free connection");
+        snprintf(err, errlen, "PRICE_DB: no free connection");
         goto out;
     }
     bool fresh = false;
     rc = slot_connect(s, sl, &c, &fresh);
     if (rc) {
-        snprintf(err, errlen, "db seed: cannot connect to %s: %s", s->shown, c.why);
+        snprintf(err, errlen, "PRICE_DB: cannot connect to %s: %s", s->shown, c.why);
         goto out;
     }
     rc = seed_exec(sl, &c, "BEGIN", "BEGIN", 0, NULL, PGRES_COMMAND_OK, NULL, err, errlen);
     if (rc)
         goto out;
     in_tx = true;
-    rc = seed_in_tx(sl, &c, dir, m, nm, seed_sql, sql_path, timeout, err, errlen);
+    rc = seed_in_tx(sl, &c, versions, name, sql, timeout, err, errlen);
     if (rc)
         goto out;
     rc = seed_exec(sl, &c, "COMMIT", "COMMIT", 0, NULL, PGRES_COMMAND_OK, NULL, err, errlen);
@@ -1095,8 +971,7 @@ out:
     }
     if (sl)
         slot_release(s, sl);
-    free(seed_sql);
-    free(m);
+    free(versions);
     return rc;
 }
 

@@ -6,8 +6,14 @@
  * bind/step/reset. The product id is always a bound parameter. The price is
  * TEXT so its scale survives ("100.00" stays "100.00"). Seeding uses its own
  * read-write connection and one transaction, so readers see all or nothing.
- * The file stays in rollback-journal mode: it is written only by `db seed`,
- * and read-only connections then need nothing but read access to it. */
+ *
+ * The file is kept in rollback-journal mode (journal_mode=DELETE), never WAL:
+ * it is written only by `db seed` / `db migrate`, and its readers are
+ * read-only connections, which in WAL mode would need a writable -shm file
+ * beside it (a file and directory the service may only read could not be
+ * served). After a seed every row is in the main file and no -wal, -shm or
+ * -journal file is left. The price of it: each look-up takes and drops a
+ * shared file lock, and a seed's commit makes look-ups wait (busy_timeout). */
 #include "price.h"
 
 #include <errno.h>
@@ -22,7 +28,6 @@
 #define POOL_MAX        64
 #define TIMEOUT_DEFAULT 2000
 #define TIMEOUT_MAX     60000
-#define SEED_MAX_BYTES  (64L * 1024 * 1024)
 #define SCHEMA_VERSION  1
 
 /* Migrations, applied in order inside one transaction; user_version counts
@@ -144,34 +149,60 @@ static px_rc open_rw(const char *path, bool create, long timeout_ms, sqlite3 **o
     return PX_OK;
 }
 
-/* Creates the schema when opts->create asks for it (db seed). */
-static px_rc create_schema(const char *path, long timeout_ms, char *err, size_t errlen)
+/* Puts the file in rollback-journal mode (see the top of this file). A file
+ * left in WAL mode by an older build is checkpointed into the main file and
+ * its -wal removed; that needs every other connection to it closed. */
+static px_rc use_rollback_journal(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    const unsigned char *mode = NULL;
+    px_rc rc = PX_OK;
+    if (sqlite3_prepare_v2(db, "PRAGMA journal_mode = DELETE", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        mode = sqlite3_column_text(st, 0);
+    if (!mode || strcmp((const char *)mode, "delete") != 0) {
+        snprintf(err, errlen,
+                 "PRICE_DB: cannot put %s in rollback-journal mode: %s (stop the servers "
+                 "reading it and run again)",
+                 path, mode ? (const char *)mode : sqlite3_errmsg(db));
+        rc = PX_ERR_UNAVAILABLE;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Migrates the file at path and, unless sql is NULL, runs sql, all in one
+ * BEGIN IMMEDIATE transaction on a read-write connection of its own. */
+static px_rc apply(const char *path, bool create, long timeout_ms, const char *name,
+                   const char *sql, char *err, size_t errlen)
 {
     sqlite3 *db = NULL;
-    px_rc rc = open_rw(path, true, timeout_ms, &db, err, errlen);
+    px_rc rc = open_rw(path, create, timeout_ms, &db, err, errlen);
     if (rc)
-        return rc;
-    /* WAL is a property of the file: readers then take no file lock per look-up,
-     * and a seed running beside a live server never blocks its reads. */
-    if (sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "PRICE_DB: cannot put %s in WAL mode: %s", path, sqlite3_errmsg(db));
-        rc = PX_ERR_IO;
         goto out;
-    }
+    rc = use_rollback_journal(db, path, err, errlen);
+    if (rc)
+        goto out;
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "PRICE_DB: cannot lock %s: %s", path, sqlite3_errmsg(db));
         rc = PX_ERR_UNAVAILABLE;
         goto out;
     }
     rc = migrate(db, path, err, errlen);
-    if (rc || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        if (!rc) {
-            snprintf(err, errlen, "PRICE_DB: cannot commit schema of %s: %s", path,
-                     sqlite3_errmsg(db));
-            rc = PX_ERR_IO;
+    if (!rc && sql) {
+        char *msg = NULL;
+        if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+            snprintf(err, errlen, "%s: %s", name ? name : "seed", msg ? msg : sqlite3_errmsg(db));
+            rc = PX_ERR_INVALID;
         }
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        sqlite3_free(msg);
     }
+    if (!rc && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "PRICE_DB: cannot commit to %s: %s", path, sqlite3_errmsg(db));
+        rc = PX_ERR_IO;
+    }
+    if (rc && !sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 out:
     sqlite3_close_v2(db);
     return rc;
@@ -186,8 +217,9 @@ static px_rc conn_open(struct sqlite_price *p, struct conn *c, char *err, size_t
         return PX_ERR_UNAVAILABLE;
     }
     sqlite3_busy_timeout(c->db, (int)p->timeout_ms);
-    /* Pages through the mapping instead of one pread(2) each: a look-up is then
-     * a few memory reads, not syscalls (WAL mode spares the per-read file locks). */
+    /* Pages through the mapping instead of one pread(2) each: a look-up then
+     * reads its B-tree pages from memory; the shared lock it takes is the only
+     * file system work left. */
     sqlite3_exec(c->db, "PRAGMA mmap_size = 268435456", NULL, NULL, NULL);
     if (sqlite3_prepare_v3(c->db, GET_SQL, -1, SQLITE_PREPARE_PERSISTENT, &c->get, NULL) !=
             SQLITE_OK ||
@@ -243,7 +275,7 @@ static px_rc price_open(const char *spec, const struct px_price_opts *opts, void
     p->sync_init = true;
 
     if (opts && opts->create) {
-        rc = create_schema(p->path, p->timeout_ms, err, errlen);
+        rc = apply(p->path, true, p->timeout_ms, NULL, NULL, err, errlen);
         if (rc)
             goto out;
     }
@@ -369,95 +401,12 @@ static px_rc price_ping(void *impl)
     return rc;
 }
 
-/* Reads the whole SQL file into a NUL-terminated heap string (capped). */
-static px_rc read_sql(const char *path, char **out, char *err, size_t errlen)
-{
-    px_rc rc = PX_OK;
-    char *data = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "db seed: cannot open %s: %s", path, strerror(errno));
-        return PX_ERR_IO;
-    }
-    if (fseek(f, 0, SEEK_END) != 0) {
-        snprintf(err, errlen, "db seed: cannot read %s: %s", path, strerror(errno));
-        rc = PX_ERR_IO;
-        goto out;
-    }
-    long size = ftell(f);
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        snprintf(err, errlen, "db seed: cannot read %s: %s", path, strerror(errno));
-        rc = PX_ERR_IO;
-        goto out;
-    }
-    if (size > SEED_MAX_BYTES) {
-        snprintf(err, errlen, "db seed: %s is larger than %ld MiB", path,
-                 SEED_MAX_BYTES / (1024 * 1024));
-        rc = PX_ERR_TOO_LARGE;
-        goto out;
-    }
-    data = malloc((size_t)size + 1);
-    if (!data) {
-        snprintf(err, errlen, "db seed: out of memory reading %s", path);
-        rc = PX_ERR_NOMEM;
-        goto out;
-    }
-    if (fread(data, 1, (size_t)size, f) != (size_t)size) {
-        snprintf(err, errlen, "db seed: short read on %s", path);
-        rc = PX_ERR_IO;
-        goto out;
-    }
-    data[size] = '\0';
-    if (strlen(data) != (size_t)size) {
-        snprintf(err, errlen, "db seed: %s contains a NUL byte", path);
-        rc = PX_ERR_INVALID;
-        goto out;
-    }
-    *out = data;
-    data = NULL;
-out:
-    free(data);
-    fclose(f);
-    return rc;
-}
-
-static px_rc price_seed(void *impl, const char *sql_path, char *err, size_t errlen)
+static px_rc price_seed(void *impl, const char *name, const char *sql, char *err, size_t errlen)
 {
     struct sqlite_price *p = impl;
-    sqlite3 *db = NULL;
-    char *sql = NULL;
-    if (!p || !sql_path)
+    if (!p)
         return PX_ERR_INVALID;
-    px_rc rc = read_sql(sql_path, &sql, err, errlen);
-    if (rc)
-        goto out;
-    rc = open_rw(p->path, false, p->timeout_ms, &db, err, errlen);
-    if (rc)
-        goto out;
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "db seed: cannot lock %s: %s", p->path, sqlite3_errmsg(db));
-        rc = PX_ERR_UNAVAILABLE;
-        goto out;
-    }
-    rc = migrate(db, p->path, err, errlen);
-    if (!rc) {
-        char *msg = NULL;
-        if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-            snprintf(err, errlen, "db seed: %s: %s", sql_path, msg ? msg : sqlite3_errmsg(db));
-            rc = PX_ERR_INVALID;
-        }
-        sqlite3_free(msg);
-    }
-    if (!rc && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "db seed: cannot commit to %s: %s", p->path, sqlite3_errmsg(db));
-        rc = PX_ERR_IO;
-    }
-    if (rc && !sqlite3_get_autocommit(db))
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-out:
-    sqlite3_close_v2(db);
-    free(sql);
-    return rc;
+    return apply(p->path, false, p->timeout_ms, name, sql, err, errlen);
 }
 
 const struct px_price_ops px_price_sqlite_ops = {

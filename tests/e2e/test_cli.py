@@ -1,6 +1,13 @@
-"""The command line: invoke, generate-event, usage, help, configuration errors."""
+"""The command line: invoke, generate-event, usage, help, configuration errors,
+db seed / db migrate from any directory and the read-only price file."""
 
 import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import tempfile
 import unittest
 from pathlib import Path
 
@@ -234,6 +241,7 @@ class CliTest(harness.StoresCase):
         ["invoke"],
         ["lambda"],
         ["db", "seed"],
+        ["db", "migrate"],
         ["audit", "query"],
         ["audit", "verify"],
         ["generate-event"],
@@ -249,7 +257,8 @@ class CliTest(harness.StoresCase):
                 self.assertTrue(r.stdout.strip(), r)
         r = run_cli(["help"])
         self.assertEqual(r.rc, 0, r)
-        for word in ("serve", "invoke", "db seed", "audit query", "generate-event", "version"):
+        for word in ("serve", "invoke", "db seed", "db migrate", "audit query", "generate-event",
+                     "version"):
             self.assertIn(word, r.stdout)
 
     def test_version(self):
@@ -332,6 +341,166 @@ class CliTest(harness.StoresCase):
                 self.assertEqual(r.rc, 2, r)
                 self.assertEqual(len(r.stderr.strip().splitlines()), 1, r)
                 self.assertIn("/nonexistent/dir", r.stderr)
+
+
+NOBODY = 65534
+
+
+class DbTest(unittest.TestCase):
+    """`db seed` and `db migrate` run by a copy of the binary from an empty
+    directory: nothing of the source tree is beside it, so whatever they need
+    must be inside the binary. Stores are the defaults (./var) unless a test says."""
+
+    def setUp(self):
+        self.tmp = Path(tempfile.mkdtemp(prefix="px-e2e-db-"))
+        self.addCleanup(self._cleanup)
+        (self.tmp / "bin").mkdir()
+        self.exe = self.tmp / "bin" / "pricing"
+        shutil.copy2(harness.binary(), self.exe)
+        self.run_dir = self.tmp / "run"
+        self.run_dir.mkdir()
+
+    def _cleanup(self):
+        if os.environ.get("PX_E2E_KEEP"):
+            return
+        for d, _, _ in os.walk(self.tmp):
+            os.chmod(d, 0o755)
+        shutil.rmtree(str(self.tmp), ignore_errors=True)
+
+    def pricing(self, args, cwd=None, stdin=None, prefix=(), timeout=120):
+        p = subprocess.Popen(
+            list(prefix) + [str(self.exe)] + list(args),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=harness.base_env(),
+            cwd=str(cwd or self.run_dir),
+        )
+        try:
+            out, err = p.communicate(stdin.encode() if stdin else None, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(p.pid, signal.SIGKILL)
+            p.communicate()
+            raise AssertionError("pricing %s: no exit within %ss" % (" ".join(args), timeout))
+        r = harness.Result(p.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+        if harness.SANITIZER_RE.search(r.stderr):
+            raise AssertionError("sanitizer report from pricing %s:\n%s" % (" ".join(args), r.stderr))
+        return r
+
+    def look_up(self, product, flags=(), cwd=None, prefix=()):
+        """invoke price-fetcher for product -> (statusCode, body bytes)."""
+        ev = v1_event({"id": product, "userId": new_user()})
+        r = self.pricing(["invoke", "price-fetcher", "--event", "-"] + list(flags), cwd=cwd,
+                         stdin=json.dumps(ev), prefix=prefix)
+        self.assertEqual(r.rc, 0, r)
+        doc, _, body = harness.check_invoke(r.stdout, "GET", "/price")
+        return doc["statusCode"], body
+
+    @staticmethod
+    def rows(db):
+        c = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
+        try:
+            return c.execute("SELECT count(*) FROM product_prices").fetchone()[0]
+        finally:
+            c.close()
+
+    def test_seed_from_any_directory(self):
+        r = self.pricing(["db", "seed"])
+        self.assertEqual(r.rc, 0, r)
+        var = self.run_dir / "var"
+        self.assertTrue((var / "prices.db").is_file(), r)
+        self.assertTrue((var / "audit.db").is_file(), r)
+        self.assertEqual(self.rows(var / "prices.db"), 10005)
+        self.assertEqual(self.look_up("PROD-101"), (200, PRICE_BODY))
+        r = self.pricing(["db", "seed"])
+        self.assertEqual(r.rc, 0, "seeding twice is harmless: %r" % r)
+        self.assertEqual(self.rows(var / "prices.db"), 10005)
+        self.assertEqual(self.look_up("PROD-102")[0], 200)
+
+    def test_migrate_creates_empty_stores(self):
+        r = self.pricing(["db", "migrate"])
+        self.assertEqual(r.rc, 0, r)
+        var = self.run_dir / "var"
+        self.assertTrue((var / "prices.db").is_file(), r)
+        self.assertTrue((var / "audit.db").is_file(), r)
+        self.assertEqual(self.rows(var / "prices.db"), 0)
+        self.assertEqual(self.look_up("PROD-101")[0], 404)
+        # seed on a migrated store loads the prices; migrate again keeps them
+        self.assertEqual(self.pricing(["db", "seed"]).rc, 0)
+        self.assertEqual(self.look_up("PROD-101"), (200, PRICE_BODY))
+        r = self.pricing(["db", "migrate"])
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(self.look_up("PROD-101"), (200, PRICE_BODY))
+
+    def test_seed_file_override(self):
+        f = self.tmp / "mine.sql"
+        f.write_text("INSERT INTO product_prices (product_id, price, currency) VALUES\n"
+                     "('FILE-1','1.50','GBP'), ('PROD-101','5.00','EUR');\n")
+        r = self.pricing(["db", "seed", "--seed-file", str(f)])
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn(str(f), r.stdout)
+        self.assertEqual(self.look_up("FILE-1"),
+                         (200, b'{"productId":"FILE-1","price":1.50,"currency":"GBP"}'))
+        self.assertEqual(self.look_up("PROD-101")[1],
+                         b'{"productId":"PROD-101","price":5.00,"currency":"EUR"}')
+        self.assertEqual(self.look_up("PROD-00001")[0], 404, "the built-in prices are not loaded")
+        missing = self.tmp / "missing.sql"
+        r = self.pricing(["db", "seed", "--seed-file", str(missing)])
+        self.assertEqual(r.rc, 1, r)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r)
+        self.assertIn(str(missing), r.stderr)
+        r = self.pricing(["db", "migrate", "--seed-file", str(f)])
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("usage", r.stderr.lower())
+        self.assertEqual(r.stdout, "")
+        r = self.pricing(["db", "plant"])
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("usage", r.stderr.lower())
+
+    def test_read_only_price_file(self):
+        """After a seed every row is in prices.db itself (no -wal beside it): the
+        file alone, installed read-only in a read-only directory, serves a user
+        who may only read it. Root ignores permission bits, so as root the
+        look-up runs as nobody (setpriv)."""
+        prefix = ()
+        if os.geteuid() == 0:
+            setpriv = shutil.which("setpriv")
+            if not setpriv:
+                self.skipTest("running as root without setpriv: cannot drop to a read-only user")
+            prefix = (setpriv, "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups")
+        seed = harness.REPO / "infra" / "seed" / "prices.sql"
+        r = self.pricing(["db", "seed", "--seed-file", str(seed)])
+        self.assertEqual(r.rc, 0, r)
+        var = self.run_dir / "var"
+        wal = var / "prices.db-wal"
+        self.assertTrue(not wal.exists() or wal.stat().st_size == 0,
+                        "rows left in %s after db seed" % wal)
+        with open(var / "prices.db", "rb") as fp:
+            self.assertEqual(fp.read(20)[18], 1, "prices.db is not in rollback-journal mode")
+
+        ro = self.tmp / "ro"
+        ro.mkdir()
+        shutil.copyfile(var / "prices.db", ro / "prices.db")
+        os.chmod(ro / "prices.db", 0o444)
+        os.chmod(ro, 0o555)
+        audit = self.tmp / "audit"
+        audit.mkdir()
+        if os.geteuid() == 0:
+            os.chown(audit, NOBODY, NOBODY)
+        for d in (self.tmp, self.tmp / "bin"):
+            os.chmod(d, 0o755)
+        # The set-up means something only if this user really cannot write there.
+        check = subprocess.run(
+            list(prefix) + ["/bin/sh", "-c", 'test -w "$1" || test -w "$2"', "sh",
+                            str(ro / "prices.db"), str(ro)],
+            timeout=30)
+        self.assertNotEqual(check.returncode, 0, "the price file or its directory is writable")
+        flags = ["--price-db", "sqlite:%s" % (ro / "prices.db"),
+                 "--audit-store", "sqlite:%s" % (audit / "audit.db")]
+        self.assertEqual(self.look_up("PROD-101", flags, cwd=audit, prefix=prefix),
+                         (200, PRICE_BODY))
+        self.assertEqual(self.look_up("PROD-00001", flags, cwd=audit, prefix=prefix)[0], 200)
+        self.assertEqual(sorted(os.listdir(ro)), ["prices.db"])
 
 
 if __name__ == "__main__":

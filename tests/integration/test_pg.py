@@ -3,6 +3,8 @@
 
 Starts PostgreSQL with scripts/pg.sh in a temporary directory, then:
 - `pricing db seed` twice (idempotent), and two seeders racing on an empty database;
+- `pricing db migrate` then `db seed` by a copy of the binary run from an empty
+  directory (migrations and sample prices are built in), and `--seed-file`;
 - `pricing invoke price-fetcher` -> 200 with 99.99;
 - `pricing serve`: exact prices (100.00, 0.5), 404, injection strings -> 400;
 - faults without restarting `pricing`: PostgreSQL stopped -> 503 DEPENDENCY_UNAVAILABLE
@@ -270,6 +272,58 @@ class PgTest(unittest.TestCase):
         out = pg("psql", self.pgdir, "-d", "race", "-tAc",
                  "SELECT count(*) FROM schema_migrations")
         self.assertEqual(out.strip(), "1")
+
+    def test_2b_migrate_and_seed_anywhere(self):
+        """A copy of the binary in an empty directory, far from infra/: migrate
+        creates the schema only, seed loads the built-in prices, both twice."""
+        uri = pg("createdb", self.pgdir, "anywhere").strip()
+        where = Path(tempfile.mkdtemp(prefix="pxpg-anywhere-"))
+        self.addCleanup(shutil.rmtree, str(where), True)
+        exe = where / "pricing"
+        shutil.copy2(binary(), exe)
+        run_dir = where / "run"
+        run_dir.mkdir()
+
+        def db(*args):
+            r = subprocess.run(
+                [str(exe), "db"] + list(args) + ["--price-db", uri,
+                                                 "--audit-store", "sqlite:%s/audit.db" % where],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120,
+                cwd=str(run_dir), env=clean_env({}))
+            self.assertIsNone(SANITIZER_RE.search(r.stderr), r.stderr)
+            self.assertNotIn(self.password, r.stdout + r.stderr)
+            return r
+
+        def counts():
+            out = pg("psql", self.pgdir, "-d", "anywhere", "-tAc",
+                     "SELECT count(*) FROM schema_migrations; SELECT count(*) FROM product_prices")
+            return [int(x) for x in out.split()]
+
+        for _ in range(2):
+            r = db("migrate")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(counts(), [1, 0])
+        for _ in range(2):
+            r = db("seed")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(counts(), [1, 10005])
+        out = pg("psql", self.pgdir, "-d", "anywhere", "-tAc",
+                 "SELECT price::text FROM product_prices WHERE product_id = 'PROD-102'")
+        self.assertEqual(out.strip(), "100.00")
+
+        seed = where / "mine.sql"
+        seed.write_text("INSERT INTO product_prices (product_id, price, currency) "
+                        "VALUES ('FILE-1', '1.50', 'GBP');\n")
+        r = db("seed", "--seed-file", str(seed))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(counts(), [1, 10006])
+        seed.write_text("INSERT INTO product_prices (product_id, price, currency) "
+                        "VALUES ('FILE-2', '-1', 'GBP');\n")
+        r = db("seed", "--seed-file", str(seed))
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(str(seed), r.stderr)
+        self.assertEqual(counts(), [1, 10006], "a failing seed file changes nothing")
+        self.assertEqual(sorted(p.name for p in run_dir.iterdir()), [])
 
     def test_3_open_errors(self):
         port = Path(self.pgdir, "port").read_text().strip()

@@ -5,11 +5,16 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
+#include <grp.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store/price.h"
@@ -214,15 +219,17 @@ static void test_missing_table(void **state)
     assert_non_null(strstr(err, want));
 }
 
-/* The price file is in WAL mode: a writer holding its lock (a seed running
- * beside a live server) never blocks look-ups, nor readiness. */
-static void test_writer_does_not_block_reads(void **state)
+/* The price file is in rollback-journal mode. A writer that has not reached
+ * its commit (a seed running beside a live server) does not block look-ups;
+ * one holding the exclusive lock makes them wait at most the bound. */
+static void test_writer_and_reads(void **state)
 {
     struct fixture *f = *state;
     struct px_price_store *s = open_seeded(f, 150);
+    struct px_price p;
     sqlite3 *h = NULL;
     assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(h, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(
         sqlite3_exec(h, "UPDATE product_prices SET price = '1.00' WHERE product_id = 'PROD-101'",
                      NULL, NULL, NULL),
@@ -231,9 +238,186 @@ static void test_writer_does_not_block_reads(void **state)
     expect_price(s, "PROD-101", "99.99", "USD");
     assert_int_equal(px_price_ping(s), PX_OK);
     assert_int_equal(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    expect_price(s, "PROD-101", "1.00", "USD");
+
+    assert_int_equal(sqlite3_exec(h, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(px_price_get(s, "PROD-101", &p), PX_ERR_TIMEOUT);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    assert_true(ms < 5000);
+    assert_int_equal(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(h);
     expect_price(s, "PROD-101", "1.00", "USD");
     px_price_close(s);
+}
+
+static bool exists(const char *db, const char *suffix)
+{
+    char p[200];
+    snprintf(p, sizeof(p), "%s%s", db, suffix);
+    return access(p, F_OK) == 0;
+}
+
+/* Byte 18 of a SQLite file: 1 = rollback journal, 2 = WAL (file format). */
+static int file_format(const char *db)
+{
+    unsigned char hdr[20];
+    FILE *fp = fopen(db, "rb");
+    assert_non_null(fp);
+    size_t n = fread(hdr, 1, sizeof(hdr), fp);
+    fclose(fp);
+    assert_int_equal(n, sizeof(hdr));
+    return hdr[18];
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    char buf[65536];
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
+/* After a seed the price file is one file: every row in it, in rollback-journal
+ * mode, with no -wal, -shm or -journal beside it, so copying the file alone
+ * copies the prices. */
+static void test_seed_leaves_one_file(void **state)
+{
+    struct fixture *f = *state;
+    struct px_price_store *s = open_seeded(f, 1000);
+    px_price_close(s);
+    assert_false(exists(f->db, "-wal"));
+    assert_false(exists(f->db, "-shm"));
+    assert_false(exists(f->db, "-journal"));
+    assert_int_equal(file_format(f->db), 1);
+    char copy[160];
+    snprintf(copy, sizeof(copy), "%s/copy.db", f->dir);
+    copy_file(f->db, copy);
+    assert_int_equal(count_rows(copy), 10005);
+    unlink(copy);
+
+    /* Migrations alone leave the same single file. */
+    px_test_unlink_sqlite(f->db);
+    struct px_price_opts opts = {.pool_size = 1, .timeout_ms = 1000, .create = true};
+    char err[256] = "";
+    assert_int_equal(px_price_open(f->spec, &opts, &s, err, sizeof(err)), PX_OK);
+    assert_int_equal(px_price_migrate(s, err, sizeof(err)), PX_OK);
+    struct px_price p;
+    assert_int_equal(px_price_get(s, "PROD-101", &p), PX_ERR_NOT_FOUND);
+    px_price_close(s);
+    assert_false(exists(f->db, "-wal"));
+    assert_int_equal(file_format(f->db), 1);
+    assert_int_equal(count_rows(f->db), 0);
+}
+
+/* A file an older build left in WAL mode, its rows only in the -wal (the
+ * read-only pool closed last, and a read-only connection cannot checkpoint),
+ * is folded back into one rollback-journal file by the next seed. */
+static void test_wal_file_converted(void **state)
+{
+    struct fixture *f = *state;
+    sqlite3 *w = NULL, *r = NULL;
+    assert_int_equal(sqlite3_open(f->db, &w), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(w,
+                                  "PRAGMA journal_mode = WAL;"
+                                  "CREATE TABLE product_prices (product_id TEXT PRIMARY KEY,"
+                                  " price TEXT NOT NULL, currency TEXT NOT NULL) WITHOUT ROWID;"
+                                  "INSERT INTO product_prices VALUES ('OLD-1', '2.50', 'EUR');"
+                                  "PRAGMA user_version = 1;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_open_v2(f->db, &r, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(r, "SELECT count(*) FROM product_prices", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(w);
+    sqlite3_close(r);
+    assert_true(exists(f->db, "-wal"));
+    assert_int_equal(file_format(f->db), 2);
+
+    struct px_price_opts opts = {.pool_size = 1, .timeout_ms = 1000, .create = true};
+    struct px_price_store *s = NULL;
+    char err[256] = "";
+    assert_int_equal(px_price_open(f->spec, &opts, &s, err, sizeof(err)), PX_OK);
+    assert_int_equal(px_price_seed_sql(s, "inline",
+                                       "INSERT INTO product_prices VALUES ('NEW-1','1.00','USD');",
+                                       err, sizeof(err)),
+                     PX_OK);
+    expect_price(s, "OLD-1", "2.50", "EUR");
+    expect_price(s, "NEW-1", "1.00", "USD");
+    px_price_close(s);
+    assert_false(exists(f->db, "-wal"));
+    assert_int_equal(file_format(f->db), 1);
+    assert_int_equal(count_rows(f->db), 2);
+}
+
+/* In a forked child that may only read: drops root (which permission bits do
+ * not stop) to nobody, checks the file really cannot be written, then serves
+ * look-ups from it. Returns the step that failed, 0 when all passed. */
+static int read_only_child(const char *db, const char *spec)
+{
+    if (geteuid() == 0 && (setgroups(0, NULL) != 0 || setgid(65534) != 0 || setuid(65534) != 0))
+        return 10;
+    int fd = open(db, O_RDWR);
+    if (fd >= 0) {
+        close(fd);
+        return 11;
+    }
+    struct px_price_opts opts = {.pool_size = 2, .timeout_ms = 1000};
+    struct px_price_store *s = NULL;
+    char err[256] = "";
+    if (px_price_open(spec, &opts, &s, err, sizeof(err)) != PX_OK) {
+        fprintf(stderr, "read-only open: %s\n", err);
+        return 12;
+    }
+    struct px_price p;
+    int step = 0;
+    if (px_price_get(s, "PROD-102", &p) != PX_OK || strcmp(p.price, "100.00") != 0)
+        step = 13;
+    else if (px_price_ping(s) != PX_OK)
+        step = 14;
+    else if (px_price_get(s, "NOPE-1", &p) != PX_ERR_NOT_FOUND)
+        step = 15;
+    px_price_close(s);
+    return step;
+}
+
+/* The seeded file, installed alone (as a deployment copies it) mode 0444 in
+ * a directory mode 0555, serves a user who may only read both: nothing beside
+ * the file has to exist, be created or be written. */
+static void test_read_only_file(void **state)
+{
+    struct fixture *f = *state;
+    char dir[100], db[140], spec[150];
+    snprintf(dir, sizeof(dir), "%s/ro", f->dir);
+    snprintf(db, sizeof(db), "%s/prices.db", dir);
+    snprintf(spec, sizeof(spec), "sqlite:%s", db);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    px_price_close(open_seeded(f, 1000));
+    copy_file(f->db, db);
+    /* The test directory itself must let nobody through. */
+    assert_int_equal(chmod(f->dir, 0755), 0);
+    assert_int_equal(chmod(db, 0444), 0);
+    assert_int_equal(chmod(dir, 0555), 0);
+
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(read_only_child(db, spec));
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    chmod(dir, 0755);
+    chmod(db, 0644);
+    px_test_unlink_sqlite(db);
+    rmdir(dir);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 struct reader {
@@ -290,7 +474,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_seed_idempotent_and_atomic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_table, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_writer_does_not_block_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writer_and_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seed_leaves_one_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wal_file_converted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_only_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_shared, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_spec, setup, teardown),
     };
