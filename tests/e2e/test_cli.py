@@ -496,7 +496,7 @@ class DbTest(unittest.TestCase):
             timeout=30)
         self.assertNotEqual(check.returncode, 0, "the price file or its directory is writable")
         flags = ["--price-db", "sqlite:%s" % (ro / "prices.db"),
-                 "--audit-store", "sqlite:%s" % (audit / "audit.db")]
+                 "--audit-store", "sqlite:%s" % (audit / "audit.db"), "--audit-create", "1"]
         self.assertEqual(self.look_up("PROD-101", flags, cwd=audit, prefix=prefix),
                          (200, PRICE_BODY))
         self.assertEqual(self.look_up("PROD-00001", flags, cwd=audit, prefix=prefix)[0], 200)

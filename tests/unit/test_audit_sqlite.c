@@ -18,13 +18,20 @@
 #include <unistd.h>
 
 #include "kernel/arena.h"
+#include "kernel/b64.h"
 #include "store/audit.h"
 
 #include "px_test.h"
 
 /* Internals of audit_sqlite.c (PX_STATIC, reachable in unit-test builds). */
 void px_audit_sqlite_stats(void *impl, uint64_t *batches, uint64_t *records, uint64_t *largest);
-size_t px_audit_b64url_encode(const unsigned char *in, size_t n, char *out, size_t outlen);
+/* base64url without padding, as cursors are spelled: the encoded length, 0 when out is too small.
+ */
+static size_t px_audit_b64url_encode(const unsigned char *in, size_t n, char *out, size_t outlen)
+{
+    size_t len = 0;
+    return px_b64_encode(in, n, PX_B64_URL, 0, out, outlen, &len) == PX_OK ? len : 0;
+}
 
 static const char USER_A[] = "0b7e4c1a-8b1e-4c2a-9d7e-3f1a2b3c4d5e";
 static const char USER_B[] = "11111111-2222-4333-8444-555555555555";
