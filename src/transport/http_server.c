@@ -120,6 +120,7 @@ struct px_http_server {
     atomic_long refused;   /* connections refused at the cap */
     atomic_long timed_out; /* connections shut down past their request deadline */
     atomic_long reclaimed; /* contexts MHD never completed, freed at connection close */
+    bool mhd_0975;         /* MHD parses as 0.9.75 does: cut_query, folded_header */
     bool cut_query;        /* hide the query from MHD in on_uri (see there) */
     _Atomic int64_t refused_logged_ms;
     pthread_mutex_t watch_mu; /* the watch list; held while the watchdog shuts a socket */
@@ -382,7 +383,7 @@ static void *watchdog_main(void *arg)
  * read MHD's arguments, so the query is hidden from MHD: `uri` points into
  * MHD's writable request-line buffer and MHD found the '?' before calling
  * us; a NUL right after it leaves MHD an empty argument string. Only for the
- * versions whose parser was read to work this way (s->cut_query). */
+ * versions whose parser was read to work this way (s->mhd_0975). */
 static void cut_query(const char *uri)
 {
     char *q = strchr(uri, '?');
@@ -436,8 +437,22 @@ struct hdr_fill {
     size_t n, cap;
     size_t bytes; /* "name: value\r\n" of each, as on the wire */
     bool oom;
-    bool nul; /* a name or value holds a NUL byte */
+    bool nul;    /* a name or value holds a NUL byte */
+    bool folded; /* a header line was continued on the next (obs-fold) */
+    bool mhd_0975;
 };
+
+/* MHD 0.9.75 joins a continuation line (obs-fold, RFC 9112 section 5.2) to
+ * the header's NAME, not its value: "Transfer-Encoding: chunked\r\n x"
+ * becomes "Transfer-Encodingx: chunked", so a proxy that reads the first line
+ * frames the message as chunked while MHD sees no body at all. The server
+ * must refuse such a message. An unfolded header's name and value lie in the
+ * read buffer in wire order ("name\0 value"); a folded one's name was copied
+ * to a new block past the read buffer, after its value. */
+static bool folded_header(const char *key, size_t key_size, const char *value)
+{
+    return value && (uintptr_t)value < (uintptr_t)key + key_size + 1;
+}
 
 static enum MHD_Result add_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                   size_t key_size, const char *value, size_t value_size)
@@ -446,6 +461,10 @@ static enum MHD_Result add_header(void *cls, enum MHD_ValueKind kind, const char
     PX_UNUSED(kind);
     if (f->n >= f->cap)
         return MHD_NO;
+    if (f->mhd_0975 && key && folded_header(key, key_size, value)) {
+        f->folded = true;
+        return MHD_NO;
+    }
     /* C strings end at a NUL the client sent: seen only through the sizes. */
     if (!key || strlen(key) != key_size || (value && strlen(value) != value_size)) {
         f->nul = true;
@@ -539,13 +558,13 @@ static enum reject read_request(struct ctx *c, const char *method, const char *v
         c->req.headers = px_arena_calloc(c->arena, (size_t)n * sizeof(*c->req.headers));
         if (!c->req.headers)
             return REJ_NOMEM;
-        struct hdr_fill f = {.c = c, .cap = (size_t)n};
+        struct hdr_fill f = {.c = c, .cap = (size_t)n, .mhd_0975 = c->srv->mhd_0975};
         MHD_get_connection_values_n(c->conn, MHD_HEADER_KIND, add_header, &f);
         if (f.oom)
             return REJ_NOMEM;
         c->req.nheaders = f.n;
         bytes += f.bytes;
-        nul = f.nul;
+        nul = f.nul || f.folded;
     }
     if (bytes > c->srv->max_header_bytes)
         return REJ_HEADERS_TOO_LARGE;
@@ -606,7 +625,8 @@ static enum MHD_Result reject(struct ctx *c, enum reject r)
                    "malformed %-escape, no %00 or encoded control character in the path"}};
     static const struct px_err_detail method[] = {{"method", "must be an HTTP token"}};
     static const struct px_err_detail header[] = {
-        {"headers", "names must be HTTP tokens and values free of control characters"}};
+        {"headers", "names must be HTTP tokens, values free of control characters, and no "
+                    "line continued on the next (obs-fold)"}};
     static const struct px_err_detail host[] = {
         {"host", "HTTP/1.1 requests carry exactly one Host header, others at most one"}};
     switch (r) {
@@ -977,10 +997,10 @@ static void bound_address(struct px_http_server *s)
     }
 }
 
-/* True when the running libmicrohttpd parses the request line the way
- * cut_query() relies on: 0.9.75 and earlier (0.9.76 rewrote the parser and
- * answers a query that does not fit itself). */
-static bool mhd_query_cut_works(void)
+/* True when the running libmicrohttpd parses requests the way cut_query()
+ * and folded_header() rely on: 0.9.75 and earlier (0.9.76 rewrote the
+ * parser, answers a query that does not fit and refuses folded lines). */
+static bool mhd_parses_as_0975(void)
 {
     const char *v = MHD_get_version();
     unsigned a = 0, b = 0, c = 0;
@@ -1047,7 +1067,8 @@ px_rc px_http_start(struct px_app *app, const struct px_http_opts *opts,
     atomic_init(&s->refused, 0);
     atomic_init(&s->timed_out, 0);
     atomic_init(&s->reclaimed, 0);
-    s->cut_query = !opts->keep_mhd_query && mhd_query_cut_works();
+    s->mhd_0975 = mhd_parses_as_0975();
+    s->cut_query = s->mhd_0975 && !opts->keep_mhd_query;
     atomic_init(&s->refused_logged_ms, INT64_MIN / 2);
     pthread_mutex_init(&s->watch_mu, NULL);
     pthread_cond_init(&s->watch_cv, NULL);

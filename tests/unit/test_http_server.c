@@ -535,6 +535,19 @@ static void test_framing(void **state)
                            "Content-Length: 6\r\n\r\nhello!",
                            out, sizeof(out)),
                      400);
+    /* Trailing blanks: libmicrohttpd would read the body to end of stream. */
+    assert_int_equal(raw_s("POST /price HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked \r\n"
+                           "\r\n0\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+                           out, sizeof(out)),
+                     400);
+    assert_null(strstr(out + 12, "HTTP/1.1 200"));
+    /* A folded line: libmicrohttpd appends it to the header's name. */
+    assert_int_equal(raw_s("POST /price HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                           " x\r\n\r\n0\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+                           out, sizeof(out)),
+                     400);
+    assert_non_null(strstr(out, "obs-fold"));
+    assert_null(strstr(out + 12, "HTTP/1.1 200"));
     assert_drained(E.srv);
 }
 
