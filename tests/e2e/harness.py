@@ -94,6 +94,20 @@ def binary():
     raise RuntimeError("no pricing binary: pass --binary or set PX_E2E_BINARY")
 
 
+_sanitized = None
+
+
+def sanitized():
+    """True when the binary under test is built with AddressSanitizer: its
+    allocator keeps freed memory in quarantine, so RSS says nothing of leaks
+    there (LeakSanitizer checks them at exit instead)."""
+    global _sanitized
+    if _sanitized is None:
+        with open(binary(), "rb") as fp:
+            _sanitized = b"__asan_init" in fp.read()
+    return _sanitized
+
+
 def testdata_dir():
     d = os.environ.get("PX_TESTDATA")
     return Path(d) if d else (REPO / "tests" / "data")
