@@ -88,7 +88,7 @@ px_rc px_product_get(struct px_product_store *s, const char *id, struct px_arena
  * another page follows. Array and strings in a. */
 px_rc px_product_list(struct px_product_store *s, const struct px_product_query *q,
                       struct px_arena *a, struct px_product **items, size_t *n, bool *more) PX_WUR;
-/* Checks expect against the stored product (version: the If-Match value),
+/* Checks expect against the stored product (version: the If-Match value, -1 = any),
  * calls fn, then stores next, all under the product's write lock. */
 px_rc px_product_apply(struct px_product_store *s, const char *id, enum px_product_expect expect,
                        long version, px_product_apply_fn fn, void *arg, struct px_arena *a) PX_WUR;

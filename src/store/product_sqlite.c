@@ -314,7 +314,7 @@ static px_rc product_apply(void *impl, const char *id, enum px_product_expect ex
         rc = PX_ERR_CONFLICT;
     else if (expect == PX_PRODUCT_AT_VERSION && !exists)
         rc = PX_ERR_NOT_FOUND;
-    else if (expect == PX_PRODUCT_AT_VERSION && cur.version != version)
+    else if (expect == PX_PRODUCT_AT_VERSION && version >= 0 && cur.version != version)
         rc = PX_ERR_PRECONDITION;
     if (rc)
         goto out;

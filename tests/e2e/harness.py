@@ -49,6 +49,7 @@ CONFIG_ENV = (
     "PRICE_DB",
     "AUDIT_STORE",
     "TABLE_AUDIT",
+    "PRODUCT_STORE",
     "AUDIT_RETENTION_DAYS",
     "LOG_LEVEL",
     "AUDIT_TIMEOUT_MS",
@@ -274,6 +275,9 @@ class Stores:
         self.audit_store = os.environ.get("PX_E2E_AUDIT_STORE") or "sqlite:%s" % (
             self.dir / "audit.db"
         )
+        self.product_store = os.environ.get("PX_E2E_PRODUCT_STORE") or "sqlite:%s" % (
+            self.dir / "products.db"
+        )
         self.external = bool(os.environ.get("PX_E2E_PRICE_DB") or os.environ.get("PX_E2E_AUDIT_STORE"))
 
     @property
@@ -285,13 +289,15 @@ class Stores:
         return _sqlite_path(self.price_db)
 
     def flags(self):
-        return ["--price-db", self.price_db, "--audit-store", self.audit_store]
+        return ["--price-db", self.price_db, "--audit-store", self.audit_store,
+                "--product-store", self.product_store]
 
     def env(self):
-        return {"PRICE_DB": self.price_db, "AUDIT_STORE": self.audit_store}
+        return {"PRICE_DB": self.price_db, "AUDIT_STORE": self.audit_store,
+                "PRODUCT_STORE": self.product_store}
 
     def seed(self):
-        key = (self.price_db, self.audit_store)
+        key = (self.price_db, self.audit_store, self.product_store)
         if self.external and key in _seeded_external:
             return
         r = run_cli(["db", "seed"] + self.flags(), timeout=300)

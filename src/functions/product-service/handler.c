@@ -253,14 +253,16 @@ static const char *header_of(const struct px_response *resp, const char *name)
     return NULL;
 }
 
-/* Stores the answer for replay (anything but a server failure, which frees the key). */
+/* Keeps a success for replay. Any other answer changed nothing and frees the
+ * key: a retry runs again (its error body names its own request id, which a
+ * replay could not). */
 static void idem_end(struct px_app *app, struct px_request *req, struct px_response *resp,
                      const struct idem *im)
 {
     if (!im->key)
         return;
     struct px_product_store *s = px_ps_repo_products(app);
-    if (resp->status >= 500 || resp->status == 0) {
+    if (resp->status < 200 || resp->status >= 300) {
         px_product_idem_abort(s, im->principal, im->route, im->key);
         return;
     }
