@@ -1014,7 +1014,7 @@ static px_rc pg_set(void *impl, const struct px_price_change *pc)
     px_rc rc = slot_ready(s, &c, &sl);
     if (rc)
         return rc;
-    const char *p[6] = {pc->product_id, pc->amount,     pc->currency,
+    const char *p[6] = {pc->product_id,     pc->amount,     pc->currency,
                         pc->effective_from, pc->changed_by, pc->request_id};
     if (pc->amount)
         rc = seed_exec(sl, &c, "price change", SET_SQL, 6, p, PGRES_COMMAND_OK, NULL, err,
