@@ -180,6 +180,8 @@ static void test_amount_rules(void **state)
     assert_non_null(px_ps_amount_problem("", "EUR"));
     assert_non_null(px_ps_amount_problem("+1", "EUR"));
     assert_non_null(px_ps_amount_problem("0x10", "EUR"));
+    assert_non_null(px_ps_amount_problem("01.50", "EUR"));
+    assert_null(px_ps_amount_problem("0.50", "EUR"));
     assert_true(px_ps_currency_known("EUR"));
     assert_true(px_ps_currency_known("JPY"));
     assert_false(px_ps_currency_known("EU"));

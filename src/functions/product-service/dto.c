@@ -90,8 +90,11 @@ const char *px_ps_amount_problem(const char *amount, const char *currency)
         if (frac_digits == 0)
             return "must be a plain decimal, e.g. 12.50";
     }
-    if (amount[i] || int_digits == 0)
-        return "must be a plain decimal, e.g. 12.50 (no sign, exponent or spaces)";
+    /* One spelling per value: "01.50" would be stored as sent by SQLite and as
+     * 1.50 by PostgreSQL. */
+    if (amount[i] || int_digits == 0 || (int_digits > 1 && amount[0] == '0'))
+        return "must be a plain decimal, e.g. 12.50 (no sign, exponent, spaces or leading "
+               "zeros)";
     if (int_digits > INT_DIGITS_MAX)
         return "is too large (at most 20 digits before the point)";
     int mu = currency ? minor_units(currency) : -1;
