@@ -202,6 +202,29 @@ px_rc px_ddb_audit_item_parse(const json_t *item, struct px_audit_record *r)
     return PX_OK;
 }
 
+/* A write's before/after (JSON object text in S attributes) into arena copies;
+ * a look-up has neither. Refused unless each is a JSON object, since the
+ * record's JSON form embeds them as they are. */
+static px_rc changes_parse(const json_t *item, struct px_arena *a, struct px_audit_record *r)
+{
+    const char *names[2] = {"before", "after"};
+    const char **dst[2] = {&r->before, &r->after};
+    for (int i = 0; i < 2; i++) {
+        *dst[i] = NULL;
+        if (!json_object_get(item, names[i]))
+            continue;
+        const char *s = attr_s(item, names[i]);
+        json_t *j = s && strlen(s) <= PX_AUDIT_CHANGE_MAX ? json_loads(s, 0, NULL) : NULL;
+        bool ok = json_is_object(j);
+        json_decref(j);
+        if (!ok)
+            return PX_ERR_PROTOCOL;
+        if (!(*dst[i] = px_arena_strdup(a, s)))
+            return PX_ERR_NOMEM;
+    }
+    return PX_OK;
+}
+
 /* ------------------------------------------------------------------ cursors */
 
 px_rc px_ddb_cursor_encode(const json_t *key, struct px_arena *a, const char **out)
@@ -517,6 +540,8 @@ static px_rc ddb_query(void *impl, const struct px_audit_query *q, struct px_are
                 goto out;
             }
             rc = px_ddb_audit_item_parse(it, &out->items[out->nitems]);
+            if (!rc)
+                rc = changes_parse(it, a, &out->items[out->nitems]);
             if (rc)
                 goto out;
             out->nitems++;

@@ -402,8 +402,9 @@ class ProductsTest(harness.ServerCase):
 class ProductsInvokeTest(harness.StoresCase):
     """The same function through `pricing invoke product-service` (REST 1.0 and HTTP API 2.0)."""
 
-    def invoke(self, fmt, method, path, raw=None, function="product-service"):
+    def invoke(self, fmt, method, path, raw=None, function="product-service", extra=()):
         args = ["generate-event", "apigateway", fmt, "--method", method, "--path", path]
+        args += list(extra)
         if raw is not None:
             args += ["--body", raw]
         ev = run_cli(args)
@@ -430,6 +431,23 @@ class ProductsInvokeTest(harness.StoresCase):
                 self.assertEqual([x["action"] for x in recs], ["PRODUCT_CREATE"])
                 if fmt == "aws-proxy":
                     self.assertIn("apiRequestId", recs[0])
+        # a price change through invoke, then the look-up through price-fetcher
+        product_id = pid("I")
+        status, _, _ = self.invoke("http-api", "POST", "/products", body(productId=product_id).decode())
+        self.assertEqual(status, 201)
+        price = '{"amount":"4.20","currency":"GBP"}'
+        status, _, data = self.invoke("http-api", "PUT", "/products/%s/price" % product_id, price)
+        self.assertEqual((status, json.loads(data)["error"]["code"]), (428, "PRECONDITION_REQUIRED"))
+        for fmt in ("http-api", "aws-proxy"):  # the second is a replay of the first
+            status, headers, data = self.invoke(fmt, "PUT", "/products/%s/price" % product_id,
+                                                price, extra=["--if-match", '"1"',
+                                                              "--idempotency-key", "inv-1"])
+            self.assertEqual(status, 200, data)
+            self.assertEqual(headers["etag"], '"2"')
+        status, _, data = self.invoke("http-api", "GET", "/price", function="price-fetcher",
+                                      extra=["--query", "id=%s&userId=%s" % (product_id, new_user())])
+        self.assertEqual(data, ('{"productId":"%s","price":4.20,"currency":"GBP"}'
+                                % product_id).encode())
         # each function serves its own routes only
         status, _, data = self.invoke("aws-proxy", "GET", "/products/PROD-101",
                                       function="price-fetcher")

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define CHANGE_MAX PX_AUDIT_CHANGE_MAX
 
@@ -123,10 +124,14 @@ static void record_failure(struct ctx *c)
 {
     struct px_audit_record r = c->rec;
     char ts[25];
-    int64_t ms;
-    do {
+    int64_t ms = px_now_rfc3339(ts);
+    /* A later millisecond, so its key differs from the first record's; bounded,
+     * in case the clock was stepped back. */
+    for (int i = 0; i < 50 && strcmp(ts, c->rec.ts) <= 0; i++) {
+        const struct timespec ms1 = {0, 1000000L};
+        nanosleep(&ms1, NULL);
         ms = px_now_rfc3339(ts);
-    } while (strcmp(ts, c->rec.ts) <= 0);
+    }
     memcpy(r.ts, ts, sizeof(ts));
     copy(r.status, sizeof(r.status), "FAILED");
     c->failure_recorded = true;
