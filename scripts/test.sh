@@ -168,7 +168,7 @@ trap backends_down EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# e2e_backends BUILD PRICE AUDIT (PRICE: sqlite|pg, AUDIT: sqlite|dynamodb):
+# e2e_backends BUILD PRICE AUDIT (PRICE: sqlite|pg, AUDIT: sqlite|lsm|dynamodb):
 # starts the servers, seeds them with `pricing db seed`, runs the suite in a
 # subshell that holds the PX_E2E_* variables (and, with dynalite, dummy AWS
 # settings instead of any inherited ones), then stops the servers. With
@@ -186,6 +186,9 @@ e2e_backends() {
     audit_store=dynamodb:$BK_TABLE
     reader="$PYTHON $PWD/tests/integration/ddb_audit_reader.py"
   fi
+  # The write-optimized embedded store, shared by every server the suite starts
+  # (each claims its own sub-store in the directory).
+  [ "$audit" = lsm ] && audit_store=lsm:$work/audit-lsm
   if [ $rc = 0 ]; then
     (
       if [ -n "$endpoint" ]; then
@@ -214,8 +217,10 @@ e2e_pg_sqlite() { e2e_backends "$1" pg sqlite; }
 e2e_sqlite_dynamodb() { e2e_backends "$1" sqlite dynamodb; }
 # PostgreSQL prices, DynamoDB (dynalite) audit trail.
 e2e_pg_dynamodb() { e2e_backends "$1" pg dynamodb; }
+# SQLite prices, the write-optimized embedded audit store (RocksDB).
+e2e_sqlite_lsm() { e2e_backends "$1" sqlite lsm; }
 
-BACKENDS=(sqlite_sqlite pg_sqlite sqlite_dynamodb pg_dynamodb)
+BACKENDS=(sqlite_sqlite sqlite_lsm pg_sqlite sqlite_dynamodb pg_dynamodb)
 # The ASan build runs fewer (time): embedded only, and both servers at once.
 BACKENDS_SAN=(sqlite_sqlite pg_dynamodb)
 

@@ -4,6 +4,7 @@
 #include "../kernel/b64.h"
 #include "../kernel/metrics.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -73,8 +74,26 @@ static void *writer_main(void *arg)
     for (;;) {
         while (!q->head && !q->stopping && !q->probe) {
             q->asleep = true;
-            pthread_cond_wait(&q->cv, &q->mu);
+            int w = 0;
+            if (q->o.idle && q->o.idle_ms > 0) {
+                struct timespec until;
+                clock_gettime(CLOCK_MONOTONIC, &until);
+                until.tv_sec += q->o.idle_ms / 1000;
+                until.tv_nsec += (q->o.idle_ms % 1000) * 1000000;
+                if (until.tv_nsec >= 1000000000) {
+                    until.tv_sec++;
+                    until.tv_nsec -= 1000000000;
+                }
+                w = pthread_cond_timedwait(&q->cv, &q->mu, &until);
+            } else {
+                pthread_cond_wait(&q->cv, &q->mu);
+            }
             q->asleep = false;
+            if (w == ETIMEDOUT && !q->head && !q->stopping) {
+                pthread_mutex_unlock(&q->mu);
+                q->o.idle(q->o.ctx);
+                pthread_mutex_lock(&q->mu);
+            }
         }
         if (!q->head && q->stopping)
             break;
@@ -132,7 +151,15 @@ px_rc px_aq_start(const struct px_aq_opts *opts, struct px_aq **out)
         free(q);
         return PX_ERR_NOMEM;
     }
-    if (pthread_cond_init(&q->cv, NULL)) {
+    /* The idle wait runs on the monotonic clock: a clock step cannot stretch it. */
+    pthread_condattr_t ca;
+    bool cv_ok = pthread_condattr_init(&ca) == 0;
+    if (cv_ok) {
+        cv_ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+                pthread_cond_init(&q->cv, &ca) == 0;
+        pthread_condattr_destroy(&ca);
+    }
+    if (!cv_ok) {
         pthread_mutex_destroy(&q->mu);
         free(q->batch);
         free(q);

@@ -43,6 +43,10 @@ struct px_aq_opts {
     size_t queue_cap;   /* > 0 */
     px_aq_write_fn write;
     px_aq_hook_fn probe, after; /* optional */
+    /* Called on the writer thread after idle_ms without a record (0: never),
+     * so a store can notice faults while no traffic comes. */
+    px_aq_hook_fn idle;
+    long idle_ms;
     void *ctx;
 };
 

@@ -15,7 +15,7 @@
  * committing to the unlinked inode. docs/internals/stores.md has the whole
  * argument. */
 #include "audit.h"
-#include "../kernel/b64.h"
+#include "audit_queue.h"
 #include "../kernel/fs.h"
 #include "../kernel/log_limit.h"
 #include "../kernel/metrics.h"
@@ -38,8 +38,7 @@
 #define QUEUE_CAP_DEFAULT 65536
 #define BATCH_DEFAULT     1024
 #define BATCH_MAX         16384
-#define CURSOR_MAX        160 /* decoded bytes */
-#define CURSOR_ENC_MAX    ((CURSOR_MAX * 4 + 2) / 3)
+#define CURSOR_MAX        PX_AUDIT_CURSOR_MAX
 #define SCHEMA_VERSION    3
 /* WAL size (pages) past which the writer checkpoints, between batches. */
 #define CHECKPOINT_PAGES 1000
@@ -101,18 +100,6 @@ static const char BY_PRODUCT_SQL[] = SELECT_COLS "WHERE gsi1pk = ?1 AND gsi1sk >
                                                  " AND expires_at > ?4 ORDER BY gsi1sk LIMIT ?5";
 static const char PING_SQL[] = "SELECT 1 FROM audit LIMIT 1";
 
-/* '$' follows '#': every "AUDIT#..." key sorts below it. */
-static const char UPPER_OPEN[] = "AUDIT$";
-
-struct item {
-    struct item *next;
-    struct px_audit_record rec;
-    px_audit_done_fn done;
-    void *arg;
-    int64_t enq_ms; /* monotonic */
-    px_rc rc;
-};
-
 struct sqlite_audit {
     char *path;
     char *wal_path; /* path + "-wal" */
@@ -128,22 +115,12 @@ struct sqlite_audit {
     atomic_uint_fast64_t wal_dev, wal_ino;
     atomic_bool moved; /* latched: a file was deleted or replaced while open */
 
-    /* Queue, guarded by mu. */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct item *head, *tail;
-    size_t qlen;
-    bool stopping;
-    bool probe;  /* readiness asked the writer to reopen its connection */
-    bool asleep; /* the writer waits on cv: only then does a submit need to wake it */
     bool sync_init;
-    pthread_t writer;
-    bool writer_started;
+    struct px_aq *q; /* group commit: its writer thread owns everything below */
 
     /* Owned by the writer thread once it runs. */
     sqlite3 *wdb;
     sqlite3_stmt *ins, *begin, *commit, *rollback;
-    struct item **batch;
     int wal_pages; /* frames in the WAL, from the WAL hook */
     atomic_bool writer_open;
 
@@ -158,9 +135,6 @@ struct sqlite_audit {
     sqlite3 *pdb;
 
     struct px_log_limit loglim; /* failed batches: one line per cause per second */
-
-    /* Group-commit figures (committed batches only). */
-    atomic_uint_fast64_t batches, records, largest;
 };
 
 static int64_t now_ms(void)
@@ -498,55 +472,37 @@ static int insert(struct sqlite_audit *a, const struct px_audit_record *r)
     return run(st);
 }
 
-/* Writes batch[0..n) in one transaction and reports every record. */
-static void write_batch(struct sqlite_audit *a, size_t n)
+/* px_aq write function: items[0..n) in one transaction, each item's rc set.
+ * The queue has already failed the records past their bound. */
+static void write_items(void *ctx, struct px_aq_item **items, size_t n, int64_t oldest)
 {
-    int64_t now = now_ms(), oldest = now;
-    size_t live = 0;
-    for (size_t i = 0; i < n; i++) {
-        struct item *it = a->batch[i];
-        /* Past its bound already: its caller has given up, do not write it. */
-        if (now - it->enq_ms > a->timeout_ms) {
-            it->rc = PX_ERR_TIMEOUT;
-            continue;
-        }
-        it->rc = PX_OK;
-        if (it->enq_ms < oldest)
-            oldest = it->enq_ms;
-        live++;
-    }
+    struct sqlite_audit *a = ctx;
     px_rc fail = PX_OK;
-    size_t written = 0;
     int e = SQLITE_OK;
     char why[256] = "";
     /* Latched closed: nothing more goes into a file that is not the trail. */
-    if (live && !files_in_place(a))
+    if (!files_in_place(a))
         fail = PX_ERR_UNAVAILABLE;
-    if (live && !fail && !a->wdb && writer_connect(a, false, why, sizeof(why))) {
+    if (!fail && !a->wdb && writer_connect(a, false, why, sizeof(why))) {
         fail = PX_ERR_IO;
         px_log_limited(&a->loglim, PX_LOG_ERROR, "reconnect",
-                       "audit batch of %zu record(s) failed: %s", live, why);
+                       "audit batch of %zu record(s) failed: %s", n, why);
     }
-    if (live && !fail) {
+    if (!fail) {
         /* Waiting on another process's write lock may use what is left of the bound. */
-        int64_t left = a->timeout_ms - (now - oldest);
+        int64_t left = a->timeout_ms - (now_ms() - oldest);
         sqlite3_busy_timeout(a->wdb, (int)(left > 0 ? left : 1));
         e = run(a->begin);
         if (e != SQLITE_DONE)
             fail = batch_error(e);
         for (size_t i = 0; !fail && i < n; i++) {
-            struct item *it = a->batch[i];
-            if (it->rc)
-                continue;
-            e = insert(a, &it->rec);
-            if (e == SQLITE_DONE)
-                written++;
-            else if (e == SQLITE_CONSTRAINT_TRIGGER || e == SQLITE_CONSTRAINT_UNIQUE ||
-                     e == SQLITE_CONSTRAINT_PRIMARYKEY)
-                it->rc = PX_ERR_CONFLICT; /* only this statement was undone */
+            e = insert(a, &items[i]->rec);
+            if (e == SQLITE_CONSTRAINT_TRIGGER || e == SQLITE_CONSTRAINT_UNIQUE ||
+                e == SQLITE_CONSTRAINT_PRIMARYKEY)
+                items[i]->rc = PX_ERR_CONFLICT; /* only this statement was undone */
             else if ((e & 0xff) == SQLITE_CONSTRAINT)
-                it->rc = PX_ERR_INVALID;
-            else
+                items[i]->rc = PX_ERR_INVALID;
+            else if (e != SQLITE_DONE)
                 fail = batch_error(e);
         }
         if (!fail) {
@@ -558,7 +514,7 @@ static void write_batch(struct sqlite_audit *a, size_t n)
             char cause[PX_LOG_LIMIT_CAUSE];
             failure_cause(a->wdb, e, cause, sizeof(cause));
             px_log_limited(&a->loglim, PX_LOG_ERROR, cause,
-                           "audit batch of %zu record(s) not written to %s: %s", live, a->path,
+                           "audit batch of %zu record(s) not written to %s: %s", n, a->path,
                            sqlite3_errmsg(a->wdb));
             if (!sqlite3_get_autocommit(a->wdb))
                 run(a->rollback);
@@ -570,77 +526,38 @@ static void write_batch(struct sqlite_audit *a, size_t n)
             fail = PX_ERR_UNAVAILABLE;
         }
     }
-    if (fail) {
+    if (fail)
         for (size_t i = 0; i < n; i++)
-            if (a->batch[i]->rc == PX_OK)
-                a->batch[i]->rc = fail;
-    } else if (written) {
-        atomic_fetch_add_explicit(&a->batches, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&a->records, written, memory_order_relaxed);
-        px_metrics_audit_batch(written);
-        if (written > atomic_load_explicit(&a->largest, memory_order_relaxed))
-            atomic_store_explicit(&a->largest, written, memory_order_relaxed);
-    }
-    /* Only now, after COMMIT returned, may anyone hear "durable". */
-    for (size_t i = 0; i < n; i++) {
-        struct item *it = a->batch[i];
-        a->batch[i] = NULL;
-        it->done(it->arg, it->rc);
-        free(it);
-    }
-    /* Checkpoint after the answers, not before: PASSIVE never waits for readers,
-     * and the records arriving meanwhile only make the next batch larger. */
+            if (items[i]->rc == PX_OK)
+                items[i]->rc = fail;
+}
+
+/* After a batch's answers, not before: PASSIVE never waits for readers, and
+ * the records arriving meanwhile only make the next batch larger. */
+static void checkpoint(void *ctx)
+{
+    struct sqlite_audit *a = ctx;
     if (a->wdb && a->wal_pages >= CHECKPOINT_PAGES) {
         sqlite3_wal_checkpoint_v2(a->wdb, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         a->wal_pages = 0;
     }
 }
 
-static void *writer_main(void *arg)
+/* Readiness asked for the connection back (it never comes back to a file
+ * that was deleted or replaced). */
+static void reconnect(void *ctx)
 {
-    struct sqlite_audit *a = arg;
-    pthread_mutex_lock(&a->mu);
-    for (;;) {
-        while (!a->head && !a->stopping && !a->probe) {
-            struct timespec until;
-            clock_gettime(CLOCK_MONOTONIC, &until);
-            until.tv_sec += IDLE_CHECK_MS / 1000;
-            a->asleep = true;
-            int w = pthread_cond_timedwait(&a->cv, &a->mu, &until);
-            a->asleep = false;
-            /* Idle: a deleted file is reported now, not at the next look-up. */
-            if (w == ETIMEDOUT && a->wdb) {
-                pthread_mutex_unlock(&a->mu);
-                (void)files_in_place(a);
-                pthread_mutex_lock(&a->mu);
-            }
-        }
-        if (!a->head && a->stopping)
-            break;
-        if (!a->head) {
-            a->probe = false;
-            pthread_mutex_unlock(&a->mu);
-            if (!a->wdb && !atomic_load(&a->moved))
-                (void)writer_connect(a, false, NULL, 0);
-            pthread_mutex_lock(&a->mu);
-            continue;
-        }
-        size_t n = 0;
-        while (a->head && n < a->max_batch) {
-            struct item *it = a->head;
-            a->head = it->next;
-            it->next = NULL;
-            a->batch[n++] = it;
-        }
-        if (!a->head)
-            a->tail = NULL;
-        a->qlen -= n;
-        pthread_mutex_unlock(&a->mu);
-        write_batch(a, n);
-        pthread_mutex_lock(&a->mu);
-    }
-    pthread_mutex_unlock(&a->mu);
-    return NULL;
+    struct sqlite_audit *a = ctx;
+    if (!a->wdb && !atomic_load(&a->moved))
+        (void)writer_connect(a, false, NULL, 0);
+}
+
+/* Idle: a deleted file is reported now, not at the next look-up. */
+static void idle_check(void *ctx)
+{
+    struct sqlite_audit *a = ctx;
+    if (a->wdb)
+        (void)files_in_place(a);
 }
 
 /* ---- open / close --------------------------------------------------------------------- */
@@ -650,16 +567,9 @@ static void audit_close(void *impl)
     struct sqlite_audit *a = impl;
     if (!a)
         return;
-    if (a->writer_started) {
-        pthread_mutex_lock(&a->mu);
-        a->stopping = true;
-        pthread_cond_broadcast(&a->cv);
-        pthread_mutex_unlock(&a->mu);
-        /* The writer leaves only once the queue is empty: all pending records are
-         * written or failed, each done() called. */
-        pthread_join(a->writer, NULL);
-        a->writer_started = false;
-    }
+    /* Every queued record is written or failed, each done() called, first. */
+    px_aq_stop(a->q);
+    a->q = NULL;
     sqlite3_finalize(a->by_user);
     sqlite3_finalize(a->by_product);
     sqlite3_finalize(a->ping);
@@ -668,13 +578,10 @@ static void audit_close(void *impl)
     /* The write connection closes last: as the last one it checkpoints the WAL. */
     writer_disconnect(a);
     if (a->sync_init) {
-        pthread_cond_destroy(&a->cv);
-        pthread_mutex_destroy(&a->mu);
         pthread_mutex_destroy(&a->rmu);
         pthread_mutex_destroy(&a->pmu);
         px_log_limit_destroy(&a->loglim);
     }
-    free(a->batch);
     free(a->wal_path);
     free(a->path);
     free(a);
@@ -708,32 +615,17 @@ static px_rc audit_open(const char *target, const struct px_audit_opts *opts, vo
         memcpy(a->wal_path, target, plen);
         memcpy(a->wal_path + plen, "-wal", 5);
     }
-    a->batch = calloc(a->max_batch, sizeof(*a->batch));
     atomic_init(&a->writer_open, false);
     atomic_init(&a->moved, false);
     atomic_init(&a->wal_dev, 0);
     atomic_init(&a->wal_ino, 0);
-    atomic_init(&a->batches, 0);
-    atomic_init(&a->records, 0);
-    atomic_init(&a->largest, 0);
-    if (!a->path || !a->wal_path || !a->batch) {
+    if (!a->path || !a->wal_path) {
         set_err(err, errlen, "AUDIT_STORE: out of memory");
         rc = PX_ERR_NOMEM;
         goto out;
     }
-    /* The writer's idle wait runs on the monotonic clock: a clock step
-     * cannot stretch it. */
-    pthread_condattr_t ca;
-    if (pthread_condattr_init(&ca) != 0) {
-        set_err(err, errlen, "AUDIT_STORE: cannot create locks");
-        rc = PX_ERR_NOMEM;
-        goto out;
-    }
-    bool locks = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
-                 pthread_mutex_init(&a->mu, NULL) == 0 && pthread_cond_init(&a->cv, &ca) == 0 &&
-                 pthread_mutex_init(&a->rmu, NULL) == 0 && pthread_mutex_init(&a->pmu, NULL) == 0 &&
+    bool locks = pthread_mutex_init(&a->rmu, NULL) == 0 && pthread_mutex_init(&a->pmu, NULL) == 0 &&
                  px_log_limit_init(&a->loglim, 1000) == PX_OK;
-    pthread_condattr_destroy(&ca);
     if (!locks) {
         set_err(err, errlen, "AUDIT_STORE: cannot create locks");
         rc = PX_ERR_NOMEM;
@@ -778,12 +670,22 @@ static px_rc audit_open(const char *target, const struct px_audit_opts *opts, vo
         rc = PX_ERR_UNAVAILABLE;
         goto out;
     }
-    if (pthread_create(&a->writer, NULL, writer_main, a) != 0) {
+    const struct px_aq_opts qo = {
+        .timeout_ms = a->timeout_ms,
+        .max_batch = a->max_batch,
+        .queue_cap = a->queue_cap,
+        .write = write_items,
+        .probe = reconnect,
+        .after = checkpoint,
+        .idle = idle_check,
+        .idle_ms = IDLE_CHECK_MS,
+        .ctx = a,
+    };
+    rc = px_aq_start(&qo, &a->q);
+    if (rc) {
         set_err(err, errlen, "AUDIT_STORE: cannot start the writer thread for %s", a->path);
-        rc = PX_ERR_NOMEM;
         goto out;
     }
-    a->writer_started = true;
     *impl = a;
 out:
     if (rc)
@@ -791,91 +693,13 @@ out:
     return rc;
 }
 
-/* ---- submit --------------------------------------------------------------------------- */
-
-#define FIELD_OK(f, required) (strnlen((f), sizeof(f)) < sizeof(f) && (!(required) || (f)[0]))
-
-static bool record_ok(const struct px_audit_record *r)
-{
-    char ts[25];
-    if (!px_audit_record_subject_ok(r) || !FIELD_OK(r->product_id, true) ||
-        !FIELD_OK(r->request_id, true) || !FIELD_OK(r->correlation_id, false) ||
-        !FIELD_OK(r->principal, false) || !FIELD_OK(r->api_request_id, false) ||
-        !FIELD_OK(r->ts, true) || !FIELD_OK(r->action, true) || !FIELD_OK(r->status, true))
-        return false;
-    /* The sort key orders by ts as text: only the canonical form may go in. */
-    return px_audit_ts_ms(r->ts, ts) == PX_OK && strcmp(ts, r->ts) == 0;
-}
+/* ---- submit ----------------------------------------------------------------------------- */
 
 static px_rc audit_submit(void *impl, const struct px_audit_record *r, px_audit_done_fn done,
                           void *arg)
 {
     struct sqlite_audit *a = impl;
-    if (!a || !r || !done || !record_ok(r))
-        return PX_ERR_INVALID;
-    /* before/after travel in the same allocation, freed with the item. */
-    struct item *it = malloc(sizeof(*it) + px_audit_record_extra(r));
-    if (!it)
-        return PX_ERR_NOMEM;
-    it->next = NULL;
-    px_audit_record_copy(&it->rec, r, (char *)(it + 1));
-    it->done = done;
-    it->arg = arg;
-    it->rc = PX_OK;
-    it->enq_ms = now_ms();
-    px_rc rc = PX_OK;
-    pthread_mutex_lock(&a->mu);
-    if (a->stopping) {
-        rc = PX_ERR_UNAVAILABLE;
-    } else if (a->qlen >= a->queue_cap) {
-        rc = PX_ERR_BUSY;
-    } else {
-        if (a->tail)
-            a->tail->next = it;
-        else
-            a->head = it;
-        a->tail = it;
-        a->qlen++;
-        /* A busy writer takes this record with its next batch: no wake-up needed. */
-        if (a->asleep)
-            pthread_cond_signal(&a->cv);
-    }
-    pthread_mutex_unlock(&a->mu);
-    if (rc)
-        free(it);
-    return rc;
-}
-
-/* ---- cursor: base64url (no padding) of the last sort key returned ------------------- */
-
-/* Returns the encoded length, or 0 when out (outlen bytes) is too small. */
-PX_STATIC size_t px_audit_b64url_encode(const unsigned char *in, size_t n, char *out,
-                                        size_t outlen);
-PX_STATIC size_t px_audit_b64url_encode(const unsigned char *in, size_t n, char *out, size_t outlen)
-{
-    size_t len = 0;
-    return px_b64_encode(in, n, PX_B64_URL, 0, out, outlen, &len) == PX_OK ? len : 0;
-}
-
-/* Decodes a cursor into the sort key it names; PX_ERR_INVALID for anything a
- * previous page could not have produced. out holds CURSOR_MAX + 1 bytes. */
-PX_STATIC px_rc px_audit_cursor_decode(const char *cur, char *out);
-PX_STATIC px_rc px_audit_cursor_decode(const char *cur, char *out)
-{
-    size_t n = strnlen(cur, CURSOR_ENC_MAX + 1);
-    if (n == 0 || n > CURSOR_ENC_MAX || n % 4 == 1)
-        return PX_ERR_INVALID;
-    size_t o = 0;
-    /* Strict: no padding, left-over bits zero: one key, one spelling. */
-    if (px_b64_decode(cur, n, PX_B64_URL, 0, out, CURSOR_MAX, &o) != PX_OK)
-        return PX_ERR_INVALID;
-    out[o] = '\0';
-    if (o < 6 || o > CURSOR_MAX || memcmp(out, "AUDIT#", 6) != 0)
-        return PX_ERR_INVALID;
-    for (size_t i = 0; i < o; i++)
-        if ((unsigned char)out[i] < 0x21 || (unsigned char)out[i] > 0x7e)
-            return PX_ERR_INVALID;
-    return PX_OK;
+    return a ? px_aq_submit(a->q, r, done, arg) : PX_ERR_INVALID;
 }
 
 /* ---- query ---------------------------------------------------------------------------- */
@@ -940,28 +764,9 @@ static px_rc audit_query(void *impl, const struct px_audit_query *q, struct px_a
         return PX_ERR_INVALID;
     memset(out, 0, sizeof(*out));
 
-    /* Bounds on the sort key: (lower, upper), both exclusive. No key equals
-     * "AUDIT#<ts>" itself (keys go on with "#<requestId>"), so `> AUDIT#from`
-     * is `>= from`, and `< AUDIT#<to>$` takes in every key stamped `to`. */
-    char lower[CURSOR_MAX + 1] = "", upper[40], ts[25];
-    snprintf(upper, sizeof(upper), "%s", UPPER_OPEN);
-    if (q->from) {
-        if (px_audit_ts_ms(q->from, ts))
-            return PX_ERR_INVALID;
-        snprintf(lower, sizeof(lower), "AUDIT#%s", ts);
-    }
-    if (q->to) {
-        if (px_audit_ts_ms(q->to, ts))
-            return PX_ERR_INVALID;
-        snprintf(upper, sizeof(upper), "AUDIT#%s$", ts);
-    }
-    if (q->cursor) {
-        char after[CURSOR_MAX + 1];
-        if (px_audit_cursor_decode(q->cursor, after))
-            return PX_ERR_INVALID;
-        if (strcmp(after, lower) > 0)
-            memcpy(lower, after, strlen(after) + 1);
-    }
+    char lower[CURSOR_MAX + 1], upper[40];
+    if (px_audit_bounds(q, lower, upper))
+        return PX_ERR_INVALID;
     if (strnlen(q->user_id ? q->user_id : q->product_id, PX_MAX_PRODUCT_ID + 1) > PX_MAX_PRODUCT_ID)
         return PX_ERR_INVALID;
     char key[96];
@@ -1024,11 +829,7 @@ static px_rc audit_query(void *impl, const struct px_audit_query *q, struct px_a
         return rc;
 
     if (more) {
-        char enc[CURSOR_ENC_MAX + 1];
-        if (!px_audit_b64url_encode((const unsigned char *)last_sk, strlen(last_sk), enc,
-                                    sizeof(enc)))
-            return PX_ERR_INTERNAL;
-        out->next_cursor = px_arena_strdup(ar, enc);
+        out->next_cursor = px_audit_cursor_encode(ar, last_sk);
         if (!out->next_cursor)
             return PX_ERR_NOMEM;
     }
@@ -1045,10 +846,7 @@ static px_rc audit_ping(void *impl)
     if (!atomic_load(&a->writer_open)) {
         /* Ask the writer to try its connection again, so readiness can come back
          * without waiting for traffic that a not-ready instance will not get. */
-        pthread_mutex_lock(&a->mu);
-        a->probe = true;
-        pthread_cond_signal(&a->cv);
-        pthread_mutex_unlock(&a->mu);
+        px_aq_probe(a->q);
         return PX_ERR_UNAVAILABLE;
     }
     if (!files_in_place(a))
@@ -1090,10 +888,7 @@ PX_STATIC void px_audit_sqlite_stats(void *impl, uint64_t *batches, uint64_t *re
 PX_STATIC void px_audit_sqlite_stats(void *impl, uint64_t *batches, uint64_t *records,
                                      uint64_t *largest)
 {
-    struct sqlite_audit *a = impl;
-    *batches = atomic_load(&a->batches);
-    *records = atomic_load(&a->records);
-    *largest = atomic_load(&a->largest);
+    px_aq_stats(((struct sqlite_audit *)impl)->q, batches, records, largest);
 }
 
 const struct px_audit_ops px_audit_sqlite_ops = {

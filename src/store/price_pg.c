@@ -407,9 +407,12 @@ static px_rc slot_result(struct slot *sl, struct call *c, ExecStatusType want, P
     } else if (state && strcmp(state, "26000") == 0) {
         sl->prepared = false; /* the statement vanished (DISCARD ALL, a pooler) */
         *retry = true;
-    } else if (state && strcmp(state, "42P01") == 0) {
-        sl->prepared = false; /* prepare again once the schema exists */
     }
+    /* A missing table (42P01) keeps `prepared` as it is: a failed PREPARE
+     * left nothing behind and is tried again anyway, while a prepared
+     * statement whose table was dropped stays on the server and finds the
+     * table again once it exists; preparing it anew would fail for good with
+     * "already exists". */
     PQclear(r);
     return rc;
 }

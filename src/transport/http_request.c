@@ -101,9 +101,18 @@ static bool all_digits(const char *s)
 }
 
 /* MHD 0.9.75 lets Transfer-Encoding win over Content-Length, treats any
- * other transfer coding as "no body", and takes one of several
- * Content-Length headers. Each of these is a request-smuggling vector behind
- * a proxy, so each is refused. */
+ * other transfer coding as a body read until the connection closes, and
+ * takes one of several Content-Length headers. Each of these is a
+ * request-smuggling vector behind a proxy, so each is refused.
+ *
+ * Values are compared exactly as MHD reads them, never trimmed: MHD strips
+ * the blanks after the colon (so a value never starts with one) but keeps
+ * trailing ones, and compares Transfer-Encoding with "chunked" ignoring case
+ * only. "chunked " is an unknown coding to MHD, so it must be one to us too.
+ * Content-Length must be all digits: MHD answers 400 itself to anything
+ * else before this runs, and this check keeps that true whatever MHD does.
+ * A folded line (obs-fold) reaches us joined the way MHD joined it, so both
+ * judge the same string. */
 static enum px_http_verdict check_framing(const char *version, const struct px_kv *headers,
                                           size_t nheaders, size_t max_body)
 {
@@ -124,12 +133,7 @@ static enum px_http_verdict check_framing(const char *version, const struct px_k
         /* RFC 9112 section 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing. */
         if (version && strcmp(version, "HTTP/1.0") == 0)
             return PX_HTTP_BAD_FRAMING;
-        while (*te == ' ' || *te == '\t')
-            te++;
-        size_t n = strlen(te);
-        while (n && (te[n - 1] == ' ' || te[n - 1] == '\t'))
-            n--;
-        if (n != 7 || strncasecmp(te, "chunked", 7) != 0)
+        if (strcasecmp(te, "chunked") != 0)
             return PX_HTTP_BAD_FRAMING;
     }
     if (cl) {

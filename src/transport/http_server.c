@@ -3,7 +3,8 @@
  *
  * One context per request, created when MHD has read the request line (the
  * URI log callback, which also hands us the raw URI) and freed when MHD
- * reports the request finished (NOTIFY_COMPLETED). The access handler is a
+ * reports the request finished (NOTIFY_COMPLETED) or, if MHD never does,
+ * when the connection closes (NOTIFY_CONNECTION). The access handler is a
  * small state machine over that context:
  *   HEADERS -> BODY -> (dispatch) -> AUDIT (suspended) -> DONE
  * and the response is queued only in DONE, after the audit record of the
@@ -81,7 +82,8 @@ struct ctx {
 };
 
 /* One per open connection (MHD_OPTION_NOTIFY_CONNECTION): the time by which
- * the request being received must be complete. deadline_ms > 0 while a
+ * the request being received must be complete, and the context of the
+ * request on the connection. deadline_ms > 0 while a
  * request is awaited or being received, 0 while one is processed or
  * answered, DEADLINE_KILLED once the watchdog shut the socket down. The fd
  * stays valid while the entry is on the list: MHD notifies CLOSED (which
@@ -90,6 +92,10 @@ struct conn_watch {
     struct conn_watch *prev, *next;
     int fd;
     _Atomic int64_t deadline_ms;
+    /* Set by on_uri, cleared by on_completed, both on the connection's
+     * worker, as is CLOSED: a context still here at CLOSED was never
+     * completed by MHD and is reclaimed there. */
+    struct ctx *cur;
 };
 
 struct px_http_server {
@@ -113,6 +119,9 @@ struct px_http_server {
     atomic_long conns;     /* connections open now */
     atomic_long refused;   /* connections refused at the cap */
     atomic_long timed_out; /* connections shut down past their request deadline */
+    atomic_long reclaimed; /* contexts MHD never completed, freed at connection close */
+    bool mhd_0975;         /* MHD parses as 0.9.75 does: cut_query, folded_header */
+    bool cut_query;        /* hide the query from MHD in on_uri (see there) */
     _Atomic int64_t refused_logged_ms;
     pthread_mutex_t watch_mu; /* the watch list; held while the watchdog shuts a socket */
     pthread_cond_t watch_cv;
@@ -238,8 +247,23 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
     return MHD_NO;
 }
 
-/* MHD_OPTION_NOTIFY_CONNECTION: keeps the list of open connections and
- * their deadlines. */
+/* The request on a closing connection was never completed: MHD 0.9.75 can
+ * mark a connection closed without NOTIFY_COMPLETED (a second internal
+ * error on the same request sets its state to CLOSED directly), and the
+ * context, in_flight and px_http_stop()'s drain would otherwise wait for it
+ * forever. Nothing else can hold the context then: it is not suspended
+ * (MHD never closes a suspended connection) and its worker is here. */
+static void ctx_reclaim(struct px_http_server *s, struct ctx *c)
+{
+    c->watch->cur = NULL;
+    ctx_put(s, c);
+    atomic_fetch_add(&s->reclaimed, 1);
+    atomic_fetch_sub(&s->in_flight, 1);
+    PX_DEBUG(NULL, "request context freed at connection close: no completion from libmicrohttpd");
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: keeps the list of open connections, their
+ * deadlines and the context of the request on each. */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode code)
 {
@@ -271,6 +295,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
      * once this returns, so nobody may shut it down after the unlink. */
     struct conn_watch *w = *socket_context;
     *socket_context = NULL;
+    if (w && w->cur)
+        ctx_reclaim(s, w->cur);
     if (w) {
         pthread_mutex_lock(&s->watch_mu);
         if (w->prev)
@@ -348,6 +374,23 @@ static void *watchdog_main(void *arg)
     return NULL;
 }
 
+/* MHD 0.9.75 stores every query argument in the connection's memory pool
+ * right after this callback, and when the pool cannot hold them all (about
+ * 650 arguments in the default 40 KiB, far below the target cap) it queues a
+ * 431, then overwrites the connection's state, never sends the answer, never
+ * runs the handler or NOTIFY_COMPLETED, and later closes the connection
+ * silently. We parse the query from our own copy of the target and never
+ * read MHD's arguments, so the query is hidden from MHD: `uri` points into
+ * MHD's writable request-line buffer and MHD found the '?' before calling
+ * us; a NUL right after it leaves MHD an empty argument string. Only for the
+ * versions whose parser was read to work this way (s->mhd_0975). */
+static void cut_query(const char *uri)
+{
+    char *q = strchr(uri, '?');
+    if (q && q[1])
+        q[1] = '\0';
+}
+
 /* MHD_OPTION_URI_LOG_CALLBACK: called once per request with the raw request
  * target, before MHD decodes it; its result becomes the request's context. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
@@ -358,9 +401,13 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
         return NULL;
     c->conn = conn;
     c->raw_uri = px_arena_strdup(c->arena, uri ? uri : "");
+    if (uri && s->cut_query)
+        cut_query(uri);
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     c->watch = ci ? ci->socket_context : NULL;
+    if (c->watch)
+        c->watch->cur = c;
     atomic_fetch_add(&s->in_flight, 1);
     return c;
 }
@@ -376,6 +423,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     *req_cls = NULL;
     if (!c)
         return;
+    if (c->watch && c->watch->cur == c)
+        c->watch->cur = NULL;
     watch_rearm(s, c->watch);
     ctx_put(s, c);
     atomic_fetch_sub(&s->in_flight, 1);
@@ -388,8 +437,22 @@ struct hdr_fill {
     size_t n, cap;
     size_t bytes; /* "name: value\r\n" of each, as on the wire */
     bool oom;
-    bool nul; /* a name or value holds a NUL byte */
+    bool nul;    /* a name or value holds a NUL byte */
+    bool folded; /* a header line was continued on the next (obs-fold) */
+    bool mhd_0975;
 };
+
+/* MHD 0.9.75 joins a continuation line (obs-fold, RFC 9112 section 5.2) to
+ * the header's NAME, not its value: "Transfer-Encoding: chunked\r\n x"
+ * becomes "Transfer-Encodingx: chunked", so a proxy that reads the first line
+ * frames the message as chunked while MHD sees no body at all. The server
+ * must refuse such a message. An unfolded header's name and value lie in the
+ * read buffer in wire order ("name\0 value"); a folded one's name was copied
+ * to a new block past the read buffer, after its value. */
+static bool folded_header(const char *key, size_t key_size, const char *value)
+{
+    return value && (uintptr_t)value < (uintptr_t)key + key_size + 1;
+}
 
 static enum MHD_Result add_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                   size_t key_size, const char *value, size_t value_size)
@@ -398,6 +461,10 @@ static enum MHD_Result add_header(void *cls, enum MHD_ValueKind kind, const char
     PX_UNUSED(kind);
     if (f->n >= f->cap)
         return MHD_NO;
+    if (f->mhd_0975 && key && folded_header(key, key_size, value)) {
+        f->folded = true;
+        return MHD_NO;
+    }
     /* C strings end at a NUL the client sent: seen only through the sizes. */
     if (!key || strlen(key) != key_size || (value && strlen(value) != value_size)) {
         f->nul = true;
@@ -491,13 +558,13 @@ static enum reject read_request(struct ctx *c, const char *method, const char *v
         c->req.headers = px_arena_calloc(c->arena, (size_t)n * sizeof(*c->req.headers));
         if (!c->req.headers)
             return REJ_NOMEM;
-        struct hdr_fill f = {.c = c, .cap = (size_t)n};
+        struct hdr_fill f = {.c = c, .cap = (size_t)n, .mhd_0975 = c->srv->mhd_0975};
         MHD_get_connection_values_n(c->conn, MHD_HEADER_KIND, add_header, &f);
         if (f.oom)
             return REJ_NOMEM;
         c->req.nheaders = f.n;
         bytes += f.bytes;
-        nul = f.nul;
+        nul = f.nul || f.folded;
     }
     if (bytes > c->srv->max_header_bytes)
         return REJ_HEADERS_TOO_LARGE;
@@ -558,7 +625,8 @@ static enum MHD_Result reject(struct ctx *c, enum reject r)
                    "malformed %-escape, no %00 or encoded control character in the path"}};
     static const struct px_err_detail method[] = {{"method", "must be an HTTP token"}};
     static const struct px_err_detail header[] = {
-        {"headers", "names must be HTTP tokens and values free of control characters"}};
+        {"headers", "names must be HTTP tokens, values free of control characters, and no "
+                    "line continued on the next (obs-fold)"}};
     static const struct px_err_detail host[] = {
         {"host", "HTTP/1.1 requests carry exactly one Host header, others at most one"}};
     switch (r) {
@@ -657,11 +725,28 @@ static void serve_ready(struct px_http_server *s, struct px_request *req, struct
     px_error_response(req, resp, PX_E_DEPENDENCY_UNAVAILABLE, msg, details, n);
 }
 
-static void serve_metrics(struct px_request *req, struct px_response *resp)
+static void serve_metrics(struct px_http_server *s, struct px_request *req,
+                          struct px_response *resp)
 {
     struct px_buf b;
     px_buf_init(&b, METRICS_CAP);
     px_rc rc = px_metrics_render(&b);
+    /* The server's own gauges: what a leak of connections or requests shows as. */
+    if (!rc)
+        rc = px_buf_printf(
+            &b,
+            "# HELP pricing_http_connections_open Connections open now.\n"
+            "# TYPE pricing_http_connections_open gauge\n"
+            "pricing_http_connections_open %ld\n"
+            "# HELP pricing_http_requests_in_flight Requests whose request line was read and "
+            "that are not finished, this one included.\n"
+            "# TYPE pricing_http_requests_in_flight gauge\n"
+            "pricing_http_requests_in_flight %ld\n"
+            "# HELP pricing_http_requests_reclaimed_total Requests the HTTP library dropped "
+            "without completing them, freed when their connection closed.\n"
+            "# TYPE pricing_http_requests_reclaimed_total counter\n"
+            "pricing_http_requests_reclaimed_total %ld\n",
+            atomic_load(&s->conns), atomic_load(&s->in_flight), atomic_load(&s->reclaimed));
     char *body = NULL;
     if (!rc)
         body = px_arena_strndup(req->arena, b.data ? b.data : "", b.len);
@@ -696,7 +781,7 @@ static void serve_builtin(struct px_http_server *s, enum builtin b, struct px_re
         break;
     case B_METRICS:
     default:
-        serve_metrics(req, resp);
+        serve_metrics(s, req, resp);
         break;
     }
 }
@@ -912,6 +997,18 @@ static void bound_address(struct px_http_server *s)
     }
 }
 
+/* True when the running libmicrohttpd parses requests the way cut_query()
+ * and folded_header() rely on: 0.9.75 and earlier (0.9.76 rewrote the
+ * parser, answers a query that does not fit and refuses folded lines). */
+static bool mhd_parses_as_0975(void)
+{
+    const char *v = MHD_get_version();
+    unsigned a = 0, b = 0, c = 0;
+    if (!v || sscanf(v, "%u.%u.%u", &a, &b, &c) != 3)
+        return false;
+    return a == 0 && (b < 9 || (b == 9 && c <= 75));
+}
+
 static void server_free(struct px_http_server *s)
 {
     if (!s)
@@ -969,6 +1066,9 @@ px_rc px_http_start(struct px_app *app, const struct px_http_opts *opts,
     atomic_init(&s->conns, 0);
     atomic_init(&s->refused, 0);
     atomic_init(&s->timed_out, 0);
+    atomic_init(&s->reclaimed, 0);
+    s->mhd_0975 = mhd_parses_as_0975();
+    s->cut_query = s->mhd_0975 && !opts->keep_mhd_query;
     atomic_init(&s->refused_logged_ms, INT64_MIN / 2);
     pthread_mutex_init(&s->watch_mu, NULL);
     pthread_cond_init(&s->watch_cv, NULL);
@@ -1050,6 +1150,11 @@ void px_http_stats(const struct px_http_server *s, long *in_flight, long *audits
         *audits_pending = s ? atomic_load(&s->audits_pending) : 0;
 }
 
+long px_http_reclaimed(const struct px_http_server *s)
+{
+    return s ? atomic_load(&s->reclaimed) : 0;
+}
+
 static bool wait_zero(atomic_long *v, long bound_ms)
 {
     for (long waited = 0; atomic_load(v) > 0; waited += 5) {
@@ -1093,10 +1198,13 @@ void px_http_stop(struct px_http_server *s)
     MHD_stop_daemon(s->daemon); /* closes the listen socket it was given */
     s->daemon = NULL;
     s->listen_fd = -1;
-    char refused[24], timed_out[24];
+    char refused[24], timed_out[24], reclaimed[24];
     snprintf(refused, sizeof(refused), "%ld", atomic_load(&s->refused));
     snprintf(timed_out, sizeof(timed_out), "%ld", atomic_load(&s->timed_out));
-    const struct px_kv f[] = {{"refusedConnections", refused}, {"timedOutConnections", timed_out}};
+    snprintf(reclaimed, sizeof(reclaimed), "%ld", atomic_load(&s->reclaimed));
+    const struct px_kv f[] = {{"refusedConnections", refused},
+                              {"timedOutConnections", timed_out},
+                              {"reclaimedRequests", reclaimed}};
     px_log_fields(PX_LOG_INFO, NULL, "stopped", f, PX_COUNTOF(f));
     server_free(s);
 }

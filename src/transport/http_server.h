@@ -24,6 +24,10 @@ struct px_http_opts {
     unsigned conn_timeout_s; /* bound on receiving each request, idle wait included, s [30] */
     size_t max_body;         /* request body cap, answered 413 [PX_MAX_BODY] */
     size_t max_header_bytes; /* per-connection memory for request line + headers [32 KiB] */
+    /* Tests only: let libmicrohttpd 0.9.75 store query arguments itself (it
+     * loses requests with too many: see on_uri in http_server.c), to
+     * exercise the reclaim of contexts it never completes. [false] */
+    bool keep_mhd_query;
 };
 
 struct px_http_server;
@@ -38,6 +42,9 @@ unsigned px_http_port(const struct px_http_server *s);
 /* Requests in flight (request line read, not yet finished) and audit records
  * awaited by suspended requests, at this instant. Either pointer may be NULL. */
 void px_http_stats(const struct px_http_server *s, long *in_flight, long *audits_pending);
+/* Request contexts libmicrohttpd never completed, freed when their
+ * connection closed, since start. */
+long px_http_reclaimed(const struct px_http_server *s);
 /* Stops accepting, waits (bounded) for requests in flight, suspended ones
  * included, stops the threads, frees s. Accepts NULL. */
 void px_http_stop(struct px_http_server *s);

@@ -290,6 +290,15 @@ class HostileInputTest(harness.ServerCase, Checks):
             "te gzip": b"POST /price HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
             "te chunked, gzip": b"POST /price HTTP/1.1\r\nHost: x\r\n"
             b"Transfer-Encoding: chunked, gzip\r\n\r\n",
+            # libmicrohttpd keeps trailing blanks: to it these are unknown codings, read
+            # to end of stream, so the request would never be answered.
+            "te trailing space": b"POST /price HTTP/1.1\r\nHost: x\r\n"
+            b"Transfer-Encoding: chunked \r\n\r\n0\r\n\r\n",
+            "te trailing tab": b"POST /price HTTP/1.1\r\nHost: x\r\n"
+            b"Transfer-Encoding: chunked\t\r\n\r\n0\r\n\r\n",
+            # obs-fold: libmicrohttpd joins the lines with no blank ("chunkedgzip").
+            "te folded": b"POST /price HTTP/1.1\r\nHost: x\r\n"
+            b"Transfer-Encoding: chunked\r\n gzip\r\n\r\n0\r\n\r\n",
             "two te": b"POST /price HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n",
             "two cl": b"POST /price HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
@@ -308,6 +317,8 @@ class HostileInputTest(harness.ServerCase, Checks):
             "cl junk": b"POST /price HTTP/1.1\r\nHost: x\r\nContent-Length: 0x10\r\n\r\n",
             "cl list": b"POST /price HTTP/1.1\r\nHost: x\r\nContent-Length: 0, 0\r\n\r\n",
             "cl sign": b"POST /price HTTP/1.1\r\nHost: x\r\nContent-Length: +0\r\n\r\n",
+            "cl trailing space": b"POST /price HTTP/1.1\r\nHost: x\r\nContent-Length: 0 \r\n\r\n",
+            "cl trailing tab": b"POST /price HTTP/1.1\r\nHost: x\r\nContent-Length: 0\t\r\n\r\n",
         }
         for name, head in list(ours.items()) + list(mhd.items()):
             with self.subTest(shape=name):
@@ -402,6 +413,31 @@ class HostileInputTest(harness.ServerCase, Checks):
         self.assertEqual(r.status, 413, r)
         self.assertEqual(self.stores.records(user=user), [])
 
+    def test_transfer_coding_as_libmicrohttpd_reads_it(self):
+        """A chunked body whose coding is spelled differently is read the same way by
+        libmicrohttpd and by our check, and the request behind it is answered."""
+        user = new_user()
+        inner = ("GET /price?id=PROD-101&userId=%s HTTP/1.1\r\nHost: x\r\n\r\n" % user).encode()
+        for name, te in (("Chunked", b"Chunked"), ("CHUNKED", b"CHUNKED"),
+                         ("leading blanks", b" \t chunked")):
+            with self.subTest(coding=name):
+                head = (b"POST /nope HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + te
+                        + b"\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+                rs = exchange(self.server.port, head + inner, count=2, timeout=5)
+                self.assertEqual([r.status if r else None for r in rs], [404, 200], rs)
+        # Blanks after the coding: refused at once, nothing behind it read, nothing hangs.
+        for te in (b"chunked ", b"chunked\t", b"Chunked  "):
+            with self.subTest(coding=te):
+                t0 = time.monotonic()
+                rs = exchange(self.server.port, b"POST /price HTTP/1.1\r\nHost: x\r\n"
+                              b"Transfer-Encoding: " + te + b"\r\n\r\n0\r\n\r\n" + inner,
+                              count=2, timeout=5)
+                self.assertLess(time.monotonic() - t0, 4)
+                self.assert_400(rs[0])
+                self.assertEqual(rs[0].header("connection"), "close", rs[0])
+                self.assertIsNone(rs[1], rs)
+        self.assertEqual(len(self.stores.records(user=user)), 3)
+
     def test_pipelined_requests_in_order(self):
         user = new_user()
         reqs = [
@@ -477,6 +513,73 @@ class HostileInputTest(harness.ServerCase, Checks):
 
 
 # ----------------------------------------------------------------- throttling
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def prom_value(text, name):
+    m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
+    return int(m.group(1)) if m else None
+
+
+class ManyQueryArgumentsTest(harness.ServerCase, Checks):
+    """Targets with hundreds or thousands of query arguments, far under the header cap.
+    libmicrohttpd 0.9.75 cannot store that many in its connection memory and then
+    drops the request without answering or completing it (docs/internals/transports.md)."""
+
+    def many(self, n, user):
+        return "/price?id=PROD-101&userId=%s&%s" % (user, "&".join("a%d=1" % i for i in range(n)))
+
+    def test_answered_freed_and_stop_is_prompt(self):
+        user = new_user()
+        for n in (650, 1000, 3000):
+            with self.subTest(arguments=n):
+                target = self.many(n, user)
+                self.assertLess(len(target), 32 * 1024)
+                r = exchange(self.server.port,
+                             ("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target).encode(), timeout=5)
+                self.assert_400(r, method="GET")
+                self.assertEqual(r.error_fields(), ["query"], r)
+        # Empty arguments ("&&&") cost libmicrohttpd a record each as well.
+        r = exchange(self.server.port,
+                     ("GET /price?%sid=PROD-101&userId=%s HTTP/1.1\r\nHost: x\r\n\r\n"
+                      % ("&" * 20000, user)).encode(), timeout=5)
+        self.assertEqual(r.status, 200, r)
+        # Many such requests: memory does not grow, nothing stays in flight.
+        req = ("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+               % self.many(1000, user)).encode()
+        pid = self.server.pid
+        for _ in range(300):
+            self.assertEqual(exchange(self.server.port, req, timeout=5).status, 400)
+        before = rss_kb(pid)
+        done, t_end = 0, time.monotonic() + 120
+        while done < 2000 and time.monotonic() < t_end:
+            r = exchange(self.server.port, req, timeout=5)
+            self.assertIsNotNone(r, "request %d not answered" % done)
+            self.assertEqual(r.status, 400, r)
+            done += 1
+        self.assertEqual(done, 2000, "only %d requests within the time bound" % done)
+        grown = rss_kb(pid) - before
+        self.assertLess(grown, 4096, "RSS grew by %d KB over 2000 requests" % grown)
+        metrics = self.server.get("/metrics").text
+        self.assertEqual(prom_value(metrics, "pricing_http_requests_in_flight"), 1, metrics[-800:])
+        self.assertEqual(prom_value(metrics, "pricing_http_requests_reclaimed_total"), 0)
+        self.assertEqual(len(self.stores.records(user=user)), 1)
+        # Nothing in flight: SIGTERM stops at once (it waits up to 10 s for requests).
+        t0 = time.monotonic()
+        self.assertEqual(self.server.stop(), 0)
+        self.assertLess(time.monotonic() - t0, 8)
+        log = [json.loads(l) for l in self.server.log_lines() if l.startswith("{")]
+        marks = {x["msg"]: harness.parse_ts(x["ts"]) for x in log if x["msg"] in ("stopping", "stopped")}
+        self.assertLess((marks["stopped"] - marks["stopping"]).total_seconds(), 1.0, marks)
+        stopped = [json.loads(l) for l in self.server.log_lines() if '"stopped"' in l]
+        self.assertEqual(stopped[-1]["reclaimedRequests"], "0", stopped)
 
 
 class ThrottleTest(harness.ServerCase, Checks):

@@ -8,6 +8,8 @@
 2. One embedded SQLite price file and one SQLite audit file shared by two processes.
    After both stopped, the file is opened with Python's sqlite3 module:
    `PRAGMA integrity_check` must say ok.
+3. One write-optimized audit directory (`lsm:`) shared by two processes: each claims
+   its own sub-store; the records are read back per user with `pricing audit query`.
 
 In each scenario CLIENTS threads per server send look-ups (keep-alive, a few known
 products and one unknown, a small pool of fresh users) for SECONDS, all at once. The
@@ -17,7 +19,7 @@ number of records must equal the number of answers (no record without an answer)
 Any other status, a client error, or a server that does not stop cleanly fails.
 
 Usage: test_scaleout.py [--binary build/pricing] [--seconds 3] [--clients 8]
-       [-k pg|sqlite]   (default: both scenarios)
+       [-k pg|sqlite|lsm]   (default: every scenario)
 Prints one line per check and "N passed, N failed"; exits non-zero on failure.
 Only processes started here are signalled, by PID.
 """
@@ -398,6 +400,59 @@ def scenario_sqlite(binary, seconds, clients):
         keep(work, ok)
 
 
+def audit_query_all(binary, audit_store, user):
+    """Every record of one user through `pricing audit query`, following the cursor."""
+    records, cursor = [], None
+    for _ in range(1000):  # bound: 1,000 pages of 1,000
+        args = [binary, "audit", "query", "--audit-store", audit_store, "--user", user,
+                "--limit", "1000"]
+        if cursor:
+            args += ["--cursor", cursor]
+        p = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        if p.returncode != 0:
+            raise RuntimeError("audit query: %s" % p.stderr.strip())
+        records += [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+        m = re.search(r"^next cursor: (\S+)$", p.stderr, re.M)
+        if not m:
+            return records
+        cursor = m.group(1)
+    raise RuntimeError("audit query: more than 1,000 pages")
+
+
+def scenario_lsm(binary, seconds, clients):
+    """Two servers on one lsm: directory: each claims its own sub-store, and a
+    query reads them all."""
+    what = "shared lsm"
+    work = tempfile.mkdtemp(prefix="pxso-")
+    audit_store = "lsm:" + os.path.join(work, "audit-lsm")
+    servers = []
+    ok = False
+    try:
+        stores = Stores(work, "sqlite:" + os.path.join(work, "prices.db"), audit_store)
+        stores.seed(binary)
+        servers = [Serve(binary, stores, "serve-a").start(), Serve(binary, stores, "serve-b").start()]
+        users = [str(uuid.uuid4()) for _ in range(USERS)]
+        t0 = time.monotonic()
+        answers, others, errors = load(servers, users, seconds, clients)
+        took = time.monotonic() - t0
+        stop_all(what, servers)
+        subs = sorted(d for d in os.listdir(os.path.join(work, "audit-lsm")) if d.startswith("w-"))
+        check("%s: one sub-store per writer process" % what, len(subs) >= 2, subs)
+        records = []
+        for u in users:
+            records += audit_query_all(binary, audit_store, u)
+        bad = [x for x in records if x["pk"] != "USER#" + x["userId"]
+               or x["sk"] != "AUDIT#%s#%s" % (x["ts"], x["requestId"])]
+        check("%s: keys of every record (pk, sk) as CONTRACT §5" % what, not bad, bad[:3])
+        verify(what, servers, answers, others, errors, records, took)
+        ok = True
+    except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as e:
+        check("%s: scenario ran" % what, False, e)
+    finally:
+        kill_all(what, servers)
+        keep(work, ok)
+
+
 def keep(work, ok):
     if ok and TALLY.failed == 0:
         shutil.rmtree(work, ignore_errors=True)
@@ -411,7 +466,7 @@ def main():
                                                        str(REPO / "build" / "pricing")))
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--clients", type=int, default=8, help="client threads per server")
-    ap.add_argument("-k", action="append", choices=("pg", "sqlite"), default=[])
+    ap.add_argument("-k", action="append", choices=("pg", "sqlite", "lsm"), default=[])
     a = ap.parse_args()
     if not 0 < a.seconds <= 60 or not 1 <= a.clients <= 64:
         ap.error("--seconds 0..60, --clients 1..64")
@@ -420,7 +475,7 @@ def main():
         print("test_scaleout: %s is not an executable (build first)" % binary, file=sys.stderr)
         print("0 passed, 1 failed")
         return 2
-    which = a.k or ["pg", "sqlite"]
+    which = a.k or ["pg", "sqlite", "lsm"]
     try:
         if "pg" in which:
             if not os.path.exists(REPO / "node_modules" / "dynalite" / "cli.js"):
@@ -431,6 +486,8 @@ def main():
                 scenario_pg_dynamodb(binary, a.seconds, a.clients)
         if "sqlite" in which:
             scenario_sqlite(binary, a.seconds, a.clients)
+        if "lsm" in which:
+            scenario_lsm(binary, a.seconds, a.clients)
     finally:
         for p in started:
             if p.poll() is None:
