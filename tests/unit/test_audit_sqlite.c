@@ -1184,6 +1184,17 @@ static void test_upgrade_v1_column_present(void **state)
     upgrade_and_check(f);
 }
 
+/* A version 2 file (the last before write records) opens and upgrades to 3:
+ * its look-ups read back as before, with no before/after. */
+static void test_upgrade_v2(void **state)
+{
+    struct fixture *f = *state;
+    make_v1_file(f, "ALTER TABLE audit ADD COLUMN api_request_id TEXT NOT NULL DEFAULT '';"
+                    "PRAGMA user_version = 2");
+    assert_int_equal(user_version(f->db), 2);
+    upgrade_and_check(f);
+}
+
 /* A file from a newer binary is refused, not downgraded or written. */
 static void test_newer_schema_refused(void **state)
 {
@@ -1234,6 +1245,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_queue_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_while_closing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upgrade_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upgrade_v2, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upgrade_v1_column_present, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
