@@ -225,6 +225,17 @@ def run_cli(args, env=None, stdin=None, timeout=60):
 # ---------------------------------------------------------------- stores
 
 _seeded_external = set()
+_run_tmp = None
+
+
+def _run_dir():
+    """A directory for the whole run (the product store beside external stores)."""
+    global _run_tmp
+    if _run_tmp is None:
+        _run_tmp = Path(tempfile.mkdtemp(prefix="px-e2e-run-"))
+        if not os.environ.get("PX_E2E_KEEP"):
+            atexit.register(shutil.rmtree, str(_run_tmp), True)
+    return _run_tmp
 
 
 def _sqlite_path(spec_s):
@@ -275,10 +286,12 @@ class Stores:
         self.audit_store = os.environ.get("PX_E2E_AUDIT_STORE") or "sqlite:%s" % (
             self.dir / "audit.db"
         )
-        self.product_store = os.environ.get("PX_E2E_PRODUCT_STORE") or "sqlite:%s" % (
-            self.dir / "products.db"
-        )
         self.external = bool(os.environ.get("PX_E2E_PRICE_DB") or os.environ.get("PX_E2E_AUDIT_STORE"))
+        # External stores are seeded once per run: the catalogue that matches
+        # their prices is then one per run too.
+        self.product_store = os.environ.get("PX_E2E_PRODUCT_STORE") or "sqlite:%s" % (
+            (_run_dir() if self.external else self.dir) / "products.db"
+        )
 
     @property
     def audit_sqlite(self):
