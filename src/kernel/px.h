@@ -11,20 +11,20 @@
 
 typedef enum px_rc {
     PX_OK = 0,
-    PX_ERR_NOMEM,        /* allocation failed or a cap was reached */
-    PX_ERR_INVALID,      /* caller's input is malformed */
-    PX_ERR_TOO_LARGE,    /* input exceeds a configured cap */
-    PX_ERR_NOT_FOUND,    /* no such item */
-    PX_ERR_CONFLICT,     /* item exists already (append-only stores) */
-    PX_ERR_IO,           /* local I/O failed (file, disk full, fsync) */
-    PX_ERR_UNAVAILABLE,  /* a dependency (database, endpoint) cannot be reached */
-    PX_ERR_TIMEOUT,      /* a bounded wait ran out */
-    PX_ERR_BUSY,         /* a queue or pool is full; try later */
-    PX_ERR_CONFIG,       /* bad configuration value */
-    PX_ERR_PROTOCOL,     /* a peer answered something we cannot understand */
-    PX_ERR_DENIED,       /* a peer refused us (credentials, permissions) */
-    PX_ERR_INTERNAL,     /* a bug or an impossible state */
-    PX_ERR_PRECONDITION, /* the item changed since the caller read it (stale version) */
+    PX_ERR_NOMEM,       /* allocation failed or a cap was reached */
+    PX_ERR_INVALID,     /* caller's input is malformed */
+    PX_ERR_TOO_LARGE,   /* input exceeds a configured cap */
+    PX_ERR_NOT_FOUND,   /* no such item */
+    PX_ERR_CONFLICT,    /* item exists already (append-only stores) */
+    PX_ERR_IO,          /* local I/O failed (file, disk full, fsync) */
+    PX_ERR_UNAVAILABLE, /* a dependency (database, endpoint) cannot be reached */
+    PX_ERR_TIMEOUT,     /* a bounded wait ran out */
+    PX_ERR_BUSY,        /* a queue or pool is full; try later */
+    PX_ERR_CONFIG,      /* bad configuration value */
+    PX_ERR_PROTOCOL,    /* a peer answered something we cannot understand */
+    PX_ERR_DENIED,      /* a peer refused us (credentials, permissions) */
+    PX_ERR_INTERNAL,    /* a bug or an impossible state */
+    PX_ERR_STALE,       /* the item changed since the caller read it (version) */
     PX_ERR__COUNT
 } px_rc;
 

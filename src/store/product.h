@@ -50,7 +50,7 @@ struct px_product_query {
 /* What px_product_apply() checks before calling back. */
 enum px_product_expect {
     PX_PRODUCT_MUST_NOT_EXIST, /* create: PX_ERR_CONFLICT when it exists */
-    PX_PRODUCT_AT_VERSION,     /* PX_ERR_NOT_FOUND when absent, PX_ERR_PRECONDITION when stale */
+    PX_PRODUCT_AT_VERSION,     /* PX_ERR_NOT_FOUND when absent, PX_ERR_STALE when stale */
 };
 
 /* Computes next from cur (NULL when absent) and makes the change's side

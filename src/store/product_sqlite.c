@@ -315,7 +315,7 @@ static px_rc product_apply(void *impl, const char *id, enum px_product_expect ex
     else if (expect == PX_PRODUCT_AT_VERSION && !exists)
         rc = PX_ERR_NOT_FOUND;
     else if (expect == PX_PRODUCT_AT_VERSION && version >= 0 && cur.version != version)
-        rc = PX_ERR_PRECONDITION;
+        rc = PX_ERR_STALE;
     if (rc)
         goto out;
     memset(&next, 0, sizeof(next));

@@ -306,7 +306,7 @@ static void test_store_versions(void **state)
         PX_ERR_CONFLICT);
     assert_int_equal(
         px_product_apply(f->s, "PROD-1", PX_PRODUCT_AT_VERSION, 2, make_next, &x, f->a),
-        PX_ERR_PRECONDITION);
+        PX_ERR_STALE);
     assert_int_equal(x.calls, 1); /* refused before the callback: no record, no change */
     assert_int_equal(
         px_product_apply(f->s, "PROD-1", PX_PRODUCT_AT_VERSION, 1, make_next, &x, f->a), PX_OK);

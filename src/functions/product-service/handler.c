@@ -144,7 +144,7 @@ static void write_failed(struct px_request *req, struct px_response *resp, px_rc
     case PX_ERR_NOT_FOUND:
         px_error_response(req, resp, PX_E_NOT_FOUND, "no such product", NULL, 0);
         return;
-    case PX_ERR_PRECONDITION:
+    case PX_ERR_STALE:
         px_error_response(req, resp, PX_E_PRECONDITION_FAILED, NULL, NULL, 0);
         return;
     default:

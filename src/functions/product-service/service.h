@@ -20,7 +20,7 @@ struct px_ps_write {
 };
 
 /* Runs one write under the product's lock. PX_ERR_CONFLICT (create: exists;
- * price: discontinued), PX_ERR_NOT_FOUND, PX_ERR_PRECONDITION (stale version),
+ * price: discontinued), PX_ERR_NOT_FOUND, PX_ERR_STALE (stale version),
  * PX_ERR_UNAVAILABLE / PX_ERR_TIMEOUT (a store; w->audit_failed when it was
  * the audit trail), PX_ERR_IO (the change failed after its record: a second
  * record says so). */
