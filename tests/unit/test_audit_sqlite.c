@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "kernel/buf.h"
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -538,6 +540,59 @@ static void test_append_only(void **state)
     px_audit_close(s);
 }
 
+/* A write's record (CONTRACT §8): keyed by its actor, found by product, its
+ * before/after kept as sent; a look-up's JSON form is exactly what it was. */
+static void test_write_record(void **state)
+{
+    struct fixture *f = *state;
+    struct px_audit_store *s = open_store(f, 2000);
+    struct px_audit_record w = rec(5, USER_A, "PROD-101", f->now + 60);
+    w.user_id[0] = '\0';
+    snprintf(w.principal, sizeof(w.principal), "alice");
+    snprintf(w.action, sizeof(w.action), "PRICE_CHANGE");
+    snprintf(w.status, sizeof(w.status), "SUCCESS");
+    w.before = "{\"price\":{\"amount\":\"99.99\",\"currency\":\"USD\"}}";
+    w.after = "{\"price\":{\"amount\":\"12.50\",\"currency\":\"EUR\"}}";
+    assert_int_equal(px_audit_append(s, &w), PX_OK);
+    struct px_audit_record l = rec(6, USER_A, "PROD-101", f->now + 60);
+    assert_int_equal(px_audit_append(s, &l), PX_OK);
+
+    struct px_arena *a = px_arena_new(1 << 20);
+    struct px_audit_page p;
+    assert_int_equal(query(s, a, NULL, "PROD-101", NULL, NULL, 10, NULL, f->now, &p), PX_OK);
+    assert_int_equal(p.nitems, 2);
+    assert_string_equal(p.items[0].before, w.before);
+    assert_string_equal(p.items[0].after, w.after);
+    assert_null(p.items[1].before);
+    struct px_buf b;
+    px_buf_init(&b, 1 << 16);
+    p.items[0].expires_at = p.items[1].expires_at = 0; /* the clock's part, fixed for the text */
+    assert_int_equal(px_audit_record_json(&p.items[0], &b), PX_OK);
+    assert_string_equal(
+        b.data, "{\"pk\":\"ACTOR#alice\",\"sk\":\"AUDIT#2026-01-23T12:00:00.005Z#req-000005\","
+                "\"gsi1pk\":\"PRODUCT#PROD-101\",\"gsi1sk\":\"AUDIT#2026-01-23T12:00:00.005Z#req-"
+                "000005\",\"action\":\"PRICE_CHANGE\",\"status\":\"SUCCESS\",\"productId\":"
+                "\"PROD-101\",\"requestId\":\"req-000005\",\"correlationId\":\"corr-5\",\"ts\":"
+                "\"2026-01-23T12:00:00.005Z\",\"principal\":\"alice\",\"apiRequestId\":"
+                "\"apigw-5\",\"before\":{\"price\":{\"amount\":\"99.99\",\"currency\":\"USD\"}},"
+                "\"after\":{\"price\":{\"amount\":\"12.50\",\"currency\":\"EUR\"}},"
+                "\"expiresAt\":0}");
+    px_buf_clear(&b);
+    assert_int_equal(px_audit_record_json(&p.items[1], &b), PX_OK);
+    /* The look-up's form from before records could carry changes, byte for byte. */
+    assert_string_equal(
+        b.data, "{\"pk\":\"USER#0b7e4c1a-8b1e-4c2a-9d7e-3f1a2b3c4d5e\",\"sk\":\"AUDIT#2026-01-"
+                "23T12:00:00.006Z#req-000006\","
+                "\"gsi1pk\":\"PRODUCT#PROD-101\",\"gsi1sk\":\"AUDIT#2026-01-23T12:00:00.006Z#req-"
+                "000006\",\"action\":\"PRICE_FETCH\",\"status\":\"NOT_FOUND\",\"userId\":"
+                "\"0b7e4c1a-8b1e-4c2a-9d7e-3f1a2b3c4d5e"
+                "\",\"productId\":\"PROD-101\",\"requestId\":\"req-000006\",\"correlationId\":"
+                "\"corr-6\",\"ts\":\"2026-01-23T12:00:00.006Z\",\"expiresAt\":0}");
+    px_buf_free(&b);
+    px_arena_free(a);
+    px_audit_close(s);
+}
+
 static void test_invalid_records(void **state)
 {
     struct fixture *f = *state;
@@ -550,6 +605,7 @@ static void test_invalid_records(void **state)
     assert_int_equal(px_audit_submit(s, &bad, count_done, &c), PX_ERR_INVALID);
     bad = r;
     bad.user_id[0] = '\0';
+    bad.principal[0] = '\0'; /* neither a user (look-up) nor an actor (write) */
     assert_int_equal(px_audit_submit(s, &bad, count_done, &c), PX_ERR_INVALID);
     bad = r;
     memset(bad.request_id, 'r', sizeof(bad.request_id)); /* no terminator */
@@ -1075,7 +1131,7 @@ static int user_version(const char *db)
 static void upgrade_and_check(struct fixture *f)
 {
     struct px_audit_store *s = open_store(f, 2000);
-    assert_int_equal(user_version(f->db), 2);
+    assert_int_equal(user_version(f->db), 3);
     struct px_audit_record r = rec(1, USER_A, "PROD-101", f->now + 86400);
     assert_string_equal(r.api_request_id, "apigw-1");
     assert_int_equal(px_audit_append(s, &r), PX_OK);
@@ -1083,7 +1139,7 @@ static void upgrade_and_check(struct fixture *f)
 
     for (int round = 0; round < 2; round++) {
         s = open_store(f, 2000);
-        assert_int_equal(user_version(f->db), 2);
+        assert_int_equal(user_version(f->db), 3);
         struct px_arena *a = px_arena_new(1 << 20);
         struct px_audit_page p;
         assert_int_equal(query(s, a, USER_A, NULL, NULL, NULL, 10, NULL, f->now, &p), PX_OK);
@@ -1091,6 +1147,8 @@ static void upgrade_and_check(struct fixture *f)
         assert_string_equal(p.items[0].request_id, "old-1");
         assert_string_equal(p.items[0].principal, "svc-old");
         assert_string_equal(p.items[0].api_request_id, "");
+        assert_null(p.items[0].before); /* v3 columns read back NULL on old rows */
+        assert_null(p.items[0].after);
         assert_string_equal(p.items[1].request_id, "req-000001");
         assert_string_equal(p.items[1].api_request_id, "apigw-1");
         assert_int_equal(query(s, a, NULL, "PROD-101", NULL, NULL, 10, NULL, f->now, &p), PX_OK);
@@ -1126,17 +1184,28 @@ static void test_upgrade_v1_column_present(void **state)
     upgrade_and_check(f);
 }
 
+/* A version 2 file (the last before write records) opens and upgrades to 3:
+ * its look-ups read back as before, with no before/after. */
+static void test_upgrade_v2(void **state)
+{
+    struct fixture *f = *state;
+    make_v1_file(f, "ALTER TABLE audit ADD COLUMN api_request_id TEXT NOT NULL DEFAULT '';"
+                    "PRAGMA user_version = 2");
+    assert_int_equal(user_version(f->db), 2);
+    upgrade_and_check(f);
+}
+
 /* A file from a newer binary is refused, not downgraded or written. */
 static void test_newer_schema_refused(void **state)
 {
     struct fixture *f = *state;
-    make_v1_file(f, "PRAGMA user_version = 3");
+    make_v1_file(f, "PRAGMA user_version = 4");
     struct px_audit_store *s = NULL;
     char err[256] = "";
     assert_int_equal(px_audit_open(f->spec, NULL, &s, err, sizeof(err)), PX_ERR_CONFIG);
     assert_null(s);
     assert_non_null(strstr(err, "newer schema"));
-    assert_int_equal(user_version(f->db), 3);
+    assert_int_equal(user_version(f->db), 4);
 }
 
 static void test_open_errors(void **state)
@@ -1165,6 +1234,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expired_hidden, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_cursor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_append_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
@@ -1175,6 +1245,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_queue_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_while_closing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upgrade_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upgrade_v2, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upgrade_v1_column_present, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
