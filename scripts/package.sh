@@ -3,10 +3,20 @@
 #
 # Builds the Lambda deployment artifact dist/pricing-<version>-linux-<arch>.zip:
 #   bootstrap        the stripped `pricing` executable (Lambda runs it as the
-#                    custom runtime; the name alone selects `pricing lambda`)
-#   lib/*.so*        every shared library it needs except glibc's, with their own
-#                    dependencies; bootstrap finds them through DT_RPATH=$ORIGIN/lib
+#                    custom runtime; the name alone selects `pricing lambda`),
+#                    built without the HTTP server (PX_SERVER=OFF) and the lsm store
+#   lib/*.so*        arm64 only: every shared library it needs except glibc's, with
+#                    their own dependencies; bootstrap finds them through
+#                    DT_RPATH=$ORIGIN/lib
 #   SHA256SUMS       checksums of the files above
+#
+# Native builds (x86_64 here) link every library statically except glibc: libcurl
+# and libpq rebuilt minimal from Debian's source packages by
+# scripts/build-static-deps.sh (cached under PX_DEPS_CACHE, default build-deps/),
+# OpenSSL, SQLite and jansson from Debian's static archives. The dynamic loader
+# then maps glibc alone: that is most of the cold start saved
+# (docs/internals/lambda.md). The arm64 cross-build keeps bundling Debian's arm64
+# shared libraries (lib/). PX_PACKAGE_DYNAMIC=1 forces the bundling path natively.
 # and writes OUT/SHA256SUMS over every pricing-*.zip in OUT: the artifact is
 # promoted dev -> QA -> UAT -> PROD by that checksum (docs/deployment.md).
 #
@@ -90,9 +100,20 @@ export SOURCE_DATE_EPOCH
 CFLAGS_REL="-O2 -g0 -fstack-protector-strong -D_FORTIFY_SOURCE=2 -ffile-prefix-map=$ROOT=. -ffile-prefix-map=$BUILD=build -fdebug-prefix-map=$ROOT=. -fno-ident"
 LDFLAGS_REL="-Wl,--disable-new-dtags -Wl,-z,relro -Wl,-z,now -Wl,--build-id=sha1"
 cmake_args=(-S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DPX_TESTS=OFF -DPX_FUZZ=OFF -DPX_LSM=OFF
-  -DPX_SANITIZE=OFF -DPX_WERROR=ON "-DCMAKE_C_FLAGS=$CFLAGS_REL" "-DCMAKE_C_FLAGS_RELEASE="
-  "-DCMAKE_EXE_LINKER_FLAGS=$LDFLAGS_REL" -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON
-  '-DCMAKE_INSTALL_RPATH=$ORIGIN/lib' -DCMAKE_SKIP_INSTALL_RPATH=OFF)
+  -DPX_SERVER=OFF -DPX_SANITIZE=OFF -DPX_WERROR=ON "-DCMAKE_C_FLAGS=$CFLAGS_REL"
+  "-DCMAKE_C_FLAGS_RELEASE=" "-DCMAKE_EXE_LINKER_FLAGS=$LDFLAGS_REL")
+STATIC=0
+if [ "$ARCH" = "$NATIVE" ] && [ "${PX_PACKAGE_DYNAMIC:-0}" != 1 ]; then
+  STATIC=1
+  DEPS=$("$ROOT/scripts/build-static-deps.sh" --cache "${PX_DEPS_CACHE:-$ROOT/build-deps}") || {
+    echo "package: scripts/build-static-deps.sh failed" >&2; exit 1; }
+  # Only glibc stays shared: no search path, nothing under lib/.
+  cmake_args+=("-DPX_STATIC_DEPS=$DEPS" -DCMAKE_SKIP_RPATH=ON
+    "-DCMAKE_EXE_LINKER_FLAGS=$LDFLAGS_REL -Wl,--as-needed")
+else
+  cmake_args+=(-DPX_STATIC_DEPS= -DCMAKE_SKIP_RPATH=OFF -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON
+    '-DCMAKE_INSTALL_RPATH=$ORIGIN/lib' -DCMAKE_SKIP_INSTALL_RPATH=OFF)
+fi
 STRIP=strip
 SEARCH_ROOT=""
 if [ "$ARCH" != "$NATIVE" ]; then
@@ -183,5 +204,9 @@ touch -d "@$SOURCE_DATE_EPOCH" "$OUT/$NAME"
 (cd "$OUT" && find . -maxdepth 1 -name 'pricing-*.zip' -type f | sed 's|^\./||' | sort | xargs sha256sum > SHA256SUMS)
 
 nlibs=$(find "$STAGE" -path "$STAGE/lib/*" -type f | wc -l)
-echo "package: $OUT/$NAME ($(stat -c %s "$OUT/$NAME") bytes, $nlibs bundled libraries)" >&2
+if [ "$STATIC" = 1 ]; then
+  echo "package: $OUT/$NAME ($(stat -c %s "$OUT/$NAME") bytes, static but for glibc: $(needed "$STAGE/bootstrap" | tr '\n' ' '))" >&2
+else
+  echo "package: $OUT/$NAME ($(stat -c %s "$OUT/$NAME") bytes, $nlibs bundled libraries)" >&2
+fi
 echo "package: sha256 $(sha256sum "$OUT/$NAME" | cut -d' ' -f1)" >&2
