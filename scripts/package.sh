@@ -108,8 +108,16 @@ if [ "$ARCH" = "$NATIVE" ] && [ "${PX_PACKAGE_DYNAMIC:-0}" != 1 ]; then
   DEPS=$("$ROOT/scripts/build-static-deps.sh" --cache "${PX_DEPS_CACHE:-$ROOT/build-deps}") || {
     echo "package: scripts/build-static-deps.sh failed" >&2; exit 1; }
   # Only glibc stays shared: no search path, nothing under lib/.
-  cmake_args+=("-DPX_STATIC_DEPS=$DEPS" -DCMAKE_SKIP_RPATH=ON
-    "-DCMAKE_EXE_LINKER_FLAGS=$LDFLAGS_REL -Wl,--as-needed")
+  # Not position-independent unless PX_PACKAGE_PIE=1: a PIE carries ~21,600 relative
+  # relocations (OpenSSL's tables, mostly) that the loader applies at every start,
+  # copy-on-write faulting ~100 pages: 1.5-2 ms of a cold start. DT_RELR would make
+  # them cheap but needs glibc 2.36. The trade-off (docs/security.md): the
+  # executable's own code and data sit at a fixed address; glibc, the heap, the
+  # stack and mmap are still randomised.
+  PIE_C="-fno-pie"; PIE_L="-no-pie"
+  [ "${PX_PACKAGE_PIE:-0}" != 1 ] || { PIE_C="-fpie"; PIE_L="-pie"; }
+  cmake_args+=("-DPX_STATIC_DEPS=$DEPS" -DCMAKE_SKIP_RPATH=ON "-DCMAKE_C_FLAGS=$CFLAGS_REL $PIE_C"
+    "-DCMAKE_EXE_LINKER_FLAGS=$LDFLAGS_REL -Wl,--as-needed $PIE_L")
 else
   cmake_args+=(-DPX_STATIC_DEPS= -DCMAKE_SKIP_RPATH=OFF -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON
     '-DCMAKE_INSTALL_RPATH=$ORIGIN/lib' -DCMAKE_SKIP_INSTALL_RPATH=OFF)
