@@ -2,11 +2,19 @@
 """Packaging and infrastructure as code, checked for real.
 
 - scripts/package.sh run twice, from two copies of the sources at different
-  paths into different build directories: the zips and SHA256SUMS are the same
-  bytes; the zip holds an executable bootstrap, lib/ without glibc or the loader,
-  sorted entries with fixed times, a SHA256SUMS matching its members; the
-  unpacked artifact loads its own libraries even with the system directories
-  first in LD_LIBRARY_PATH (as on Lambda), and runs.
+  paths into different build directories (one static libcurl/libpq cache, built
+  here from Debian's sources by scripts/build-static-deps.sh unless PX_DEPS_CACHE
+  names one): the zips and SHA256SUMS are the same bytes; the zip holds an
+  executable bootstrap that needs glibc's libraries only (no lib/, no search
+  path), with OpenSSL, libcurl, SQLite and libpq linked in and neither
+  libmicrohttpd nor GnuTLS; sorted entries with fixed times, a SHA256SUMS
+  matching its members; the unpacked artifact maps nothing but glibc even with
+  the system directories first in LD_LIBRARY_PATH (as on Lambda), runs, and says
+  `serve` / `emulate` are not in this build.
+- TLS to DynamoDB from the packaged executable: a local HTTPS stand-in
+  (ddb_standin.py) with a certificate from a test CA made by the openssl CLI is
+  accepted with SSL_CERT_FILE naming the CA, refused without it, with another
+  CA, or when the certificate names another host.
 - scripts/check-artifact.sh refuses a binary that needs arc4random@GLIBC_2.36, a
   bundled libc (also under another name), a missing dependency, a DT_RUNPATH;
   package.sh refuses to write a zip when the glibc limit is below what it needs.
