@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/build-static-deps.sh [--cache DIR]
+# scripts/build-static-deps.sh [--cache DIR] [--arch x86_64|arm64 --sysroot DIR]
 #
 # Builds the static libcurl and libpq the Lambda artifact links (scripts/package.sh),
 # from Debian's own source packages, with only what the service uses:
@@ -17,21 +17,26 @@
 # committed: they live under DIR/src/.
 #
 # Cache: DIR (default build-deps/ under the repository, git-ignored) keeps one prefix
-# per key = Debian versions of both source packages + a hash of this script (which holds
-# every flag); a build with the same key reuses it, a new Debian version or flag builds
-# afresh. Reproducible: SOURCE_DATE_EPOCH from the Debian changelog, the source and
+# per key = Debian versions of both source packages + a hash of the architecture, the
+# compiler version and every flag; a build with the same key reuses it, a new Debian
+# version, compiler or flag builds afresh. Reproducible: SOURCE_DATE_EPOCH from the Debian changelog, the source and
 # install paths mapped away (-ffile-prefix-map), deterministic archives (ar D).
 #
-# Native builds only (x86_64 or arm64 on arm64): the arm64 cross-build of package.sh
-# keeps bundling Debian's shared libraries. Needs dpkg-dev (scripts/install-deps.sh);
-# root or sudo for the apt steps.
+# Native builds, or arm64 cross-built on x86_64 with gcc-aarch64-linux-gnu against the
+# sysroot of scripts/arm64-sysroot.sh (--arch arm64 --sysroot DIR). Needs dpkg-dev
+# (scripts/install-deps.sh); root or sudo for the apt steps.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
 CACHE=$ROOT/build-deps
+ARCH=""
+SYSROOT=""
+usage() { echo "usage: $0 [--cache DIR] [--arch x86_64|arm64 --sysroot DIR]" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --cache) [ $# -ge 2 ] || { echo "usage: $0 [--cache DIR]" >&2; exit 2; }; CACHE=$2; shift 2 ;;
-    *) echo "usage: $0 [--cache DIR]" >&2; exit 2 ;;
+    --cache) [ $# -ge 2 ] || usage; CACHE=$2; shift 2 ;;
+    --arch) [ $# -ge 2 ] || usage; ARCH=$2; shift 2 ;;
+    --sysroot) [ $# -ge 2 ] || usage; SYSROOT=$2; shift 2 ;;
+    *) usage ;;
   esac
 done
 export LC_ALL=C TZ=UTC
@@ -41,11 +46,23 @@ SUDO=""
 log() { echo "build-static-deps: $*" >&2; }
 
 case "$(uname -m)" in
-  x86_64) ARCH=x86_64 ;;
-  aarch64|arm64) ARCH=arm64 ;;
-  *) ARCH=$(uname -m) ;;
+  x86_64) NATIVE=x86_64 ;;
+  aarch64|arm64) NATIVE=arm64 ;;
+  *) NATIVE=$(uname -m) ;;
 esac
+ARCH=${ARCH:-$NATIVE}
 JOBS=$(nproc)
+HOST_ARGS=()
+CC_DEPS=${CC:-cc}
+if [ "$ARCH" != "$NATIVE" ]; then
+  [ "$ARCH" = arm64 ] && [ -n "$SYSROOT" ] && [ -d "$SYSROOT" ] || usage
+  SYSROOT=$(cd "$SYSROOT" && pwd -P)
+  HOST_ARGS=(--host=aarch64-linux-gnu)
+  CC_DEPS="aarch64-linux-gnu-gcc --sysroot=$SYSROOT"
+  export PKG_CONFIG_SYSROOT_DIR=$SYSROOT
+  export PKG_CONFIG_LIBDIR=$SYSROOT/usr/lib/aarch64-linux-gnu/pkgconfig:$SYSROOT/usr/share/pkgconfig
+  export AR=aarch64-linux-gnu-ar RANLIB=aarch64-linux-gnu-ranlib
+fi
 
 CURL_FLAGS=(--disable-shared --enable-static --with-openssl --without-zlib --without-brotli
   --without-zstd --without-libpsl --without-libidn2 --without-librtmp --without-libssh2
@@ -141,7 +158,10 @@ pick() { # pick PKG: prints the version, its source unpacked under SRC
 }
 CURL_V=$(pick curl) || { log "no source of curl could be fetched"; exit 1; }
 PG_V=$(pick postgresql-15) || { log "no source of postgresql-15 could be fetched"; exit 1; }
-SELF=$(sha256sum "$0" | cut -c1-12)
+# What decides the output besides the sources: architecture, compiler, flags.
+DEPS_OPT="-O2 -g0 -fPIC -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fno-ident"
+SELF=$(printf '%s\n' "$ARCH" "$($CC_DEPS -dumpfullversion 2>/dev/null)" "$DEPS_OPT" \
+  "${CURL_FLAGS[*]}" "${PG_FLAGS[*]}" "${HOST_ARGS[*]}" | sha256sum | cut -c1-12)
 KEY="curl-${CURL_V//[:~+]/_}-pg-${PG_V//[:~+]/_}-$SELF"
 PREFIX=$CACHE/$ARCH/$KEY
 if [ -f "$PREFIX/.done" ]; then
@@ -162,14 +182,15 @@ rm -rf "$BUILD"
 mkdir -p "$BUILD"
 export SOURCE_DATE_EPOCH
 SOURCE_DATE_EPOCH=$(cd "$CURL_SRC" && dpkg-parsechangelog -STimestamp)
-CFLAGS_DEPS="-O2 -g0 -fPIC -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fno-ident -ffile-prefix-map=$CURL_SRC=curl -ffile-prefix-map=$PG_SRC=postgresql -ffile-prefix-map=$BUILD=build"
+CFLAGS_DEPS="$DEPS_OPT -ffile-prefix-map=$CURL_SRC=curl -ffile-prefix-map=$PG_SRC=postgresql -ffile-prefix-map=$BUILD=build"
+[ -z "$SYSROOT" ] || CFLAGS_DEPS="$CFLAGS_DEPS -ffile-prefix-map=$SYSROOT=sysroot"
 export ARFLAGS=crD AR_FLAGS=crD
 
 # ---- libcurl ----------------------------------------------------------------------
 log "building libcurl $CURL_V (HTTP/HTTPS, OpenSSL) in $BUILD/curl"
 cp -a "$CURL_SRC" "$BUILD/curl"
 (cd "$BUILD/curl" &&
-  CFLAGS="$CFLAGS_DEPS" ./configure --prefix=/ "${CURL_FLAGS[@]}" >configure.out 2>&1 &&
+  CC="$CC_DEPS" CFLAGS="$CFLAGS_DEPS" ./configure --prefix=/ "${HOST_ARGS[@]}" "${CURL_FLAGS[@]}" >configure.out 2>&1 &&
   make -C lib -j"$JOBS" >make.out 2>&1) || { log "libcurl build failed: see $BUILD/curl/{configure,make}.out"; exit 1; }
 cp "$BUILD/curl/lib/.libs/libcurl.a" "$STAGE/lib/"
 mkdir -p "$STAGE/include/curl"
@@ -179,7 +200,7 @@ cp "$BUILD"/curl/include/curl/*.h "$STAGE/include/curl/"
 log "building libpq $PG_V (OpenSSL; no GSSAPI, LDAP) in $BUILD/pg"
 cp -a "$PG_SRC" "$BUILD/pg"
 (cd "$BUILD/pg" &&
-  CFLAGS="$CFLAGS_DEPS" ./configure --prefix=/usr "${PG_FLAGS[@]}" >configure.out 2>&1 &&
+  CC="$CC_DEPS" CFLAGS="$CFLAGS_DEPS" ./configure --prefix=/usr "${HOST_ARGS[@]}" "${PG_FLAGS[@]}" >configure.out 2>&1 &&
   make -C src/include -j"$JOBS" >make.out 2>&1 &&
   make -C src/common -j"$JOBS" >>make.out 2>&1 &&
   make -C src/port -j"$JOBS" >>make.out 2>&1 &&

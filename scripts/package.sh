@@ -102,28 +102,9 @@ LDFLAGS_REL="-Wl,--disable-new-dtags -Wl,-z,relro -Wl,-z,now -Wl,--build-id=sha1
 cmake_args=(-S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DPX_TESTS=OFF -DPX_FUZZ=OFF -DPX_LSM=OFF
   -DPX_SERVER=OFF -DPX_SANITIZE=OFF -DPX_WERROR=ON "-DCMAKE_C_FLAGS=$CFLAGS_REL"
   "-DCMAKE_C_FLAGS_RELEASE=" "-DCMAKE_EXE_LINKER_FLAGS=$LDFLAGS_REL")
-STATIC=0
-if [ "$ARCH" = "$NATIVE" ] && [ "${PX_PACKAGE_DYNAMIC:-0}" != 1 ]; then
-  STATIC=1
-  DEPS=$("$ROOT/scripts/build-static-deps.sh" --cache "${PX_DEPS_CACHE:-$ROOT/build-deps}") || {
-    echo "package: scripts/build-static-deps.sh failed" >&2; exit 1; }
-  # Only glibc stays shared: no search path, nothing under lib/.
-  # Not position-independent unless PX_PACKAGE_PIE=1: a PIE carries ~21,600 relative
-  # relocations (OpenSSL's tables, mostly) that the loader applies at every start,
-  # copy-on-write faulting ~100 pages: 1.5-2 ms of a cold start. DT_RELR would make
-  # them cheap but needs glibc 2.36. The trade-off (docs/security.md): the
-  # executable's own code and data sit at a fixed address; glibc, the heap, the
-  # stack and mmap are still randomised.
-  PIE_C="-fno-pie"; PIE_L="-no-pie"
-  [ "${PX_PACKAGE_PIE:-0}" != 1 ] || { PIE_C="-fpie"; PIE_L="-pie"; }
-  cmake_args+=("-DPX_STATIC_DEPS=$DEPS" -DCMAKE_SKIP_RPATH=ON "-DCMAKE_C_FLAGS=$CFLAGS_REL $PIE_C"
-    "-DCMAKE_EXE_LINKER_FLAGS=$LDFLAGS_REL -Wl,--as-needed $PIE_L")
-else
-  cmake_args+=(-DPX_STATIC_DEPS= -DCMAKE_SKIP_RPATH=OFF -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON
-    '-DCMAKE_INSTALL_RPATH=$ORIGIN/lib' -DCMAKE_SKIP_INSTALL_RPATH=OFF)
-fi
 STRIP=strip
 SEARCH_ROOT=""
+EXTRA_LD=""
 if [ "$ARCH" != "$NATIVE" ]; then
   [ "$ARCH" = arm64 ] && [ "$NATIVE" = x86_64 ] || {
     echo "package: cross-building $ARCH on $NATIVE is not supported" >&2; exit 2; }
@@ -145,11 +126,34 @@ set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
 EOF
   cmake_args+=("-DCMAKE_TOOLCHAIN_FILE=$BUILD/toolchain-$ARCH.cmake")
   # The linker follows indirect dependencies of the libraries we link inside the sysroot.
-  cmake_args+=("-DCMAKE_EXE_LINKER_FLAGS=$LDFLAGS_REL -Wl,-rpath-link,$SYSROOT/usr/lib/$TRIPLET:$SYSROOT/lib/$TRIPLET")
+  EXTRA_LD="-Wl,-rpath-link,$SYSROOT/usr/lib/$TRIPLET:$SYSROOT/lib/$TRIPLET"
   export PKG_CONFIG_SYSROOT_DIR=$SYSROOT
   export PKG_CONFIG_LIBDIR=$SYSROOT/usr/lib/$TRIPLET/pkgconfig:$SYSROOT/usr/share/pkgconfig
   STRIP=aarch64-linux-gnu-strip
   SEARCH_ROOT=$SYSROOT
+fi
+STATIC=0
+if [ "${PX_PACKAGE_DYNAMIC:-0}" != 1 ]; then
+  STATIC=1
+  deps_args=(--cache "${PX_DEPS_CACHE:-$ROOT/build-deps}")
+  [ "$ARCH" = "$NATIVE" ] || deps_args+=(--arch "$ARCH" --sysroot "$SYSROOT")
+  DEPS=$("$ROOT/scripts/build-static-deps.sh" "${deps_args[@]}") || {
+    echo "package: scripts/build-static-deps.sh failed" >&2; exit 1; }
+  # Only glibc stays shared: no search path, nothing under lib/.
+  # Not position-independent unless PX_PACKAGE_PIE=1: a PIE carries ~21,600 relative
+  # relocations (OpenSSL's tables, mostly) that the loader applies at every start,
+  # copy-on-write faulting ~100 pages: 1.5-2 ms of a cold start. DT_RELR would make
+  # them cheap but needs glibc 2.36. The trade-off (docs/security.md): the
+  # executable's own code and data sit at a fixed address; glibc, the heap, the
+  # stack and mmap are still randomised.
+  PIE_C="-fno-pie"; PIE_L="-no-pie"
+  [ "${PX_PACKAGE_PIE:-0}" != 1 ] || { PIE_C="-fpie"; PIE_L="-pie"; }
+  cmake_args+=("-DPX_STATIC_DEPS=$DEPS" -DCMAKE_SKIP_RPATH=ON "-DCMAKE_C_FLAGS=$CFLAGS_REL $PIE_C"
+    "-DCMAKE_EXE_LINKER_FLAGS=$LDFLAGS_REL $EXTRA_LD -Wl,--as-needed $PIE_L")
+else
+  cmake_args+=(-DPX_STATIC_DEPS= -DCMAKE_SKIP_RPATH=OFF -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON
+    '-DCMAKE_INSTALL_RPATH=$ORIGIN/lib' -DCMAKE_SKIP_INSTALL_RPATH=OFF
+    "-DCMAKE_EXE_LINKER_FLAGS=$LDFLAGS_REL $EXTRA_LD")
 fi
 echo "package: building pricing $VERSION for linux-$ARCH in $BUILD" >&2
 cmake "${cmake_args[@]}" >/dev/null
