@@ -5,18 +5,17 @@
 #   bootstrap        the stripped `pricing` executable (Lambda runs it as the
 #                    custom runtime; the name alone selects `pricing lambda`),
 #                    built without the HTTP server (PX_SERVER=OFF) and the lsm store
-#   lib/*.so*        arm64 only: every shared library it needs except glibc's, with
-#                    their own dependencies; bootstrap finds them through
-#                    DT_RPATH=$ORIGIN/lib
+#   lib/*.so*        only with PX_PACKAGE_DYNAMIC=1: every shared library it needs
+#                    except glibc's, with their own dependencies; bootstrap finds
+#                    them through DT_RPATH=$ORIGIN/lib
 #   SHA256SUMS       checksums of the files above
 #
-# Native builds (x86_64 here) link every library statically except glibc: libcurl
-# and libpq rebuilt minimal from Debian's source packages by
-# scripts/build-static-deps.sh (cached under PX_DEPS_CACHE, default build-deps/),
+# Every library is linked statically except glibc: libcurl and libpq rebuilt minimal
+# from Debian's source packages by scripts/build-static-deps.sh (cached under
+# PX_DEPS_CACHE, default build-deps/; cross-built against the sysroot for arm64),
 # OpenSSL, SQLite and jansson from Debian's static archives. The dynamic loader
 # then maps glibc alone: that is most of the cold start saved
-# (docs/internals/lambda.md). The arm64 cross-build keeps bundling Debian's arm64
-# shared libraries (lib/). PX_PACKAGE_DYNAMIC=1 forces the bundling path natively.
+# (docs/internals/lambda.md). PX_PACKAGE_DYNAMIC=1 bundles shared libraries instead.
 # and writes OUT/SHA256SUMS over every pricing-*.zip in OUT: the artifact is
 # promoted dev -> QA -> UAT -> PROD by that checksum (docs/deployment.md).
 #
