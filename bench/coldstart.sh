@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Cold start of the Lambda custom runtime, measured with `pricing emulate`
-# (the local Runtime API), beside a Node.js 20 handler doing the same job in
-# the same run (bench/node-lambda: the Runtime API loop on node:http, SQLite
-# through better-sqlite3).
+# Cold start of the Lambda custom runtime as `make package` ships it, measured
+# with `pricing emulate` (the local Runtime API) in the same run as:
+#   - a trivial static runtime (bench/trivial_runtime.c, `cc -static`): the floor,
+#     a GET /next + POST loop with no loader, no library, no store;
+#   - a Node.js 20 handler doing the same job (bench/node-lambda: the Runtime API
+#     loop on node:http, SQLite through better-sqlite3);
+#   - optionally another artifact (COLD_BASELINE, e.g. the previous release's zip).
 #
 # For each runtime:
 #   - COLD_RUNS (default 20) cold starts, one event each (`emulate --event`):
@@ -14,15 +17,23 @@
 # Results go to bench/out/coldstart.txt and replace the "## Cold start" section
 # of bench/RESULTS.md (the rest of that file is left as it is).
 #
-# Usage: bench/coldstart.sh [PRICING_BIN]   (default build/pricing)
+# Usage: bench/coldstart.sh [ARTIFACT [EMULATOR]]
+#   ARTIFACT  the Lambda zip (default: dist/pricing-<version>-linux-<arch>.zip of
+#             `make package`) or an executable bootstrap
+#   EMULATOR  a development build with `emulate` and `db seed` (default build/pricing;
+#             the packaged bootstrap has no HTTP server)
 # Environment: COLD_RUNS, COLD_INVOCATIONS, COLD_NODE=0 (skip Node.js),
-#              COLD_RESULTS (default bench/RESULTS.md).
+#              COLD_BASELINE (a second zip or bootstrap), COLD_RESULTS (default
+#              bench/RESULTS.md).
 # Everything started here is stopped on exit, by PID.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-BIN=$(realpath "${1:-$ROOT/build/pricing}")
+case "$(uname -m)" in x86_64) ARCH=x86_64 ;; aarch64|arm64) ARCH=arm64 ;; *) ARCH=$(uname -m) ;; esac
+VERSION=$(sed -n 's/^project(pricing VERSION \([0-9][0-9.]*\).*/\1/p' "$ROOT/CMakeLists.txt")
+ARTIFACT=$(realpath "${1:-$ROOT/dist/pricing-$VERSION-linux-$ARCH.zip}")
+BIN=$(realpath "${2:-$ROOT/build/pricing}")
 RUNS=${COLD_RUNS:-20}
 INVOCATIONS=${COLD_INVOCATIONS:-10000}
 RESULTS=${COLD_RESULTS:-$HERE/RESULTS.md}
@@ -30,7 +41,9 @@ NODE_DIR="$HERE/node-lambda"
 OUT="$HERE/out"
 PY=/usr/bin/python3
 
-[ -x "$BIN" ] || { echo "coldstart: no executable $BIN (build it first)" >&2; exit 1; }
+[ -e "$ARTIFACT" ] || { echo "coldstart: no $ARTIFACT (make package first)" >&2; exit 1; }
+[ -x "$BIN" ] || { echo "coldstart: no executable $BIN (make build first)" >&2; exit 1; }
+"$BIN" emulate --help >/dev/null 2>&1 || { echo "coldstart: $BIN has no emulate (a development build)" >&2; exit 1; }
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/px-coldstart-XXXXXX)
 PIDS=()
@@ -42,17 +55,32 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# unpack NAME ZIP|EXE: a directory holding bootstrap (+ lib/), as Lambda's /var/task.
+unpack() {
+  mkdir -p "$WORK/$1"
+  if [ "$(head -c 2 "$2")" = PK ]; then
+    (cd "$WORK/$1" && unzip -q "$2") || { echo "coldstart: cannot unzip $2" >&2; exit 1; }
+    chmod 0755 "$WORK/$1/bootstrap"
+  else
+    cp "$2" "$WORK/$1/bootstrap"
+  fi
+  echo "$WORK/$1/bootstrap"
+}
+
 unset AWS_LAMBDA_RUNTIME_API _HANDLER TABLE_AUDIT AUDIT_RETENTION_DAYS METRICS_NAMESPACE \
   METRICS_SERVICE AUDIT_TIMEOUT_MS PRICE_TIMEOUT_MS
 export PRICE_DB="sqlite:$WORK/prices.db" AUDIT_STORE="sqlite:$WORK/audit.db"
-# The gateway's authorizer is not part of the measurement: both runtimes get the same open event.
+# The gateway's authorizer is not part of the measurement: every runtime gets the same open event.
 export AUTH_MODE=none LOG_LEVEL=info
 "$BIN" db seed >/dev/null
-ln -s "$BIN" "$WORK/bootstrap"
 "$BIN" generate-event apigateway http-api --path /price \
   --query "id=PROD-101&userId=3f1c2a4e-9b7d-4c1a-8e2f-5a6b7c8d9e0f" >"$WORK/event.json"
 
-RUNTIMES=("c:$WORK/bootstrap")
+mkdir -p "$WORK/trivial"
+${CC:-cc} -static -O2 -o "$WORK/trivial/bootstrap" "$HERE/trivial_runtime.c" ||
+  { echo "coldstart: cannot build bench/trivial_runtime.c statically (libc6-dev)" >&2; exit 1; }
+RUNTIMES=("trivial:$WORK/trivial/bootstrap" "c:$(unpack c "$ARTIFACT")")
+[ -z "${COLD_BASELINE:-}" ] || RUNTIMES+=("before:$(unpack before "$(realpath "$COLD_BASELINE")")")
 NODE_NOTE=""
 if [ "${COLD_NODE:-1}" != 0 ]; then
   if ! command -v node >/dev/null; then
@@ -65,20 +93,16 @@ if [ "${COLD_NODE:-1}" != 0 ]; then
   fi
 fi
 
-# cold NAME BOOTSTRAP: RUNS one-event cold starts; REPORT lines to a file.
-cold() {
-  local name=$1 boot=$2 i
-  : >"$OUT/coldstart-$name-reports.jsonl"
-  : >"$OUT/coldstart-$name-main.txt"
-  for ((i = 0; i < RUNS; i++)); do
-    "$BIN" emulate --bootstrap "$boot" --event "$WORK/event.json" >"$WORK/answer.json" \
-      2>"$WORK/emulate.log" || { echo "coldstart: $name run failed" >&2; tail -5 "$WORK/emulate.log" >&2; exit 1; }
-    grep -q '"statusCode":200' "$WORK/answer.json" || { echo "coldstart: $name: no 200" >&2; exit 1; }
-    grep '"msg":"REPORT' "$WORK/emulate.log" >>"$OUT/coldstart-$name-reports.jsonl"
-    # The runtime's own share of its init (configuration, stores), when it says so.
-    grep -o '"initMs":"[0-9.]*"' "$WORK/emulate.log" | head -1 | tr -dc '0-9.\n' \
-      >>"$OUT/coldstart-$name-main.txt" || true
-  done
+# cold1 NAME BOOTSTRAP: one one-event cold start; its REPORT line appended to a file.
+cold1() {
+  local name=$1 boot=$2
+  "$BIN" emulate --bootstrap "$boot" --event "$WORK/event.json" >"$WORK/answer.json" \
+    2>"$WORK/emulate.log" || { echo "coldstart: $name run failed" >&2; tail -5 "$WORK/emulate.log" >&2; exit 1; }
+  grep -q '"statusCode":200' "$WORK/answer.json" || { echo "coldstart: $name: no 200" >&2; cat "$WORK/answer.json" >&2; exit 1; }
+  grep '"msg":"REPORT' "$WORK/emulate.log" >>"$OUT/coldstart-$name-reports.jsonl"
+  # The runtime's own share of its init (configuration, stores), when it says so.
+  grep -o '"initMs":"[0-9.]*"' "$WORK/emulate.log" | head -1 | tr -dc '0-9.\n' \
+    >>"$OUT/coldstart-$name-main.txt" || true
 }
 
 # warm NAME BOOTSTRAP: one process, INVOCATIONS requests through the front; prints "rss1 rssN".
@@ -140,9 +164,20 @@ EOF
 declare -A ROW
 for entry in "${RUNTIMES[@]}"; do
   name=${entry%%:*}
+  : >"$OUT/coldstart-$name-reports.jsonl"
+  : >"$OUT/coldstart-$name-main.txt"
+done
+# Round-robin, one cold start of each runtime in turn: a load change on the shared
+# machine hits every runtime alike, so same-run differences stay meaningful.
+echo "coldstart: $RUNS cold starts of each of ${#RUNTIMES[@]} runtimes, interleaved" >&2
+for ((r = 0; r < RUNS; r++)); do
+  for entry in "${RUNTIMES[@]}"; do
+    cold1 "${entry%%:*}" "${entry#*:}"
+  done
+done
+for entry in "${RUNTIMES[@]}"; do
+  name=${entry%%:*}
   boot=${entry#*:}
-  echo "coldstart: $name: $RUNS cold starts" >&2
-  cold "$name" "$boot"
   echo "coldstart: $name: $INVOCATIONS invocations in one process" >&2
   read -r rss1 rssn < <(warm "$name" "$boot")
   read -r i50 i90 f50 f90 r1 < <(summary "$name")
@@ -150,37 +185,45 @@ for entry in "${RUNTIMES[@]}"; do
 done
 
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.1f", a - b }'; }
+IFS='|' read -r t_i50 _ t_f50 _ _ _ _ <<<"${ROW[trivial]}"
 {
   echo "## Cold start"
   echo
   echo "\`bench/coldstart.sh\` on $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -r); \`pricing emulate\`"
   echo "as the Runtime API (init = exec of bootstrap to its first \`/next\`; first answer = exec to"
-  echo "the first response posted); $RUNS cold starts each, one event each (GET /price, SQLite"
-  echo "price read + audit record made durable); then one process answering $INVOCATIONS requests"
-  echo "through the API Gateway front."
+  echo "the first response posted); $RUNS cold starts of each runtime, interleaved, one event each"
+  echo "(GET /price, SQLite price read + audit record made durable); then one process answering"
+  echo "$INVOCATIONS requests through the API Gateway front. The artifact is \`$(basename "$ARTIFACT")\`"
+  echo "as \`make package\` builds it, unzipped as Lambda does."
   echo
-  echo "| runtime | init p50 | init p90 | first answer p50 | first answer p90 | RSS after 1 | RSS after $INVOCATIONS |"
-  echo "| --- | --- | --- | --- | --- | --- | --- |"
+  echo "| runtime | init p50 | init p90 | init − trivial | first answer p50 | first answer p90 | first answer − trivial | RSS after 1 | RSS after $INVOCATIONS |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
   for entry in "${RUNTIMES[@]}"; do
     name=${entry%%:*}
     IFS='|' read -r i50 i90 f50 f90 r1 rss1 rssn <<<"${ROW[$name]}"
-    label="pricing (C, bootstrap)"
-    [ "$name" = node ] && label="Node.js $(node --version) + better-sqlite3"
-    echo "| $label | $i50 ms | $i90 ms | $f50 ms | $f90 ms | $(mb "$rss1") MB | $(mb "$rssn") MB |"
+    case "$name" in
+      trivial) label="trivial static runtime (no store, fixed answer)" ;;
+      c) label="pricing bootstrap (static but for glibc)" ;;
+      before) label="pricing bootstrap, $(basename "$COLD_BASELINE")" ;;
+      node) label="Node.js $(node --version) + better-sqlite3" ;;
+    esac
+    echo "| $label | $i50 ms | $i90 ms | $(minus "$i50" "$t_i50") ms | $f50 ms | $f90 ms | $(minus "$f50" "$t_f50") ms | $(mb "$rss1") MB | $(mb "$rssn") MB |"
   done
   echo
   [ -n "$NODE_NOTE" ] && echo "$NODE_NOTE" && echo
   main_ms=$("$PY" -c 'import statistics,sys; v=[float(l) for l in open(sys.argv[1]) if l.strip()]; print("%.1f" % statistics.median(v) if v else "?")' "$OUT/coldstart-c-main.txt")
-  echo "Of the C runtime's init, its own work (configuration, opening the SQLite stores, the"
-  echo "Runtime API client) takes a median $main_ms ms; the rest is exec and the dynamic loader"
-  echo "mapping and relocating $(ldd "$BIN" | wc -l) shared objects. Load average during the run: $(cut -d' ' -f1-3 /proc/loadavg)."
+  nso=$(ldd "$WORK/c/bootstrap" 2>/dev/null | wc -l)
+  echo "Of the packaged runtime's init, its own work (configuration, opening the SQLite stores,"
+  echo "the Runtime API client) takes a median $main_ms ms; the rest is exec and the dynamic loader"
+  echo "mapping $nso objects (glibc's and the vDSO). The machine was shared with other builds"
+  echo "during the run (load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)): absolute"
+  echo "figures move with the load, the same-run differences to the trivial runtime are the ones"
+  echo "to trust. Raw REPORT lines: \`bench/out/coldstart-*\`."
   echo
-  echo "Goal: init under 10 ms, RSS under 10 MB. RSS counts the pages of the shared libraries the"
-  echo "process touched (libcurl's dependency tree: OpenSSL, GnuTLS, Kerberos, LDAP, ...); the"
-  echo "process's own anonymous memory is about 2 MB at first; the growth to the last column is"
-  echo "SQLite's page cache filling (bounded, 2 MB per connection by default), not a leak:"
-  echo "tests/integration/test_lambda.py checks RSS is flat once it is full. Raw REPORT lines:"
-  echo "\`bench/out/coldstart-*\`."
+  echo "RSS counts the process's own memory and the file pages it touched; the growth between"
+  echo "the last two columns is SQLite's page cache filling (bounded, 2 MB per connection by"
+  echo "default), not a leak: tests/integration/test_lambda.py checks RSS is flat once it is full."
 } >"$OUT/coldstart.txt"
 
 # Replace our section, keep the rest of the file.

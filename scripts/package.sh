@@ -3,10 +3,19 @@
 #
 # Builds the Lambda deployment artifact dist/pricing-<version>-linux-<arch>.zip:
 #   bootstrap        the stripped `pricing` executable (Lambda runs it as the
-#                    custom runtime; the name alone selects `pricing lambda`)
-#   lib/*.so*        every shared library it needs except glibc's, with their own
-#                    dependencies; bootstrap finds them through DT_RPATH=$ORIGIN/lib
+#                    custom runtime; the name alone selects `pricing lambda`),
+#                    built without the HTTP server (PX_SERVER=OFF) and the lsm store
+#   lib/*.so*        only with PX_PACKAGE_DYNAMIC=1: every shared library it needs
+#                    except glibc's, with their own dependencies; bootstrap finds
+#                    them through DT_RPATH=$ORIGIN/lib
 #   SHA256SUMS       checksums of the files above
+#
+# Every library is linked statically except glibc: libcurl and libpq rebuilt minimal
+# from Debian's source packages by scripts/build-static-deps.sh (cached under
+# PX_DEPS_CACHE, default build-deps/; cross-built against the sysroot for arm64),
+# OpenSSL, SQLite and jansson from Debian's static archives. The dynamic loader
+# then maps glibc alone: that is most of the cold start saved
+# (docs/internals/lambda.md). PX_PACKAGE_DYNAMIC=1 bundles shared libraries instead.
 # and writes OUT/SHA256SUMS over every pricing-*.zip in OUT: the artifact is
 # promoted dev -> QA -> UAT -> PROD by that checksum (docs/deployment.md).
 #
@@ -90,11 +99,11 @@ export SOURCE_DATE_EPOCH
 CFLAGS_REL="-O2 -g0 -fstack-protector-strong -D_FORTIFY_SOURCE=2 -ffile-prefix-map=$ROOT=. -ffile-prefix-map=$BUILD=build -fdebug-prefix-map=$ROOT=. -fno-ident"
 LDFLAGS_REL="-Wl,--disable-new-dtags -Wl,-z,relro -Wl,-z,now -Wl,--build-id=sha1"
 cmake_args=(-S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DPX_TESTS=OFF -DPX_FUZZ=OFF -DPX_LSM=OFF
-  -DPX_SANITIZE=OFF -DPX_WERROR=ON "-DCMAKE_C_FLAGS=$CFLAGS_REL" "-DCMAKE_C_FLAGS_RELEASE="
-  "-DCMAKE_EXE_LINKER_FLAGS=$LDFLAGS_REL" -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON
-  '-DCMAKE_INSTALL_RPATH=$ORIGIN/lib' -DCMAKE_SKIP_INSTALL_RPATH=OFF)
+  -DPX_SERVER=OFF -DPX_SANITIZE=OFF -DPX_WERROR=ON "-DCMAKE_C_FLAGS=$CFLAGS_REL"
+  "-DCMAKE_C_FLAGS_RELEASE=" "-DCMAKE_EXE_LINKER_FLAGS=$LDFLAGS_REL")
 STRIP=strip
 SEARCH_ROOT=""
+EXTRA_LD=""
 if [ "$ARCH" != "$NATIVE" ]; then
   [ "$ARCH" = arm64 ] && [ "$NATIVE" = x86_64 ] || {
     echo "package: cross-building $ARCH on $NATIVE is not supported" >&2; exit 2; }
@@ -116,11 +125,34 @@ set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
 EOF
   cmake_args+=("-DCMAKE_TOOLCHAIN_FILE=$BUILD/toolchain-$ARCH.cmake")
   # The linker follows indirect dependencies of the libraries we link inside the sysroot.
-  cmake_args+=("-DCMAKE_EXE_LINKER_FLAGS=$LDFLAGS_REL -Wl,-rpath-link,$SYSROOT/usr/lib/$TRIPLET:$SYSROOT/lib/$TRIPLET")
+  EXTRA_LD="-Wl,-rpath-link,$SYSROOT/usr/lib/$TRIPLET:$SYSROOT/lib/$TRIPLET"
   export PKG_CONFIG_SYSROOT_DIR=$SYSROOT
   export PKG_CONFIG_LIBDIR=$SYSROOT/usr/lib/$TRIPLET/pkgconfig:$SYSROOT/usr/share/pkgconfig
   STRIP=aarch64-linux-gnu-strip
   SEARCH_ROOT=$SYSROOT
+fi
+STATIC=0
+if [ "${PX_PACKAGE_DYNAMIC:-0}" != 1 ]; then
+  STATIC=1
+  deps_args=(--cache "${PX_DEPS_CACHE:-$ROOT/build-deps}")
+  [ "$ARCH" = "$NATIVE" ] || deps_args+=(--arch "$ARCH" --sysroot "$SYSROOT")
+  DEPS=$("$ROOT/scripts/build-static-deps.sh" "${deps_args[@]}") || {
+    echo "package: scripts/build-static-deps.sh failed" >&2; exit 1; }
+  # Only glibc stays shared: no search path, nothing under lib/.
+  # Not position-independent unless PX_PACKAGE_PIE=1: a PIE carries ~21,600 relative
+  # relocations (OpenSSL's tables, mostly) that the loader applies at every start,
+  # copy-on-write faulting ~100 pages: 1.5-2 ms of a cold start. DT_RELR would make
+  # them cheap but needs glibc 2.36. The trade-off (docs/security.md): the
+  # executable's own code and data sit at a fixed address; glibc, the heap, the
+  # stack and mmap are still randomised.
+  PIE_C="-fno-pie"; PIE_L="-no-pie"
+  [ "${PX_PACKAGE_PIE:-0}" != 1 ] || { PIE_C="-fpie"; PIE_L="-pie"; }
+  cmake_args+=("-DPX_STATIC_DEPS=$DEPS" -DCMAKE_SKIP_RPATH=ON "-DCMAKE_C_FLAGS=$CFLAGS_REL $PIE_C"
+    "-DCMAKE_EXE_LINKER_FLAGS=$LDFLAGS_REL $EXTRA_LD -Wl,--as-needed $PIE_L")
+else
+  cmake_args+=(-DPX_STATIC_DEPS= -DCMAKE_SKIP_RPATH=OFF -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON
+    '-DCMAKE_INSTALL_RPATH=$ORIGIN/lib' -DCMAKE_SKIP_INSTALL_RPATH=OFF
+    "-DCMAKE_EXE_LINKER_FLAGS=$LDFLAGS_REL $EXTRA_LD")
 fi
 echo "package: building pricing $VERSION for linux-$ARCH in $BUILD" >&2
 cmake "${cmake_args[@]}" >/dev/null
@@ -183,5 +215,9 @@ touch -d "@$SOURCE_DATE_EPOCH" "$OUT/$NAME"
 (cd "$OUT" && find . -maxdepth 1 -name 'pricing-*.zip' -type f | sed 's|^\./||' | sort | xargs sha256sum > SHA256SUMS)
 
 nlibs=$(find "$STAGE" -path "$STAGE/lib/*" -type f | wc -l)
-echo "package: $OUT/$NAME ($(stat -c %s "$OUT/$NAME") bytes, $nlibs bundled libraries)" >&2
+if [ "$STATIC" = 1 ]; then
+  echo "package: $OUT/$NAME ($(stat -c %s "$OUT/$NAME") bytes, static but for glibc: $(needed "$STAGE/bootstrap" | tr '\n' ' '))" >&2
+else
+  echo "package: $OUT/$NAME ($(stat -c %s "$OUT/$NAME") bytes, $nlibs bundled libraries)" >&2
+fi
 echo "package: sha256 $(sha256sum "$OUT/$NAME" | cut -d' ' -f1)" >&2

@@ -14,6 +14,33 @@ struct command {
 static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 
+#ifndef PX_HAVE_SERVER
+/* The Lambda build (PX_SERVER=OFF) leaves libmicrohttpd out, and with it the
+ * commands that serve HTTP: they stay listed so that their absence is explained. */
+static int not_built(const char *name)
+{
+    fprintf(stderr,
+            "pricing %s: not in this build (built without the HTTP server, PX_SERVER=OFF: "
+            "the Lambda package); use a development build\n",
+            name);
+    return PX_EXIT_USAGE;
+}
+
+int px_cmd_serve(int argc, char **argv)
+{
+    PX_UNUSED(argc);
+    PX_UNUSED(argv);
+    return not_built("serve");
+}
+
+int px_cmd_emulate(int argc, char **argv)
+{
+    PX_UNUSED(argc);
+    PX_UNUSED(argv);
+    return not_built("emulate");
+}
+#endif
+
 static const struct command commands[] = {
     {"serve", px_cmd_serve, "local API server (sam local start-api without Docker)"},
     {"invoke", px_cmd_invoke, "run one API Gateway event through a function"},

@@ -83,6 +83,7 @@ struct sqlite_price {
     struct conn *conns;
     unsigned *free_idx; /* stack of idle connection indexes */
     unsigned nfree;
+    unsigned nopen; /* conns[0..nopen) are open; the rest open on first need, under mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool sync_init;
@@ -301,12 +302,14 @@ static px_rc price_open(const char *spec, const struct px_price_opts *opts, void
         if (rc)
             goto out;
     }
-    for (unsigned i = 0; i < p->n; i++) {
-        rc = conn_open(p, &p->conns[i], err, errlen);
-        if (rc)
-            goto out;
-        p->free_idx[p->nfree++] = i;
-    }
+    /* One connection proves the store is there (a missing one fails init, as
+     * before); the others cost a cold start nothing until a second concurrent
+     * look-up wants one (a Lambda environment never does). */
+    rc = conn_open(p, &p->conns[0], err, errlen);
+    if (rc)
+        goto out;
+    p->nopen = 1;
+    p->free_idx[p->nfree++] = 0;
     *impl = p;
 out:
     if (rc)
@@ -327,6 +330,13 @@ static px_rc acquire(struct sqlite_price *p, struct conn **out)
     }
     px_rc rc = PX_OK;
     pthread_mutex_lock(&p->mu);
+    if (p->nfree == 0 && p->nopen < p->n) {
+        char why[256];
+        if (conn_open(p, &p->conns[p->nopen], why, sizeof(why)) == PX_OK)
+            p->free_idx[p->nfree++] = p->nopen++;
+        else /* the pool stays smaller: wait for an open one below */
+            conn_close(&p->conns[p->nopen]);
+    }
     while (p->nfree == 0) {
         int e = pthread_cond_timedwait(&p->cv, &p->mu, &deadline);
         if (e == ETIMEDOUT && p->nfree == 0) {

@@ -9,8 +9,9 @@ service's C signer (with the secret given on the command line), X-Amz-Date
 near now, the session token signed when one is sent. Each request is appended
 to the log file as one JSON line {op, ok, why, body, token}.
 
-Usage: ddb_standin.py PORTFILE LOGFILE SECRET
-Writes the port it listens on (127.0.0.1, free port) into PORTFILE.
+Usage: ddb_standin.py PORTFILE LOGFILE SECRET [CERTFILE KEYFILE]
+Writes the port it listens on (127.0.0.1, free port) into PORTFILE. With
+CERTFILE and KEYFILE (PEM) it speaks HTTPS only, as DynamoDB does.
 """
 import datetime
 import hashlib
@@ -23,6 +24,7 @@ import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORTFILE, LOGFILE, SECRET = sys.argv[1], sys.argv[2], sys.argv[3]
+CERTFILE, KEYFILE = (sys.argv[4], sys.argv[5]) if len(sys.argv) >= 6 else (None, None)
 lock = threading.Lock()
 ttl = {}  # table -> attribute name once enabled
 
@@ -164,6 +166,11 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     srv.daemon_threads = True
+    if CERTFILE:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(CERTFILE, KEYFILE)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     with open(PORTFILE + ".tmp", "w") as f:
         f.write(str(srv.server_address[1]))
     import os

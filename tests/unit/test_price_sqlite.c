@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -456,6 +457,52 @@ static void test_pool_shared(void **state)
     px_price_close(s);
 }
 
+/* Descriptors of this process open on path (SQLite keeps one per connection). */
+static int fds_on(const char *path)
+{
+    char want[PATH_MAX], link[64], got[PATH_MAX];
+    if (!realpath(path, want))
+        return -1;
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++) {
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        ssize_t len = readlink(link, got, sizeof(got) - 1);
+        if (len <= 0)
+            continue;
+        got[len] = '\0';
+        n += strcmp(got, want) == 0;
+    }
+    return n;
+}
+
+/* A cold start opens one connection, whatever the pool size; a second
+ * concurrent look-up opens the next one, and they all serve. */
+static void test_pool_opens_lazily(void **state)
+{
+    struct fixture *f = *state;
+    px_price_close(open_seeded(f, 2000)); /* creates and seeds the file */
+    struct px_price_opts opts = {.pool_size = 4, .timeout_ms = 2000};
+    struct px_price_store *s = NULL;
+    char err[256] = "";
+    assert_int_equal(px_price_open(f->spec, &opts, &s, err, sizeof(err)), PX_OK);
+    assert_int_equal(fds_on(f->db), 1);
+    expect_price(s, "PROD-101", "99.99", "USD");
+    assert_int_equal(fds_on(f->db), 1); /* one at a time: the one connection is reused */
+    pthread_t t[8];
+    struct reader r[8];
+    for (int i = 0; i < 8; i++) {
+        r[i] = (struct reader){.s = s, .ok = 0};
+        assert_int_equal(pthread_create(&t[i], NULL, reader_main, &r[i]), 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(r[i].ok, 500);
+    }
+    int open = fds_on(f->db);
+    assert_true(open >= 1 && open <= 4);
+    px_price_close(s);
+}
+
 static void test_bad_spec(void **state)
 {
     (void)state;
@@ -479,6 +526,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wal_file_converted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_shared, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_opens_lazily, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_spec, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
