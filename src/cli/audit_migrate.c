@@ -51,6 +51,17 @@ static bool copy_col(sqlite3_stmt *st, int col, char *dst, size_t cap)
     return true;
 }
 
+/* A write's before / after (NULL for look-ups), borrowed from the statement
+ * until its next step: px_audit_submit() copies them. */
+static bool change_col(sqlite3_stmt *st, int col, const char **dst)
+{
+    *dst = NULL;
+    if (sqlite3_column_type(st, col) == SQLITE_NULL)
+        return true;
+    *dst = (const char *)sqlite3_column_text(st, col);
+    return *dst && (size_t)sqlite3_column_bytes(st, col) <= PX_AUDIT_CHANGE_MAX;
+}
+
 static bool row_record(sqlite3_stmt *st, struct px_audit_record *r)
 {
     memset(r, 0, sizeof(*r));
@@ -63,7 +74,8 @@ static bool row_record(sqlite3_stmt *st, struct px_audit_record *r)
            copy_col(st, 5, r->correlation_id, sizeof(r->correlation_id)) &&
            copy_col(st, 6, r->ts, sizeof(r->ts)) &&
            copy_col(st, 8, r->principal, sizeof(r->principal)) &&
-           copy_col(st, 9, r->api_request_id, sizeof(r->api_request_id));
+           copy_col(st, 9, r->api_request_id, sizeof(r->api_request_id)) &&
+           change_col(st, 10, &r->before) && change_col(st, 11, &r->after);
 }
 
 int px_audit_migrate(const char *from, const char *to, const struct px_config *cfg)
@@ -85,12 +97,17 @@ int px_audit_migrate(const char *from, const char *to, const struct px_config *c
     static const char cols[] = "SELECT action, status, user_id, product_id, request_id,"
                                " correlation_id, ts, expires_at, principal, %s FROM audit"
                                " ORDER BY seq";
+    /* Newest schema first: a version 2 file has no before/after (look-ups
+     * only), a version 1 file no api_request_id either (read back as ""). */
+    static const char *const tails[] = {"api_request_id, before_json, after_json",
+                                        "api_request_id, NULL, NULL", "'', NULL, NULL"};
     char sql[256];
-    snprintf(sql, sizeof(sql), cols, "api_request_id");
-    /* A version 1 file has no api_request_id: its records read back as "". */
-    if (sqlite3_prepare_v2(src, sql, -1, &st, NULL) != SQLITE_OK) {
-        snprintf(sql, sizeof(sql), cols, "''");
-        sqlite3_prepare_v2(src, sql, -1, &st, NULL);
+    for (size_t i = 0; i < PX_COUNTOF(tails) && !st; i++) {
+        snprintf(sql, sizeof(sql), cols, tails[i]);
+        if (sqlite3_prepare_v2(src, sql, -1, &st, NULL) != SQLITE_OK) {
+            sqlite3_finalize(st);
+            st = NULL;
+        }
     }
     if (!st || sqlite3_prepare_v2(src, "SELECT count(*) FROM audit", -1, &cnt, NULL) != SQLITE_OK ||
         sqlite3_exec(src, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||

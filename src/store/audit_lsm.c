@@ -29,18 +29,26 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define TIMEOUT_DEFAULT   2000
-#define TIMEOUT_MAX       60000
-#define QUEUE_CAP_DEFAULT 65536
-#define BATCH_DEFAULT     1024
-#define BATCH_MAX         16384
-#define SUBSTORES_MAX     64
-#define VALUE_VERSION     1
-#define KEY_MAX           (1 + PX_MAX_PRODUCT_ID + 1 + PX_AUDIT_CURSOR_MAX + 1 + PX_UUID_LEN + 1)
-#define VALUE_MAX         1024
+#define TIMEOUT_DEFAULT      2000
+#define TIMEOUT_MAX          60000
+#define QUEUE_CAP_DEFAULT    65536
+#define BATCH_DEFAULT        1024
+#define BATCH_MAX            16384
+#define SUBSTORES_MAX        64
+#define VALUE_VERSION        1
+#define VALUE_VERSION_CHANGE 2 /* a write's record: before / after follow */
+#define CHANGE_ABSENT        0xffffffffu
+#define KEY_MAX              (1 + PX_MAX_PRODUCT_ID + 1 + PX_AUDIT_CURSOR_MAX + 1 + PX_UUID_LEN + 1)
+#define VALUE_MAX            1024
 /* Memtable size: bounds RSS per sub-store (two of them at most) and how much
  * log a secondary replays when it opens. */
 #define MEMTABLE_BYTES (4u << 20)
+
+/* A decoded write's before / after, still inside the stored value. */
+struct change {
+    const char *before, *after;
+    size_t before_len, after_len;
+};
 
 struct reader {
     int index; /* w-NN */
@@ -95,6 +103,14 @@ static size_t user_key(char *k, const char *user, const char *sk)
     return n > 0 && n < KEY_MAX ? (size_t)n : 0;
 }
 
+/* 'A' principal NUL sk: a write's record under its actor (CONTRACT §8 pk
+ * ACTOR#<principal>); writes carry no user id. */
+static size_t actor_key(char *k, const char *principal, const char *sk)
+{
+    int n = snprintf(k, KEY_MAX, "A%s%c%s", principal, 0, sk);
+    return n > 0 && n < KEY_MAX ? (size_t)n : 0;
+}
+
 /* 'P' product NUL sk NUL user: a product's records in sort-key order. */
 static size_t product_key(char *k, const char *product, const char *sk, const char *user)
 {
@@ -111,11 +127,15 @@ static size_t put_str(unsigned char *v, size_t at, const char *s)
 }
 
 /* Version, expires_at (8 bytes, big-endian), then nine length-prefixed
- * strings; every field is shorter than 256 bytes (struct px_audit_record). */
-static size_t encode(const struct px_audit_record *r, unsigned char v[VALUE_MAX])
+ * strings; every field is shorter than 256 bytes (struct px_audit_record).
+ * A write's record (version 2) goes on with before and after, each a 4-byte
+ * big-endian length (CHANGE_ABSENT: none) and its bytes; a look-up's stays
+ * version 1, byte for byte what it always was. v holds value_size(r) bytes. */
+static size_t encode(const struct px_audit_record *r, unsigned char *v)
 {
+    bool change = r->before || r->after;
     size_t at = 0;
-    v[at++] = VALUE_VERSION;
+    v[at++] = change ? VALUE_VERSION_CHANGE : VALUE_VERSION;
     uint64_t e = (uint64_t)r->expires_at;
     for (int i = 7; i >= 0; i--)
         v[at++] = (unsigned char)(e >> (i * 8));
@@ -123,7 +143,26 @@ static size_t encode(const struct px_audit_record *r, unsigned char v[VALUE_MAX]
                        r->correlation_id, r->ts,     r->principal, r->api_request_id};
     for (size_t i = 0; i < PX_COUNTOF(f); i++)
         at = put_str(v, at, f[i]);
+    if (!change)
+        return at;
+    const char *c[] = {r->before, r->after};
+    for (size_t i = 0; i < PX_COUNTOF(c); i++) {
+        uint32_t n = c[i] ? (uint32_t)strlen(c[i]) : CHANGE_ABSENT;
+        for (int b = 3; b >= 0; b--)
+            v[at++] = (unsigned char)(n >> (b * 8));
+        if (c[i]) {
+            memcpy(v + at, c[i], n);
+            at += n;
+        }
+    }
     return at;
+}
+
+/* Bytes encode(r) writes at most. */
+static size_t value_size(const struct px_audit_record *r)
+{
+    return VALUE_MAX + (r->before ? strlen(r->before) + 4 : 4) +
+           (r->after ? strlen(r->after) + 4 : 4);
 }
 
 static bool get_str(const unsigned char *v, size_t len, size_t *at, char *dst, size_t cap)
@@ -139,10 +178,37 @@ static bool get_str(const unsigned char *v, size_t len, size_t *at, char *dst, s
     return true;
 }
 
-static px_rc decode(const char *val, size_t len, struct px_audit_record *r)
+/* One change field of a version 2 value: *p points into v (not NUL-terminated),
+ * NULL when absent. */
+static bool get_change(const unsigned char *v, size_t len, size_t *at, const char **p, size_t *n)
+{
+    if (*at + 4 > len)
+        return false;
+    uint32_t l = 0;
+    for (int i = 0; i < 4; i++)
+        l = (l << 8) | v[*at + (size_t)i];
+    *at += 4;
+    if (l == CHANGE_ABSENT) {
+        *p = NULL;
+        *n = 0;
+        return true;
+    }
+    if (l > PX_AUDIT_CHANGE_MAX || *at + l > len || memchr(v + *at, 0, l))
+        return false;
+    *p = (const char *)v + *at;
+    *n = l;
+    *at += l;
+    return true;
+}
+
+/* Fills r from a stored value. A write's before / after are left pointing into
+ * val (their lengths in ch): the caller copies them before val goes away. */
+static px_rc decode(const char *val, size_t len, struct px_audit_record *r, struct change *ch)
 {
     const unsigned char *v = (const unsigned char *)val;
-    if (len < 9 || v[0] != VALUE_VERSION)
+    memset(ch, 0, sizeof(*ch));
+    r->before = r->after = NULL;
+    if (len < 9 || (v[0] != VALUE_VERSION && v[0] != VALUE_VERSION_CHANGE))
         return PX_ERR_PROTOCOL;
     uint64_t e = 0;
     for (int i = 1; i <= 8; i++)
@@ -158,6 +224,9 @@ static px_rc decode(const char *val, size_t len, struct px_audit_record *r)
               get_str(v, len, &at, r->ts, sizeof(r->ts)) &&
               get_str(v, len, &at, r->principal, sizeof(r->principal)) &&
               get_str(v, len, &at, r->api_request_id, sizeof(r->api_request_id));
+    if (ok && v[0] == VALUE_VERSION_CHANGE)
+        ok = get_change(v, len, &at, &ch->before, &ch->before_len) &&
+             get_change(v, len, &at, &ch->after, &ch->after_len);
     return ok && at == len ? PX_OK : PX_ERR_PROTOCOL;
 }
 
@@ -262,9 +331,10 @@ static void write_items(void *ctx, struct px_aq_item **items, size_t n, int64_t 
     for (size_t i = 0; !fail && i < n; i++) {
         struct px_aq_item *it = items[i];
         char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[96], k[KEY_MAX];
-        unsigned char v[VALUE_MAX];
+        unsigned char small[VALUE_MAX], *v = small;
         px_audit_keys(&it->rec, pk, sk, gsi1pk);
-        size_t kl = user_key(k, it->rec.user_id, sk);
+        size_t kl = it->rec.user_id[0] ? user_key(k, it->rec.user_id, sk)
+                                       : actor_key(k, it->rec.principal, sk);
         if (!kl) {
             it->rc = PX_ERR_INVALID;
             continue;
@@ -283,15 +353,23 @@ static void write_items(void *ctx, struct px_aq_item **items, size_t n, int64_t 
             it->rc = PX_ERR_CONFLICT;
             continue;
         }
+        /* A write's before / after may be large: its value is built on the heap. */
+        if ((it->rec.before || it->rec.after) && !(v = malloc(value_size(&it->rec)))) {
+            fail = PX_ERR_NOMEM;
+            break;
+        }
         size_t len = encode(&it->rec, v);
         rocksdb_writebatch_wi_put(wb, k, kl, (const char *)v, len);
         kl = product_key(k, it->rec.product_id, sk, it->rec.user_id);
+        if (kl)
+            rocksdb_writebatch_wi_put(wb, k, kl, (const char *)v, len);
+        if (v != small)
+            free(v);
         if (!kl) {
             /* Unreachable for a valid record; never leave half of one behind. */
             fail = PX_ERR_INTERNAL;
             break;
         }
-        rocksdb_writebatch_wi_put(wb, k, kl, (const char *)v, len);
         puts++;
     }
     if (!fail && puts) {
@@ -611,10 +689,6 @@ static px_rc audit_submit(void *impl, const struct px_audit_record *r, px_audit_
                           void *arg)
 {
     struct lsm_audit *a = impl;
-    /* Its value format holds look-ups only (short fields, keyed by user): a
-     * write's record is refused here, so the write fails closed (503). */
-    if (!r || r->before || r->after || !r->user_id[0])
-        return PX_ERR_INVALID;
     return a ? px_aq_submit(a->q, r, done, arg) : PX_ERR_INVALID;
 }
 
@@ -625,6 +699,7 @@ struct source {
     bool valid;
     char sk[PX_AUDIT_CURSOR_MAX + 1];
     struct px_audit_record rec;
+    struct change ch; /* points into the iterator's current value */
 };
 
 struct scan {
@@ -660,7 +735,7 @@ static px_rc source_settle(struct source *s, const struct scan *sc)
         if (strcmp(s->sk, sc->upper) >= 0)
             break;
         const char *v = rocksdb_iter_value(s->it, &vl);
-        px_rc rc = decode(v, vl, &s->rec);
+        px_rc rc = decode(v, vl, &s->rec, &s->ch);
         if (rc)
             return rc;
         if (s->rec.expires_at <= sc->now)
@@ -756,7 +831,19 @@ static px_rc audit_query(void *impl, const struct px_audit_query *q, struct px_a
             more = true;
             break;
         }
-        items[n++] = best->rec;
+        items[n] = best->rec;
+        /* before / after live in the iterator's value: copied before it moves on. */
+        if (best->ch.before &&
+            !(items[n].before = px_arena_strndup(ar, best->ch.before, best->ch.before_len))) {
+            rc = PX_ERR_NOMEM;
+            goto out;
+        }
+        if (best->ch.after &&
+            !(items[n].after = px_arena_strndup(ar, best->ch.after, best->ch.after_len))) {
+            rc = PX_ERR_NOMEM;
+            goto out;
+        }
+        n++;
         /* The cursor is the last returned sort key; it must outlive best's buffer. */
         last_sk = px_arena_strdup(ar, best->sk);
         if (!last_sk) {
@@ -812,10 +899,11 @@ static px_rc audit_count(void *impl, uint64_t *count)
     for (size_t i = 0; !rc && i <= a->nreaders; i++) {
         rocksdb_iterator_t *it =
             rocksdb_create_iterator(i == 0 ? a->db : a->readers[i - 1].db, a->ro);
-        for (rocksdb_iter_seek(it, "U", 1); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        /* Every record, look-up or write, has exactly one product key. */
+        for (rocksdb_iter_seek(it, "P", 1); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
             size_t kl = 0;
             const char *k = rocksdb_iter_key(it, &kl);
-            if (!kl || k[0] != 'U')
+            if (!kl || k[0] != 'P')
                 break;
             total++;
         }

@@ -6,7 +6,6 @@ PostgreSQL when scripts/test.sh sets it): a price change here is what the next
 GET /price answers."""
 
 import json
-import os
 import shutil
 import tempfile
 import threading
@@ -20,12 +19,6 @@ from harness import new_user, run_cli
 
 JSON = {"Content-Type": "application/json"}
 
-# The lsm audit store keeps look-up records only: a product write cannot get its
-# record there and answers 503 (LsmWritesFailClosedTest). Read-only tests still run.
-LSM = (os.environ.get("PX_E2E_AUDIT_STORE") or "").startswith("lsm:")
-LSM_SKIP = "the lsm audit store takes no write records (writes fail closed, see LsmWritesFailClosedTest)"
-READ_ONLY_TESTS = {"test_seeded_catalogue_matches_prices", "test_routes_and_methods",
-                   "test_strict_bodies", "test_media_type_and_size"}
 
 
 def pid(prefix="P"):
@@ -40,10 +33,6 @@ def body(**kw):
 
 
 class ProductsTest(harness.ServerCase):
-    def setUp(self):
-        if LSM and self._testMethodName not in READ_ONLY_TESTS:
-            self.skipTest(LSM_SKIP)
-
     # ------------------------------------------------------------ helpers
 
     def call(self, method, target, doc=None, headers=None, raw=None):
@@ -172,9 +161,7 @@ class ProductsTest(harness.ServerCase):
                 self.assertError(r, 415, "UNSUPPORTED_MEDIA_TYPE")
         r = self.server.request("POST", "/products", body=raw,
                                 headers={"Content-Type": "application/json; charset=utf-8"})
-        self.assertStatus(r, 503 if LSM else 201)
-        if LSM:
-            return
+        self.assertStatus(r, 201)
         big = body(productId=pid(), description="x" * (64 * 1024))
         self.assertError(self.call("POST", "/products", raw=big), 413, "PAYLOAD_TOO_LARGE")
         big = ('{"amount":"1.00","currency":"EUR","pad":"%s"}' % ("y" * 70000)).encode()
@@ -416,10 +403,6 @@ class ProductsTest(harness.ServerCase):
 class ProductsInvokeTest(harness.StoresCase):
     """The same function through `pricing invoke product-service` (REST 1.0 and HTTP API 2.0)."""
 
-    def setUp(self):
-        if LSM:
-            self.skipTest(LSM_SKIP)
-
     def invoke(self, fmt, method, path, raw=None, function="product-service", extra=()):
         args = ["generate-event", "apigateway", fmt, "--method", method, "--path", path]
         args += list(extra)
@@ -494,10 +477,6 @@ class ProductsAuthTest(harness.ServerCase):
         finally:
             shutil.rmtree(str(cls.keydir), ignore_errors=True)
 
-    def setUp(self):
-        if LSM:
-            self.skipTest(LSM_SKIP)
-
     def token(self, sub, scope):
         r = run_cli(["token", "--sub", sub, "--scope", scope, "--secret-file", str(self.secret_file)])
         self.assertEqual(r.rc, 0, r)
@@ -532,22 +511,6 @@ class ProductsAuthTest(harness.ServerCase):
                           ("PRICE_CHANGE", "ACTOR#alice", "alice")])
         hist = self.server.get("/products/%s/price-history" % product_id, headers=reader).json()
         self.assertEqual(hist["items"][0]["changedBy"], "alice")
-
-
-@unittest.skipUnless(LSM, "only with PX_E2E_AUDIT_STORE=lsm:DIR")
-class LsmWritesFailClosedTest(harness.ServerCase):
-    """Under the lsm audit store a write cannot be recorded: 503, and nothing changes."""
-
-    def test_writes_refused_nothing_changed(self):
-        r = self.server.request("POST", "/products", headers=JSON, body=body(productId=pid()))
-        self.assertEqual((r.status, r.json()["error"]["code"]), (503, "AUDIT_UNAVAILABLE"), r)
-        before = self.server.get("/products/PROD-101")
-        r = self.server.request("PUT", "/products/PROD-101/price",
-                                headers=dict(JSON, **{"If-Match": before.header("etag")}),
-                                body=b'{"amount":"1.00","currency":"EUR"}')
-        self.assertEqual((r.status, r.json()["error"]["code"]), (503, "AUDIT_UNAVAILABLE"), r)
-        self.assertEqual(self.server.get("/products/PROD-101").body, before.body)
-        self.assertEqual(self.server.price("PROD-101", new_user()).json()["price"], 99.99)
 
 
 if __name__ == "__main__":

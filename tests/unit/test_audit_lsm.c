@@ -468,6 +468,58 @@ static void test_sigkill_writer(void **state)
     px_audit_close(s);
 }
 
+/* A write's record (CONTRACT §8: no user, keyed by its actor, with before /
+ * after) is kept whole beside look-ups, read back by product, and counted. */
+static void test_write_records(void **state)
+{
+    struct fixture *f = *state;
+    struct px_audit_store *s = open_store(f);
+    struct px_audit_record look = rec(1, USER_A, "PROD-W", f->now + 3600);
+    struct px_audit_record w = rec(2, "", "PROD-W", f->now + 3600);
+    snprintf(w.action, sizeof(w.action), "PRICE_CHANGE");
+    snprintf(w.principal, sizeof(w.principal), "alice");
+    /* Larger than any look-up field: the value grows past its fixed part. */
+    char *after = malloc(100 * 1024);
+    assert_non_null(after);
+    memset(after, 'x', 100 * 1024 - 1);
+    memcpy(after, "{\"d\":\"", 6);
+    memcpy(after + 100 * 1024 - 3, "\"}", 3);
+    w.before = "{\"price\":{\"amount\":\"99.99\",\"currency\":\"USD\"}}";
+    w.after = after;
+    struct px_audit_record b = rec(3, "", "PROD-W", f->now + 3600);
+    snprintf(b.action, sizeof(b.action), "PRODUCT_CREATE");
+    snprintf(b.principal, sizeof(b.principal), "bob");
+    b.after = "{\"name\":\"n\"}";
+    assert_int_equal(px_audit_append(s, &look), PX_OK);
+    assert_int_equal(px_audit_append(s, &w), PX_OK);
+    assert_int_equal(px_audit_append(s, &b), PX_OK);
+    /* Append-only holds for writes too: the same actor key again is refused. */
+    assert_int_equal(px_audit_append(s, &w), PX_ERR_CONFLICT);
+    assert_int_equal(count(s), 3);
+
+    struct px_arena *a = px_arena_new(1 << 20);
+    struct px_audit_page page;
+    assert_int_equal(query(s, a, NULL, "PROD-W", NULL, NULL, 10, NULL, f->now, &page), PX_OK);
+    assert_int_equal(page.nitems, 3);
+    assert_null(page.items[0].before);
+    assert_null(page.items[0].after);
+    assert_string_equal(page.items[0].user_id, USER_A);
+    assert_string_equal(page.items[1].action, "PRICE_CHANGE");
+    assert_string_equal(page.items[1].user_id, "");
+    assert_string_equal(page.items[1].principal, "alice");
+    assert_string_equal(page.items[1].before, w.before);
+    assert_string_equal(page.items[1].after, after);
+    assert_null(page.items[2].before);
+    assert_string_equal(page.items[2].after, b.after);
+    /* The user's own look-ups are not mixed with writes that have no user. */
+    px_arena_reset(a);
+    assert_int_equal(query(s, a, USER_A, NULL, NULL, NULL, 10, NULL, f->now, &page), PX_OK);
+    assert_int_equal(page.nitems, 1);
+    px_arena_free(a);
+    free(after);
+    px_audit_close(s);
+}
+
 static void test_open_errors(void **state)
 {
     struct fixture *f = *state;
@@ -497,6 +549,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_handles_one_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_directory_deleted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
