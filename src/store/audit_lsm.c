@@ -14,12 +14,17 @@
 #include "audit.h"
 #include "audit_queue.h"
 #include "../kernel/fs.h"
+#include "../kernel/log.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <rocksdb/c.h>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -35,6 +40,7 @@
 #define BATCH_DEFAULT        1024
 #define BATCH_MAX            16384
 #define SUBSTORES_MAX        64
+#define BROKEN_MAX           8
 #define VALUE_VERSION        1
 #define VALUE_VERSION_CHANGE 2 /* a write's record: before / after follow */
 #define CHANGE_ABSENT        0xffffffffu
@@ -78,6 +84,13 @@ struct lsm_audit {
     pthread_mutex_t rmu;
     struct reader readers[SUBSTORES_MAX];
     size_t nreaders;
+
+    /* Primaries a write error left unusable. RocksDB 7.8 as Debian builds it
+     * asserts (aborts the process) when such a handle is closed or written
+     * again, so they stay open, unused, until exit; the writer moves on to a
+     * fresh sub-store and the old one is read like any other. Writer thread. */
+    rocksdb_t *broken[BROKEN_MAX];
+    size_t nbroken;
 
     bool sync_init;
     struct px_aq *q;
@@ -250,27 +263,32 @@ static px_rc claim(struct lsm_audit *a, char *err, size_t errlen)
 {
     for (int i = 0; i < SUBSTORES_MAX; i++) {
         char *e = NULL;
-        snprintf(a->sub, sizeof(a->sub), "%s/w-%02d", a->dir, i);
+        char sub[sizeof(a->sub)];
+        snprintf(sub, sizeof(sub), "%s/w-%02d", a->dir, i);
         rocksdb_options_set_create_if_missing(a->opts, 1);
-        rocksdb_t *db = rocksdb_open(a->opts, a->sub, &e);
+        rocksdb_t *db = rocksdb_open(a->opts, sub, &e);
         rocksdb_options_set_create_if_missing(a->opts, 0);
         if (!e) {
             struct stat st;
-            if (stat(a->sub, &st) != 0) {
+            if (stat(sub, &st) != 0) {
                 rocksdb_close(db);
-                set_err(err, errlen, "AUDIT_STORE: cannot stat %s: %s", a->sub, strerror(errno));
+                set_err(err, errlen, "AUDIT_STORE: cannot stat %s: %s", sub, strerror(errno));
                 return PX_ERR_IO;
             }
+            /* Queries read a->db and a->index: they change under the write lock. */
+            pthread_rwlock_wrlock(&a->lk);
+            memcpy(a->sub, sub, sizeof(sub));
             a->sub_dev = st.st_dev;
             a->sub_ino = st.st_ino;
             a->index = i;
             a->db = db;
             atomic_store(&a->writer_open, true);
+            pthread_rwlock_unlock(&a->lk);
             return PX_OK;
         }
         bool locked = lock_error(e);
         if (!locked)
-            set_err(err, errlen, "AUDIT_STORE: cannot open %s: %s", a->sub, e);
+            set_err(err, errlen, "AUDIT_STORE: cannot open %s: %s", sub, e);
         rocksdb_free(e);
         if (!locked)
             return PX_ERR_UNAVAILABLE;
@@ -291,10 +309,61 @@ static void writer_disconnect(struct lsm_audit *a)
     pthread_rwlock_unlock(&a->lk);
 }
 
+#define PROBE_BYTES (1u << 20)
+
+/* Whether PROBE_BYTES can be written and synced in dir now (a file-size
+ * limit, a full or failing disk say no), with a scratch file removed again. */
+static bool can_write(const char *dir)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/.probe", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return false;
+    static const char zeros[64 * 1024];
+    bool ok = true;
+    for (size_t done = 0; ok && done < PROBE_BYTES; done += sizeof(zeros))
+        ok = write(fd, zeros, sizeof(zeros)) == (ssize_t)sizeof(zeros);
+    ok = ok && fsync(fd) == 0;
+    close(fd);
+    unlink(path);
+    return ok;
+}
+
+/* Writer thread only: a write failed (EFBIG, ENOSPC, EIO): set the primary
+ * aside for good (see broken[]) and log it once. */
+static void writer_set_aside(struct lsm_audit *a)
+{
+    pthread_rwlock_wrlock(&a->lk);
+    if (a->db) {
+        a->broken[a->nbroken++] = a->db;
+#if defined(__SANITIZE_ADDRESS__)
+        /* Kept on purpose until exit: not a leak. */
+        __lsan_ignore_object(a->db);
+#endif
+    }
+    a->db = NULL;
+    atomic_store(&a->writer_open, false);
+    pthread_rwlock_unlock(&a->lk);
+    px_log_fields(PX_LOG_ERROR, NULL,
+                  "audit store: a write failed; this sub-store takes no more records, the next "
+                  "batch goes to a new one",
+                  (const struct px_kv[]){{"path", a->sub}}, 1);
+}
+
 /* Writer thread only: reopens our own sub-store, never creating it, so a
- * directory that vanished is an error rather than a new, empty trail. */
+ * directory that vanished is an error rather than a new, empty trail. After
+ * a write error it claims a new sub-store in the same directory instead. */
 static bool writer_connect(struct lsm_audit *a)
 {
+    if (a->nbroken) {
+        struct stat st;
+        /* The store directory itself must still be there: never a new trail.
+         * And RocksDB must not meet the write error again while it creates
+         * the new sub-store (an error there aborts too): a probe write first. */
+        return a->nbroken < BROKEN_MAX && stat(a->dir, &st) == 0 && S_ISDIR(st.st_mode) &&
+               can_write(a->dir) && claim(a, NULL, 0) == PX_OK;
+    }
     if (!sub_still_there(a))
         return false;
     char *e = NULL;
@@ -388,9 +457,10 @@ static void write_items(void *ctx, struct px_aq_item **items, size_t n, int64_t 
         for (size_t i = 0; i < n; i++)
             if (items[i]->rc == PX_OK)
                 items[i]->rc = fail;
-        /* After a failed write RocksDB refuses further writes: start afresh. */
+        /* After a failed write RocksDB refuses further writes, and must not
+         * be closed: set aside; the next batch claims a new sub-store. */
         if (fail == PX_ERR_IO && a->db)
-            writer_disconnect(a);
+            writer_set_aside(a);
     }
 }
 

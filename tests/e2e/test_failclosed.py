@@ -281,5 +281,84 @@ class StartUpTest(unittest.TestCase):
             stores.cleanup()
 
 
+class LsmFailClosedTest(unittest.TestCase):
+    """The write-optimized store (lsm:DIR) fails closed too, whatever stores the
+    run uses: its own temporary SQLite prices and lsm audit directory."""
+
+    def setUp(self):
+        self.stores = harness.Stores()
+        self.stores.price_db = "sqlite:%s" % (self.stores.dir / "prices.db")
+        self.stores.product_store = "sqlite:%s" % (self.stores.dir / "products.db")
+        self.lsm_dir = self.stores.dir / "audit-lsm"
+        self.stores.audit_store = "lsm:%s" % self.lsm_dir
+        self.stores.external = False
+        self.stores.seed()
+        self.server = harness.Server(self.stores, env={"AUDIT_TIMEOUT_MS": "300"})
+        self.server.start()
+
+    def tearDown(self):
+        try:
+            if self.server.running():
+                self.server.stop_ok()
+            else:
+                self.server.kill()
+        finally:
+            self.stores.cleanup()
+
+    def request_ids(self, user):
+        r = harness.run_cli(["audit", "query", "--user", user, "--limit", "1000"],
+                            env=self.stores.env(), timeout=60)
+        self.assertEqual(r.rc, 0, r)
+        return {json.loads(l)["requestId"] for l in r.stdout.splitlines() if l.strip()}
+
+    def assert_unavailable(self, r):
+        self.assertEqual(r.status, 503, "%r" % r)
+        self.assertEqual(r.json()["error"]["code"], "AUDIT_UNAVAILABLE")
+        self.assertNotIn(b"99.99", r.body)
+
+    def test_file_size_limit(self):
+        user = new_user()
+        ok = [self.server.price("PROD-101", user) for _ in range(3)]
+        for r in ok:
+            self.assertEqual(r.status, 200, "%r" % r)
+        prlimit_fsize(self.server.pid, 1)
+        try:
+            for product in ("PROD-101", "PROD-102", "NOPE-FC"):
+                self.assert_unavailable(self.server.price(product, user))
+            self.assertTrue(self.server.running(), "server died under RLIMIT_FSIZE")
+        finally:
+            prlimit_fsize(self.server.pid, "unlimited")
+        deadline = time.monotonic() + 5
+        while True:
+            r = self.server.price("PROD-101", user)
+            if r.status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual(r.status, 200, "%r" % r)
+        self.server.stop_ok()
+        rids = self.request_ids(user)
+        for answered in ok + [r]:
+            self.assertIn(answered.request_id, rids)
+
+    def test_deleted_directory(self):
+        user = new_user()
+        self.assertEqual(self.server.price("PROD-101", user).status, 200)
+        self.assertEqual(self.server.get("/ready").status, 200)
+        shutil.rmtree(str(self.lsm_dir))
+        for _ in range(3):
+            self.assert_unavailable(self.server.price("PROD-101", user))
+        r = self.server.get("/ready")
+        self.assertEqual(r.status, 503, "%r" % r)
+        self.assertIn("auditStore", r.error_fields())
+        self.assertTrue(self.server.running())
+        self.server.stop_ok()
+        # No quiet new trail at the next start: one line naming the setting, exit 2.
+        port = str(harness.free_port())
+        r = harness.run_cli(["serve", "--port", port] + self.stores.flags(), timeout=20)
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("AUDIT_STORE", r.stderr)
+        self.assertFalse(self.lsm_dir.exists())
+
+
 if __name__ == "__main__":
     unittest.main()
