@@ -42,7 +42,10 @@
 #define TIMEOUT_DEFAULT 2000
 #define TIMEOUT_MAX     60000
 #define SCHEMA_VERSION  1
-#define CACHE_SLOTS     4096 /* direct-mapped, a power of two: bounded memory */
+/* Cached rows: CACHE_SETS sets (a power of two) of CACHE_WAYS, 32768 rows
+ * (4 MB) at most, so a catalogue of tens of thousands of products stays in. */
+#define CACHE_SETS 8192
+#define CACHE_WAYS 4
 
 /* Migrations, applied in order inside one transaction; user_version counts
  * how many ran, so running them again is a no-op. */
@@ -79,7 +82,8 @@ struct sqlite_price {
     char *path;
     int hdr_fd; /* the file, read for its header only; -1: no cache */
     pthread_mutex_t cmu;
-    struct cached *cache; /* CACHE_SLOTS */
+    struct cached *cache; /* CACHE_SETS * CACHE_WAYS, under cmu */
+    unsigned evict;       /* round-robin victim, under cmu */
     long timeout_ms;
     unsigned n;
     struct conn *conns;
@@ -286,7 +290,7 @@ static px_rc price_open(const char *spec, const struct px_price_opts *opts, void
     p->path = strdup(spec);
     p->conns = calloc(p->n, sizeof(*p->conns));
     p->free_idx = calloc(p->n, sizeof(*p->free_idx));
-    p->cache = calloc(CACHE_SLOTS, sizeof(*p->cache));
+    p->cache = calloc((size_t)CACHE_SETS * CACHE_WAYS, sizeof(*p->cache));
     if (!p->path || !p->conns || !p->free_idx || !p->cache) {
         snprintf(err, errlen, "PRICE_DB: out of memory");
         rc = PX_ERR_NOMEM;
@@ -400,32 +404,45 @@ static bool change_counter(const struct sqlite_price *p, uint32_t *out)
     return true;
 }
 
-static struct cached *slot_of(struct sqlite_price *p, const char *id, size_t len)
+static struct cached *set_of(struct sqlite_price *p, const char *id, size_t len)
 {
     uint32_t h = 2166136261u; /* FNV-1a */
     for (size_t i = 0; i < len; i++)
         h = (h ^ (unsigned char)id[i]) * 16777619u;
-    return &p->cache[h & (CACHE_SLOTS - 1)];
+    return &p->cache[(size_t)(h & (CACHE_SETS - 1)) * CACHE_WAYS];
 }
 
 static bool cache_get(struct sqlite_price *p, const char *id, size_t len, uint32_t gen,
                       struct px_price *out)
 {
-    struct cached *c = slot_of(p, id, len);
+    struct cached *set = set_of(p, id, len);
     bool hit = false;
     pthread_mutex_lock(&p->cmu);
-    if (c->used && c->gen == gen && strcmp(c->price.product_id, id) == 0) {
-        *out = c->price;
-        hit = true;
+    for (unsigned w = 0; w < CACHE_WAYS && !hit; w++) {
+        const struct cached *c = &set[w];
+        if (c->used && c->gen == gen && strcmp(c->price.product_id, id) == 0) {
+            *out = c->price;
+            hit = true;
+        }
     }
     pthread_mutex_unlock(&p->cmu);
     return hit;
 }
 
+/* Into the way that holds the same product, else a free or outdated one,
+ * else the next round-robin victim. */
 static void cache_put(struct sqlite_price *p, size_t len, uint32_t gen, const struct px_price *v)
 {
-    struct cached *c = slot_of(p, v->product_id, len);
+    struct cached *set = set_of(p, v->product_id, len), *c = NULL;
     pthread_mutex_lock(&p->cmu);
+    for (unsigned w = 0; w < CACHE_WAYS && !c; w++)
+        if (set[w].used && strcmp(set[w].price.product_id, v->product_id) == 0)
+            c = &set[w];
+    for (unsigned w = 0; w < CACHE_WAYS && !c; w++)
+        if (!set[w].used || set[w].gen != gen)
+            c = &set[w];
+    if (!c)
+        c = &set[p->evict++ % CACHE_WAYS];
     c->used = true;
     c->gen = gen;
     c->price = *v;
