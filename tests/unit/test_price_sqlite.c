@@ -301,6 +301,15 @@ static void test_changes_of_other_process(void **state)
     change_in_child(f->db, "BEGIN; UPDATE product_prices SET price = '1' WHERE product_id = "
                            "'PROD-102'; ROLLBACK;");
     expect_price(s, "PROD-102", "7.00", "EUR");
+    /* Switched to WAL, changed, and switched back while nobody looked: the
+     * switches are commits of their own, so the counter moved all the same.
+     * (A switch back while this store reads the file in WAL mode is refused
+     * by SQLite: its connections use the WAL.) */
+    expect_price(s, "PROD-103", "0.5", "EUR");
+    change_in_child(f->db, "PRAGMA journal_mode = WAL; UPDATE product_prices SET price = '3.00' "
+                           "WHERE product_id = 'PROD-103'; PRAGMA journal_mode = DELETE;");
+    expect_price(s, "PROD-102", "7.00", "EUR");
+    expect_price(s, "PROD-103", "3.00", "EUR");
     /* Put in WAL mode by another tool: the counter is not kept there, every
      * look-up goes to SQLite, and changes are still seen. */
     change_in_child(f->db, "PRAGMA journal_mode = WAL");
