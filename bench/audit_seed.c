@@ -7,7 +7,8 @@
  *   SPEC      sqlite:PATH or lsm:DIR (created when missing)
  *   COUNT     records to write
  *   USERS     distinct random UUID v4 user ids (record i goes to user i % USERS)
- *   PRODUCTS  distinct product ids PROD-00001.. (record i to product (i / USERS) % PRODUCTS)
+ *   PRODUCTS  distinct product ids PROD-00001.. (record i to product
+ *             (i % PRODUCTS + i / USERS) % PRODUCTS: each gets COUNT / PRODUCTS or so)
  *   IDS_FILE  receives the user ids, one a line (the query benchmark picks from them)
  * Timestamps are spread evenly over the last 30 days, oldest first; records
  * expire a year from now. The generator is seeded with a constant, so two
@@ -143,7 +144,10 @@ int main(int argc, char **argv)
         struct px_audit_record r;
         memset(&r, 0, sizeof(r));
         memcpy(r.user_id, users[i % nusers], sizeof(r.user_id));
-        snprintf(r.product_id, sizeof(r.product_id), "PROD-%05ld", (i / nusers) % nproducts + 1);
+        /* Shifted by one each round over the users: every product gets its share
+         * of records, and a user's records go to many products. */
+        snprintf(r.product_id, sizeof(r.product_id), "PROD-%05ld",
+                 (i % nproducts + i / nusers) % nproducts + 1);
         uuid_of(splitmix(&rng), splitmix(&rng), r.request_id);
         memcpy(r.correlation_id, r.request_id, sizeof(r.correlation_id));
         ts_of(start_ms + (int64_t)((double)SPAN_MS * (double)i / (double)count), r.ts);
