@@ -2,13 +2,14 @@
 BUILD      ?= build
 BUILD_SAN  ?= build-asan
 BUILD_FUZZ ?= build-fuzz
+BUILD_COV  ?= build-cov
 JOBS       ?= $(shell nproc)
 CMAKE_TYPE ?= RelWithDebInfo
 PORT       ?= 3000
 
 .PHONY: all deps build build-asan build-fuzz run test test-fast test-asan unit e2e fuzz bench format \
         format-check lint clean
-.PHONY: package
+.PHONY: package coverage
 .PHONY: bench-backends
 
 all: build
@@ -48,6 +49,15 @@ test: build build-asan build-fuzz
 test-fast: build
 	scripts/test.sh $(BUILD)
 
+# Line coverage of src/ over the unit, end-to-end and integration tests (slow;
+# not part of `make test`): $(BUILD_COV)/coverage/index.html and per-directory figures.
+$(BUILD_COV)/CMakeCache.txt:
+	cmake -S . -B $(BUILD_COV) -DCMAKE_BUILD_TYPE=Debug -DPX_COVERAGE=ON >/dev/null
+
+coverage: deps $(BUILD_COV)/CMakeCache.txt
+	cmake --build $(BUILD_COV) -j$(JOBS)
+	scripts/coverage.sh $(BUILD_COV)
+
 # The long run: FUZZ_SECONDS (default 60) per harness.
 fuzz: build-fuzz
 	scripts/fuzz.sh $(BUILD_FUZZ) $${FUZZ_SECONDS:-60}
@@ -76,4 +86,4 @@ package: deps
 	scripts/package.sh $(if $(PACKAGE_ARCH),--arch $(PACKAGE_ARCH))
 
 clean:
-	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_FUZZ)
+	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_FUZZ) $(BUILD_COV)

@@ -28,7 +28,7 @@
 
 struct rec {
     char user[37], product[16], request[40], ts[25];
-    char pk[64], sk[128], gsi1pk[96];
+    char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[96];
     char value[512];
     size_t vlen;
 };

@@ -200,7 +200,8 @@ e2e_backends() {
       fi
       export PX_E2E_PRICE_DB=$price_db PX_E2E_AUDIT_STORE=$audit_store PX_E2E_AUDIT_READER=$reader
       "$build/pricing" db seed --price-db "${price_db:-sqlite:$work/prices.db}" \
-        --audit-store "${audit_store:-sqlite:$work/audit.db}" >"$work/seed.log" 2>&1 ||
+        --audit-store "${audit_store:-sqlite:$work/audit.db}" \
+        --product-store "sqlite:$work/products.db" >"$work/seed.log" 2>&1 ||
         { cat "$work/seed.log" >&2; exit 1; }
       e2e "$build"
     ) || rc=1

@@ -3,17 +3,105 @@
  * are built into the binary (store/sql_assets.h), so both run from any
  * directory; --seed-file loads a file instead. */
 #include "cli.h"
+#include "kernel/app.h"
 #include "kernel/fs.h"
 #include "kernel/log.h"
 #include "store/audit.h"
 #include "store/price.h"
+#include "store/product.h"
 #include "store/sql_assets.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* One catalogue entry per row of the built-in sample prices, whose lines read
+ * ('PROD-101','99.99','USD'),: the catalogue matches the prices db seed loads. */
+static size_t catalogue(struct px_product *items, size_t cap, const char *now)
+{
+    size_t n = 0;
+    for (const char *p = px_sql_assets_seed.text; p && n < cap; p = strchr(p, '\n')) {
+        while (*p == '\n')
+            p++;
+        char id[PX_MAX_PRODUCT_ID + 1], amount[48], cur[4];
+        const char *q = p;
+        if (strncmp(q, "('", 2) != 0)
+            continue;
+        q += 2;
+        size_t l = strcspn(q, "'");
+        if (l == 0 || l >= sizeof(id))
+            continue;
+        memcpy(id, q, l);
+        id[l] = '\0';
+        q += l;
+        if (strncmp(q, "','", 3) != 0)
+            continue;
+        q += 3;
+        l = strcspn(q, "'");
+        if (l == 0 || l >= sizeof(amount))
+            continue;
+        memcpy(amount, q, l);
+        amount[l] = '\0';
+        q += l;
+        if (strncmp(q, "','", 3) != 0 || strspn(q + 3, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != 3)
+            continue;
+        memcpy(cur, q + 3, 3);
+        cur[3] = '\0';
+        struct px_product *it = &items[n++];
+        memset(it, 0, sizeof(*it));
+        memcpy(it->id, id, sizeof(id));
+        it->name = "Sample product";
+        it->description = "";
+        it->category = "sample";
+        memcpy(it->status, "ACTIVE", sizeof("ACTIVE"));
+        it->attributes = "{}";
+        it->has_price = true;
+        memcpy(it->amount, amount, sizeof(amount));
+        memcpy(it->currency, cur, sizeof(cur));
+        memcpy(it->effective_from, now, 25);
+        it->version = 1;
+        memcpy(it->created_at, now, 25);
+        memcpy(it->updated_at, now, 25);
+    }
+    return n;
+}
+
+/* Creates or upgrades the product store; seed also loads the catalogue. */
+static int products(const char *what, const struct px_config *cfg, bool seed)
+{
+    char err[1024];
+    const struct px_product_opts o = {.timeout_ms = 30000, .create = true};
+    struct px_product_store *s = NULL;
+    if (px_product_open(cfg->product_store, &o, &s, err, sizeof(err)) != PX_OK) {
+        fprintf(stderr, "pricing %s: %s\n", what, err);
+        return 1;
+    }
+    px_rc rc = PX_OK;
+    size_t n = 0;
+    if (seed) {
+        enum { CATALOGUE_MAX = 100000 };
+        struct px_product *items = calloc(CATALOGUE_MAX, sizeof(*items));
+        char now[25];
+        px_now_rfc3339(now);
+        n = items ? catalogue(items, CATALOGUE_MAX, now) : 0;
+        rc = items ? px_product_seed(s, items, n, err, sizeof(err)) : PX_ERR_NOMEM;
+        free(items);
+    }
+    px_product_close(s);
+    if (rc) {
+        fprintf(stderr, "pricing %s: %s\n", what, rc == PX_ERR_NOMEM ? "out of memory" : err);
+        return 1;
+    }
+    if (seed)
+        printf("products: store ready, catalogue of %zu sample products loaded (existing kept)\n",
+               n);
+    else
+        printf("products: store ready\n");
+    return 0;
+}
 
 int px_cmd_db(int argc, char **argv)
 {
@@ -85,6 +173,8 @@ int px_cmd_db(int argc, char **argv)
     int e = 0;
     if (strncmp(cfg.price_db, "sqlite:", 7) == 0)
         e = px_fs_make_parent(cfg.price_db + 7, 0755);
+    if (!e && strncmp(cfg.product_store, "sqlite:", 7) == 0)
+        e = px_fs_make_parent(cfg.product_store + 7, 0755);
     if (!e && strncmp(cfg.audit_store, "sqlite:", 7) == 0)
         e = px_fs_make_parent(cfg.audit_store + 7, 0755);
     if (e) {
@@ -129,5 +219,5 @@ int px_cmd_db(int argc, char **argv)
         return PX_EXIT_FAIL;
     px_audit_close(audit);
     printf("audit: store ready\n");
-    return PX_EXIT_OK;
+    return products(what, &cfg, seed) ? PX_EXIT_FAIL : PX_EXIT_OK;
 }

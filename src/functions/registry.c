@@ -1,11 +1,13 @@
 /* registry.c: the functions this binary ships. Adding a function = one line. */
 #include "kernel/app.h"
 #include "price-fetcher/handler.h"
+#include "product-service/handler.h"
 
 #include <string.h>
 
 static const struct px_function *const functions[] = {
     &px_fn_price_fetcher,
+    &px_fn_product_service,
 };
 
 const struct px_function *const *px_functions(size_t *n)

@@ -12,6 +12,9 @@
 #include "validate.h"
 #include "../store/audit.h"
 #include "../store/price.h"
+#include "../store/product.h"
+
+#include <pthread.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +27,8 @@ struct px_app {
     struct px_audit_store *audit;
     struct px_auth *auth;           /* read-only once built: shared by every request thread */
     struct px_ratelimit *ratelimit; /* NULL when RATE_LIMIT_RPS is 0 */
+    pthread_mutex_t products_mu;
+    struct px_product_store *_Atomic products; /* opened on first use */
 };
 
 /* A spec for an error line: a URI's password never reaches stderr. */
@@ -72,6 +77,7 @@ px_rc px_app_new(const struct px_config *cfg, struct px_app **out, char *err, si
         return PX_ERR_NOMEM;
     }
     app->cfg = *cfg;
+    pthread_mutex_init(&app->products_mu, NULL);
 
     /* Keys first: a bad key file is a configuration error, found before any store is touched. */
     rc = px_auth_new(&app->cfg, &app->auth, err, errlen);
@@ -138,6 +144,9 @@ void px_app_free(struct px_app *app)
     app->audit = NULL;
     px_price_close(app->prices);
     app->prices = NULL;
+    px_product_close(app->products);
+    app->products = NULL;
+    pthread_mutex_destroy(&app->products_mu);
     px_auth_free(app->auth);
     app->auth = NULL;
     px_ratelimit_free(app->ratelimit);
@@ -163,6 +172,27 @@ struct px_ratelimit *px_app_ratelimit(struct px_app *app)
 struct px_price_store *px_app_prices(struct px_app *app)
 {
     return app ? app->prices : NULL;
+}
+
+struct px_product_store *px_app_products(struct px_app *app)
+{
+    if (!app)
+        return NULL;
+    struct px_product_store *s = app->products;
+    if (s)
+        return s;
+    pthread_mutex_lock(&app->products_mu);
+    if (!app->products) {
+        char err[512] = "";
+        const struct px_product_opts o = {.timeout_ms = 10000, .create = false};
+        if (px_product_open(app->cfg.product_store, &o, &s, err, sizeof(err)) == PX_OK)
+            app->products = s;
+        else
+            PX_ERROR(NULL, "%s", err);
+    }
+    s = app->products;
+    pthread_mutex_unlock(&app->products_mu);
+    return s;
 }
 
 struct px_audit_store *px_app_audit(struct px_app *app)

@@ -13,6 +13,7 @@
 struct px_app;
 struct px_price_store;
 struct px_audit_store;
+struct px_product_store;
 struct px_auth;
 struct px_ratelimit;
 
@@ -44,6 +45,10 @@ void px_app_free(struct px_app *app);
 const struct px_config *px_app_config(const struct px_app *app);
 struct px_price_store *px_app_prices(struct px_app *app);
 struct px_audit_store *px_app_audit(struct px_app *app);
+/* The product store (PRODUCT_STORE), opened on first use so that a process
+ * serving look-ups only never needs the catalogue file. NULL when it cannot be
+ * opened (logged once per attempt); a later call tries again. Thread-safe. */
+struct px_product_store *px_app_products(struct px_app *app);
 /* The access control built from AUTH_MODE (NULL app: none). */
 const struct px_auth *px_app_auth(const struct px_app *app);
 /* The throttle built from RATE_LIMIT_RPS / RATE_LIMIT_BURST (NULL: off). */

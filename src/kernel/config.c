@@ -14,6 +14,7 @@
 const struct px_config px_config_defaults = {
     .price_db = "sqlite:./var/prices.db",
     .audit_store = "sqlite:./var/audit.db",
+    .product_store = "sqlite:./var/products.db",
     .aws_region = "",
     .aws_access_key_id = "",
     .aws_secret_access_key = "",
@@ -71,6 +72,8 @@ static const struct setting settings[] = {
      "audit store: sqlite:PATH or dynamodb:TABLE"},
     {"TABLE_AUDIT", NULL, "AUDIT_STORE", "dynamodb:", NULL, STR(audit_store), 0, 0, false,
      "DynamoDB audit table (same as AUDIT_STORE=dynamodb:TABLE)"},
+    {"PRODUCT_STORE", NULL, NULL, NULL, "--product-store", STR(product_store), 0, 0, false,
+     "product catalogue store: sqlite:PATH"},
     {"AUDIT_RETENTION_DAYS", NULL, NULL, NULL, "--audit-retention-days", INT(audit_retention_days),
      1, 3650, false, "days until an audit record expires"},
     {"LOG_LEVEL", NULL, NULL, NULL, "--log-level", S_LOGLEVEL,
@@ -371,6 +374,13 @@ px_rc px_config_check(const struct px_config *cfg, char *err, size_t errlen)
                  "AUDIT_STORE (--audit-store): must be sqlite:PATH, lsm:DIR or dynamodb:TABLE "
                  "(got scheme "
                  "\"%s\")",
+                 scheme);
+        return PX_ERR_CONFIG;
+    }
+    if (!starts_with(cfg->product_store, "sqlite:") || !cfg->product_store[7]) {
+        scheme_of(cfg->product_store, scheme, sizeof(scheme));
+        snprintf(err, errlen,
+                 "PRODUCT_STORE (--product-store): must be sqlite:PATH (got scheme \"%s\")",
                  scheme);
         return PX_ERR_CONFIG;
     }

@@ -29,6 +29,12 @@ static const struct {
                                 "returned"},
     [PX_E_DEPENDENCY_UNAVAILABLE] = {503, "DEPENDENCY_UNAVAILABLE", "a dependency is unavailable"},
     [PX_E_INTERNAL] = {500, "INTERNAL", "internal error"},
+    [PX_E_PRECONDITION_FAILED] = {412, "PRECONDITION_FAILED",
+                                  "the item changed since the version named by If-Match"},
+    [PX_E_PRECONDITION_REQUIRED] = {428, "PRECONDITION_REQUIRED",
+                                    "this write needs an If-Match header"},
+    [PX_E_IDEMPOTENCY_KEY_REUSED] = {422, "IDEMPOTENCY_KEY_REUSED",
+                                     "this Idempotency-Key was used with another request body"},
 };
 
 /* Static bodies for when the arena cannot hold the real one: same code,

@@ -22,6 +22,9 @@ enum px_ecode {
     PX_E_AUDIT_UNAVAILABLE,      /* 503 */
     PX_E_DEPENDENCY_UNAVAILABLE, /* 503 */
     PX_E_INTERNAL,               /* 500 */
+    PX_E_PRECONDITION_FAILED,    /* 412: If-Match names an older version */
+    PX_E_PRECONDITION_REQUIRED,  /* 428: a write without If-Match */
+    PX_E_IDEMPOTENCY_KEY_REUSED, /* 422: Idempotency-Key seen with another body */
     PX_E__COUNT
 };
 

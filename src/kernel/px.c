@@ -17,6 +17,7 @@ const char *px_strerror(px_rc rc)
         [PX_ERR_PROTOCOL] = "protocol error",
         [PX_ERR_DENIED] = "access denied",
         [PX_ERR_INTERNAL] = "internal error",
+        [PX_ERR_STALE] = "changed since it was read",
     };
     if ((unsigned)rc >= PX_ERR__COUNT || !msg[rc])
         return "unknown error";

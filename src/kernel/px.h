@@ -24,6 +24,7 @@ typedef enum px_rc {
     PX_ERR_PROTOCOL,    /* a peer answered something we cannot understand */
     PX_ERR_DENIED,      /* a peer refused us (credentials, permissions) */
     PX_ERR_INTERNAL,    /* a bug or an impossible state */
+    PX_ERR_STALE,       /* the item changed since the caller read it (version) */
     PX_ERR__COUNT
 } px_rc;
 

@@ -218,9 +218,13 @@ px_rc px_audit_count(struct px_audit_store *s, uint64_t *count)
     return s->ops->count(s->impl, count);
 }
 
-void px_audit_keys(const struct px_audit_record *r, char pk[64], char sk[128], char gsi1pk[96])
+void px_audit_keys(const struct px_audit_record *r, char pk[PX_AUDIT_PK_MAX], char sk[128],
+                   char gsi1pk[96])
 {
-    snprintf(pk, 64, "USER#%s", r->user_id);
+    if (r->user_id[0])
+        snprintf(pk, PX_AUDIT_PK_MAX, "USER#%s", r->user_id);
+    else
+        snprintf(pk, PX_AUDIT_PK_MAX, "ACTOR#%s", r->principal);
     snprintf(sk, 128, "AUDIT#%s#%s", r->ts, r->request_id);
     snprintf(gsi1pk, 96, "PRODUCT#%s", r->product_id);
 }
@@ -228,7 +232,7 @@ void px_audit_keys(const struct px_audit_record *r, char pk[64], char sk[128], c
 px_rc px_audit_record_json(const struct px_audit_record *r, void *buf)
 {
     struct px_buf *b = buf;
-    char pk[64], sk[128], gsi1pk[96];
+    char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[96];
     px_audit_keys(r, pk, sk, gsi1pk);
     const struct px_kv fields[] = {
         {"pk", pk},
@@ -237,7 +241,7 @@ px_rc px_audit_record_json(const struct px_audit_record *r, void *buf)
         {"gsi1sk", sk},
         {"action", r->action},
         {"status", r->status},
-        {"userId", r->user_id},
+        {"userId", r->user_id[0] ? r->user_id : NULL},
         {"productId", r->product_id},
         {"requestId", r->request_id},
         {"correlationId", r->correlation_id},
@@ -254,9 +258,48 @@ px_rc px_audit_record_json(const struct px_audit_record *r, void *buf)
         if (!rc)
             rc = px_buf_json_strz(b, fields[i].value);
     }
+    /* before/after are JSON the service rendered itself: embedded as they are. */
+    if (!rc && r->before)
+        rc = px_buf_printf(b, ",\"before\":%s", r->before);
+    if (!rc && r->after)
+        rc = px_buf_printf(b, ",\"after\":%s", r->after);
     if (!rc)
         rc = px_buf_printf(b, ",\"expiresAt\":%lld}", (long long)r->expires_at);
     if (rc)
         b->len = start;
     return rc;
+}
+
+size_t px_audit_record_extra(const struct px_audit_record *r)
+{
+    return (r->before ? strlen(r->before) + 1 : 0) + (r->after ? strlen(r->after) + 1 : 0);
+}
+
+void px_audit_record_copy(struct px_audit_record *dst, const struct px_audit_record *src,
+                          char *space)
+{
+    *dst = *src;
+    if (src->before) {
+        size_t n = strlen(src->before) + 1;
+        memcpy(space, src->before, n);
+        dst->before = space;
+        space += n;
+    }
+    if (src->after) {
+        size_t n = strlen(src->after) + 1;
+        memcpy(space, src->after, n);
+        dst->after = space;
+    }
+}
+
+bool px_audit_record_subject_ok(const struct px_audit_record *r)
+{
+    if (r->before && strnlen(r->before, PX_AUDIT_CHANGE_MAX + 1) > PX_AUDIT_CHANGE_MAX)
+        return false;
+    if (r->after && strnlen(r->after, PX_AUDIT_CHANGE_MAX + 1) > PX_AUDIT_CHANGE_MAX)
+        return false;
+    if (strnlen(r->user_id, sizeof(r->user_id)) >= sizeof(r->user_id) ||
+        strnlen(r->principal, sizeof(r->principal)) >= sizeof(r->principal))
+        return false;
+    return r->user_id[0] || r->principal[0];
 }

@@ -26,13 +26,34 @@ struct px_audit_record {
     char api_request_id[PX_MAX_REQUEST_ID + 1];
     char ts[25];        /* 2026-01-23T12:00:00.123Z */
     int64_t expires_at; /* epoch seconds */
-    char action[16];    /* "PRICE_FETCH" */
-    char status[16];    /* SUCCESS | NOT_FOUND | ERROR */
+    char action[16];    /* "PRICE_FETCH", "PRODUCT_CREATE", ..., "PRICE_CHANGE" */
+    char status[16];    /* SUCCESS | NOT_FOUND | ERROR (look-ups); SUCCESS | FAILED (writes) */
+    /* Writes only (CONTRACT §8): JSON objects of the changed fields before and
+     * after the change, NULL when absent (every look-up). Borrowed: submit
+     * copies them with the record, queries return arena copies. */
+    const char *before;
+    const char *after;
 };
 
-/* Derived keys: pk = USER#<user>, sk = gsi1sk = AUDIT#<ts>#<request>, gsi1pk = PRODUCT#<product>.
- */
-void px_audit_keys(const struct px_audit_record *r, char pk[64], char sk[128], char gsi1pk[96]);
+/* Bound on each of before / after (a product body is at most 64 KiB). */
+#define PX_AUDIT_CHANGE_MAX (160 * 1024)
+/* Size of the pk buffer px_audit_keys() needs ("ACTOR#" + a principal). */
+#define PX_AUDIT_PK_MAX 160
+
+/* Derived keys: pk = USER#<user> (look-ups) or ACTOR#<principal> (writes, which
+ * carry no user id), sk = gsi1sk = AUDIT#<ts>#<request>, gsi1pk = PRODUCT#<product>. */
+void px_audit_keys(const struct px_audit_record *r, char pk[PX_AUDIT_PK_MAX], char sk[128],
+                   char gsi1pk[96]);
+
+/* Bytes px_audit_record_copy() needs beyond the struct for r's before/after. */
+size_t px_audit_record_extra(const struct px_audit_record *r);
+/* *dst = *src, with before/after copied into space (px_audit_record_extra()
+ * bytes, owned by the caller, e.g. the tail of the queue item holding dst). */
+void px_audit_record_copy(struct px_audit_record *dst, const struct px_audit_record *src,
+                          char *space);
+/* true when before/after are absent or NUL-terminated within PX_AUDIT_CHANGE_MAX,
+ * and the record names its subject: a user id (look-ups) or a principal (writes). */
+bool px_audit_record_subject_ok(const struct px_audit_record *r);
 
 struct px_audit_opts {
     long timeout_ms;    /* bound on making one record durable */

@@ -38,7 +38,8 @@
 #define MAX_TABLE_NAME  255
 
 struct job {
-    struct px_audit_record r;
+    struct px_audit_record r; /* before/after point into extra */
+    char *extra;              /* heap copy of a write's before/after; NULL for look-ups */
     px_audit_done_fn done;
     void *arg;
     int64_t deadline; /* px_ddb_now_ms() clock */
@@ -77,7 +78,7 @@ static px_rc put_s(struct px_buf *b, bool first, const char *name, const char *v
 
 px_rc px_ddb_audit_item_json(const struct px_audit_record *r, struct px_buf *b)
 {
-    char pk[64], sk[128], gsi1pk[96];
+    char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[96];
     if (!terminated(r->user_id, sizeof(r->user_id)) ||
         !terminated(r->product_id, sizeof(r->product_id)) ||
         !terminated(r->request_id, sizeof(r->request_id)) ||
@@ -87,8 +88,8 @@ px_rc px_ddb_audit_item_json(const struct px_audit_record *r, struct px_buf *b)
         !terminated(r->ts, sizeof(r->ts)) || !terminated(r->action, sizeof(r->action)) ||
         !terminated(r->status, sizeof(r->status)))
         return PX_ERR_INVALID;
-    if (!r->user_id[0] || !r->product_id[0] || !r->request_id[0] || !r->ts[0] || !r->action[0] ||
-        !r->status[0])
+    if (!px_audit_record_subject_ok(r) || !r->product_id[0] || !r->request_id[0] || !r->ts[0] ||
+        !r->action[0] || !r->status[0])
         return PX_ERR_INVALID;
     px_audit_keys(r, pk, sk, gsi1pk);
     size_t start = b->len;
@@ -105,7 +106,8 @@ px_rc px_ddb_audit_item_json(const struct px_audit_record *r, struct px_buf *b)
         rc = put_s(b, false, "action", r->action);
     if (!rc)
         rc = put_s(b, false, "status", r->status);
-    if (!rc)
+    /* A write has no user id (its pk is the actor): no empty attribute for it. */
+    if (!rc && r->user_id[0])
         rc = put_s(b, false, "userId", r->user_id);
     if (!rc)
         rc = put_s(b, false, "productId", r->product_id);
@@ -123,6 +125,10 @@ px_rc px_ddb_audit_item_json(const struct px_audit_record *r, struct px_buf *b)
         rc = put_s(b, false, "principal", r->principal);
     if (!rc && r->api_request_id[0])
         rc = put_s(b, false, "apiRequestId", r->api_request_id);
+    if (!rc && r->before)
+        rc = put_s(b, false, "before", r->before);
+    if (!rc && r->after)
+        rc = put_s(b, false, "after", r->after);
     if (!rc)
         rc = px_buf_add(b, "}", 1);
     if (rc)
@@ -162,7 +168,8 @@ px_rc px_ddb_audit_item_parse(const json_t *item, struct px_audit_record *r)
     memset(r, 0, sizeof(*r));
     if (!json_is_object(item))
         return PX_ERR_PROTOCOL;
-    px_rc rc = copy_field(item, "userId", r->user_id, sizeof(r->user_id), true);
+    /* Writes carry no userId; px_audit_record_subject_ok() wants one of userId / principal. */
+    px_rc rc = copy_field(item, "userId", r->user_id, sizeof(r->user_id), false);
     if (!rc)
         rc = copy_field(item, "productId", r->product_id, sizeof(r->product_id), true);
     if (!rc)
@@ -192,6 +199,29 @@ px_rc px_ddb_audit_item_parse(const json_t *item, struct px_audit_record *r)
     if (errno || end == s || *end != '\0')
         return PX_ERR_PROTOCOL;
     r->expires_at = (int64_t)v;
+    return PX_OK;
+}
+
+/* A write's before/after (JSON object text in S attributes) into arena copies;
+ * a look-up has neither. Refused unless each is a JSON object, since the
+ * record's JSON form embeds them as they are. */
+static px_rc changes_parse(const json_t *item, struct px_arena *a, struct px_audit_record *r)
+{
+    const char *names[2] = {"before", "after"};
+    const char **dst[2] = {&r->before, &r->after};
+    for (int i = 0; i < 2; i++) {
+        *dst[i] = NULL;
+        if (!json_object_get(item, names[i]))
+            continue;
+        const char *s = attr_s(item, names[i]);
+        json_t *j = s && strlen(s) <= PX_AUDIT_CHANGE_MAX ? json_loads(s, 0, NULL) : NULL;
+        bool ok = json_is_object(j);
+        json_decref(j);
+        if (!ok)
+            return PX_ERR_PROTOCOL;
+        if (!(*dst[i] = px_arena_strdup(a, s)))
+            return PX_ERR_NOMEM;
+    }
     return PX_OK;
 }
 
@@ -255,7 +285,10 @@ px_rc px_ddb_cursor_decode(const char *cursor, const struct px_audit_query *q, j
     for (size_t i = 0; i < nwant; i++)
         if (!string_attr_ok(json_object_get(k, want[i])))
             goto bad;
-    if (strncmp(attr_s(k, "sk"), "AUDIT#", 6) != 0 || strncmp(attr_s(k, "pk"), "USER#", 5) != 0)
+    /* A product's trail holds look-ups (USER#) and writes (ACTOR#). */
+    if (strncmp(attr_s(k, "sk"), "AUDIT#", 6) != 0 ||
+        (strncmp(attr_s(k, "pk"), "USER#", 5) != 0 &&
+         (by_user || strncmp(attr_s(k, "pk"), "ACTOR#", 6) != 0)))
         goto bad;
     if (by_user) {
         char pk[64];
@@ -315,8 +348,8 @@ static px_rc put_record(struct store *s, const struct px_audit_record *r, int64_
     struct px_buf item, body;
     struct px_ddb_error err;
     json_t *resp = NULL;
-    px_buf_init(&item, 64 * 1024);
-    px_buf_init(&body, 64 * 1024);
+    px_buf_init(&item, (2 * PX_AUDIT_CHANGE_MAX + 64 * 1024));
+    px_buf_init(&body, (4 * PX_AUDIT_CHANGE_MAX + 64 * 1024));
     px_rc rc = px_ddb_audit_item_json(r, &item);
     if (!rc)
         rc = px_buf_printf(&body,
@@ -364,6 +397,7 @@ static void *writer(void *arg)
         if (px_ddb_now_ms() < j.deadline)
             rc = put_record(s, &j.r, j.deadline);
         j.done(j.arg, rc);
+        free(j.extra);
     }
     return NULL;
 }
@@ -381,7 +415,13 @@ static px_rc ddb_submit(void *impl, const struct px_audit_record *r, px_audit_do
         rc = PX_ERR_BUSY;
     } else {
         struct job *j = &s->ring[(s->head + s->count) % s->cap];
-        j->r = *r;
+        size_t extra = px_audit_record_extra(r);
+        j->extra = extra ? malloc(extra) : NULL;
+        if (extra && !j->extra) {
+            pthread_mutex_unlock(&s->mu);
+            return PX_ERR_NOMEM;
+        }
+        px_audit_record_copy(&j->r, r, j->extra);
         j->done = done;
         j->arg = arg;
         j->deadline = deadline;
@@ -432,7 +472,7 @@ static px_rc query_page(struct store *s, const struct px_audit_query *q, const c
 /* The key a query would resume after record r (the same shape as LastEvaluatedKey). */
 static json_t *key_of(const struct px_audit_record *r, bool by_user)
 {
-    char pk[64], sk[128], gsi1pk[96];
+    char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[96];
     px_audit_keys(r, pk, sk, gsi1pk);
     if (by_user)
         return json_pack("{s:{s:s}, s:{s:s}}", "pk", "S", pk, "sk", "S", sk);
@@ -500,6 +540,8 @@ static px_rc ddb_query(void *impl, const struct px_audit_query *q, struct px_are
                 goto out;
             }
             rc = px_ddb_audit_item_parse(it, &out->items[out->nitems]);
+            if (!rc)
+                rc = changes_parse(it, a, &out->items[out->nitems]);
             if (rc)
                 goto out;
             out->nitems++;

@@ -261,7 +261,7 @@ static void write_items(void *ctx, struct px_aq_item **items, size_t n, int64_t 
     pthread_rwlock_rdlock(&a->lk);
     for (size_t i = 0; !fail && i < n; i++) {
         struct px_aq_item *it = items[i];
-        char pk[64], sk[128], gsi1pk[96], k[KEY_MAX];
+        char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[96], k[KEY_MAX];
         unsigned char v[VALUE_MAX];
         px_audit_keys(&it->rec, pk, sk, gsi1pk);
         size_t kl = user_key(k, it->rec.user_id, sk);
@@ -611,6 +611,10 @@ static px_rc audit_submit(void *impl, const struct px_audit_record *r, px_audit_
                           void *arg)
 {
     struct lsm_audit *a = impl;
+    /* Its value format holds look-ups only (short fields, keyed by user): a
+     * write's record is refused here, so the write fails closed (503). */
+    if (!r || r->before || r->after || !r->user_id[0])
+        return PX_ERR_INVALID;
     return a ? px_aq_submit(a->q, r, done, arg) : PX_ERR_INVALID;
 }
 

@@ -200,11 +200,12 @@ px_rc px_aq_submit(struct px_aq *q, const struct px_audit_record *r, px_audit_do
 {
     if (!q || !r || !done || !px_audit_record_ok(r))
         return PX_ERR_INVALID;
-    struct px_aq_item *it = malloc(sizeof(*it));
+    /* before/after travel in the same allocation, freed with the item. */
+    struct px_aq_item *it = malloc(sizeof(*it) + px_audit_record_extra(r));
     if (!it)
         return PX_ERR_NOMEM;
     it->next = NULL;
-    it->rec = *r;
+    px_audit_record_copy(&it->rec, r, (char *)(it + 1));
     it->done = done;
     it->arg = arg;
     it->rc = PX_OK;
@@ -256,7 +257,7 @@ void px_aq_stats(struct px_aq *q, uint64_t *batches, uint64_t *records, uint64_t
 bool px_audit_record_ok(const struct px_audit_record *r)
 {
     char ts[25];
-    if (!FIELD_OK(r->user_id, true) || !FIELD_OK(r->product_id, true) ||
+    if (!px_audit_record_subject_ok(r) || !FIELD_OK(r->product_id, true) ||
         !FIELD_OK(r->request_id, true) || !FIELD_OK(r->correlation_id, false) ||
         !FIELD_OK(r->principal, false) || !FIELD_OK(r->api_request_id, false) ||
         !FIELD_OK(r->ts, true) || !FIELD_OK(r->action, true) || !FIELD_OK(r->status, true))

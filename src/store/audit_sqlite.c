@@ -39,7 +39,7 @@
 #define BATCH_DEFAULT     1024
 #define BATCH_MAX         16384
 #define CURSOR_MAX        PX_AUDIT_CURSOR_MAX
-#define SCHEMA_VERSION    2
+#define SCHEMA_VERSION    3
 /* WAL size (pages) past which the writer checkpoints, between batches. */
 #define CHECKPOINT_PAGES 1000
 /* An idle writer still checks this often that its file is the one at its path. */
@@ -76,18 +76,24 @@ static const struct migration {
     /* v2: API Gateway's own request id, so a record can be matched with the
      * gateway's access logs. Existing rows read back as "". */
     {"ALTER TABLE audit ADD COLUMN api_request_id TEXT NOT NULL DEFAULT ''", "api_request_id"},
+    /* v3: what a write changed (CONTRACT §8), JSON text; NULL for look-ups,
+     * so existing rows read back exactly as before. Both in one step. */
+    {"ALTER TABLE audit ADD COLUMN before_json TEXT;"
+     "ALTER TABLE audit ADD COLUMN after_json TEXT;",
+     "before_json"},
 };
 
 static const char INSERT_SQL[] =
     "INSERT INTO audit (pk, sk, gsi1pk, gsi1sk, action, status, user_id, product_id,"
-    " request_id, correlation_id, ts, expires_at, principal, api_request_id)"
-    " VALUES (?1, ?2, ?3, ?2, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+    " request_id, correlation_id, ts, expires_at, principal, api_request_id, before_json,"
+    " after_json)"
+    " VALUES (?1, ?2, ?3, ?2, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
 
 /* ?1 partition key, ?2 exclusive lower bound (cursor or from), ?3 exclusive
  * upper bound, ?4 now, ?5 limit + 1. */
 #define SELECT_COLS                                                                                \
     "SELECT action, status, user_id, product_id, request_id, correlation_id, ts, expires_at,"      \
-    " principal, api_request_id, sk FROM audit "
+    " principal, api_request_id, sk, before_json, after_json FROM audit "
 static const char BY_USER_SQL[] =
     SELECT_COLS "WHERE pk = ?1 AND sk > ?2 AND sk < ?3 AND expires_at > ?4 ORDER BY sk LIMIT ?5";
 static const char BY_PRODUCT_SQL[] = SELECT_COLS "WHERE gsi1pk = ?1 AND gsi1sk > ?2 AND gsi1sk < ?3"
@@ -442,7 +448,7 @@ static int run(sqlite3_stmt *st)
 
 static int insert(struct sqlite_audit *a, const struct px_audit_record *r)
 {
-    char pk[64], sk[128], gsi1pk[96];
+    char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[96];
     px_audit_keys(r, pk, sk, gsi1pk);
     sqlite3_stmt *st = a->ins;
     const char *text[] = {pk,
@@ -460,6 +466,9 @@ static int insert(struct sqlite_audit *a, const struct px_audit_record *r)
     sqlite3_bind_int64(st, 11, r->expires_at);
     sqlite3_bind_text(st, 12, r->principal, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 13, r->api_request_id, -1, SQLITE_STATIC);
+    /* A NULL pointer binds SQL NULL: look-ups keep their columns empty. */
+    sqlite3_bind_text(st, 14, r->before, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 15, r->after, -1, SQLITE_STATIC);
     return run(st);
 }
 
@@ -706,7 +715,19 @@ static px_rc col_copy(sqlite3_stmt *st, int col, char *dst, size_t cap)
     return PX_OK;
 }
 
-static px_rc row_to_record(sqlite3_stmt *st, struct px_audit_record *r, char sk[CURSOR_MAX + 1])
+/* Column col as an arena string, or NULL when the column is NULL. */
+static px_rc col_dup(sqlite3_stmt *st, int col, struct px_arena *ar, const char **out)
+{
+    *out = NULL;
+    const unsigned char *v = sqlite3_column_text(st, col);
+    if (!v)
+        return PX_OK;
+    *out = px_arena_strndup(ar, (const char *)v, (size_t)sqlite3_column_bytes(st, col));
+    return *out ? PX_OK : PX_ERR_NOMEM;
+}
+
+static px_rc row_to_record(sqlite3_stmt *st, struct px_audit_record *r, char sk[CURSOR_MAX + 1],
+                           struct px_arena *ar)
 {
     px_rc rc = col_copy(st, 0, r->action, sizeof(r->action));
     if (!rc)
@@ -728,6 +749,10 @@ static px_rc row_to_record(sqlite3_stmt *st, struct px_audit_record *r, char sk[
         rc = col_copy(st, 9, r->api_request_id, sizeof(r->api_request_id));
     if (!rc)
         rc = col_copy(st, 10, sk, CURSOR_MAX + 1);
+    if (!rc)
+        rc = col_dup(st, 11, ar, &r->before);
+    if (!rc)
+        rc = col_dup(st, 12, ar, &r->after);
     return rc;
 }
 
@@ -792,7 +817,7 @@ static px_rc audit_query(void *impl, const struct px_audit_query *q, struct px_a
             cap = ncap;
         }
         memset(&items[n], 0, sizeof(items[n]));
-        rc = row_to_record(st, &items[n], last_sk);
+        rc = row_to_record(st, &items[n], last_sk, ar);
         if (rc)
             break;
         n++;

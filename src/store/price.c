@@ -159,3 +159,21 @@ px_rc px_price_seed(struct px_price_store *s, const char *sql_path, char *err, s
     free(sql);
     return rc;
 }
+
+px_rc px_price_set(struct px_price_store *s, const struct px_price_change *c)
+{
+    if (!s || !c || !c->product_id || (c->amount && !c->currency))
+        return PX_ERR_INVALID;
+    return s->ops->set ? s->ops->set(s->impl, c) : PX_ERR_UNAVAILABLE;
+}
+
+px_rc px_price_history(struct px_price_store *s, const char *product_id, size_t max,
+                       struct px_arena *a, struct px_price_history_row **rows, size_t *n)
+{
+    if (!s || !product_id || !a || !rows || !n || max == 0)
+        return PX_ERR_INVALID;
+    *rows = NULL;
+    *n = 0;
+    return s->ops->history ? s->ops->history(s->impl, product_id, max, a, rows, n)
+                           : PX_ERR_UNAVAILABLE;
+}

@@ -8,6 +8,7 @@
 #define PX_PRICE_H
 
 #include "../kernel/px.h"
+#include "../kernel/arena.h"
 
 struct px_price_store;
 
@@ -44,6 +45,36 @@ px_rc px_price_seed_sql(struct px_price_store *s, const char *name, const char *
 px_rc px_price_seed(struct px_price_store *s, const char *sql_path, char *err,
                     size_t errlen) PX_WUR;
 
+/* One price change (product-service): the new price of product_id, or its
+ * withdrawal when amount is NULL. All strings borrowed for the call. */
+struct px_price_change {
+    const char *product_id;
+    const char *amount;         /* plain decimal text, kept as given ("12.50"); NULL: withdraw */
+    const char *currency;       /* ISO 4217, with amount */
+    const char *effective_from; /* RFC 3339 UTC with milliseconds */
+    const char *changed_by;     /* principal */
+    const char *request_id;
+};
+
+/* One row of a product's price history (CONTRACT §8). */
+struct px_price_history_row {
+    char amount[48];
+    char currency[4];
+    char effective_from[25];
+    char changed_by[PX_MAX_PRINCIPAL + 1];
+    char request_id[PX_MAX_REQUEST_ID + 1];
+};
+
+/* Sets (upsert) or withdraws (delete) the price of c->product_id and, for a
+ * set, appends its immutable history row, both in one transaction: readers
+ * see both or neither. PX_ERR_UNAVAILABLE / PX_ERR_TIMEOUT when the database
+ * cannot take the write in time. Thread-safe. */
+px_rc px_price_set(struct px_price_store *s, const struct px_price_change *c) PX_WUR;
+/* The history of product_id, oldest first, at most max rows, into an array in
+ * a (*rows, *n). Thread-safe. */
+px_rc px_price_history(struct px_price_store *s, const char *product_id, size_t max,
+                       struct px_arena *a, struct px_price_history_row **rows, size_t *n) PX_WUR;
+
 /* Backend function table; one per file (price_sqlite.c, price_pg.c). */
 struct px_price_ops {
     const char *scheme; /* matched against the spec prefix */
@@ -54,6 +85,10 @@ struct px_price_ops {
     px_rc (*ping)(void *impl);
     /* Migrations, then sql unless it is NULL, in one transaction. */
     px_rc (*seed)(void *impl, const char *name, const char *sql, char *err, size_t errlen);
+    /* Writes (product-service); NULL when the backend has none yet. */
+    px_rc (*set)(void *impl, const struct px_price_change *c);
+    px_rc (*history)(void *impl, const char *product_id, size_t max, struct px_arena *a,
+                     struct px_price_history_row **rows, size_t *n);
 };
 
 extern const struct px_price_ops px_price_sqlite_ops;

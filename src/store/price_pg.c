@@ -407,9 +407,12 @@ static px_rc slot_result(struct slot *sl, struct call *c, ExecStatusType want, P
     } else if (state && strcmp(state, "26000") == 0) {
         sl->prepared = false; /* the statement vanished (DISCARD ALL, a pooler) */
         *retry = true;
-    } else if (state && strcmp(state, "42P01") == 0) {
-        sl->prepared = false; /* prepare again once the schema exists */
     }
+    /* A missing table (42P01) keeps `prepared` as it is: a failed PREPARE
+     * left nothing behind and is tried again anyway, while a prepared
+     * statement whose table was dropped stays on the server and finds the
+     * table again once it exists; preparing it anew would fail for good with
+     * "already exists". */
     PQclear(r);
     return rc;
 }
@@ -975,6 +978,111 @@ out:
     return rc;
 }
 
+/* One statement, so the history row and the price commit together (an
+ * implicit transaction); a withdrawal deletes the price and keeps the history. */
+static const char SET_SQL[] =
+    "WITH h AS (INSERT INTO price_history (product_id, amount, currency, effective_from,"
+    " changed_by, request_id) VALUES ($1, $2::numeric, $3, $4, $5, $6) RETURNING 1)"
+    " INSERT INTO product_prices (product_id, price, currency)"
+    " SELECT $1, $2::numeric, $3 FROM h"
+    " ON CONFLICT (product_id) DO UPDATE SET price = EXCLUDED.price, currency = EXCLUDED.currency";
+static const char WITHDRAW_SQL[] = "DELETE FROM product_prices WHERE product_id = $1";
+static const char HISTORY_SQL[] =
+    "SELECT amount::text, currency, effective_from, changed_by, request_id FROM price_history"
+    " WHERE product_id = $1 ORDER BY seq LIMIT $2";
+
+/* Borrows a connected slot for one write or history read. */
+static px_rc slot_ready(struct pg_store *s, struct call *c, struct slot **out)
+{
+    bool fresh = false;
+    *out = NULL;
+    px_rc rc = slot_acquire(s, c->deadline, out);
+    if (!rc)
+        rc = slot_connect(s, *out, c, &fresh);
+    if (rc && *out) {
+        slot_release(s, *out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+static px_rc pg_set(void *impl, const struct px_price_change *pc)
+{
+    struct pg_store *s = impl;
+    struct slot *sl = NULL;
+    char err[WHY_LEN + 64];
+    if (!s || !pc)
+        return PX_ERR_INVALID;
+    struct call c = {.deadline = now_ms() + s->timeout_ms};
+    px_rc rc = slot_ready(s, &c, &sl);
+    if (rc)
+        return rc;
+    const char *p[6] = {pc->product_id,     pc->amount,     pc->currency,
+                        pc->effective_from, pc->changed_by, pc->request_id};
+    if (pc->amount)
+        rc = seed_exec(sl, &c, "price change", SET_SQL, 6, p, PGRES_COMMAND_OK, NULL, err,
+                       sizeof(err));
+    else
+        rc = seed_exec(sl, &c, "price withdrawal", WITHDRAW_SQL, 1, p, PGRES_COMMAND_OK, NULL, err,
+                       sizeof(err));
+    if (rc)
+        PX_WARN(NULL, "%s", err);
+    slot_release(s, sl);
+    return rc;
+}
+
+static px_rc pg_history(void *impl, const char *product_id, size_t max, struct px_arena *a,
+                        struct px_price_history_row **rows, size_t *n)
+{
+    struct pg_store *s = impl;
+    struct slot *sl = NULL;
+    PGresult *r = NULL;
+    char err[WHY_LEN + 64], lim[24];
+    struct call c = {.deadline = now_ms() + s->timeout_ms};
+    px_rc rc = slot_ready(s, &c, &sl);
+    if (rc)
+        return rc;
+    snprintf(lim, sizeof(lim), "%zu", max);
+    const char *p[2] = {product_id, lim};
+    rc = seed_exec(sl, &c, "price history", HISTORY_SQL, 2, p, PGRES_TUPLES_OK, &r, err,
+                   sizeof(err));
+    if (rc) {
+        PX_WARN(NULL, "%s", err);
+        goto out;
+    }
+    size_t k = (size_t)PQntuples(r);
+    struct px_price_history_row *out = px_arena_calloc(a, (k ? k : 1) * sizeof(*out));
+    if (!out || PQnfields(r) != 5 || k > max) {
+        rc = out ? PX_ERR_PROTOCOL : PX_ERR_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; !rc && i < k; i++) {
+        struct {
+            char *dst;
+            size_t cap;
+        } f[5] = {{out[i].amount, sizeof(out[i].amount)},
+                  {out[i].currency, sizeof(out[i].currency)},
+                  {out[i].effective_from, sizeof(out[i].effective_from)},
+                  {out[i].changed_by, sizeof(out[i].changed_by)},
+                  {out[i].request_id, sizeof(out[i].request_id)}};
+        for (int col = 0; !rc && col < 5; col++) {
+            int len = PQgetlength(r, (int)i, col);
+            if (PQgetisnull(r, (int)i, col) || len <= 0 || (size_t)len >= f[col].cap)
+                rc = PX_ERR_PROTOCOL;
+            else
+                memcpy(f[col].dst, PQgetvalue(r, (int)i, col), (size_t)len + 1);
+        }
+    }
+    if (!rc) {
+        *rows = out;
+        *n = k;
+    }
+out:
+    PQclear(r);
+    slot_release(s, sl);
+    return rc;
+}
+
 const struct px_price_ops px_price_pg_ops = {
     .scheme = "postgresql",
     .open = pg_open,
@@ -982,4 +1090,6 @@ const struct px_price_ops px_price_pg_ops = {
     .get = pg_get,
     .ping = pg_ping,
     .seed = pg_seed,
+    .set = pg_set,
+    .history = pg_history,
 };

@@ -41,7 +41,7 @@
 #define POOL_MAX        64
 #define TIMEOUT_DEFAULT 2000
 #define TIMEOUT_MAX     60000
-#define SCHEMA_VERSION  1
+#define SCHEMA_VERSION  2
 /* Cached rows: CACHE_SETS sets (a power of two) of CACHE_WAYS, 32768 rows
  * (4 MB) at most, so a catalogue of tens of thousands of products stays in. */
 #define CACHE_SETS 8192
@@ -59,7 +59,29 @@ static const char *const migrations[SCHEMA_VERSION] = {
     "  AND price GLOB '*[0-9]*' AND price NOT GLOB '*[^0-9.]*' AND price NOT GLOB '*.*.*'),"
     " currency TEXT NOT NULL CHECK (length(currency) = 3 AND currency GLOB '[A-Z][A-Z][A-Z]')"
     ") WITHOUT ROWID;",
+    /* v2: price history written by product-service with each price change,
+     * in the same transaction; append-only like the audit trail. */
+    "CREATE TABLE IF NOT EXISTS price_history ("
+    " seq INTEGER PRIMARY KEY,"
+    " product_id TEXT NOT NULL, amount TEXT NOT NULL, currency TEXT NOT NULL,"
+    " effective_from TEXT NOT NULL, changed_by TEXT NOT NULL, request_id TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS price_history_product ON price_history (product_id, seq);"
+    "CREATE TRIGGER IF NOT EXISTS price_history_no_update BEFORE UPDATE ON price_history"
+    " BEGIN SELECT RAISE(ABORT, 'price history is append-only'); END;"
+    "CREATE TRIGGER IF NOT EXISTS price_history_no_delete BEFORE DELETE ON price_history"
+    " BEGIN SELECT RAISE(ABORT, 'price history is append-only'); END;",
 };
+
+static const char SET_SQL[] =
+    "INSERT INTO product_prices (product_id, price, currency) VALUES (?1, ?2, ?3)"
+    " ON CONFLICT (product_id) DO UPDATE SET price = excluded.price, currency = excluded.currency";
+static const char HISTORY_INSERT_SQL[] =
+    "INSERT INTO price_history (product_id, amount, currency, effective_from, changed_by,"
+    " request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+static const char WITHDRAW_SQL[] = "DELETE FROM product_prices WHERE product_id = ?1";
+static const char HISTORY_SQL[] =
+    "SELECT amount, currency, effective_from, changed_by, request_id FROM price_history"
+    " WHERE product_id = ?1 ORDER BY seq LIMIT ?2";
 
 static const char GET_SQL[] = "SELECT price, currency FROM product_prices WHERE product_id = ?1";
 /* Readiness reads the table itself: "SELECT 1" alone would not touch the file. */
@@ -514,6 +536,96 @@ static px_rc price_seed(void *impl, const char *name, const char *sql, char *err
     return apply(p->path, false, p->timeout_ms, name, sql, err, errlen);
 }
 
+/* Runs sql with the change's strings bound as ?1..?6 (product, amount,
+ * currency, effective_from, changed_by, request_id; unused ones ignored). */
+static int exec_bound(sqlite3 *db, const char *sql, const struct px_price_change *c)
+{
+    sqlite3_stmt *st = NULL;
+    int e = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (e != SQLITE_OK)
+        return e;
+    const char *v[] = {c->product_id,     c->amount,     c->currency,
+                       c->effective_from, c->changed_by, c->request_id};
+    int np = sqlite3_bind_parameter_count(st);
+    for (int i = 0; i < np && i < (int)PX_COUNTOF(v); i++)
+        sqlite3_bind_text(st, i + 1, v[i] ? v[i] : "", -1, SQLITE_STATIC);
+    e = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return e == SQLITE_DONE ? SQLITE_OK : e;
+}
+
+/* A read-write connection of its own per change: the pool's are read-only
+ * (see the top of this file), and writes are rare next to look-ups. */
+static px_rc price_set(void *impl, const struct px_price_change *c)
+{
+    struct sqlite_price *p = impl;
+    sqlite3 *db = NULL;
+    char err[256];
+    if (!p)
+        return PX_ERR_INVALID;
+    px_rc rc = open_rw(p->path, false, p->timeout_ms, &db, err, sizeof(err));
+    if (rc)
+        return rc;
+    int e = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (e == SQLITE_OK && c->amount)
+        e = exec_bound(db, HISTORY_INSERT_SQL, c);
+    if (e == SQLITE_OK)
+        e = exec_bound(db, c->amount ? SET_SQL : WITHDRAW_SQL, c);
+    if (e == SQLITE_OK)
+        e = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    if (e != SQLITE_OK) {
+        rc = (e & 0xff) == SQLITE_CONSTRAINT ? PX_ERR_INVALID : map_step_error(e);
+        if (!sqlite3_get_autocommit(db))
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    sqlite3_close_v2(db);
+    return rc;
+}
+
+static px_rc price_history(void *impl, const char *product_id, size_t max, struct px_arena *a,
+                           struct px_price_history_row **rows, size_t *n)
+{
+    struct sqlite_price *p = impl;
+    struct conn *c = NULL;
+    sqlite3_stmt *st = NULL;
+    px_rc rc = acquire(p, &c);
+    if (rc)
+        return rc;
+    struct px_price_history_row *out = px_arena_calloc(a, max * sizeof(*out));
+    if (!out) {
+        rc = PX_ERR_NOMEM;
+        goto out;
+    }
+    if (sqlite3_prepare_v2(c->db, HISTORY_SQL, -1, &st, NULL) != SQLITE_OK) {
+        rc = PX_ERR_UNAVAILABLE; /* a file from before `db migrate` has no history table */
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, product_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+    size_t k = 0;
+    int e = SQLITE_DONE;
+    while (!rc && (e = sqlite3_step(st)) == SQLITE_ROW && k < max) {
+        struct px_price_history_row *r = &out[k++];
+        rc = copy_text(st, 0, r->amount, sizeof(r->amount), 0);
+        if (!rc)
+            rc = copy_text(st, 1, r->currency, sizeof(r->currency), 3);
+        if (!rc)
+            rc = copy_text(st, 2, r->effective_from, sizeof(r->effective_from), 0);
+        if (!rc)
+            rc = copy_text(st, 3, r->changed_by, sizeof(r->changed_by), 0);
+        if (!rc)
+            rc = copy_text(st, 4, r->request_id, sizeof(r->request_id), 0);
+    }
+    if (!rc && e != SQLITE_DONE && e != SQLITE_ROW)
+        rc = map_step_error(e);
+    *rows = out;
+    *n = k;
+out:
+    sqlite3_finalize(st);
+    release(p, c);
+    return rc;
+}
+
 const struct px_price_ops px_price_sqlite_ops = {
     .scheme = "sqlite",
     .open = price_open,
@@ -521,4 +633,6 @@ const struct px_price_ops px_price_sqlite_ops = {
     .get = price_get,
     .ping = price_ping,
     .seed = price_seed,
+    .set = price_set,
+    .history = price_history,
 };

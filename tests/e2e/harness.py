@@ -49,6 +49,7 @@ CONFIG_ENV = (
     "PRICE_DB",
     "AUDIT_STORE",
     "TABLE_AUDIT",
+    "PRODUCT_STORE",
     "AUDIT_RETENTION_DAYS",
     "LOG_LEVEL",
     "AUDIT_TIMEOUT_MS",
@@ -92,6 +93,20 @@ def binary():
         if p.exists():
             return str(p)
     raise RuntimeError("no pricing binary: pass --binary or set PX_E2E_BINARY")
+
+
+_sanitized = None
+
+
+def sanitized():
+    """True when the binary under test is built with AddressSanitizer: its
+    allocator keeps freed memory in quarantine, so RSS says nothing of leaks
+    there (LeakSanitizer checks them at exit instead)."""
+    global _sanitized
+    if _sanitized is None:
+        with open(binary(), "rb") as fp:
+            _sanitized = b"__asan_init" in fp.read()
+    return _sanitized
 
 
 def testdata_dir():
@@ -224,6 +239,17 @@ def run_cli(args, env=None, stdin=None, timeout=60):
 # ---------------------------------------------------------------- stores
 
 _seeded_external = set()
+_run_tmp = None
+
+
+def _run_dir():
+    """A directory for the whole run (the product store beside external stores)."""
+    global _run_tmp
+    if _run_tmp is None:
+        _run_tmp = Path(tempfile.mkdtemp(prefix="px-e2e-run-"))
+        if not os.environ.get("PX_E2E_KEEP"):
+            atexit.register(shutil.rmtree, str(_run_tmp), True)
+    return _run_tmp
 
 
 def _sqlite_path(spec_s):
@@ -275,6 +301,11 @@ class Stores:
             self.dir / "audit.db"
         )
         self.external = bool(os.environ.get("PX_E2E_PRICE_DB") or os.environ.get("PX_E2E_AUDIT_STORE"))
+        # External stores are seeded once per run: the catalogue that matches
+        # their prices is then one per run too.
+        self.product_store = os.environ.get("PX_E2E_PRODUCT_STORE") or "sqlite:%s" % (
+            (_run_dir() if self.external else self.dir) / "products.db"
+        )
 
     @property
     def audit_sqlite(self):
@@ -285,13 +316,15 @@ class Stores:
         return _sqlite_path(self.price_db)
 
     def flags(self):
-        return ["--price-db", self.price_db, "--audit-store", self.audit_store]
+        return ["--price-db", self.price_db, "--audit-store", self.audit_store,
+                "--product-store", self.product_store]
 
     def env(self):
-        return {"PRICE_DB": self.price_db, "AUDIT_STORE": self.audit_store}
+        return {"PRICE_DB": self.price_db, "AUDIT_STORE": self.audit_store,
+                "PRODUCT_STORE": self.product_store}
 
     def seed(self):
-        key = (self.price_db, self.audit_store)
+        key = (self.price_db, self.audit_store, self.product_store)
         if self.external and key in _seeded_external:
             return
         r = run_cli(["db", "seed"] + self.flags(), timeout=300)

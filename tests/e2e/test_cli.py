@@ -278,6 +278,17 @@ class CliTest(harness.StoresCase):
             ["audit", "query", "--user", new_user(), "--product", "PROD-101"],
             ["audit", "query", "--user", new_user(), "--limit", "0"],
             ["generate-event", "apigateway", "no-such-kind", "--path", "/price"],
+            ["generate-event", "s3", "aws-proxy", "--path", "/price"],
+            ["generate-event", "apigateway", "aws-proxy", "--path", "price"],
+            ["generate-event", "apigateway", "aws-proxy", "--path", "/price", "extra"],
+            ["audit", "list", "--user", new_user()],
+            ["audit", "query", "--user", "not-a-uuid"],
+            ["audit", "query", "--product", "bad id!"],
+            ["audit", "query", "--user", new_user(), "--from", "yesterday"],
+            ["audit", "query", "--user", new_user(), "--limit", "1001"],
+            ["serve", "--insecure-no-auth=yes"],
+            ["generate-event", "apigateway", "aws-proxy", "--query", "id=%zz"],
+            ["serve", "--" + "x" * 80],
         ]
         for cmd in cases:
             with self.subTest(cmd=cmd):

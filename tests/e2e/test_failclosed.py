@@ -123,8 +123,15 @@ def log_records(server):
     return out
 
 
-def gone_lines(server):
-    return [l for l in log_records(server) if "deleted or replaced" in l.get("msg", "")]
+def gone_lines(server, want=1, wait_s=5.0):
+    """The server's "deleted or replaced" log lines; waits (bounded) until at
+    least want of them were read from its stdout pipe, which may lag behind."""
+    t_end = time.monotonic() + wait_s
+    while True:
+        lines = [l for l in log_records(server) if "deleted or replaced" in l.get("msg", "")]
+        if len(lines) >= want or time.monotonic() > t_end:
+            return lines
+        time.sleep(0.05)
 
 
 class DeletedTrailTest(unittest.TestCase):

@@ -12,11 +12,11 @@ ERROR_CODES = {
     "VALIDATION_FAILED", "UNAUTHORIZED", "FORBIDDEN", "NOT_FOUND", "ROUTE_NOT_FOUND",
     "METHOD_NOT_ALLOWED", "CONFLICT", "PAYLOAD_TOO_LARGE", "UNSUPPORTED_MEDIA_TYPE",
     "HEADERS_TOO_LARGE", "TOO_MANY_REQUESTS", "AUDIT_UNAVAILABLE", "DEPENDENCY_UNAVAILABLE",
-    "INTERNAL",
+    "INTERNAL", "PRECONDITION_FAILED", "PRECONDITION_REQUIRED", "IDEMPOTENCY_KEY_REUSED",
 }
 AUDIT_FIELDS = {
     "pk", "sk", "gsi1pk", "gsi1sk", "action", "status", "userId", "productId", "requestId",
-    "correlationId", "ts", "expiresAt", "principal", "apiRequestId",
+    "correlationId", "ts", "expiresAt", "principal", "apiRequestId", "before", "after",
 }
 HDRS = {"x-request-id": "0f8fad5b-d9cb-469f-a165-70867728950e",
         "x-correlation-id": "0f8fad5b-d9cb-469f-a165-70867728950e",
@@ -39,7 +39,8 @@ class OpenApiTest(unittest.TestCase):
 
     def test_document(self):
         self.assertEqual(self.spec.raw["openapi"][:4], "3.1.")
-        self.assertEqual(set(self.spec.raw["paths"]), {"/price", "/audit", "/health", "/ready", "/metrics"})
+        self.assertEqual(set(self.spec.raw["paths"]), {"/price", "/audit", "/health", "/ready", "/metrics", "/products",
+                          "/products/{id}", "/products/{id}/price", "/products/{id}/price-history"})
         for s in self.spec.schemas():
             jsonschema.Draft202012Validator.check_schema(s)
 
@@ -59,7 +60,9 @@ class OpenApiTest(unittest.TestCase):
     def test_audit_record_fields(self):
         rec = self.spec.doc["components"]["schemas"]["AuditRecord"]
         self.assertEqual(set(rec["properties"]), AUDIT_FIELDS)
-        self.assertEqual(set(rec["required"]), AUDIT_FIELDS - {"principal", "apiRequestId"})
+        # userId: look-ups only; before/after: writes only (CONTRACT §8).
+        self.assertEqual(set(rec["required"]),
+                         AUDIT_FIELDS - {"principal", "apiRequestId", "userId", "before", "after"})
         self.assertIs(rec["additionalProperties"], False)
 
     def test_validator_accepts_and_rejects(self):

@@ -23,7 +23,8 @@ import time
 AWS = os.environ.get("PX_AWS_CLI", "/usr/bin/aws")
 
 FIELDS = ["pk", "sk", "gsi1pk", "gsi1sk", "action", "status", "userId", "productId",
-          "requestId", "correlationId", "ts", "principal", "apiRequestId", "expiresAt"]
+          "requestId", "correlationId", "ts", "principal", "apiRequestId", "before", "after",
+          "expiresAt"]
 
 
 def ms(ts):
@@ -85,6 +86,10 @@ def main():
         if (lo is not None and t < lo) or (hi is not None and t > hi):
             continue
         rec.setdefault("correlationId", "")
+        # A write's changed fields are stored as JSON text: the record carries them as objects.
+        for k in ("before", "after"):
+            if k in rec:
+                rec[k] = json.loads(rec[k])
         out.append(rec)
     out.sort(key=lambda r: r["sk"])
     for rec in out[:a.limit]:

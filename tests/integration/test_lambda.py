@@ -52,7 +52,7 @@ BINARY = os.environ.get("PX_PRICING_BIN")
 SANITIZER_RE = re.compile(r"(ERROR: \w+Sanitizer|runtime error:|LeakSanitizer)")
 LEAK_INVOCATIONS = int(os.environ.get("PX_LAMBDA_LEAK_N", "10000"))
 # Settings the suite controls itself; inherited values would change what it checks.
-CONFIG_ENV = ("PRICE_DB", "AUDIT_STORE", "TABLE_AUDIT", "AUDIT_RETENTION_DAYS", "LOG_LEVEL",
+CONFIG_ENV = ("PRICE_DB", "AUDIT_STORE", "TABLE_AUDIT", "PRODUCT_STORE", "AUDIT_RETENTION_DAYS", "LOG_LEVEL",
               "AUDIT_TIMEOUT_MS", "PRICE_TIMEOUT_MS", "_HANDLER", "AWS_LAMBDA_RUNTIME_API",
               "AUTH_MODE", "METRICS_NAMESPACE", "METRICS_SERVICE", "_X_AMZN_TRACE_ID")
 
@@ -111,6 +111,7 @@ class Env:
         self.price_db = "sqlite:" + os.path.join(self.dir, "prices.db")
         self.audit_path = os.path.join(self.dir, "audit.db")
         self.audit_store = "sqlite:" + self.audit_path
+        self.product_store = "sqlite:" + os.path.join(self.dir, "products.db")
         r = subprocess.run([self.bin, "db", "seed"], env=self.env(), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, timeout=60)
         if r.returncode != 0:
@@ -120,6 +121,7 @@ class Env:
         env = {k: v for k, v in os.environ.items() if k not in CONFIG_ENV}
         env["PRICE_DB"] = self.price_db
         env["AUDIT_STORE"] = self.audit_store
+        env["PRODUCT_STORE"] = self.product_store
         env.update({k: v for k, v in extra.items() if v is not None})
         for k, v in extra.items():
             if v is None:
@@ -139,8 +141,9 @@ class Env:
                            stderr=subprocess.PIPE, text=True, timeout=timeout)
         return r
 
-    def audit_records(self, user):
-        r = subprocess.run([self.bin, "audit", "query", "--user", user], env=self.env(),
+    def audit_records(self, user=None, product=None):
+        who = ["--user", user] if user else ["--product", product]
+        r = subprocess.run([self.bin, "audit", "query"] + who, env=self.env(),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
         if r.returncode != 0:
             raise AssertionError("audit query failed: %s" % r.stderr)
@@ -292,6 +295,40 @@ class LambdaTest(unittest.TestCase):
         self.assertEqual(recs[0]["requestId"], lambda_id)
         self.assertEqual(recs[0]["status"], "SUCCESS")
         self.assertNotIn(user, r.stderr)
+        self.assertNoSanitizer(r.stderr)
+
+    def test_01b_product_service_event(self):
+        """_HANDLER=product-service: a price change under API Gateway's claims,
+        audited with its actor and the gateway's request id, then answered by
+        price-fetcher."""
+        ev = {
+            "version": "2.0", "routeKey": "$default", "rawPath": "/products/PROD-103/price",
+            "rawQueryString": "",
+            "headers": {"host": "localhost", "content-type": "application/json",
+                        "if-match": '"1"'},
+            "requestContext": {"requestId": "KLMaXmPLvHcESHA=",
+                               "http": {"method": "PUT", "path": "/products/PROD-103/price",
+                                        "sourceIp": "127.0.0.1"},
+                               "authorizer": {"jwt": {"claims": {"sub": "ops-1",
+                                                                 "scope": "price:write"},
+                                                      "scopes": None}}},
+            "body": '{"amount":"0.75","currency":"EUR"}',
+            "isBase64Encoded": False,
+        }
+        r = self.env.emulate_event(json.dumps(ev), extra_args=("--handler", "product-service"))
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        resp = json.loads(r.stdout)
+        self.assertEqual(resp["statusCode"], 200, resp)
+        self.assertEqual(json.loads(resp["body"])["version"], 2)
+        recs = [x for x in self.env.audit_records(product="PROD-103")
+                if x["action"] == "PRICE_CHANGE"]
+        self.assertEqual(len(recs), 1, recs)
+        self.assertEqual((recs[0]["pk"], recs[0]["principal"], recs[0]["apiRequestId"]),
+                         ("ACTOR#ops-1", "ops-1", "KLMaXmPLvHcESHA="))
+        self.assertEqual(recs[0]["after"], {"price": {"amount": "0.75", "currency": "EUR"}})
+        g = self.env.emulate_event(self.price_event("id=PROD-103&userId=" + USER, claims=True))
+        self.assertEqual(json.loads(json.loads(g.stdout)["body"])["price"], 0.75)
+        self.assertIn('"price":0.75,', json.loads(g.stdout)["body"])
         self.assertNoSanitizer(r.stderr)
 
     def test_02_metrics_settings(self):

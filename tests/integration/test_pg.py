@@ -36,6 +36,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import free_port, run_unittest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
+# Migrations built into the binary (infra/sql/NNN_name.sql): one schema_migrations row each.
+MIGRATIONS = len(list((REPO / "infra" / "sql").glob("[0-9][0-9][0-9]_*.sql")))
 PG_SH = REPO / "scripts" / "pg.sh"
 PRICE_TIMEOUT_MS = 1000
 BOUND_S = 3.0  # a look-up while PostgreSQL is away answers within this
@@ -70,7 +72,7 @@ def pg(*args, timeout=60):
 
 def clean_env(extra):
     env = dict(os.environ)
-    for k in ("PRICE_DB", "AUDIT_STORE", "TABLE_AUDIT", "PRICE_TIMEOUT_MS", "AUDIT_TIMEOUT_MS",
+    for k in ("PRICE_DB", "AUDIT_STORE", "TABLE_AUDIT", "PRODUCT_STORE", "PRICE_TIMEOUT_MS", "AUDIT_TIMEOUT_MS",
               "LOG_LEVEL", "SERVER_THREADS", "_HANDLER", "AWS_LAMBDA_RUNTIME_API"):
         env.pop(k, None)
     env.update(extra)
@@ -247,7 +249,7 @@ class PgTest(unittest.TestCase):
         out = pg("psql", self.pgdir, "-tAc",
                  "SELECT count(*) FROM schema_migrations; SELECT count(*) FROM product_prices")
         migrations, rows = out.split()
-        self.assertEqual(migrations, "1")
+        self.assertEqual(migrations, str(MIGRATIONS))
         self.assertGreaterEqual(int(rows), 5)
         out = pg("psql", self.pgdir, "-tAc",
                  "SELECT price::text FROM product_prices WHERE product_id IN "
@@ -271,7 +273,7 @@ class PgTest(unittest.TestCase):
             self.assertIsNone(SANITIZER_RE.search(err), err)
         out = pg("psql", self.pgdir, "-d", "race", "-tAc",
                  "SELECT count(*) FROM schema_migrations")
-        self.assertEqual(out.strip(), "1")
+        self.assertEqual(out.strip(), str(MIGRATIONS))
 
     def test_2b_migrate_and_seed_anywhere(self):
         """A copy of the binary in an empty directory, far from infra/: migrate
@@ -287,7 +289,8 @@ class PgTest(unittest.TestCase):
         def db(*args):
             r = subprocess.run(
                 [str(exe), "db"] + list(args) + ["--price-db", uri,
-                                                 "--audit-store", "sqlite:%s/audit.db" % where],
+                                                 "--audit-store", "sqlite:%s/audit.db" % where,
+                                                 "--product-store", "sqlite:%s/products.db" % where],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120,
                 cwd=str(run_dir), env=clean_env({}))
             self.assertIsNone(SANITIZER_RE.search(r.stderr), r.stderr)
@@ -302,11 +305,11 @@ class PgTest(unittest.TestCase):
         for _ in range(2):
             r = db("migrate")
             self.assertEqual(r.returncode, 0, r.stderr)
-            self.assertEqual(counts(), [1, 0])
+            self.assertEqual(counts(), [MIGRATIONS, 0])
         for _ in range(2):
             r = db("seed")
             self.assertEqual(r.returncode, 0, r.stderr)
-            self.assertEqual(counts(), [1, 10005])
+            self.assertEqual(counts(), [MIGRATIONS, 10005])
         out = pg("psql", self.pgdir, "-d", "anywhere", "-tAc",
                  "SELECT price::text FROM product_prices WHERE product_id = 'PROD-102'")
         self.assertEqual(out.strip(), "100.00")
@@ -316,13 +319,13 @@ class PgTest(unittest.TestCase):
                         "VALUES ('FILE-1', '1.50', 'GBP');\n")
         r = db("seed", "--seed-file", str(seed))
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(counts(), [1, 10006])
+        self.assertEqual(counts(), [MIGRATIONS, 10006])
         seed.write_text("INSERT INTO product_prices (product_id, price, currency) "
                         "VALUES ('FILE-2', '-1', 'GBP');\n")
         r = db("seed", "--seed-file", str(seed))
         self.assertNotEqual(r.returncode, 0)
         self.assertIn(str(seed), r.stderr)
-        self.assertEqual(counts(), [1, 10006], "a failing seed file changes nothing")
+        self.assertEqual(counts(), [MIGRATIONS, 10006], "a failing seed file changes nothing")
         self.assertEqual(sorted(p.name for p in run_dir.iterdir()), [])
 
     def test_3_open_errors(self):

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "kernel/buf.h"
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -538,6 +540,59 @@ static void test_append_only(void **state)
     px_audit_close(s);
 }
 
+/* A write's record (CONTRACT §8): keyed by its actor, found by product, its
+ * before/after kept as sent; a look-up's JSON form is exactly what it was. */
+static void test_write_record(void **state)
+{
+    struct fixture *f = *state;
+    struct px_audit_store *s = open_store(f, 2000);
+    struct px_audit_record w = rec(5, USER_A, "PROD-101", f->now + 60);
+    w.user_id[0] = '\0';
+    snprintf(w.principal, sizeof(w.principal), "alice");
+    snprintf(w.action, sizeof(w.action), "PRICE_CHANGE");
+    snprintf(w.status, sizeof(w.status), "SUCCESS");
+    w.before = "{\"price\":{\"amount\":\"99.99\",\"currency\":\"USD\"}}";
+    w.after = "{\"price\":{\"amount\":\"12.50\",\"currency\":\"EUR\"}}";
+    assert_int_equal(px_audit_append(s, &w), PX_OK);
+    struct px_audit_record l = rec(6, USER_A, "PROD-101", f->now + 60);
+    assert_int_equal(px_audit_append(s, &l), PX_OK);
+
+    struct px_arena *a = px_arena_new(1 << 20);
+    struct px_audit_page p;
+    assert_int_equal(query(s, a, NULL, "PROD-101", NULL, NULL, 10, NULL, f->now, &p), PX_OK);
+    assert_int_equal(p.nitems, 2);
+    assert_string_equal(p.items[0].before, w.before);
+    assert_string_equal(p.items[0].after, w.after);
+    assert_null(p.items[1].before);
+    struct px_buf b;
+    px_buf_init(&b, 1 << 16);
+    p.items[0].expires_at = p.items[1].expires_at = 0; /* the clock's part, fixed for the text */
+    assert_int_equal(px_audit_record_json(&p.items[0], &b), PX_OK);
+    assert_string_equal(
+        b.data, "{\"pk\":\"ACTOR#alice\",\"sk\":\"AUDIT#2026-01-23T12:00:00.005Z#req-000005\","
+                "\"gsi1pk\":\"PRODUCT#PROD-101\",\"gsi1sk\":\"AUDIT#2026-01-23T12:00:00.005Z#req-"
+                "000005\",\"action\":\"PRICE_CHANGE\",\"status\":\"SUCCESS\",\"productId\":"
+                "\"PROD-101\",\"requestId\":\"req-000005\",\"correlationId\":\"corr-5\",\"ts\":"
+                "\"2026-01-23T12:00:00.005Z\",\"principal\":\"alice\",\"apiRequestId\":"
+                "\"apigw-5\",\"before\":{\"price\":{\"amount\":\"99.99\",\"currency\":\"USD\"}},"
+                "\"after\":{\"price\":{\"amount\":\"12.50\",\"currency\":\"EUR\"}},"
+                "\"expiresAt\":0}");
+    px_buf_clear(&b);
+    assert_int_equal(px_audit_record_json(&p.items[1], &b), PX_OK);
+    /* The look-up's form from before records could carry changes, byte for byte. */
+    assert_string_equal(
+        b.data, "{\"pk\":\"USER#0b7e4c1a-8b1e-4c2a-9d7e-3f1a2b3c4d5e\",\"sk\":\"AUDIT#2026-01-"
+                "23T12:00:00.006Z#req-000006\","
+                "\"gsi1pk\":\"PRODUCT#PROD-101\",\"gsi1sk\":\"AUDIT#2026-01-23T12:00:00.006Z#req-"
+                "000006\",\"action\":\"PRICE_FETCH\",\"status\":\"NOT_FOUND\",\"userId\":"
+                "\"0b7e4c1a-8b1e-4c2a-9d7e-3f1a2b3c4d5e"
+                "\",\"productId\":\"PROD-101\",\"requestId\":\"req-000006\",\"correlationId\":"
+                "\"corr-6\",\"ts\":\"2026-01-23T12:00:00.006Z\",\"expiresAt\":0}");
+    px_buf_free(&b);
+    px_arena_free(a);
+    px_audit_close(s);
+}
+
 static void test_invalid_records(void **state)
 {
     struct fixture *f = *state;
@@ -550,6 +605,7 @@ static void test_invalid_records(void **state)
     assert_int_equal(px_audit_submit(s, &bad, count_done, &c), PX_ERR_INVALID);
     bad = r;
     bad.user_id[0] = '\0';
+    bad.principal[0] = '\0'; /* neither a user (look-up) nor an actor (write) */
     assert_int_equal(px_audit_submit(s, &bad, count_done, &c), PX_ERR_INVALID);
     bad = r;
     memset(bad.request_id, 'r', sizeof(bad.request_id)); /* no terminator */
@@ -675,6 +731,265 @@ static void test_lock_timeout_and_queue_cap(void **state)
     px_audit_sqlite_ops.close(impl);
     counter_destroy(&c);
     assert_int_equal(count_rows(f->db), 1);
+}
+
+/* ---- a done() that holds the writer thread: batches made to order ------------------------ */
+
+/* done() runs on the writer thread: while the first record's done() waits for
+ * release, everything submitted queues up and becomes the next batch, whole. */
+struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool entered, released;
+};
+
+struct slot {
+    struct gate *g; /* non-NULL: block in done() until released */
+    bool done;
+    px_rc rc;
+};
+
+static void gate_init(struct gate *g)
+{
+    memset(g, 0, sizeof(*g));
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+}
+
+static void slot_done(void *arg, px_rc rc)
+{
+    struct slot *sl = arg;
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    if (sl->g) {
+        pthread_mutex_lock(&sl->g->mu);
+        sl->g->entered = true;
+        pthread_cond_broadcast(&sl->g->cv);
+        while (!sl->g->released)
+            pthread_cond_wait(&sl->g->cv, &sl->g->mu);
+        pthread_mutex_unlock(&sl->g->mu);
+    }
+    pthread_mutex_lock(&mu);
+    sl->rc = rc;
+    sl->done = true;
+    pthread_mutex_unlock(&mu);
+}
+
+static void gate_wait_entered(struct gate *g)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 10;
+    pthread_mutex_lock(&g->mu);
+    while (!g->entered)
+        if (pthread_cond_timedwait(&g->cv, &g->mu, &deadline) != 0)
+            break;
+    bool ok = g->entered;
+    pthread_mutex_unlock(&g->mu);
+    assert_true(ok);
+}
+
+static void gate_release(struct gate *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->released = true;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void gate_destroy(struct gate *g)
+{
+    pthread_cond_destroy(&g->cv);
+    pthread_mutex_destroy(&g->mu);
+}
+
+/* Submits record i for product with slot sl; the writer is held by the gate. */
+static px_rc submit_slot(void *impl, int i, const char *product, struct slot *sl)
+{
+    struct px_audit_record r = rec(i, USER_A, product, INT64_MAX);
+    return px_audit_sqlite_ops.submit(impl, &r, slot_done, sl);
+}
+
+/* Waits (at most 10 s) for done() of every slot in sl[0..n). */
+static void slots_wait(struct slot *sl, int n)
+{
+    for (int t = 0; t < 1000; t++) {
+        bool all = true;
+        for (int i = 0; i < n; i++)
+            all = all && __atomic_load_n(&sl[i].done, __ATOMIC_SEQ_CST);
+        if (all)
+            return;
+        usleep(10000);
+    }
+    fail_msg("done() missing");
+}
+
+/* One record in the middle of a batch fails with an error that is not its own
+ * (an SQL error raised by a trigger, as a full or broken file would): the
+ * whole transaction is rolled back, every record of the batch reports the
+ * failure, none of them is in the file, and the store writes again after. */
+static void test_rollback_mid_batch(void **state)
+{
+    struct fixture *f = *state;
+    struct px_audit_opts opts = {.timeout_ms = 5000};
+    void *impl = NULL;
+    char err[256] = "";
+    assert_int_equal(px_audit_sqlite_ops.open(f->db, &opts, &impl, err, sizeof(err)), PX_OK);
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
+    sqlite3_busy_timeout(h, 5000);
+    assert_int_equal(sqlite3_exec(h,
+                                  "CREATE TRIGGER test_fail BEFORE INSERT ON audit"
+                                  " WHEN NEW.product_id = 'PROD-FAIL'"
+                                  " BEGIN SELECT abs(-9223372036854775808); END",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+
+    struct gate g;
+    gate_init(&g);
+    struct slot sl[6] = {{.g = &g}};
+    assert_int_equal(submit_slot(impl, 0, "PROD-101", &sl[0]), PX_OK);
+    gate_wait_entered(&g); /* record 0 is durable; the writer waits in its done() */
+    static const char *const products[] = {"PROD-101", "PROD-102", "PROD-FAIL", "PROD-103",
+                                           "PROD-104"};
+    for (int i = 1; i <= 5; i++)
+        assert_int_equal(submit_slot(impl, i, products[i - 1], &sl[i]), PX_OK);
+    gate_release(&g);
+    slots_wait(sl, 6);
+    assert_int_equal(sl[0].rc, PX_OK);
+    for (int i = 1; i <= 5; i++)
+        assert_int_equal(sl[i].rc, PX_ERR_IO);
+    assert_int_equal(count_rows(f->db), 1);
+    uint64_t batches, records, largest;
+    px_audit_sqlite_stats(impl, &batches, &records, &largest);
+    assert_int_equal(records, 1); /* the failed batch is not counted as written */
+
+    /* The connection was replaced after the failure; the next batch commits. */
+    struct slot after = {0};
+    assert_int_equal(submit_slot(impl, 6, "PROD-105", &after), PX_OK);
+    slots_wait(&after, 1);
+    assert_int_equal(after.rc, PX_OK);
+    px_audit_sqlite_ops.close(impl);
+    gate_destroy(&g);
+    sqlite3_close(h);
+    assert_int_equal(count_rows(f->db), 2);
+}
+
+/* A record that waited in the queue past the store's bound (the writer was
+ * busy) is failed with TIMEOUT and not written, while a fresh record of the
+ * same batch is: "failed" never turns into "durable" later. */
+static void test_expired_in_queue(void **state)
+{
+    struct fixture *f = *state;
+    struct px_audit_opts opts = {.timeout_ms = 300};
+    void *impl = NULL;
+    char err[256] = "";
+    assert_int_equal(px_audit_sqlite_ops.open(f->db, &opts, &impl, err, sizeof(err)), PX_OK);
+    struct gate g;
+    gate_init(&g);
+    struct slot sl[3] = {{.g = &g}};
+    assert_int_equal(submit_slot(impl, 0, "PROD-101", &sl[0]), PX_OK);
+    gate_wait_entered(&g);
+    assert_int_equal(submit_slot(impl, 1, "PROD-102", &sl[1]), PX_OK);
+    usleep(400 * 1000); /* past the 300 ms bound */
+    assert_int_equal(submit_slot(impl, 2, "PROD-103", &sl[2]), PX_OK);
+    gate_release(&g);
+    slots_wait(sl, 3);
+    assert_int_equal(sl[0].rc, PX_OK);
+    assert_int_equal(sl[1].rc, PX_ERR_TIMEOUT);
+    assert_int_equal(sl[2].rc, PX_OK);
+    px_audit_sqlite_ops.close(impl);
+    gate_destroy(&g);
+
+    struct px_audit_store *s = open_store(f, 2000);
+    struct px_arena *a = px_arena_new(1 << 20);
+    struct px_audit_page p;
+    assert_int_equal(query(s, a, USER_A, NULL, NULL, NULL, 10, NULL, f->now, &p), PX_OK);
+    assert_int_equal(p.nitems, 2);
+    assert_string_equal(p.items[0].request_id, "req-000000");
+    assert_string_equal(p.items[1].request_id, "req-000002");
+    px_arena_free(a);
+    px_audit_close(s);
+}
+
+/* Past queue_cap waiting records, submit refuses at once with BUSY (the
+ * transports answer 503) and calls no done(); the waiting ones are written. */
+static void test_queue_full(void **state)
+{
+    struct fixture *f = *state;
+    struct px_audit_opts opts = {.timeout_ms = 5000, .queue_cap = 3};
+    void *impl = NULL;
+    char err[256] = "";
+    assert_int_equal(px_audit_sqlite_ops.open(f->db, &opts, &impl, err, sizeof(err)), PX_OK);
+    struct gate g;
+    gate_init(&g);
+    struct slot sl[5] = {{.g = &g}};
+    assert_int_equal(submit_slot(impl, 0, "PROD-101", &sl[0]), PX_OK);
+    gate_wait_entered(&g);
+    for (int i = 1; i <= 3; i++)
+        assert_int_equal(submit_slot(impl, i, "PROD-101", &sl[i]), PX_OK);
+    assert_int_equal(submit_slot(impl, 4, "PROD-101", &sl[4]), PX_ERR_BUSY);
+    gate_release(&g);
+    slots_wait(sl, 4);
+    for (int i = 0; i <= 3; i++)
+        assert_int_equal(sl[i].rc, PX_OK);
+    px_audit_sqlite_ops.close(impl);
+    assert_false(sl[4].done);
+    gate_destroy(&g);
+    assert_int_equal(count_rows(f->db), 4);
+}
+
+struct closer {
+    void *impl;
+    bool returned;
+};
+
+static void *closer_main(void *arg)
+{
+    struct closer *c = arg;
+    px_audit_sqlite_ops.close(c->impl);
+    __atomic_store_n(&c->returned, true, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+/* Submits while the store is closing: refused with UNAVAILABLE (no done()),
+ * while everything accepted before is still written and answered before
+ * close returns. */
+static void test_submit_while_closing(void **state)
+{
+    struct fixture *f = *state;
+    struct px_audit_opts opts = {.timeout_ms = 5000};
+    void *impl = NULL;
+    char err[256] = "";
+    assert_int_equal(px_audit_sqlite_ops.open(f->db, &opts, &impl, err, sizeof(err)), PX_OK);
+    struct gate g;
+    gate_init(&g);
+    enum { N = 64 };
+    struct slot sl[N] = {{.g = &g}};
+    assert_int_equal(submit_slot(impl, 0, "PROD-101", &sl[0]), PX_OK);
+    gate_wait_entered(&g);
+    struct closer c = {.impl = impl};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, closer_main, &c), 0);
+    /* Until close() has marked the store stopping, records are still taken. */
+    int n = 1;
+    px_rc rc = PX_OK;
+    for (; n < N; n++) {
+        rc = submit_slot(impl, n, "PROD-101", &sl[n]);
+        if (rc)
+            break;
+        usleep(5000);
+    }
+    assert_int_equal(rc, PX_ERR_UNAVAILABLE);
+    assert_false(__atomic_load_n(&c.returned, __ATOMIC_SEQ_CST)); /* held by the gate */
+    gate_release(&g);
+    pthread_join(t, NULL);
+    for (int i = 0; i < n; i++) {
+        assert_true(sl[i].done);
+        assert_int_equal(sl[i].rc, PX_OK);
+    }
+    assert_false(sl[n].done);
+    gate_destroy(&g);
+    assert_int_equal(count_rows(f->db), n);
 }
 
 /* Child process: the file-size limit makes the next commit fail (EFBIG). The
@@ -816,7 +1131,7 @@ static int user_version(const char *db)
 static void upgrade_and_check(struct fixture *f)
 {
     struct px_audit_store *s = open_store(f, 2000);
-    assert_int_equal(user_version(f->db), 2);
+    assert_int_equal(user_version(f->db), 3);
     struct px_audit_record r = rec(1, USER_A, "PROD-101", f->now + 86400);
     assert_string_equal(r.api_request_id, "apigw-1");
     assert_int_equal(px_audit_append(s, &r), PX_OK);
@@ -824,7 +1139,7 @@ static void upgrade_and_check(struct fixture *f)
 
     for (int round = 0; round < 2; round++) {
         s = open_store(f, 2000);
-        assert_int_equal(user_version(f->db), 2);
+        assert_int_equal(user_version(f->db), 3);
         struct px_arena *a = px_arena_new(1 << 20);
         struct px_audit_page p;
         assert_int_equal(query(s, a, USER_A, NULL, NULL, NULL, 10, NULL, f->now, &p), PX_OK);
@@ -832,6 +1147,8 @@ static void upgrade_and_check(struct fixture *f)
         assert_string_equal(p.items[0].request_id, "old-1");
         assert_string_equal(p.items[0].principal, "svc-old");
         assert_string_equal(p.items[0].api_request_id, "");
+        assert_null(p.items[0].before); /* v3 columns read back NULL on old rows */
+        assert_null(p.items[0].after);
         assert_string_equal(p.items[1].request_id, "req-000001");
         assert_string_equal(p.items[1].api_request_id, "apigw-1");
         assert_int_equal(query(s, a, NULL, "PROD-101", NULL, NULL, 10, NULL, f->now, &p), PX_OK);
@@ -867,17 +1184,28 @@ static void test_upgrade_v1_column_present(void **state)
     upgrade_and_check(f);
 }
 
+/* A version 2 file (the last before write records) opens and upgrades to 3:
+ * its look-ups read back as before, with no before/after. */
+static void test_upgrade_v2(void **state)
+{
+    struct fixture *f = *state;
+    make_v1_file(f, "ALTER TABLE audit ADD COLUMN api_request_id TEXT NOT NULL DEFAULT '';"
+                    "PRAGMA user_version = 2");
+    assert_int_equal(user_version(f->db), 2);
+    upgrade_and_check(f);
+}
+
 /* A file from a newer binary is refused, not downgraded or written. */
 static void test_newer_schema_refused(void **state)
 {
     struct fixture *f = *state;
-    make_v1_file(f, "PRAGMA user_version = 3");
+    make_v1_file(f, "PRAGMA user_version = 4");
     struct px_audit_store *s = NULL;
     char err[256] = "";
     assert_int_equal(px_audit_open(f->spec, NULL, &s, err, sizeof(err)), PX_ERR_CONFIG);
     assert_null(s);
     assert_non_null(strstr(err, "newer schema"));
-    assert_int_equal(user_version(f->db), 3);
+    assert_int_equal(user_version(f->db), 4);
 }
 
 static void test_open_errors(void **state)
@@ -906,12 +1234,18 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expired_hidden, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_cursor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_append_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_timeout_and_queue_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rollback_mid_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expired_in_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_submit_while_closing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upgrade_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upgrade_v2, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upgrade_v1_column_present, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),

@@ -12,11 +12,13 @@
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "kernel/app.h"
+#include "kernel/arena.h"
 #include "store/audit.h"
 
 #include "px_test.h"
@@ -141,12 +143,131 @@ static void test_locked(void **state)
     px_audit_close(s);
 }
 
+/* done() of the first record holds the store's writer thread until released,
+ * so what is submitted meanwhile waits in the queue. */
+struct hold {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool entered, released;
+    int done;
+};
+
+static void hold_done(void *arg, px_rc rc)
+{
+    struct hold *h = arg;
+    (void)rc;
+    pthread_mutex_lock(&h->mu);
+    if (!h->entered) {
+        h->entered = true;
+        pthread_cond_broadcast(&h->cv);
+        while (!h->released)
+            pthread_cond_wait(&h->cv, &h->mu);
+    }
+    h->done++;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* The queue full: the blocking append answers BUSY at once, whatever its
+ * deadline (the caller answers 503), and the store works again once the
+ * queue drains. */
+static void test_queue_full(void **state)
+{
+    (void)state;
+    char err[512];
+    struct px_audit_store *s = NULL;
+    const struct px_audit_opts o = {.timeout_ms = 5000, .queue_cap = 2};
+    assert_int_equal(px_audit_open(spec, &o, &s, err, sizeof(err)), PX_OK);
+    struct hold h = {.entered = false};
+    pthread_mutex_init(&h.mu, NULL);
+    pthread_cond_init(&h.cv, NULL);
+    struct px_audit_record r;
+    record(&r);
+    assert_int_equal(px_audit_submit(s, &r, hold_done, &h), PX_OK);
+    pthread_mutex_lock(&h.mu);
+    while (!h.entered)
+        pthread_cond_wait(&h.cv, &h.mu);
+    pthread_mutex_unlock(&h.mu);
+    for (int i = 0; i < 2; i++) {
+        record(&r);
+        assert_int_equal(px_audit_submit(s, &r, hold_done, &h), PX_OK);
+    }
+    record(&r);
+    int64_t t0 = wall_ms();
+    assert_int_equal(px_audit_append_until(s, &r, t0 + 5000), PX_ERR_BUSY);
+    assert_int_equal(px_audit_append(s, &r), PX_ERR_BUSY);
+    assert_true(wall_ms() - t0 < 1000);
+
+    pthread_mutex_lock(&h.mu);
+    h.released = true;
+    pthread_cond_broadcast(&h.cv);
+    while (h.done < 3)
+        pthread_cond_wait(&h.cv, &h.mu);
+    pthread_mutex_unlock(&h.mu);
+    record(&r);
+    assert_int_equal(px_audit_append_until(s, &r, wall_ms() + 5000), PX_OK);
+    px_audit_close(s);
+    pthread_cond_destroy(&h.cv);
+    pthread_mutex_destroy(&h.mu);
+}
+
+static void ignore_done(void *arg, px_rc rc)
+{
+    (void)arg;
+    (void)rc;
+}
+
+/* Specs that name no store, and calls without what they need. */
+static void test_bad_use(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"mysql://h/db", "sqlite:", "dynamodb:", "", "SQLITE:x"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char err[512] = "";
+        struct px_audit_store *s = (struct px_audit_store *)1;
+        assert_int_equal(px_audit_open(bad[i], NULL, &s, err, sizeof(err)), PX_ERR_CONFIG);
+        assert_null(s);
+        assert_non_null(strstr(err, "AUDIT_STORE:"));
+    }
+    char err[512] = "";
+    struct px_audit_store *s = NULL;
+    assert_int_equal(px_audit_open(NULL, NULL, &s, err, sizeof(err)), PX_ERR_CONFIG);
+    assert_non_null(strstr(err, "use sqlite:PATH, "));
+    assert_non_null(strstr(err, "dynamodb:TABLE)"));
+
+    s = open_store(1000);
+    struct px_audit_record r;
+    record(&r);
+    assert_int_equal(px_audit_submit(NULL, &r, ignore_done, NULL), PX_ERR_INVALID);
+    assert_int_equal(px_audit_submit(s, NULL, ignore_done, NULL), PX_ERR_INVALID);
+    assert_int_equal(px_audit_submit(s, &r, NULL, NULL), PX_ERR_INVALID);
+    assert_int_equal(px_audit_ping(NULL), PX_ERR_INVALID);
+    assert_int_equal(px_audit_ping(s), PX_OK);
+    struct px_arena *a = px_arena_new(1 << 16);
+    struct px_audit_page page;
+    struct px_audit_query both = {.user_id = USER, .product_id = "PROD-101", .limit = 10};
+    struct px_audit_query neither = {.limit = 10};
+    struct px_audit_query too_many = {.user_id = USER, .limit = 1001};
+    struct px_audit_query ok = {.user_id = USER, .limit = 1000};
+    assert_int_equal(px_audit_query(s, &both, a, &page), PX_ERR_INVALID);
+    assert_int_equal(px_audit_query(s, &neither, a, &page), PX_ERR_INVALID);
+    assert_int_equal(px_audit_query(s, &too_many, a, &page), PX_ERR_INVALID);
+    assert_int_equal(px_audit_query(NULL, &ok, a, &page), PX_ERR_INVALID);
+    assert_int_equal(px_audit_query(s, &ok, a, &page), PX_OK);
+    assert_int_equal(page.nitems, 0);
+    px_arena_free(a);
+    px_audit_close(s);
+    px_audit_close(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_in_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_past_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_use, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

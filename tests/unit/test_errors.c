@@ -31,6 +31,9 @@ static void test_codes_table(void **state)
         {PX_E_AUDIT_UNAVAILABLE, 503, "AUDIT_UNAVAILABLE"},
         {PX_E_DEPENDENCY_UNAVAILABLE, 503, "DEPENDENCY_UNAVAILABLE"},
         {PX_E_INTERNAL, 500, "INTERNAL"},
+        {PX_E_PRECONDITION_FAILED, 412, "PRECONDITION_FAILED"},
+        {PX_E_PRECONDITION_REQUIRED, 428, "PRECONDITION_REQUIRED"},
+        {PX_E_IDEMPOTENCY_KEY_REUSED, 422, "IDEMPOTENCY_KEY_REUSED"},
     };
     assert_int_equal(PX_COUNTOF(cases), PX_E__COUNT);
     for (size_t i = 0; i < PX_COUNTOF(cases); i++) {

@@ -180,6 +180,7 @@ static PGconn *side_conn(void)
 {
     PGconn *c = PQconnectdb(pg_uri());
     assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PQclear(PQexec(c, "SET client_min_messages = warning")); /* no NOTICEs in the output */
     return c;
 }
 
@@ -361,6 +362,258 @@ static void test_pool_threads(void **state)
     }
 }
 
+/* ---- server-side faults: each in its own schema, reached through search_path ---- */
+
+/* The test URI with "-c search_path=SCHEMA" in its options (percent-encoded),
+ * its sessions named app. */
+static void uri_with_path(const char *schema, const char *app, char *out, size_t len)
+{
+    const char *u = pg_uri();
+    int n = snprintf(out, len, "%s%coptions=-c%%20search_path%%3D%s&application_name=%s", u,
+                     strchr(u, '?') ? '&' : '?', schema, app);
+    assert_true(n > 0 && (size_t)n < len);
+}
+
+/* A one-connection store reading SCHEMA.product_prices, its session named app. */
+static struct px_price_store *open_as(const char *schema, const char *app, long timeout_ms,
+                                      bool create)
+{
+    char uri[1024], err[512] = "";
+    uri_with_path(schema, app, uri, sizeof(uri));
+    struct px_price_opts o = {.pool_size = 1, .timeout_ms = timeout_ms, .create = create};
+    struct px_price_store *s = NULL;
+    if (px_price_open(uri, &o, &s, err, sizeof(err)) != PX_OK)
+        fail_msg("open in %s: %s", schema, err);
+    return s;
+}
+
+static struct px_price_store *open_in(const char *schema, long timeout_ms, bool create)
+{
+    return open_as(schema, schema, timeout_ms, create);
+}
+
+/* The backend pid of the one session named app. */
+static long backend_of(PGconn *c, const char *app)
+{
+    const char *params[1] = {app};
+    PGresult *r = PQexecParams(c, "SELECT pid FROM pg_stat_activity WHERE application_name = $1", 1,
+                               NULL, params, NULL, NULL, 0);
+    long pid = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
+                   ? strtol(PQgetvalue(r, 0, 0), NULL, 10)
+                   : 0;
+    PQclear(r);
+    return pid;
+}
+
+/* A price query that runs past the bound: the server cancels it (our
+ * statement_timeout, a little under the bound), the caller hears TIMEOUT in
+ * time, and the connection stays in use: the next look-up answers at once. */
+static void test_statement_timeout(void **state)
+{
+    NEED_PG();
+    (void)state;
+    PGconn *c = side_conn();
+    exec_ok(c, "DROP SCHEMA IF EXISTS pxt_slow CASCADE");
+    exec_ok(c, "CREATE SCHEMA pxt_slow");
+    exec_ok(c, "CREATE FUNCTION pxt_slow.slow(id text) RETURNS boolean LANGUAGE plpgsql AS $$"
+               " BEGIN IF id = 'PROD-101' THEN PERFORM pg_sleep(30); END IF; RETURN true; END $$");
+    exec_ok(c, "CREATE VIEW pxt_slow.product_prices AS SELECT * FROM public.product_prices"
+               " WHERE pxt_slow.slow(product_id)");
+    struct px_price_store *s = open_in("pxt_slow", 1500, false);
+    struct px_price p;
+    assert_int_equal(px_price_get(s, "PROD-102", &p), PX_OK);
+    assert_string_equal(p.price, "100.00");
+    long pid = backend_of(c, "pxt_slow");
+    assert_true(pid > 0);
+
+    int64_t t0 = now_ms();
+    px_rc rc = px_price_get(s, "PROD-101", &p);
+    int64_t took = now_ms() - t0;
+    assert_int_equal(rc, PX_ERR_TIMEOUT);
+    assert_true(took >= 1300 && took < 2500);
+    assert_string_equal(p.price, "");
+
+    /* Not taken for a lost server: no breaker, same connection. */
+    t0 = now_ms();
+    assert_int_equal(px_price_get(s, "PROD-103", &p), PX_OK);
+    assert_string_equal(p.price, "0.5");
+    assert_true(now_ms() - t0 < 1000);
+    assert_int_equal(backend_of(c, "pxt_slow"), pid);
+    px_price_close(s);
+    exec_ok(c, "DROP SCHEMA pxt_slow CASCADE");
+    PQfinish(c);
+}
+
+/* No price table where the store looks: start-up without --create refuses with
+ * a hint to seed; a store opened for seeding answers UNAVAILABLE (a missing
+ * schema is the database's state, not a bad request) and prepares again once
+ * the table exists; a table dropped under a prepared statement does the same. */
+static void test_missing_table(void **state)
+{
+    NEED_PG();
+    (void)state;
+    PGconn *c = side_conn();
+    exec_ok(c, "DROP SCHEMA IF EXISTS pxt_empty CASCADE");
+    exec_ok(c, "CREATE SCHEMA pxt_empty");
+
+    char uri[1024], err[512] = "";
+    uri_with_path("pxt_empty", "pxt_empty", uri, sizeof(uri));
+    struct px_price_opts o = {.pool_size = 1, .timeout_ms = 2000};
+    struct px_price_store *s = NULL;
+    assert_int_equal(px_price_open(uri, &o, &s, err, sizeof(err)), PX_ERR_UNAVAILABLE);
+    assert_null(s);
+    assert_non_null(strstr(err, "cannot prepare the price look-up"));
+    assert_non_null(strstr(err, "does not exist (run: pricing db seed)"));
+    assert_null(strchr(err, '\n'));
+
+    s = open_in("pxt_empty", 2000, true);
+    struct px_price p;
+    assert_int_equal(px_price_get(s, "PROD-101", &p), PX_ERR_UNAVAILABLE);
+    assert_int_equal(px_price_ping(s), PX_OK); /* the server itself answers */
+
+    exec_ok(c, "CREATE TABLE pxt_empty.product_prices (product_id text PRIMARY KEY,"
+               " price numeric NOT NULL, currency text NOT NULL)");
+    exec_ok(c, "INSERT INTO pxt_empty.product_prices VALUES ('PROD-101', '5.25', 'EUR')");
+    assert_int_equal(px_price_get(s, "PROD-101", &p), PX_OK);
+    assert_string_equal(p.price, "5.25");
+    assert_string_equal(p.currency, "EUR");
+
+    exec_ok(c, "DROP TABLE pxt_empty.product_prices");
+    assert_int_equal(px_price_get(s, "PROD-101", &p), PX_ERR_UNAVAILABLE);
+    exec_ok(c, "CREATE TABLE pxt_empty.product_prices (product_id text PRIMARY KEY,"
+               " price numeric NOT NULL, currency text NOT NULL)");
+    exec_ok(c, "INSERT INTO pxt_empty.product_prices VALUES ('PROD-101', '6.50', 'EUR')");
+    assert_int_equal(px_price_get(s, "PROD-101", &p), PX_OK);
+    assert_string_equal(p.price, "6.50");
+    px_price_close(s);
+    exec_ok(c, "DROP SCHEMA pxt_empty CASCADE");
+    PQfinish(c);
+}
+
+/* The server forgets the prepared statement (DEALLOCATE ALL, as a pooler's
+ * DISCARD ALL would) while the price query runs, once: the store prepares it
+ * again and the look-ups answer. */
+static void test_vanished_statement(void **state)
+{
+    NEED_PG();
+    (void)state;
+    PGconn *c = side_conn();
+    exec_ok(c, "DROP SCHEMA IF EXISTS pxt_vanish CASCADE");
+    exec_ok(c, "CREATE SCHEMA pxt_vanish");
+    exec_ok(c, "CREATE SEQUENCE pxt_vanish.once");
+    exec_ok(c, "CREATE FUNCTION pxt_vanish.forget(id text) RETURNS boolean LANGUAGE plpgsql AS $$"
+               " BEGIN IF id = 'PROD-104' AND nextval('pxt_vanish.once') = 1 THEN"
+               " EXECUTE 'DEALLOCATE ALL'; END IF; RETURN true; END $$");
+    exec_ok(c, "CREATE VIEW pxt_vanish.product_prices AS SELECT * FROM public.product_prices"
+               " WHERE pxt_vanish.forget(product_id)");
+    struct px_price_store *s = open_in("pxt_vanish", 2000, false);
+    struct px_price p;
+    assert_int_equal(px_price_get(s, "PROD-101", &p), PX_OK);
+    assert_int_equal(px_price_get(s, "PROD-104", &p), PX_OK);
+    assert_string_equal(p.price, "1999");
+    assert_int_equal(px_price_get(s, "PROD-102", &p), PX_OK);
+    assert_string_equal(p.price, "100.00");
+    /* the statement did vanish once */
+    PGresult *r = PQexec(c, "SELECT last_value FROM pxt_vanish.once");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_true(strtol(PQgetvalue(r, 0, 0), NULL, 10) >= 1);
+    PQclear(r);
+    px_price_close(s);
+    exec_ok(c, "DROP SCHEMA pxt_vanish CASCADE");
+    PQfinish(c);
+}
+
+struct slow_get {
+    struct px_price_store *s;
+    px_rc rc;
+    struct px_price p;
+};
+
+static void *slow_get_main(void *arg)
+{
+    struct slow_get *g = arg;
+    g->rc = px_price_get(g->s, "PROD-101", &g->p);
+    return NULL;
+}
+
+/* The server ends the session in the middle of the price query: the store
+ * runs it again on a new connection, within the same bound. */
+static void test_connection_lost_mid_query(void **state)
+{
+    NEED_PG();
+    (void)state;
+    PGconn *c = side_conn();
+    exec_ok(c, "DROP SCHEMA IF EXISTS pxt_lost CASCADE");
+    exec_ok(c, "CREATE SCHEMA pxt_lost");
+    exec_ok(c, "CREATE SEQUENCE pxt_lost.once");
+    exec_ok(c, "CREATE FUNCTION pxt_lost.hang(id text) RETURNS boolean LANGUAGE plpgsql AS $$"
+               " BEGIN IF id = 'PROD-101' AND nextval('pxt_lost.once') = 1 THEN"
+               " PERFORM pg_sleep(30); END IF; RETURN true; END $$");
+    exec_ok(c, "CREATE VIEW pxt_lost.product_prices AS SELECT * FROM public.product_prices"
+               " WHERE pxt_lost.hang(product_id)");
+    struct slow_get g = {.s = open_in("pxt_lost", 8000, false)};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, slow_get_main, &g), 0);
+    /* Wait for the query to sleep, then end its session. */
+    int killed = 0;
+    for (int i = 0; i < 200 && !killed; i++) {
+        PGresult *r = PQexec(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE application_name = 'pxt_lost' AND wait_event = 'PgSleep'");
+        assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+        killed = PQntuples(r);
+        PQclear(r);
+        if (!killed)
+            usleep(20 * 1000);
+    }
+    pthread_join(t, NULL);
+    assert_int_equal(killed, 1);
+    assert_int_equal(g.rc, PX_OK);
+    assert_string_equal(g.p.price, "99.99");
+    px_price_close(g.s);
+    exec_ok(c, "DROP SCHEMA pxt_lost CASCADE");
+    PQfinish(c);
+}
+
+/* New sessions refused (the database's connection limit at 0) after the
+ * store's own was ended: UNAVAILABLE, and for RETRY_MS (200 ms) later calls
+ * answer UNAVAILABLE without trying, even once the server would take them;
+ * after that one call probes and the store is back. */
+static void test_breaker(void **state)
+{
+    NEED_PG();
+    (void)state;
+    PGconn *c = side_conn();
+    struct px_price_store *s = open_as("public", "pxt_breaker", 2000, false);
+    struct px_price p;
+    assert_int_equal(px_price_get(s, "PROD-101", &p), PX_OK);
+    PGresult *r = PQexec(c, "SELECT current_database()");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    char db[64];
+    snprintf(db, sizeof(db), "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    char sql[160];
+    snprintf(sql, sizeof(sql), "ALTER DATABASE \"%s\" CONNECTION LIMIT 0", db);
+    exec_ok(c, sql);
+    exec_ok(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+               "WHERE application_name = 'pxt_breaker'");
+    usleep(50 * 1000);
+    px_rc rc = px_price_get(s, "PROD-101", &p);
+    int64_t failed_at = now_ms();
+    snprintf(sql, sizeof(sql), "ALTER DATABASE \"%s\" CONNECTION LIMIT -1", db);
+    exec_ok(c, sql);
+    assert_int_equal(rc, PX_ERR_UNAVAILABLE);
+    px_rc early = px_price_get(s, "PROD-101", &p);
+    /* Skipped when this machine took longer than the interval to get here. */
+    if (now_ms() - failed_at < 150)
+        assert_int_equal(early, PX_ERR_UNAVAILABLE);
+    usleep(300 * 1000);
+    assert_int_equal(px_price_get(s, "PROD-101", &p), PX_OK);
+    assert_string_equal(p.price, "99.99");
+    assert_int_equal(px_price_ping(s), PX_OK);
+    px_price_close(s);
+    PQfinish(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest plain[] = {
@@ -377,6 +630,11 @@ int main(void)
         cmocka_unit_test(test_reconnect),
         cmocka_unit_test(test_bounded_wait),
         cmocka_unit_test(test_pool_threads),
+        cmocka_unit_test(test_statement_timeout),
+        cmocka_unit_test(test_missing_table),
+        cmocka_unit_test(test_vanished_statement),
+        cmocka_unit_test(test_connection_lost_mid_query),
+        cmocka_unit_test(test_breaker),
     };
     int failed = cmocka_run_group_tests_name("price_pg", plain, NULL, NULL);
     failed += cmocka_run_group_tests_name("price_pg_server", server, pg_setup, pg_teardown);

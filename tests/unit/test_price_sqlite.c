@@ -301,6 +301,20 @@ static void test_changes_of_other_process(void **state)
     change_in_child(f->db, "BEGIN; UPDATE product_prices SET price = '1' WHERE product_id = "
                            "'PROD-102'; ROLLBACK;");
     expect_price(s, "PROD-102", "7.00", "EUR");
+    /* A change made through the store itself (product-service) is a commit
+     * like any other: seen at once, withdrawal included. */
+    expect_price(s, "PROD-104", "1999", "JPY");
+    struct px_price_change ch = {.product_id = "PROD-104",
+                                 .amount = "2000",
+                                 .currency = "JPY",
+                                 .effective_from = "2026-12-03T12:00:00.000Z",
+                                 .changed_by = "test",
+                                 .request_id = "r-1"};
+    assert_int_equal(px_price_set(s, &ch), PX_OK);
+    expect_price(s, "PROD-104", "2000", "JPY");
+    ch.amount = ch.currency = NULL;
+    assert_int_equal(px_price_set(s, &ch), PX_OK);
+    assert_int_equal(px_price_get(s, "PROD-104", &p), PX_ERR_NOT_FOUND);
     /* Switched to WAL, changed, and switched back while nobody looked: the
      * switches are commits of their own, so the counter moved all the same.
      * (A switch back while this store reads the file in WAL mode is refused
