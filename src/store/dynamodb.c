@@ -420,6 +420,26 @@ const char *px_ddb_endpoint(const struct px_ddb *c)
     return c ? c->url : NULL;
 }
 
+static size_t on_body(char *p, size_t size, size_t n, void *arg);
+static size_t on_header(char *p, size_t size, size_t n, void *arg);
+
+/* The options every request of this client shares, set once per handle: a
+ * request then sets only its own (body, headers, time-outs, answer), instead
+ * of a reset and a new parse of the URL each time. */
+static bool handle_setup(const struct px_ddb *c, CURL *h)
+{
+    return !(curl_easy_setopt(h, CURLOPT_URL, c->url) ||
+             curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https") ||
+             curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) || curl_easy_setopt(h, CURLOPT_POST, 1L) ||
+             curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L) ||
+             curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L) ||
+             curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L) ||
+             curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body) ||
+             curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header) ||
+             curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_response) ||
+             (c->ca_file && curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file)));
+}
+
 static CURL *take_handle(struct px_ddb *c)
 {
     CURL *h = NULL;
@@ -427,7 +447,14 @@ static CURL *take_handle(struct px_ddb *c)
     if (c->nidle)
         h = c->idle[--c->nidle];
     pthread_mutex_unlock(&c->mu);
-    return h ? h : curl_easy_init();
+    if (h)
+        return h;
+    h = curl_easy_init();
+    if (h && !handle_setup(c, h)) {
+        curl_easy_cleanup(h);
+        h = NULL;
+    }
+    return h;
 }
 
 static void give_handle(struct px_ddb *c, CURL *h)
@@ -628,24 +655,13 @@ static px_rc attempt(struct px_ddb *c, CURL *h, const char *op, const char *body
     }
 
     long connect_ms = c->connect_timeout_ms < timeout_ms ? c->connect_timeout_ms : timeout_ms;
-    curl_easy_reset(h); /* keeps the connection cache: keep-alive survives */
-    if (curl_easy_setopt(h, CURLOPT_URL, c->url) ||
-        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https") ||
-        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) || curl_easy_setopt(h, CURLOPT_POST, 1L) ||
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body) ||
+    /* Only this request's options: the shared ones were set with the handle. */
+    if (curl_easy_setopt(h, CURLOPT_POSTFIELDS, body) ||
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len) ||
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl) ||
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms) ||
         curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms) ||
-        curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L) ||
-        curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L) ||
-        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L) ||
-        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body) ||
-        curl_easy_setopt(h, CURLOPT_WRITEDATA, a) ||
-        curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header) ||
-        curl_easy_setopt(h, CURLOPT_HEADERDATA, a) ||
-        curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_response) ||
-        (c->ca_file && curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file))) {
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, a) || curl_easy_setopt(h, CURLOPT_HEADERDATA, a)) {
         rc = PX_ERR_INTERNAL;
         snprintf(err->message, sizeof(err->message), "libcurl refused an option");
         goto out;
@@ -697,7 +713,11 @@ static px_rc attempt(struct px_ddb *c, CURL *h, const char *op, const char *body
     snprintf(err->message, sizeof(err->message), "DynamoDB endpoint %.200s: %s%s%s", c->url,
              curl_easy_strerror(cc), oserr ? ": " : "", oserr ? strerror((int)oserr) : "");
 out:
+    /* The idle handle keeps no pointer into this call's memory. */
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, NULL);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, NULL);
     curl_slist_free_all(hl);
     if (authz_h)
         memset(authz_h, 0, strlen(authz_h));

@@ -12,23 +12,40 @@
  * read-only connections, which in WAL mode would need a writable -shm file
  * beside it (a file and directory the service may only read could not be
  * served). After a seed every row is in the main file and no -wal, -shm or
- * -journal file is left. The price of it: each look-up takes and drops a
- * shared file lock, and a seed's commit makes look-ups wait (busy_timeout). */
+ * -journal file is left. The price of it: each SQLite read takes and drops a
+ * shared file lock (4 fcntl and 3 stat), and a seed's commit makes reads wait
+ * (busy_timeout).
+ *
+ * So answers come from a small cache kept coherent by the file change counter
+ * (header bytes 24..27), which SQLite increments in every commit that modifies
+ * a rollback-journal file, before the writer's lock is released. A look-up
+ * reads the header with one pread(2); when the counter is the one the cached
+ * row was read under (the counter is read while the statement still holds
+ * its shared lock), that row is the last committed state and is answered
+ * without SQLite. A commit by any process, a rollback, a file in WAL mode
+ * (where the counter is not kept) or a header that cannot be read sends the
+ * look-up to SQLite as before. */
 #include "price.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define POOL_DEFAULT    4
 #define POOL_MAX        64
 #define TIMEOUT_DEFAULT 2000
 #define TIMEOUT_MAX     60000
 #define SCHEMA_VERSION  2
+/* Cached rows: CACHE_SETS sets (a power of two) of CACHE_WAYS, 32768 rows
+ * (4 MB) at most, so a catalogue of tens of thousands of products stays in. */
+#define CACHE_SETS 8192
+#define CACHE_WAYS 4
 
 /* Migrations, applied in order inside one transaction; user_version counts
  * how many ran, so running them again is a no-op. */
@@ -76,8 +93,19 @@ struct conn {
     sqlite3_stmt *ping;
 };
 
+/* One cached row, valid while the file's change counter equals gen. */
+struct cached {
+    bool used;
+    uint32_t gen;
+    struct px_price price;
+};
+
 struct sqlite_price {
     char *path;
+    int hdr_fd; /* the file, read for its header only; -1: no cache */
+    pthread_mutex_t cmu;
+    struct cached *cache; /* CACHE_SETS * CACHE_WAYS, under cmu */
+    unsigned evict;       /* round-robin victim, under cmu */
     long timeout_ms;
     unsigned n;
     struct conn *conns;
@@ -115,7 +143,11 @@ static void price_close(void *impl)
     if (p->sync_init) {
         pthread_cond_destroy(&p->cv);
         pthread_mutex_destroy(&p->mu);
+        pthread_mutex_destroy(&p->cmu);
     }
+    if (p->hdr_fd >= 0)
+        close(p->hdr_fd);
+    free(p->cache);
     free(p->conns);
     free(p->free_idx);
     free(p->path);
@@ -273,6 +305,7 @@ static px_rc price_open(const char *spec, const struct px_price_opts *opts, void
         snprintf(err, errlen, "PRICE_DB: out of memory");
         return PX_ERR_NOMEM;
     }
+    p->hdr_fd = -1;
     p->timeout_ms = clamp_timeout(opts ? opts->timeout_ms : 0);
     p->n = opts && opts->pool_size ? opts->pool_size : POOL_DEFAULT;
     if (p->n > POOL_MAX)
@@ -280,7 +313,8 @@ static px_rc price_open(const char *spec, const struct px_price_opts *opts, void
     p->path = strdup(spec);
     p->conns = calloc(p->n, sizeof(*p->conns));
     p->free_idx = calloc(p->n, sizeof(*p->free_idx));
-    if (!p->path || !p->conns || !p->free_idx) {
+    p->cache = calloc((size_t)CACHE_SETS * CACHE_WAYS, sizeof(*p->cache));
+    if (!p->path || !p->conns || !p->free_idx || !p->cache) {
         snprintf(err, errlen, "PRICE_DB: out of memory");
         rc = PX_ERR_NOMEM;
         goto out;
@@ -288,7 +322,8 @@ static px_rc price_open(const char *spec, const struct px_price_opts *opts, void
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    if (pthread_mutex_init(&p->mu, NULL) != 0 || pthread_cond_init(&p->cv, &ca) != 0) {
+    if (pthread_mutex_init(&p->mu, NULL) != 0 || pthread_cond_init(&p->cv, &ca) != 0 ||
+        pthread_mutex_init(&p->cmu, NULL) != 0) {
         pthread_condattr_destroy(&ca);
         snprintf(err, errlen, "PRICE_DB: cannot create pool lock");
         rc = PX_ERR_NOMEM;
@@ -310,6 +345,9 @@ static px_rc price_open(const char *spec, const struct px_price_opts *opts, void
         goto out;
     p->nopen = 1;
     p->free_idx[p->nfree++] = 0;
+    /* Opened after the connection: the same file it reads (a file renamed
+     * over the path later is not seen by either, as before). No fd, no cache. */
+    p->hdr_fd = open(p->path, O_RDONLY | O_CLOEXEC);
     *impl = p;
 out:
     if (rc)
@@ -383,6 +421,66 @@ static px_rc copy_text(sqlite3_stmt *st, int col, char *dst, size_t cap, size_t 
     return PX_OK;
 }
 
+/* The file change counter, from the header. false when there is none to
+ * trust: no file, a short read, not a SQLite file, or not rollback-journal
+ * format (bytes 18 and 19 are 2 in WAL mode, where the counter is not kept). */
+static bool change_counter(const struct sqlite_price *p, uint32_t *out)
+{
+    static const char magic[16] = "SQLite format 3";
+    unsigned char h[28];
+    if (p->hdr_fd < 0 || pread(p->hdr_fd, h, sizeof(h), 0) != (ssize_t)sizeof(h))
+        return false;
+    if (memcmp(h, magic, sizeof(magic)) != 0 || h[18] != 1 || h[19] != 1)
+        return false;
+    *out = (uint32_t)h[24] << 24 | (uint32_t)h[25] << 16 | (uint32_t)h[26] << 8 | h[27];
+    return true;
+}
+
+static struct cached *set_of(struct sqlite_price *p, const char *id, size_t len)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)id[i]) * 16777619u;
+    return &p->cache[(size_t)(h & (CACHE_SETS - 1)) * CACHE_WAYS];
+}
+
+static bool cache_get(struct sqlite_price *p, const char *id, size_t len, uint32_t gen,
+                      struct px_price *out)
+{
+    struct cached *set = set_of(p, id, len);
+    bool hit = false;
+    pthread_mutex_lock(&p->cmu);
+    for (unsigned w = 0; w < CACHE_WAYS && !hit; w++) {
+        const struct cached *c = &set[w];
+        if (c->used && c->gen == gen && strcmp(c->price.product_id, id) == 0) {
+            *out = c->price;
+            hit = true;
+        }
+    }
+    pthread_mutex_unlock(&p->cmu);
+    return hit;
+}
+
+/* Into the way that holds the same product, else a free or outdated one,
+ * else the next round-robin victim. */
+static void cache_put(struct sqlite_price *p, size_t len, uint32_t gen, const struct px_price *v)
+{
+    struct cached *set = set_of(p, v->product_id, len), *c = NULL;
+    pthread_mutex_lock(&p->cmu);
+    for (unsigned w = 0; w < CACHE_WAYS && !c; w++)
+        if (set[w].used && strcmp(set[w].price.product_id, v->product_id) == 0)
+            c = &set[w];
+    for (unsigned w = 0; w < CACHE_WAYS && !c; w++)
+        if (!set[w].used || set[w].gen != gen)
+            c = &set[w];
+    if (!c)
+        c = &set[p->evict++ % CACHE_WAYS];
+    c->used = true;
+    c->gen = gen;
+    c->price = *v;
+    pthread_mutex_unlock(&p->cmu);
+}
+
 static px_rc price_get(void *impl, const char *product_id, struct px_price *out)
 {
     struct sqlite_price *p = impl;
@@ -390,6 +488,9 @@ static px_rc price_get(void *impl, const char *product_id, struct px_price *out)
     size_t idlen = product_id ? strnlen(product_id, PX_MAX_PRODUCT_ID + 1) : 0;
     if (!p || !out || idlen == 0 || idlen > PX_MAX_PRODUCT_ID)
         return PX_ERR_INVALID;
+    uint32_t gen = 0;
+    if (change_counter(p, &gen) && cache_get(p, product_id, idlen, gen, out))
+        return PX_OK;
     px_rc rc = acquire(p, &c);
     if (rc)
         return rc;
@@ -406,6 +507,10 @@ static px_rc price_get(void *impl, const char *product_id, struct px_price *out)
         rc = copy_text(c->get, 0, out->price, sizeof(out->price), 0);
         if (!rc)
             rc = copy_text(c->get, 1, out->currency, sizeof(out->currency), 3);
+        /* The statement still holds its shared lock: no commit can be under
+         * way, so the counter read now is the one of the row just read. */
+        if (!rc && change_counter(p, &gen))
+            cache_put(p, idlen, gen, out);
     } else {
         rc = map_step_error(e);
     }

@@ -7,8 +7,8 @@
 #include "sigv4.h"
 
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,23 +97,112 @@ static void hex_encode(const unsigned char *d, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-static bool sha256_hex(const void *data, size_t n, char out[65])
+/* SHA-256 fetched once: the implicit fetch inside EVP_sha256()-based one-shot
+ * calls (EVP_Digest, HMAC) costs more than the hashing of a small request. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    if (!EVP_Digest(data ? data : "", n, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+/* One digest context per signature, reused for every hash of it. */
+struct hasher {
+    EVP_MD_CTX *ctx;
+};
+
+static bool digest(struct hasher *h, const void *a, size_t an, const void *b, size_t bn,
+                   unsigned char out[32])
+{
+    unsigned int len = 0;
+    return EVP_DigestInit_ex(h->ctx, sha256_md, NULL) && EVP_DigestUpdate(h->ctx, a, an) &&
+           (!bn || EVP_DigestUpdate(h->ctx, b, bn)) && EVP_DigestFinal_ex(h->ctx, out, &len) &&
+           len == 32;
+}
+
+static bool sha256_hex(struct hasher *h, const void *data, size_t n, char out[65])
+{
+    unsigned char md[32];
+    if (!digest(h, data ? data : "", n, NULL, 0, md))
         return false;
     hex_encode(md, 32, out);
     return true;
 }
 
-static bool hmac(const void *key, size_t keylen, const char *msg, size_t msglen,
+/* HMAC-SHA256 (RFC 2104) on the digest context. */
+static bool hmac(struct hasher *h, const void *key, size_t keylen, const char *msg, size_t msglen,
                  unsigned char out[32])
 {
-    unsigned int len = 0;
-    if (!HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)msg, msglen, out, &len))
+    unsigned char ipad[64], opad[64], inner[32];
+    unsigned char k[64] = {0};
+    if (keylen > sizeof(k)) { /* a longer key is replaced by its digest */
+        if (!digest(h, key, keylen, NULL, 0, k))
+            return false;
+    } else {
+        memcpy(k, key, keylen);
+    }
+    for (size_t i = 0; i < 64; i++) {
+        ipad[i] = (unsigned char)(k[i] ^ 0x36);
+        opad[i] = (unsigned char)(k[i] ^ 0x5c);
+    }
+    bool ok = digest(h, ipad, 64, msg, msglen, inner) && digest(h, opad, 64, inner, 32, out);
+    memset(k, 0, sizeof(k));
+    memset(ipad, 0, sizeof(ipad));
+    memset(opad, 0, sizeof(opad));
+    return ok;
+}
+
+/* The signing key depends only on the secret, the date, the region and the
+ * service: derived once per thread for each combination in use (in practice
+ * once a day), not four HMACs per request. Compared in full, so a rotated
+ * secret or a new day derives afresh. */
+#define KEY_SECRET_MAX 251 /* as before the cache: "AWS4" + secret in 256 bytes */
+static _Thread_local struct signing_key {
+    bool set;
+    size_t secret_len;
+    char secret[KEY_SECRET_MAX + 1];
+    char date[9];
+    char region[64];
+    char service[64];
+    unsigned char key[32];
+} key_cache;
+
+static bool signing_key(struct hasher *h, const char *secret, const char *date, const char *region,
+                        const char *service, unsigned char out[32])
+{
+    struct signing_key *c = &key_cache;
+    size_t sl = strlen(secret), rl = strlen(region), vl = strlen(service);
+    if (sl > KEY_SECRET_MAX)
         return false;
-    return len == 32;
+    if (c->set && c->secret_len == sl && memcmp(c->secret, secret, sl) == 0 &&
+        memcmp(c->date, date, 9) == 0 && strcmp(c->region, region) == 0 &&
+        strcmp(c->service, service) == 0) {
+        memcpy(out, c->key, 32);
+        return true;
+    }
+    /* kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request") */
+    char key0[KEY_SECRET_MAX + 4];
+    unsigned char k1[32], k2[32], k3[32];
+    memcpy(key0, "AWS4", 4);
+    memcpy(key0 + 4, secret, sl);
+    bool ok = hmac(h, key0, sl + 4, date, 8, k1) && hmac(h, k1, 32, region, rl, k2) &&
+              hmac(h, k2, 32, service, vl, k3) && hmac(h, k3, 32, "aws4_request", 12, out);
+    memset(key0, 0, sizeof(key0));
+    memset(k1, 0, sizeof(k1));
+    memset(k2, 0, sizeof(k2));
+    memset(k3, 0, sizeof(k3));
+    c->set = false;
+    if (ok && rl < sizeof(c->region) && vl < sizeof(c->service)) {
+        c->secret_len = sl;
+        memcpy(c->secret, secret, sl);
+        memcpy(c->date, date, 9);
+        memcpy(c->region, region, rl + 1);
+        memcpy(c->service, service, vl + 1);
+        memcpy(c->key, out, 32);
+        c->set = true;
+    }
+    return ok;
 }
 
 /* Removes empty and "." segments and resolves ".." (never above the root);
@@ -310,12 +399,13 @@ static bool lower_name(const char *in, char *out)
     return true;
 }
 
-px_rc px_sigv4_sign(const struct px_sigv4_input *in, struct px_sigv4_output *out)
+static px_rc sign_with(struct hasher *hs, const struct px_sigv4_input *in,
+                       struct px_sigv4_output *out)
 {
     struct chdr h[PX_SIGV4_MAX_HEADERS];
     size_t nh = 0;
     char date[9], scope[256], path[MAX_PATH], creq_hash[65], signed_headers[1024];
-    unsigned char k1[32], k2[32], k3[32], k4[32], sig[32];
+    unsigned char k4[32], sig[32];
     char sighex[65];
     struct tm tm;
     bool have_date = false, have_token = false;
@@ -373,7 +463,7 @@ px_rc px_sigv4_sign(const struct px_sigv4_input *in, struct px_sigv4_output *out
     }
     qsort(h, nh, sizeof(h[0]), chdr_cmp);
 
-    if (!sha256_hex(in->payload, in->payload_len, out->payload_hash))
+    if (!sha256_hex(hs, in->payload, in->payload_len, out->payload_hash))
         return PX_ERR_INTERNAL;
 
     rc = normalize_path(in->path, path, sizeof(path));
@@ -415,7 +505,7 @@ px_rc px_sigv4_sign(const struct px_sigv4_input *in, struct px_sigv4_output *out
     if (c.over || sh.over)
         return PX_ERR_TOO_LARGE;
 
-    if (!sha256_hex(out->canonical_request, c.len, creq_hash))
+    if (!sha256_hex(hs, out->canonical_request, c.len, creq_hash))
         return PX_ERR_INTERNAL;
     struct out s = {out->string_to_sign, 0, sizeof(out->string_to_sign), false};
     puts_(&s, "AWS4-HMAC-SHA256\n");
@@ -427,26 +517,11 @@ px_rc px_sigv4_sign(const struct px_sigv4_input *in, struct px_sigv4_output *out
     if (s.over)
         return PX_ERR_TOO_LARGE;
 
-    /* kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request") */
-    {
-        char key0[256];
-        size_t sl = strlen(in->secret_access_key);
-        if (sl + 4 >= sizeof(key0))
-            return PX_ERR_TOO_LARGE;
-        memcpy(key0, "AWS4", 4);
-        memcpy(key0 + 4, in->secret_access_key, sl);
-        bool ok =
-            hmac(key0, sl + 4, date, 8, k1) && hmac(k1, 32, in->region, strlen(in->region), k2) &&
-            hmac(k2, 32, in->service, strlen(in->service), k3) &&
-            hmac(k3, 32, "aws4_request", 12, k4) && hmac(k4, 32, out->string_to_sign, s.len, sig);
-        memset(key0, 0, sizeof(key0));
-        memset(k1, 0, sizeof(k1));
-        memset(k2, 0, sizeof(k2));
-        memset(k3, 0, sizeof(k3));
-        memset(k4, 0, sizeof(k4));
-        if (!ok)
-            return PX_ERR_INTERNAL;
-    }
+    bool ok = signing_key(hs, in->secret_access_key, date, in->region, in->service, k4) &&
+              hmac(hs, k4, 32, out->string_to_sign, s.len, sig);
+    memset(k4, 0, sizeof(k4));
+    if (!ok)
+        return PX_ERR_INTERNAL;
     hex_encode(sig, 32, sighex);
     int n = snprintf(out->authorization, sizeof(out->authorization),
                      "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s",
@@ -454,4 +529,17 @@ px_rc px_sigv4_sign(const struct px_sigv4_input *in, struct px_sigv4_output *out
     if (n < 0 || (size_t)n >= sizeof(out->authorization))
         return PX_ERR_TOO_LARGE;
     return PX_OK;
+}
+
+px_rc px_sigv4_sign(const struct px_sigv4_input *in, struct px_sigv4_output *out)
+{
+    if (in && in->secret_access_key && strlen(in->secret_access_key) > KEY_SECRET_MAX)
+        return PX_ERR_TOO_LARGE;
+    pthread_once(&sha256_once, sha256_fetch);
+    struct hasher hs = {sha256_md ? EVP_MD_CTX_new() : NULL};
+    if (!hs.ctx)
+        return PX_ERR_INTERNAL;
+    px_rc rc = sign_with(&hs, in, out);
+    EVP_MD_CTX_free(hs.ctx);
+    return rc;
 }

@@ -242,15 +242,98 @@ static void test_writer_and_reads(void **state)
     expect_price(s, "PROD-101", "1.00", "USD");
 
     assert_int_equal(sqlite3_exec(h, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+    /* A row read since the last commit is still the committed state: answered
+     * from the cache without the lock. One never read waits for the lock. */
+    expect_price(s, "PROD-101", "1.00", "USD");
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    assert_int_equal(px_price_get(s, "PROD-101", &p), PX_ERR_TIMEOUT);
+    assert_int_equal(px_price_get(s, "PROD-103", &p), PX_ERR_TIMEOUT);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
     assert_true(ms < 5000);
     assert_int_equal(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(h);
     expect_price(s, "PROD-101", "1.00", "USD");
+    px_price_close(s);
+}
+
+/* Runs sql on db from a child process, as `db seed` or the sqlite3 tool would. */
+static void change_in_child(const char *db, const char *sql)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        sqlite3 *h = NULL;
+        int ok = sqlite3_open(db, &h) == SQLITE_OK &&
+                 sqlite3_exec(h, sql, NULL, NULL, NULL) == SQLITE_OK;
+        sqlite3_close(h);
+        _exit(ok ? 0 : 1);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* The look-up cache: every commit of another process is seen by the next
+ * look-up, whatever was read before (updates, deletes, inserts, a rollback). */
+static void test_changes_of_other_process(void **state)
+{
+    struct fixture *f = *state;
+    struct px_price_store *s = open_seeded(f, 1000);
+    struct px_price p;
+    char prev[16] = "99.99";
+    for (int round = 0; round < 50; round++) {
+        char sql[160], want[16];
+        snprintf(want, sizeof(want), "%d.25", round);
+        snprintf(sql, sizeof(sql),
+                 "UPDATE product_prices SET price = '%s' WHERE product_id = 'PROD-101'", want);
+        expect_price(s, "PROD-101", prev, "USD");
+        change_in_child(f->db, sql);
+        expect_price(s, "PROD-101", want, "USD");
+        expect_price(s, "PROD-101", want, "USD");
+        memcpy(prev, want, sizeof(prev));
+    }
+    expect_price(s, "PROD-102", "100.00", "USD");
+    change_in_child(f->db, "DELETE FROM product_prices WHERE product_id = 'PROD-102'");
+    assert_int_equal(px_price_get(s, "PROD-102", &p), PX_ERR_NOT_FOUND);
+    change_in_child(f->db, "INSERT INTO product_prices VALUES ('PROD-102', '7.00', 'EUR')");
+    expect_price(s, "PROD-102", "7.00", "EUR");
+    /* Rolled back: nothing changed, the cached row stays right. */
+    change_in_child(f->db, "BEGIN; UPDATE product_prices SET price = '1' WHERE product_id = "
+                           "'PROD-102'; ROLLBACK;");
+    expect_price(s, "PROD-102", "7.00", "EUR");
+    /* A change made through the store itself (product-service) is a commit
+     * like any other: seen at once, withdrawal included. */
+    expect_price(s, "PROD-104", "1999", "JPY");
+    struct px_price_change ch = {.product_id = "PROD-104",
+                                 .amount = "2000",
+                                 .currency = "JPY",
+                                 .effective_from = "2026-12-03T12:00:00.000Z",
+                                 .changed_by = "test",
+                                 .request_id = "r-1"};
+    assert_int_equal(px_price_set(s, &ch), PX_OK);
+    expect_price(s, "PROD-104", "2000", "JPY");
+    ch.amount = ch.currency = NULL;
+    assert_int_equal(px_price_set(s, &ch), PX_OK);
+    assert_int_equal(px_price_get(s, "PROD-104", &p), PX_ERR_NOT_FOUND);
+    /* Switched to WAL, changed, and switched back while nobody looked: the
+     * switches are commits of their own, so the counter moved all the same.
+     * (A switch back while this store reads the file in WAL mode is refused
+     * by SQLite: its connections use the WAL.) */
+    expect_price(s, "PROD-103", "0.5", "EUR");
+    change_in_child(f->db, "PRAGMA journal_mode = WAL; UPDATE product_prices SET price = '3.00' "
+                           "WHERE product_id = 'PROD-103'; PRAGMA journal_mode = DELETE;");
+    expect_price(s, "PROD-102", "7.00", "EUR");
+    expect_price(s, "PROD-103", "3.00", "EUR");
+    /* Put in WAL mode by another tool: the counter is not kept there, every
+     * look-up goes to SQLite, and changes are still seen. */
+    change_in_child(f->db, "PRAGMA journal_mode = WAL");
+    change_in_child(f->db,
+                    "UPDATE product_prices SET price = '8.00' WHERE product_id = 'PROD-102'");
+    expect_price(s, "PROD-102", "8.00", "EUR");
+    change_in_child(f->db,
+                    "UPDATE product_prices SET price = '9.00' WHERE product_id = 'PROD-102'");
+    expect_price(s, "PROD-102", "9.00", "EUR");
     px_price_close(s);
 }
 
@@ -522,6 +605,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer_and_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_changes_of_other_process, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seed_leaves_one_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wal_file_converted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only_file, setup, teardown),

@@ -10,6 +10,8 @@
 #include "px_test.h"
 
 #include <dirent.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -296,6 +298,70 @@ static void test_rejects_and_caps(void **state)
     free(out);
 }
 
+/* The signature of out->string_to_sign under the key derived from scratch
+ * with OpenSSL's own HMAC, as hex. */
+static void reference_signature(const char *secret, const char *date, const char *region,
+                                const char *service, const char *sts, char hex[65])
+{
+    unsigned char k[32], sig[32];
+    unsigned int len = 0;
+    char key0[300];
+    snprintf(key0, sizeof(key0), "AWS4%s", secret);
+    assert_non_null(
+        HMAC(EVP_sha256(), key0, (int)strlen(key0), (const unsigned char *)date, 8, k, &len));
+    assert_non_null(
+        HMAC(EVP_sha256(), k, 32, (const unsigned char *)region, strlen(region), k, &len));
+    assert_non_null(
+        HMAC(EVP_sha256(), k, 32, (const unsigned char *)service, strlen(service), k, &len));
+    assert_non_null(HMAC(EVP_sha256(), k, 32, (const unsigned char *)"aws4_request", 12, k, &len));
+    assert_non_null(HMAC(EVP_sha256(), k, 32, (const unsigned char *)sts, strlen(sts), sig, &len));
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", sig[i]);
+}
+
+/* The signing key is derived once and reused: every change of secret, day,
+ * region or service, in any order and back again, must derive the right key. */
+static void test_signing_key_follows_inputs(void **state)
+{
+    (void)state;
+    char long_secret[201];
+    memset(long_secret, 'K', 200); /* longer than an HMAC block */
+    long_secret[200] = '\0';
+    const char *secrets[] = {SUITE_SKEY, "another/secret+KEY0123456789abcdefghijk", long_secret};
+    const time_t days[] = {SUITE_TIME, SUITE_TIME + 60, SUITE_TIME + 86400, SUITE_TIME - 86400};
+    const char *regions[] = {"us-east-1", "eu-west-1"};
+    const char *services[] = {"dynamodb", "iam"};
+    struct px_sigv4_output *out = malloc(sizeof(*out));
+    assert_non_null(out);
+    /* Every ordered pair of combinations, one after the other: the second
+     * differs from the first in any one input or several. */
+    const size_t na = PX_COUNTOF(secrets), nd = PX_COUNTOF(days), nr = PX_COUNTOF(regions),
+                 nv = PX_COUNTOF(services), n = na * nd * nr * nv;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++)
+            for (int k = 0; k < 2; k++) {
+                size_t x = k ? j : i;
+                size_t a = x % na, d = x / na % nd, r = x / na / nd % nr, v = x / na / nd / nr;
+                struct px_sigv4_input in = {
+                    .method = "GET",
+                    .path = "/",
+                    .region = regions[r],
+                    .service = services[v],
+                    .access_key_id = SUITE_AKID,
+                    .secret_access_key = secrets[a],
+                    .now = days[d],
+                };
+                assert_int_equal(px_sigv4_sign(&in, out), PX_OK);
+                char want[65];
+                reference_signature(secrets[a], out->amz_date, regions[r], services[v],
+                                    out->string_to_sign, want);
+                const char *got = strstr(out->authorization, "Signature=");
+                assert_non_null(got);
+                assert_string_equal(got + 10, want);
+            }
+    free(out);
+}
+
 static void test_uri_encode(void **state)
 {
     (void)state;
@@ -319,12 +385,13 @@ int main(void)
         fprintf(stderr, "test_sigv4: expected 34 cases under %s, found %zu\n", root, n);
         return 1;
     }
-    struct CMUnitTest tests[MAX_CASES + 3];
+    struct CMUnitTest tests[MAX_CASES + 4];
     for (size_t i = 0; i < n; i++) {
         tests[i] = (struct CMUnitTest){cases[i].name, run_case, NULL, NULL, &cases[i]};
     }
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_dynamodb_shape);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_rejects_and_caps);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_uri_encode);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_signing_key_follows_inputs);
     return _cmocka_run_group_tests("sigv4", tests, n, NULL, NULL);
 }
