@@ -319,21 +319,35 @@ static px_rc list_products(struct px_app *app, struct px_request *req, struct px
     return rc;
 }
 
-static px_rc get_product(struct px_app *app, struct px_request *req, struct px_response *resp)
+/* The product the path names into *p. *answered when resp already holds the
+ * answer (a bad id: 400, no such product: 404); otherwise the store's rc. */
+static px_rc path_product(struct px_app *app, struct px_request *req, struct px_response *resp,
+                          struct px_product *p, bool *answered)
 {
+    *answered = true;
     const char *id = path_id(req, resp);
     if (!id)
         return PX_OK;
     struct px_product_store *s = px_ps_repo_products(app);
     if (!s)
         return PX_ERR_UNAVAILABLE;
-    struct px_product p;
-    px_rc rc = px_product_get(s, id, req->arena, &p);
+    px_rc rc = px_product_get(s, id, req->arena, p);
     if (rc == PX_ERR_NOT_FOUND) {
         px_error_response(req, resp, PX_E_NOT_FOUND, "no such product", NULL, 0);
         return PX_OK;
     }
-    return rc ? rc : send_product(req, resp, 200, &p, false);
+    *answered = false;
+    return rc;
+}
+
+static px_rc get_product(struct px_app *app, struct px_request *req, struct px_response *resp)
+{
+    struct px_product p;
+    bool answered;
+    px_rc rc = path_product(app, req, resp, &p, &answered);
+    if (rc || answered)
+        return rc;
+    return send_product(req, resp, 200, &p, false);
 }
 
 static px_rc create_product(struct px_app *app, struct px_request *req, struct px_response *resp)
@@ -444,20 +458,12 @@ static px_rc put_price(struct px_app *app, struct px_request *req, struct px_res
 
 static px_rc price_history(struct px_app *app, struct px_request *req, struct px_response *resp)
 {
-    const char *id = path_id(req, resp);
-    if (!id)
-        return PX_OK;
-    struct px_product_store *s = px_ps_repo_products(app);
-    if (!s)
-        return PX_ERR_UNAVAILABLE;
     struct px_product p;
-    px_rc rc = px_product_get(s, id, req->arena, &p);
-    if (rc == PX_ERR_NOT_FOUND) {
-        px_error_response(req, resp, PX_E_NOT_FOUND, "no such product", NULL, 0);
-        return PX_OK;
-    }
-    if (rc)
+    bool answered;
+    px_rc rc = path_product(app, req, resp, &p, &answered);
+    if (rc || answered)
         return rc;
+    const char *id = p.id;
     struct px_price_history_row *rows = NULL;
     size_t n = 0;
     rc = px_ps_repo_history(app, id, req->arena, &rows, &n);
