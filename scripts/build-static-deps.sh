@@ -202,6 +202,10 @@ cp -a "$PG_SRC" "$BUILD/pg"
 (cd "$BUILD/pg" &&
   CC="$CC_DEPS" CFLAGS="$CFLAGS_DEPS" ./configure --prefix=/usr "${HOST_ARGS[@]}" "${PG_FLAGS[@]}" >configure.out 2>&1 &&
   make -C src/include -j"$JOBS" >make.out 2>&1 &&
+  # The headers src/common includes (utils/errcodes.h, fmgroids.h, ...) are
+  # generated under src/backend; a parallel make of src/common alone may reach
+  # them first (the release tarball ships the parser output: no bison needed).
+  make -C src/backend generated-headers >>make.out 2>&1 &&
   make -C src/common -j"$JOBS" >>make.out 2>&1 &&
   make -C src/port -j"$JOBS" >>make.out 2>&1 &&
   make -C src/interfaces/libpq -j"$JOBS" all-static-lib >>make.out 2>&1) ||
