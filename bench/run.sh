@@ -186,10 +186,16 @@ audit_spec() {
 start_pricing() {
   local st=$1 port=$2 spec
   spec=$(audit_spec "$st")
-  [ -f "$TMP/prices.db" ] || (cd "$ROOT" && "$PRICING_BIN" db seed --price-db "sqlite:$TMP/prices.db" --audit-store "$spec") \
-    >"$OUT/seed.log" 2>&1 || die "pricing db seed failed: $(tail -n 5 "$OUT/seed.log")"
+  # The first store seeds the prices; each further audit store is created by
+  # `db migrate` (serve never creates a trail by itself).
+  local action=seed
+  [ -f "$TMP/prices.db" ] && action=migrate
+  "$PRICING_BIN" db "$action" --price-db "sqlite:$TMP/prices.db" --audit-store "$spec" \
+    --product-store "sqlite:$TMP/products.db" >>"$OUT/seed.log" 2>&1 ||
+    die "pricing db $action failed: $(tail -n 5 "$OUT/seed.log")"
   # Logs on, to a file, as in production: their cost is part of the figure.
   "$PRICING_BIN" serve --port "$port" --price-db "sqlite:$TMP/prices.db" \
+    --product-store "sqlite:$TMP/products.db" \
     --audit-store "$spec" </dev/null >"$TMP/pricing-$st.log" 2>"$TMP/pricing-$st.err" &
   PXPID[$st]=$!
   PXPORT[$st]=$port
