@@ -11,6 +11,7 @@
 #include "../kernel/arena.h"
 
 struct px_price_store;
+struct px_event;
 
 struct px_price {
     char product_id[PX_MAX_PRODUCT_ID + 1];
@@ -54,6 +55,9 @@ struct px_price_change {
     const char *effective_from; /* RFC 3339 UTC with milliseconds */
     const char *changed_by;     /* principal */
     const char *request_id;
+    /* Written into the store's outbox in the same transaction (outbox.h);
+     * NULL: no event. */
+    const struct px_event *event;
 };
 
 /* One row of a product's price history (CONTRACT §8). */

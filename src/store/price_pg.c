@@ -24,6 +24,7 @@
  * NNN_name.sql, see sql_assets.h; recorded in schema_migrations) and then the
  * seed, if any, all in one transaction under an advisory lock. */
 #include "price.h"
+#include "outbox.h"
 #include "../kernel/log.h"
 #include "sql_assets.h"
 
@@ -1006,11 +1007,18 @@ static px_rc slot_ready(struct pg_store *s, struct call *c, struct slot **out)
     return rc;
 }
 
+static const char OUTBOX_SQL[] =
+    "INSERT INTO outbox (tenant, id, subject, type, ord, event, created_ms)"
+    " VALUES ($1, $2::uuid, $3, $4, $5::bigint, $6, $7::bigint)";
+
+/* The change and its event (when there is one) in one transaction: the event
+ * exists exactly when the price row changed (outbox.h). */
 static px_rc pg_set(void *impl, const struct px_price_change *pc)
 {
     struct pg_store *s = impl;
     struct slot *sl = NULL;
     char err[WHY_LEN + 64];
+    bool in_tx = false;
     if (!s || !pc)
         return PX_ERR_INVALID;
     struct call c = {.deadline = now_ms() + s->timeout_ms};
@@ -1019,14 +1027,45 @@ static px_rc pg_set(void *impl, const struct px_price_change *pc)
         return rc;
     const char *p[6] = {pc->product_id,     pc->amount,     pc->currency,
                         pc->effective_from, pc->changed_by, pc->request_id};
-    if (pc->amount)
+    if (pc->event) {
+        rc = seed_exec(sl, &c, "BEGIN", "BEGIN", 0, NULL, PGRES_COMMAND_OK, NULL, err, sizeof(err));
+        in_tx = !rc;
+    }
+    if (!rc && pc->amount)
         rc = seed_exec(sl, &c, "price change", SET_SQL, 6, p, PGRES_COMMAND_OK, NULL, err,
                        sizeof(err));
-    else
+    else if (!rc)
         rc = seed_exec(sl, &c, "price withdrawal", WITHDRAW_SQL, 1, p, PGRES_COMMAND_OK, NULL, err,
                        sizeof(err));
+    if (!rc && pc->event) {
+        const struct px_event *ev = pc->event;
+        char ord[24], created[24];
+        snprintf(ord, sizeof(ord), "%lld", (long long)ev->ord);
+        snprintf(created, sizeof(created), "%lld", (long long)ev->time_ms);
+        const char *q[7] = {ev->tenant ? ev->tenant : PX_EVENT_TENANT,
+                            ev->id,
+                            ev->subject,
+                            ev->type,
+                            ord,
+                            ev->json,
+                            created};
+        rc = seed_exec(sl, &c, "price change event", OUTBOX_SQL, 7, q, PGRES_COMMAND_OK, NULL, err,
+                       sizeof(err));
+    }
+    if (!rc && in_tx) {
+        rc = seed_exec(sl, &c, "COMMIT", "COMMIT", 0, NULL, PGRES_COMMAND_OK, NULL, err,
+                       sizeof(err));
+        in_tx = false;
+    }
     if (rc)
         PX_WARN(NULL, "%s", err);
+    if (in_tx && sl->conn) {
+        char ignore[WHY_LEN + 64];
+        struct call rb = {.deadline = now_ms() + s->timeout_ms};
+        if (seed_exec(sl, &rb, "ROLLBACK", "ROLLBACK", 0, NULL, PGRES_COMMAND_OK, NULL, ignore,
+                      sizeof(ignore)) != PX_OK)
+            slot_drop(sl);
+    }
     slot_release(s, sl);
     return rc;
 }

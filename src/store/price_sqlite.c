@@ -26,6 +26,7 @@
  * (where the counter is not kept) or a header that cannot be read sends the
  * look-up to SQLite as before. */
 #include "price.h"
+#include "outbox.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -41,7 +42,7 @@
 #define POOL_MAX        64
 #define TIMEOUT_DEFAULT 2000
 #define TIMEOUT_MAX     60000
-#define SCHEMA_VERSION  2
+#define SCHEMA_VERSION  3
 /* Cached rows: CACHE_SETS sets (a power of two) of CACHE_WAYS, 32768 rows
  * (4 MB) at most, so a catalogue of tens of thousands of products stays in. */
 #define CACHE_SETS 8192
@@ -70,6 +71,9 @@ static const char *const migrations[SCHEMA_VERSION] = {
     " BEGIN SELECT RAISE(ABORT, 'price history is append-only'); END;"
     "CREATE TRIGGER IF NOT EXISTS price_history_no_delete BEFORE DELETE ON price_history"
     " BEGIN SELECT RAISE(ABORT, 'price history is append-only'); END;",
+    /* v3: the outbox of domain events (outbox.h), filled in the price change's
+     * transaction; the text is built in outbox_sqlite.c. */
+    px_outbox_sqlite_schema,
 };
 
 static const char SET_SQL[] =
@@ -581,6 +585,8 @@ static px_rc price_set(void *impl, const struct px_price_change *c)
         e = exec_bound(db, HISTORY_INSERT_SQL, c);
     if (e == SQLITE_OK)
         e = exec_bound(db, c->amount ? SET_SQL : WITHDRAW_SQL, c);
+    if (e == SQLITE_OK && c->event)
+        e = px_outbox_sqlite_insert(db, c->event);
     if (e == SQLITE_OK)
         e = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     if (e != SQLITE_OK) {

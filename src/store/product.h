@@ -15,6 +15,7 @@
 #include "../kernel/arena.h"
 
 struct px_product_store;
+struct px_event;
 
 #define PX_PRODUCT_STATUS_MAX 16
 
@@ -33,6 +34,10 @@ struct px_product {
     long version; /* 1 on create, +1 on every write */
     char created_at[25];
     char updated_at[25];
+    /* Set by a px_product_apply() callback on next: the change's domain event,
+     * which the store writes in the same transaction as the product (outbox.h).
+     * NULL on products read from a store. */
+    const struct px_event *event;
 };
 
 struct px_product_opts {

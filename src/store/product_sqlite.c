@@ -8,13 +8,14 @@
  * px_product_apply(), so of two writers holding the same If-Match exactly one
  * finds its version current. Every value is a bound parameter. */
 #include "product.h"
+#include "outbox.h"
 
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define TIMEOUT_MAX    60000
 
 static const char *const migrations[SCHEMA_VERSION] = {
@@ -32,6 +33,8 @@ static const char *const migrations[SCHEMA_VERSION] = {
     " etag TEXT, location TEXT, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,"
     " PRIMARY KEY (principal, route, key)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency (expires_at);",
+    /* v2: the outbox of domain events (outbox.h), filled in the write's transaction. */
+    px_outbox_sqlite_schema,
 };
 
 #define COLS                                                                                       \
@@ -323,6 +326,9 @@ static px_rc product_apply(void *impl, const char *id, enum px_product_expect ex
     if (rc)
         goto out;
     e = put_on(db, PUT_SQL, &next);
+    /* The change's event commits with it, or neither does (outbox.h). */
+    if (e == SQLITE_OK && next.event)
+        e = px_outbox_sqlite_insert(db, next.event);
     if (e == SQLITE_OK)
         e = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     if (e != SQLITE_OK)

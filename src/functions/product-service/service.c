@@ -1,6 +1,7 @@
 #include "service.h"
 #include "repository.h"
 #include "kernel/log.h"
+#include "store/outbox.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -19,8 +20,9 @@ struct ctx {
     struct px_ps_write *w;
     struct px_audit_record rec;
     char now[25];
-    bool recorded;         /* rec is durable */
-    bool failure_recorded; /* and so is the record of its failure */
+    bool recorded;               /* rec is durable */
+    bool failure_recorded;       /* and so is the record of its failure */
+    struct px_event *product_ev; /* the product store's event of this write */
 };
 
 static void copy(char *dst, size_t cap, const char *src)
@@ -142,6 +144,95 @@ static void record_failure(struct ctx *c)
                  r.action, px_strerror(rc));
 }
 
+#define EVENT_SOURCE "product-service"
+
+static const char *event_type(enum px_ps_op op)
+{
+    switch (op) {
+    case PX_PS_CREATE:
+        return PX_EVENT_PRODUCT_CREATED;
+    case PX_PS_DELETE:
+        return PX_EVENT_PRODUCT_DELETED;
+    case PX_PS_REPLACE:
+    case PX_PS_PRICE:
+        break;
+    }
+    return PX_EVENT_PRODUCT_UPDATED;
+}
+
+/* {"amount":<number>,"currency":..,"effectiveFrom":..} or null. */
+static px_rc price_json(struct px_buf *b, const struct px_product *p)
+{
+    char num[64];
+    if (!p || !p->has_price)
+        return px_buf_adds(b, "null");
+    px_rc rc = px_decimal_to_json(p->amount, num, sizeof(num));
+    if (!rc)
+        rc = px_buf_printf(b, "{\"amount\":%s,\"currency\":", num);
+    if (!rc)
+        rc = px_buf_json_strz(b, p->currency);
+    if (!rc && p->effective_from[0]) {
+        rc = px_buf_adds(b, ",\"effectiveFrom\":");
+        if (!rc)
+            rc = px_buf_json_strz(b, p->effective_from);
+    }
+    if (!rc)
+        rc = px_buf_adds(b, "}");
+    return rc;
+}
+
+/* The events of one write (CONTRACT §10): the product's own into the product
+ * store's outbox (with the product row), a price change's into the price
+ * store's (with the price row). A delete that withdraws a price has both;
+ * the price's sorts first, as its transaction commits first. */
+static px_rc build_events(struct ctx *c, const struct px_product *cur,
+                          const struct px_product *next, bool price_write,
+                          struct px_event **price_ev)
+{
+    struct px_arena *a = c->req->arena;
+    struct px_buf b;
+    px_rc rc = PX_OK;
+    *price_ev = NULL;
+    px_buf_init(&b, PX_EVENT_MAX_JSON);
+    if (price_write) {
+        struct px_event *ev = px_arena_calloc(a, sizeof(*ev));
+        rc = ev ? px_buf_adds(&b, "{\"productId\":") : PX_ERR_NOMEM;
+        if (!rc)
+            rc = px_buf_json_strz(&b, next->id);
+        if (!rc)
+            rc = px_buf_adds(&b, ",\"price\":");
+        if (!rc)
+            rc = price_json(&b, next);
+        if (!rc)
+            rc = px_buf_adds(&b, ",\"previous\":");
+        if (!rc)
+            rc = price_json(&b, cur);
+        if (!rc)
+            rc = px_buf_printf(&b, ",\"version\":%ld,\"changedBy\":", next->version);
+        if (!rc)
+            rc = px_buf_json_strz(&b, c->rec.principal);
+        if (!rc)
+            rc = px_buf_adds(&b, "}");
+        if (!rc)
+            rc = px_event_build(ev, a, PX_EVENT_PRICE_CHANGED, EVENT_SOURCE, next->id,
+                                px_event_ord(next->version, 0), b.data);
+        if (!rc)
+            *price_ev = ev;
+    }
+    if (!rc && c->w->op != PX_PS_PRICE) {
+        struct px_event *ev = px_arena_calloc(a, sizeof(*ev));
+        px_buf_clear(&b);
+        rc = ev ? px_ps_product_json(next, &b) : PX_ERR_NOMEM;
+        if (!rc)
+            rc = px_event_build(ev, a, event_type(c->w->op), EVENT_SOURCE, next->id,
+                                px_event_ord(next->version, 1), b.data);
+        if (!rc)
+            c->product_ev = ev;
+    }
+    px_buf_free(&b);
+    return rc;
+}
+
 static px_rc on_apply(void *arg, const struct px_product *cur, struct px_product *next)
 {
     struct ctx *c = arg;
@@ -189,6 +280,11 @@ static px_rc on_apply(void *arg, const struct px_product *cur, struct px_product
     px_buf_free(&after);
     if (rc)
         return rc;
+    bool price_write = w->op == PX_PS_PRICE || (w->op == PX_PS_DELETE && cur && cur->has_price);
+    struct px_event *price_ev = NULL;
+    rc = build_events(c, cur, next, price_write, &price_ev);
+    if (rc)
+        return rc;
 
     /* 1. the record, durably; 2. the change. Never the other way round. */
     rc = px_ps_repo_audit(c->app, &c->rec, c->req->deadline_ms);
@@ -197,7 +293,6 @@ static px_rc on_apply(void *arg, const struct px_product *cur, struct px_product
         return rc;
     }
     c->recorded = true;
-    bool price_write = w->op == PX_PS_PRICE || (w->op == PX_PS_DELETE && cur && cur->has_price);
     if (price_write) {
         const struct px_price_change pc = {
             .product_id = w->id,
@@ -206,6 +301,7 @@ static px_rc on_apply(void *arg, const struct px_product *cur, struct px_product
             .effective_from = c->now,
             .changed_by = c->rec.principal,
             .request_id = c->req->request_id,
+            .event = price_ev,
         };
         rc = px_ps_repo_price_set(c->app, &pc);
         if (rc) {
@@ -214,7 +310,9 @@ static px_rc on_apply(void *arg, const struct px_product *cur, struct px_product
             return rc == PX_ERR_INVALID ? PX_ERR_INTERNAL : rc;
         }
     }
+    next->event = c->product_ev; /* written by the store with the product */
     w->result = *next;
+    w->result.event = NULL;
     return PX_OK;
 }
 
