@@ -64,6 +64,7 @@ int px_cmd_token(int argc, char **argv);
 int px_cmd_smoke(int argc, char **argv);
 int px_cmd_lambda(int argc, char **argv);
 int px_cmd_emulate(int argc, char **argv);
+int px_cmd_events(int argc, char **argv);
 /* serve and emulate exist in every build; without PX_SERVER they only say so (main.c). */
 
 /* `pricing audit migrate`: copies every record of the SQLite trail `from`

@@ -47,6 +47,7 @@ static const struct command commands[] = {
     {"lambda", px_cmd_lambda, "AWS Lambda custom runtime (also as `bootstrap`)"},
     {"emulate", px_cmd_emulate, "Lambda Runtime API emulator + API Gateway front, no Docker"},
     {"db", px_cmd_db, "db migrate: create or upgrade the stores; db seed: also load sample prices"},
+    {"events", px_cmd_events, "events list | retry ID | relay: the outbox of domain events"},
     {"audit", px_cmd_audit, "audit query: who looked at what, when"},
     {"smoke", px_cmd_smoke, "read-only checks of a deployed API (after every deployment)"},
     {"generate-event", px_cmd_generate_event, "print an API Gateway proxy event"},

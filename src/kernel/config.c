@@ -43,6 +43,15 @@ const struct px_config px_config_defaults = {
     .rate_limit_burst = 0,
     .max_conns_per_ip = 0,
     .cors_origins = "",
+    .event_sink = "none",
+    .sqs_endpoint = "",
+    .sns_endpoint = "",
+    .event_max_attempts = 8,
+    .event_retry_base_ms = 500,
+    .event_retry_cap_ms = 60000,
+    .event_lease_ms = 30000,
+    .event_batch = 64,
+    .event_poll_ms = 500,
 };
 
 enum stype { S_STRING, S_INT, S_LOGLEVEL, S_AUTHMODE };
@@ -129,6 +138,25 @@ static const struct setting settings[] = {
      0, 100000, false, "connections serve accepts from one client address; 0 = no per-address cap"},
     {"CORS_ALLOW_ORIGINS", NULL, NULL, NULL, "--cors-origins", STR(cors_origins), 0, 0, false,
      "comma-separated browser origins allowed cross-origin (unset: none)"},
+    {"EVENT_SINK", NULL, NULL, NULL, "--event-sink", STR(event_sink), 0, 0, false,
+     "where the event relay publishes: none, amqp://user:pass@host:port/vhost?exchange=NAME,"
+     " sqs:QUEUE_URL or sns:TOPIC_ARN"},
+    {"AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL", NULL, NULL, "--sqs-endpoint", STR(sqs_endpoint), 0,
+     0, false, "SQS endpoint URL (local or compatible services)"},
+    {"AWS_ENDPOINT_URL_SNS", "AWS_ENDPOINT_URL", NULL, NULL, "--sns-endpoint", STR(sns_endpoint), 0,
+     0, false, "SNS endpoint URL (local or compatible services)"},
+    {"EVENT_MAX_ATTEMPTS", NULL, NULL, NULL, "--event-max-attempts", INT(event_max_attempts), 1,
+     1000, false, "failed publishes before an event is parked (events list --failed)"},
+    {"EVENT_RETRY_BASE_MS", NULL, NULL, NULL, "--event-retry-base-ms", INT(event_retry_base_ms), 1,
+     3600000, false, "first retry delay of a failed publish (doubles each time, with jitter)"},
+    {"EVENT_RETRY_CAP_MS", NULL, NULL, NULL, "--event-retry-cap-ms", INT(event_retry_cap_ms), 1,
+     86400000, false, "largest retry delay of a failed publish"},
+    {"EVENT_LEASE_MS", NULL, NULL, NULL, "--event-lease-ms", INT(event_lease_ms), 100, 3600000,
+     false, "how long a relay owns the events it claimed (another relay may take them after)"},
+    {"EVENT_BATCH", NULL, NULL, NULL, "--event-batch", INT(event_batch), 1, 10000, false,
+     "events a relay claims per outbox per round"},
+    {"EVENT_POLL_MS", NULL, NULL, NULL, "--event-poll-ms", INT(event_poll_ms), 10, 600000, false,
+     "relay's wait between rounds that found nothing to publish"},
 };
 
 static const char *const auth_mode_names[] = {

@@ -49,6 +49,15 @@ struct px_config {
     long rate_limit_burst;        /* RATE_LIMIT_BURST, --rate-burst: bucket size, 0 = the rate */
     long max_conns_per_ip;        /* MAX_CONNECTIONS_PER_IP for serve, 0 = no per-address cap */
     char cors_origins[2048];      /* CORS_ALLOW_ORIGINS, --cors-origins: exact origins, "" = none */
+    char event_sink[2048];    /* EVENT_SINK, --event-sink: none | amqp://.. | sqs:URL | sns:ARN */
+    char sqs_endpoint[1024];  /* AWS_ENDPOINT_URL_SQS or AWS_ENDPOINT_URL */
+    char sns_endpoint[1024];  /* AWS_ENDPOINT_URL_SNS or AWS_ENDPOINT_URL */
+    long event_max_attempts;  /* EVENT_MAX_ATTEMPTS: failures before an event is parked */
+    long event_retry_base_ms; /* EVENT_RETRY_BASE_MS: first backoff step */
+    long event_retry_cap_ms;  /* EVENT_RETRY_CAP_MS: largest backoff */
+    long event_lease_ms;      /* EVENT_LEASE_MS: how long a relay owns a claimed event */
+    long event_batch;         /* EVENT_BATCH: events claimed per outbox per round */
+    long event_poll_ms;       /* EVENT_POLL_MS: idle wait between empty rounds */
 };
 
 /* Built-in defaults (CONTRACT §6). */

@@ -45,6 +45,9 @@ static struct {
     atomic_ullong batch_sum;
     atomic_ulong audit_ok, audit_failed;
     atomic_ulong price_found, price_not_found;
+    atomic_ulong ev_published, ev_failed, ev_parked;
+    atomic_llong ev_waiting, ev_parked_now, ev_lag_ms;
+    atomic_int ev_relay; /* a relay runs in this process: render its series */
 } m;
 
 static size_t status_index(int status)
@@ -274,5 +277,48 @@ px_rc px_metrics_render(struct px_buf *out)
             "pricing_price_lookups_total{result=\"not_found\"} %lu\n",
             atomic_load_explicit(&m.price_found, memory_order_relaxed),
             atomic_load_explicit(&m.price_not_found, memory_order_relaxed));
+    if (!rc && atomic_load_explicit(&m.ev_relay, memory_order_relaxed))
+        rc = px_buf_printf(
+            out,
+            "# HELP pricing_events_published_total Events the relay published (broker ack).\n"
+            "# TYPE pricing_events_published_total counter\n"
+            "pricing_events_published_total %lu\n"
+            "# HELP pricing_events_failed_total Publish attempts that failed.\n"
+            "# TYPE pricing_events_failed_total counter\n"
+            "pricing_events_failed_total %lu\n"
+            "# HELP pricing_events_parked_total Events parked after their last attempt.\n"
+            "# TYPE pricing_events_parked_total counter\n"
+            "pricing_events_parked_total %lu\n"
+            "# HELP pricing_events_waiting Events waiting in the outboxes.\n"
+            "# TYPE pricing_events_waiting gauge\n"
+            "pricing_events_waiting %lld\n"
+            "# HELP pricing_events_parked Events parked (status failed) in the outboxes.\n"
+            "# TYPE pricing_events_parked gauge\n"
+            "pricing_events_parked %lld\n"
+            "# HELP pricing_events_lag_seconds Age of the oldest waiting event.\n"
+            "# TYPE pricing_events_lag_seconds gauge\n"
+            "pricing_events_lag_seconds %.3f\n",
+            atomic_load_explicit(&m.ev_published, memory_order_relaxed),
+            atomic_load_explicit(&m.ev_failed, memory_order_relaxed),
+            atomic_load_explicit(&m.ev_parked, memory_order_relaxed),
+            (long long)atomic_load_explicit(&m.ev_waiting, memory_order_relaxed),
+            (long long)atomic_load_explicit(&m.ev_parked_now, memory_order_relaxed),
+            (double)atomic_load_explicit(&m.ev_lag_ms, memory_order_relaxed) / 1000.0);
     return rc;
+}
+
+void px_metrics_events(unsigned published, unsigned failed, unsigned parked)
+{
+    atomic_store_explicit(&m.ev_relay, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m.ev_published, published, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m.ev_failed, failed, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m.ev_parked, parked, memory_order_relaxed);
+}
+
+void px_metrics_events_gauges(int64_t waiting, int64_t parked, int64_t lag_ms)
+{
+    atomic_store_explicit(&m.ev_relay, 1, memory_order_relaxed);
+    atomic_store_explicit(&m.ev_waiting, waiting, memory_order_relaxed);
+    atomic_store_explicit(&m.ev_parked_now, parked, memory_order_relaxed);
+    atomic_store_explicit(&m.ev_lag_ms, lag_ms, memory_order_relaxed);
 }

@@ -20,6 +20,12 @@ void px_metrics_audit_batch(size_t n);
 /* Counts one price look-up that found a price or did not. */
 void px_metrics_price(bool found);
 
+/* Counts the event relay's publishes (relay.h); from the first call on,
+ * the pricing_events_* series are rendered. */
+void px_metrics_events(unsigned published, unsigned failed, unsigned parked);
+/* Sets the relay's outbox gauges: waiting and parked events, lag (ms). */
+void px_metrics_events_gauges(int64_t waiting, int64_t parked, int64_t lag_ms);
+
 /* Appends every metric, with HELP and TYPE lines, to out. */
 px_rc px_metrics_render(struct px_buf *out) PX_WUR;
 

@@ -1,0 +1,212 @@
+/* cmd_events.c: `pricing events list [--failed]`, `pricing events retry ID`
+ * and `pricing events relay` (CONTRACT §10; src/events/relay.h). */
+#include "cli.h"
+#include "events/relay.h"
+#include "kernel/log.h"
+#include "kernel/metrics.h"
+#include "kernel/validate.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define LIST_MAX 1000000 /* rows per outbox printed by one `events list` */
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop(int sig)
+{
+    PX_UNUSED(sig);
+    stop_requested = 1;
+}
+
+static int open_outboxes(const struct px_config *cfg, struct px_outbox **ob, size_t *n)
+{
+    const char *specs[PX_RELAY_MAX_OUTBOXES];
+    size_t k = px_events_outbox_specs(cfg, specs, PX_COUNTOF(specs));
+    char err[512];
+    *n = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (px_outbox_open(specs[i], 5000, &ob[*n], err, sizeof(err)) != PX_OK) {
+            fprintf(stderr, "pricing events: %s\n", err);
+            for (size_t j = 0; j < *n; j++)
+                px_outbox_close(ob[j]);
+            return PX_EXIT_FAIL;
+        }
+        (*n)++;
+    }
+    return PX_EXIT_OK;
+}
+
+static int list(const struct px_config *cfg, bool failed)
+{
+    struct px_outbox *ob[PX_RELAY_MAX_OUTBOXES];
+    size_t n = 0;
+    int st = open_outboxes(cfg, ob, &n);
+    for (size_t i = 0; !st && i < n; i++) {
+        struct px_outbox_row *rows = NULL;
+        size_t k = 0;
+        px_rc rc = px_outbox_list(ob[i], failed, LIST_MAX, &rows, &k);
+        if (rc) {
+            fprintf(stderr, "pricing events: cannot read the outbox of %s: %s\n",
+                    px_outbox_name(ob[i]), px_strerror(rc));
+            st = PX_EXIT_FAIL;
+        }
+        for (size_t j = 0; !st && j < k; j++) {
+            struct px_buf b;
+            px_buf_init(&b, PX_EVENT_MAX_JSON + 1024);
+            rc = px_buf_printf(&b, "{\"status\":\"%s\",\"attempts\":%ld,",
+                               px_outbox_status_name(rows[j].status), rows[j].attempts);
+            if (!rc && rows[j].error[0]) {
+                rc = px_buf_adds(&b, "\"lastError\":");
+                if (!rc)
+                    rc = px_buf_json_strz(&b, rows[j].error);
+                if (!rc)
+                    rc = px_buf_adds(&b, ",");
+            }
+            if (!rc)
+                rc = px_buf_printf(&b, "\"event\":%s}", rows[j].event);
+            if (rc || !px_cli_print_line(b.data, b.len))
+                st = PX_EXIT_FAIL;
+            px_buf_free(&b);
+        }
+        px_outbox_rows_free(rows, k);
+    }
+    for (size_t i = 0; i < n; i++)
+        px_outbox_close(ob[i]);
+    return st;
+}
+
+static int retry(const struct px_config *cfg, const char *id)
+{
+    struct px_outbox *ob[PX_RELAY_MAX_OUTBOXES];
+    size_t n = 0;
+    if (!px_valid_uuid(id)) {
+        fprintf(stderr, "pricing events retry: ID must be an event id (UUID)\n");
+        return PX_EXIT_USAGE;
+    }
+    int st = open_outboxes(cfg, ob, &n);
+    px_rc found = PX_ERR_NOT_FOUND;
+    for (size_t i = 0; !st && i < n && found == PX_ERR_NOT_FOUND; i++)
+        found = px_outbox_retry(ob[i], id);
+    for (size_t i = 0; i < n; i++)
+        px_outbox_close(ob[i]);
+    if (st)
+        return st;
+    if (found == PX_ERR_NOT_FOUND)
+        fprintf(stderr, "pricing events retry: no event %s\n", id);
+    else if (found == PX_ERR_CONFLICT)
+        fprintf(stderr, "pricing events retry: event %s was sent already\n", id);
+    else if (found)
+        fprintf(stderr, "pricing events retry: %s\n", px_strerror(found));
+    else
+        fprintf(stderr, "pricing events retry: %s waits again\n", id);
+    return found ? PX_EXIT_FAIL : PX_EXIT_OK;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL); /* a signal ends it early: on purpose */
+}
+
+static int relay(const struct px_config *cfg, bool once)
+{
+    char err[1024];
+    struct px_sink *sink = NULL;
+    struct px_relay *r = NULL;
+    int st = PX_EXIT_OK;
+    px_log_init(cfg->log_level, "event-relay");
+    if (strcmp(cfg->event_sink, "none") == 0 || !cfg->event_sink[0]) {
+        fprintf(stderr, "pricing events relay: EVENT_SINK is none: events stay in the outbox "
+                        "(set EVENT_SINK to amqp://..., sqs:QUEUE_URL or sns:TOPIC_ARN)\n");
+        return PX_EXIT_USAGE;
+    }
+    px_rc rc = px_sink_open(cfg->event_sink, cfg, &sink, err, sizeof(err));
+    if (rc) {
+        fprintf(stderr, "pricing events relay: %s\n", err);
+        return rc == PX_ERR_CONFIG ? PX_EXIT_USAGE : PX_EXIT_FAIL;
+    }
+    const char *kill_after = getenv("PX_EVENTS_TEST_KILL_AFTER");
+    const struct px_relay_opts opts = {
+        .max_attempts = cfg->event_max_attempts,
+        .base_ms = cfg->event_retry_base_ms,
+        .cap_ms = cfg->event_retry_cap_ms,
+        .lease_ms = cfg->event_lease_ms,
+        .batch = cfg->event_batch,
+        .kill_after = kill_after ? strtol(kill_after, NULL, 10) : 0,
+    };
+    rc = px_relay_new(cfg, &opts, sink, &r, err, sizeof(err));
+    if (rc) {
+        fprintf(stderr, "pricing events relay: %s\n", err);
+        px_sink_close(sink);
+        return PX_EXIT_FAIL;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop; /* no SA_RESTART: the idle sleep ends at once */
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    px_metrics_events(0, 0, 0);
+    /* Connects now (AMQP: declares the exchange), so that consumers can bind
+     * before the first event; a broker that is down only delays publishing. */
+    if (px_sink_ping(sink, err, sizeof(err)) != PX_OK)
+        PX_WARN(NULL, "events: %s not reachable yet: %s", px_sink_kind(sink), err);
+    PX_INFO(NULL, "events: relay publishing to %s", px_sink_kind(sink));
+    while (!stop_requested) {
+        size_t published = 0;
+        rc = px_relay_round(r, &published); /* a whole batch, even after SIGTERM */
+        if (px_relay_refresh(r) == PX_OK && published)
+            PX_DEBUG(NULL, "events: %zu published", published);
+        if (once && (rc || !published))
+            break;
+        if (!published && !stop_requested)
+            sleep_ms(cfg->event_poll_ms);
+    }
+    struct px_relay_stats s;
+    px_relay_stats(r, &s);
+    PX_INFO(NULL, "events: relay stops: %lld published, %lld failed attempts, %lld parked",
+            (long long)s.published, (long long)s.failed, (long long)s.parked);
+    if (once && rc)
+        st = PX_EXIT_FAIL;
+    px_relay_free(r);
+    px_sink_close(sink);
+    return st;
+}
+
+int px_cmd_events(int argc, char **argv)
+{
+    bool failed = false, once = false;
+    const struct px_cli_flag flags[] = {
+        {"--failed", false, NULL, &failed, "list: only parked events"},
+        {"--once", false, NULL, &once,
+         "relay: publish until nothing is due, then exit (1 when an outbox failed)"},
+    };
+    const struct px_cli_cmd cmd = {
+        .name = "events",
+        .synopsis = "events list [--failed] | events retry ID | events relay [--once]",
+        .summary = "the outbox of domain events: print it (JSON lines), re-queue a parked "
+                   "event, or publish to EVENT_SINK until SIGTERM",
+        .flags = flags,
+        .nflags = PX_COUNTOF(flags),
+        .config_flags = true,
+        .min_args = 1,
+        .max_args = 2,
+    };
+    struct px_config cfg;
+    const char *args[2];
+    size_t nargs;
+    int st = px_cli_parse(&cmd, argc, argv, &cfg, args, &nargs);
+    if (st >= 0)
+        return st;
+    if (strcmp(args[0], "list") == 0 && nargs == 1)
+        return list(&cfg, failed);
+    if (strcmp(args[0], "retry") == 0 && nargs == 2)
+        return retry(&cfg, args[1]);
+    if (strcmp(args[0], "relay") == 0 && nargs == 1)
+        return relay(&cfg, once);
+    px_cli_usage(&cmd, stderr);
+    return PX_EXIT_USAGE;
+}
