@@ -8,7 +8,8 @@ want=(build-essential cmake pkg-config clang llvm libclang-rt-14-dev clang-forma
       libmicrohttpd-dev libjansson-dev libsqlite3-dev sqlite3 libpq-dev libcurl4-openssl-dev
       libssl-dev openssl dpkg-dev libcmocka-dev python3 python3-jsonschema python3-yaml
       postgresql postgresql-client awscli nodejs npm yamllint util-linux
-      procps curl zip unzip binutils librocksdb-dev gcovr)
+      procps curl zip unzip binutils librocksdb-dev gcovr
+      librabbitmq-dev rabbitmq-server amqp-tools)
 if [ "${1:-}" = "--print" ]; then printf '%s\n' "${want[@]}"; exit 0; fi
 
 missing=()
@@ -31,8 +32,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# npm packages pinned by package-lock.json (dynalite for the DynamoDB tests).
-if [ -f package-lock.json ] && [ ! -d node_modules/dynalite ]; then
+# npm packages pinned by package-lock.json (dynalite for the DynamoDB tests,
+# fauxqs for the SQS/SNS event tests).
+if [ -f package-lock.json ] && { [ ! -d node_modules/dynalite ] || [ ! -d node_modules/fauxqs ]; }; then
   echo "install-deps: npm ci" >&2
   npm ci --no-audit --no-fund --loglevel=error >/dev/null
 fi

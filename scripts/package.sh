@@ -4,7 +4,8 @@
 # Builds the Lambda deployment artifact dist/pricing-<version>-linux-<arch>.zip:
 #   bootstrap        the stripped `pricing` executable (Lambda runs it as the
 #                    custom runtime; the name alone selects `pricing lambda`),
-#                    built without the HTTP server (PX_SERVER=OFF) and the lsm store
+#                    built without the HTTP server (PX_SERVER=OFF), the lsm store and
+#                    the amqp:// event sink (PX_AMQP=OFF: SQS and SNS remain)
 #   lib/*.so*        only with PX_PACKAGE_DYNAMIC=1: every shared library it needs
 #                    except glibc's, with their own dependencies; bootstrap finds
 #                    them through DT_RPATH=$ORIGIN/lib
@@ -98,7 +99,7 @@ export SOURCE_DATE_EPOCH
 # ---- configure and build --------------------------------------------------------
 CFLAGS_REL="-O2 -g0 -fstack-protector-strong -D_FORTIFY_SOURCE=2 -ffile-prefix-map=$ROOT=. -ffile-prefix-map=$BUILD=build -fdebug-prefix-map=$ROOT=. -fno-ident"
 LDFLAGS_REL="-Wl,--disable-new-dtags -Wl,-z,relro -Wl,-z,now -Wl,--build-id=sha1"
-cmake_args=(-S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DPX_TESTS=OFF -DPX_FUZZ=OFF -DPX_LSM=OFF
+cmake_args=(-S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DPX_TESTS=OFF -DPX_FUZZ=OFF -DPX_LSM=OFF -DPX_AMQP=OFF
   -DPX_SERVER=OFF -DPX_SANITIZE=OFF -DPX_WERROR=ON "-DCMAKE_C_FLAGS=$CFLAGS_REL"
   "-DCMAKE_C_FLAGS_RELEASE=" "-DCMAKE_EXE_LINKER_FLAGS=$LDFLAGS_REL")
 STRIP=strip

@@ -261,6 +261,7 @@ step "lambda runtime + emulator ($1)" "$PYTHON" tests/integration/test_lambda.py
 step "PostgreSQL: seed, serve, faults ($1)" "$PYTHON" tests/integration/test_pg.py --binary "$1/pricing" # backends (main build only)
 step "DynamoDB/dynalite: records, faults ($1)" "$PYTHON" tests/integration/test_dynamodb.py "$1/pricing" # backends
 step "scale-out: 2 processes, shared stores ($1)" "$PYTHON" tests/integration/test_scaleout.py --binary "$1/pricing" # backends
+step "events: outbox, relay to RabbitMQ, SQS, SNS ($1)" "$PYTHON" tests/integration/test_events.py --binary "$1/pricing" # events (main build only)
 if [ $# -ge 2 ]; then
   run_build "$2" 1
 fi

@@ -1,0 +1,569 @@
+#!/usr/bin/python3
+"""Domain events (CONTRACT §10) against the real binary and real brokers.
+
+- Outbox on SQLite: every product and price write leaves its CloudEvent in the
+  outbox of the store it changed; a failure injected with a trigger that aborts
+  (on the outbox, or on the changed table) leaves neither the change nor the event.
+- Outbox on PostgreSQL (scripts/pg.sh): the price change's event commits with the
+  price row; a trigger that aborts the event's insert leaves the price as it was.
+- Relay to RabbitMQ (scripts/rabbitmq.sh: a private node of Debian's rabbitmq-server),
+  read back with amqp-consume (Debian amqp-tools): order per subject, the broker
+  away while changes keep committing, a relay SIGKILLed between publish and mark
+  (the event comes again with the same id), a poison event parked and re-queued,
+  two relays at once (no event published twice), SIGTERM exits 0.
+- Relay to SQS (FIFO: MessageGroupId = subject, MessageDeduplicationId = event id)
+  and SNS (message attribute `type`), both on fauxqs (scripts/fauxqs.sh, pinned
+  by package-lock.json), read back with the AWS SDK (sqs_tool.mjs).
+
+A broker that cannot start skips its tests with the reason.
+Usage: tests/integration/test_events.py [--binary build/pricing] [-k PATTERN ...]
+Only processes started here are signalled, by PID.
+"""
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import free_port, run_unittest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+BINARY = os.environ.get("PX_PRICING_BIN")
+EXCHANGE = "pricing.events"
+
+
+def binary():
+    if BINARY:
+        return str(Path(BINARY).resolve())
+    return str(REPO / "build" / "pricing")
+
+
+def base_env(extra=None):
+    env = dict(os.environ)
+    for k in list(env):
+        if k.startswith(("AWS_", "EVENT_")) or k in (
+                "PRICE_DB", "AUDIT_STORE", "TABLE_AUDIT", "PRODUCT_STORE", "_HANDLER",
+                "AWS_LAMBDA_RUNTIME_API", "PX_EVENTS_TEST_KILL_AFTER"):
+            env.pop(k)
+    env["NODE_NO_WARNINGS"] = "1"
+    env.update(extra or {})
+    return env
+
+
+class Stores:
+    """A temporary directory with SQLite stores made by `db seed` (PostgreSQL
+    prices when price_db is given) and a `pricing serve` on them."""
+
+    def __init__(self, price_db=None):
+        self.dir = tempfile.mkdtemp(prefix="pxev")
+        self.price_db = price_db or "sqlite:%s/prices.db" % self.dir
+        self.flags = ["--price-db", self.price_db, "--audit-store", "sqlite:%s/audit.db" % self.dir,
+                      "--product-store", "sqlite:%s/products.db" % self.dir]
+        r = self.run("db", "seed", *self.flags)
+        if r.returncode != 0:
+            raise AssertionError("db seed failed: %s" % r.stderr)
+        self.proc = None
+        self.port = None
+
+    def store_flags(self):
+        return ["--price-db", self.price_db, "--product-store", "sqlite:%s/products.db" % self.dir]
+
+    def run(self, *args, env=None, timeout=60):
+        return subprocess.run([binary()] + list(args), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, timeout=timeout,
+                              env=base_env(env), cwd=self.dir)
+
+    def serve(self):
+        self.port = free_port()
+        self.log = open(os.path.join(self.dir, "serve.log"), "w")
+        self.proc = subprocess.Popen([binary(), "serve", "--port", str(self.port)] + self.flags,
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=base_env(),
+                                     cwd=self.dir)
+        for _ in range(200):
+            try:
+                if self.request("GET", "/health")[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("serve did not start")
+
+    def request(self, method, path, body=None, headers=None):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        h = dict(headers or {})
+        data = None
+        if body is not None:
+            data = json.dumps(body)
+            h["Content-Type"] = "application/json"
+        c.request(method, path, body=data, headers=h)
+        r = c.getresponse()
+        out = r.status, r.read().decode(), dict(r.getheaders())
+        c.close()
+        return out
+
+    def create(self, pid):
+        st, body, _ = self.request("POST", "/products", {"productId": pid, "name": "n " + pid,
+                                                         "category": "c"})
+        return st, body
+
+    def price(self, pid, version, amount):
+        st, body, _ = self.request("PUT", "/products/%s/price" % pid,
+                                   {"amount": amount, "currency": "EUR"},
+                                   {"If-Match": '"%d"' % version})
+        return st, body
+
+    def events(self, failed=False):
+        r = self.run("events", "list", *(["--failed"] if failed else []), *self.store_flags())
+        if r.returncode != 0:
+            raise AssertionError("events list failed: %s" % r.stderr)
+        return [json.loads(line) for line in r.stdout.splitlines() if line]
+
+    def sqlite(self, name, sql):
+        r = subprocess.run(["sqlite3", os.path.join(self.dir, name), sql], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=30)
+        if r.returncode != 0:
+            raise AssertionError("sqlite3 %s: %s" % (sql, r.stderr))
+        return r.stdout
+
+    def close(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.log.close()
+            self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def check_event(tc, line, etype, subject):
+    ev = line["event"]
+    tc.assertEqual(ev["specversion"], "1.0")
+    tc.assertEqual(str(uuid.UUID(ev["id"])), ev["id"])
+    tc.assertEqual(ev["source"], "pricing/product-service")
+    tc.assertEqual(ev["type"], etype)
+    tc.assertEqual(ev["subject"], subject)
+    tc.assertEqual(ev["datacontenttype"], "application/json")
+    tc.assertRegex(ev["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+    tc.assertIn("data", ev)
+
+
+class OutboxSqlite(unittest.TestCase):
+    def setUp(self):
+        self.s = Stores()
+        self.s.serve()
+
+    def tearDown(self):
+        self.s.close()
+
+    def test_1_every_write_has_its_event(self):
+        s = self.s
+        self.assertEqual(s.create("EV-1")[0], 201)
+        self.assertEqual(s.price("EV-1", 1, "12.50")[0], 200)
+        st, _, _ = s.request("PUT", "/products/EV-1", {"name": "renamed", "category": "c"},
+                             {"If-Match": '"2"'})
+        self.assertEqual(st, 200)
+        st, _, _ = s.request("DELETE", "/products/EV-1", headers={"If-Match": '"3"'})
+        self.assertEqual(st, 204)
+        lines = s.events()
+        got = [(x["event"]["type"], x["status"], x["attempts"]) for x in lines]
+        self.assertEqual(sorted(got), sorted([
+            ("pricing.product.created.v1", "waiting", 0),
+            ("pricing.product.updated.v1", "waiting", 0),
+            ("pricing.product.deleted.v1", "waiting", 0),
+            ("pricing.price.changed.v1", "waiting", 0),  # the price set
+            ("pricing.price.changed.v1", "waiting", 0),  # withdrawn by the delete
+        ]))
+        for x in lines:
+            check_event(self, x, x["event"]["type"], "EV-1")
+        prices = [x["event"]["data"] for x in lines if x["event"]["type"].startswith("pricing.price")]
+        self.assertEqual(prices[0]["price"]["amount"], 12.50)
+        self.assertIsNone(prices[1]["price"])
+        # Each event lives in the store whose change it describes.
+        self.assertEqual(s.sqlite("products.db", "SELECT count(*) FROM outbox").strip(), "3")
+        self.assertEqual(s.sqlite("prices.db", "SELECT count(*) FROM outbox").strip(), "2")
+        self.assertEqual(len({x["event"]["id"] for x in lines}), 5)
+
+    def test_2_event_insert_fails_no_change(self):
+        s = self.s
+        s.sqlite("products.db", "CREATE TRIGGER no_events BEFORE INSERT ON outbox "
+                                "BEGIN SELECT RAISE(ABORT, 'injected'); END;")
+        st, body = s.create("EV-2")
+        self.assertGreaterEqual(st, 500, body)
+        self.assertEqual(s.request("GET", "/products/EV-2")[0], 404)
+        self.assertEqual(s.events(), [])
+
+    def test_3_change_fails_no_event(self):
+        s = self.s
+        s.sqlite("products.db", "CREATE TRIGGER no_products BEFORE INSERT ON products "
+                                "BEGIN SELECT RAISE(ABORT, 'injected'); END;")
+        st, body = s.create("EV-3")
+        self.assertGreaterEqual(st, 500, body)
+        self.assertEqual(s.events(), [])
+
+    def test_4_price_event_with_price_row(self):
+        s = self.s
+        self.assertEqual(s.create("EV-4")[0], 201)
+        s.sqlite("prices.db", "CREATE TRIGGER no_events BEFORE INSERT ON outbox "
+                              "BEGIN SELECT RAISE(ABORT, 'injected'); END;")
+        st, body = s.price("EV-4", 1, "3.00")
+        self.assertGreaterEqual(st, 500, body)
+        self.assertEqual(s.sqlite("prices.db", "SELECT count(*) FROM product_prices "
+                                               "WHERE product_id = 'EV-4'").strip(), "0")
+        self.assertEqual(s.sqlite("prices.db", "SELECT count(*) FROM outbox").strip(), "0")
+        s.sqlite("prices.db", "DROP TRIGGER no_events; CREATE TRIGGER no_prices BEFORE INSERT ON "
+                              "product_prices BEGIN SELECT RAISE(ABORT, 'injected'); END;")
+        st, body = s.price("EV-4", 1, "3.00")
+        self.assertGreaterEqual(st, 500, body)
+        self.assertEqual(s.sqlite("prices.db", "SELECT count(*) FROM outbox").strip(), "0")
+
+    def test_5_retry_and_usage(self):
+        s = self.s
+        r = s.run("events", "retry", str(uuid.uuid4()), *s.store_flags())
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no event", r.stderr)
+        self.assertEqual(s.run("events", "retry", "nope", *s.store_flags()).returncode, 2)
+        self.assertEqual(s.run("events", "bogus").returncode, 2)
+        r = s.run("events", "relay", *s.store_flags())
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("EVENT_SINK is none", r.stderr)
+
+
+class OutboxPg(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pgdir = tempfile.mkdtemp(prefix="pxpg", dir="/tmp")
+        r = subprocess.run([str(REPO / "scripts" / "pg.sh"), "start", cls.pgdir],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+        if r.returncode != 0:
+            shutil.rmtree(cls.pgdir, ignore_errors=True)
+            raise unittest.SkipTest("PostgreSQL did not start: %s" % r.stderr.strip()[-300:])
+        cls.uri = Path(cls.pgdir, "uri").read_text().strip()
+
+    @classmethod
+    def tearDownClass(cls):
+        subprocess.run([str(REPO / "scripts" / "pg.sh"), "destroy", cls.pgdir],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+        shutil.rmtree(cls.pgdir, ignore_errors=True)
+
+    def psql(self, sql):
+        r = subprocess.run([str(REPO / "scripts" / "pg.sh"), "psql", self.pgdir, "-At", "-c", sql],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+        if r.returncode != 0:
+            raise AssertionError("psql %s: %s" % (sql, r.stderr))
+        return r.stdout.strip()
+
+    def test_price_event_in_the_price_transaction(self):
+        s = Stores(price_db=self.uri)
+        try:
+            s.serve()
+            self.assertEqual(s.create("PG-EV-1")[0], 201)
+            self.assertEqual(s.price("PG-EV-1", 1, "7.25")[0], 200)
+            rows = self.psql("SELECT type || ' ' || subject || ' ' || status FROM outbox "
+                             "WHERE subject = 'PG-EV-1'")
+            self.assertEqual(rows, "pricing.price.changed.v1 PG-EV-1 waiting")
+            lines = [x for x in s.events() if x["event"]["subject"] == "PG-EV-1"]
+            self.assertEqual(len(lines), 2)  # created (products.db) + price (PostgreSQL)
+            # The event's insert aborts: the price row must stay as it was.
+            self.psql("CREATE OR REPLACE FUNCTION px_abort() RETURNS trigger LANGUAGE plpgsql AS "
+                      "$$ BEGIN RAISE EXCEPTION 'injected'; END; $$; "
+                      "CREATE TRIGGER px_no_events BEFORE INSERT ON outbox "
+                      "FOR EACH ROW EXECUTE FUNCTION px_abort()")
+            try:
+                st, body = s.price("PG-EV-1", 2, "9.99")
+                self.assertGreaterEqual(st, 500, body)
+                self.assertEqual(self.psql("SELECT price::text FROM product_prices "
+                                           "WHERE product_id = 'PG-EV-1'"), "7.25")
+                self.assertEqual(self.psql("SELECT count(*) FROM price_history "
+                                           "WHERE product_id = 'PG-EV-1'"), "1")
+            finally:
+                self.psql("DROP TRIGGER px_no_events ON outbox")
+            # The price row's write aborts: no event.
+            self.psql("CREATE TRIGGER px_no_prices BEFORE UPDATE ON product_prices "
+                      "FOR EACH ROW EXECUTE FUNCTION px_abort()")
+            try:
+                st, body = s.price("PG-EV-1", 2, "9.99")
+                self.assertGreaterEqual(st, 500, body)
+                self.assertEqual(self.psql("SELECT count(*) FROM outbox "
+                                           "WHERE subject = 'PG-EV-1'"), "1")
+            finally:
+                self.psql("DROP TRIGGER px_no_prices ON product_prices")
+        finally:
+            s.close()
+
+
+# ---- brokers ---------------------------------------------------------------
+
+class Consumer:
+    """amqp-consume (Debian amqp-tools) running for the whole test: it declares
+    its queue, binds it to the exchange for every routing key and appends each
+    message body as one line to a file."""
+
+    def __init__(self, url, exchange):
+        self.out = tempfile.mktemp(prefix="pxamqp")
+        open(self.out, "w").close()
+        self.proc = subprocess.Popen(
+            ["amqp-consume", "-u", url, "-q", "q" + uuid.uuid4().hex[:12], "-e", exchange, "-r",
+             "#", "--", "sh", "-c", "cat >> %s; echo >> %s" % (self.out, self.out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # bound before anything is published
+
+    def messages(self, n, seconds):
+        """The messages so far, waiting up to seconds for at least n."""
+        deadline = time.time() + seconds
+        while True:
+            with open(self.out) as f:
+                got = [json.loads(line) for line in f if line.strip()]
+            if len(got) >= n or time.time() > deadline:
+                return got
+            time.sleep(0.1)
+
+    def close(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.unlink(self.out)
+
+
+class RelayAmqp(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not shutil.which("amqp-consume"):
+            raise unittest.SkipTest("amqp-tools missing (apt-get install amqp-tools)")
+        cls.rdir = tempfile.mkdtemp(prefix="pxrmq", dir="/tmp")
+        r = subprocess.run([str(REPO / "scripts" / "rabbitmq.sh"), "start", cls.rdir],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+        if r.returncode != 0:
+            subprocess.run([str(REPO / "scripts" / "rabbitmq.sh"), "stop", cls.rdir], timeout=120)
+            shutil.rmtree(cls.rdir, ignore_errors=True)
+            raise unittest.SkipTest("RabbitMQ did not start: %s" % r.stderr.strip()[-300:])
+        cls.url = r.stdout.strip()
+        cls.sink = "%s?exchange=%s" % (cls.url, EXCHANGE)
+
+    @classmethod
+    def tearDownClass(cls):
+        subprocess.run([str(REPO / "scripts" / "rabbitmq.sh"), "stop", cls.rdir],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+        shutil.rmtree(cls.rdir, ignore_errors=True)
+
+    def setUp(self):
+        self.s = Stores()
+        self.s.serve()
+        # The relay declares the exchange on start; then the consumer binds to it.
+        r = self.s.run("events", "relay", "--once", *self.s.store_flags(),
+                       env={"EVENT_SINK": self.sink})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.c = Consumer(self.url, EXCHANGE)
+
+    def tearDown(self):
+        self.c.close()
+        self.s.close()
+
+    def writes(self, products, prices_each):
+        ids = []
+        for i in range(products):
+            pid = "AM-%03d" % i
+            self.assertEqual(self.s.create(pid)[0], 201)
+            for v in range(prices_each):
+                self.assertEqual(self.s.price(pid, v + 1, "%d.%02d" % (i, v))[0], 200)
+            ids.append(pid)
+        return ids
+
+    def relay_once(self, env=None, timeout=120):
+        e = {"EVENT_SINK": self.sink}
+        e.update(env or {})
+        return self.s.run("events", "relay", "--once", *self.s.store_flags(), env=e,
+                          timeout=timeout)
+
+    def in_order_per_subject(self, got):
+        by_subject = {}
+        for ev in got:
+            by_subject.setdefault(ev["subject"], []).append(ev)
+        for subject, evs in by_subject.items():
+            versions = [ev["data"]["version"] for ev in evs]
+            self.assertEqual(versions, sorted(versions), subject)
+
+    def test_1_publish_in_order(self):
+        self.writes(5, 3)
+        outbox = self.s.events()
+        r = self.relay_once()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = self.c.messages(len(outbox), 20)
+        self.assertEqual(sorted(e["id"] for e in got), sorted(x["event"]["id"] for x in outbox))
+        self.in_order_per_subject(got)
+        self.assertTrue(all(x["status"] == "sent" for x in self.s.events()))
+
+    def test_2_broker_down_then_back(self):
+        self.writes(3, 2)
+        dead = "amqp://guest:guest@127.0.0.1:%d/%%2F?exchange=%s" % (free_port(), EXCHANGE)
+        r = self.relay_once({"EVENT_SINK": dead, "EVENT_RETRY_BASE_MS": "1"})
+        self.assertEqual(r.returncode, 0, r.stderr)  # nothing published, nothing lost
+        # Changes keep committing while the broker is away.
+        self.assertEqual(self.s.price("AM-000", 3, "42.00")[0], 200)
+        lines = self.s.events()
+        self.assertTrue(all(x["status"] == "waiting" for x in lines))
+        self.assertTrue(any(x["attempts"] >= 1 for x in lines))
+        time.sleep(0.2)
+        r = self.relay_once()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = self.c.messages(len(lines), 20)
+        self.assertEqual(sorted(e["id"] for e in got), sorted(x["event"]["id"] for x in lines))
+        self.in_order_per_subject(got)
+
+    def test_3_killed_between_publish_and_mark(self):
+        self.writes(4, 2)
+        lines = self.s.events()
+        r = self.relay_once({"PX_EVENTS_TEST_KILL_AFTER": "3", "EVENT_LEASE_MS": "500"})
+        self.assertEqual(r.returncode, -signal.SIGKILL, r.stderr)
+        after = self.s.events()
+        self.assertEqual(sum(1 for x in after if x["status"] == "sent"), 2)
+        time.sleep(0.6)  # the dead relay's lease runs out
+        r = self.relay_once()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = self.c.messages(len(lines) + 1, 20)
+        ids = [e["id"] for e in got]
+        self.assertEqual(set(ids), {x["event"]["id"] for x in lines})  # nothing lost
+        dup = [i for i in set(ids) if ids.count(i) > 1]
+        self.assertEqual(len(dup), 1, ids)  # the third, re-sent with the same id
+        self.assertEqual(len(ids), len(lines) + 1)
+
+    def test_4_poison_parked_and_retried(self):
+        self.writes(1, 1)
+        dead = "amqp://guest:guest@127.0.0.1:%d/%%2F?exchange=%s" % (free_port(), EXCHANGE)
+        env = {"EVENT_SINK": dead, "EVENT_MAX_ATTEMPTS": "2", "EVENT_RETRY_BASE_MS": "1"}
+        for _ in range(4):
+            self.relay_once(env)
+            time.sleep(0.05)
+        failed = self.s.events(failed=True)
+        self.assertGreaterEqual(len(failed), 1)
+        self.assertTrue(all(x["status"] == "failed" and x["attempts"] == 2 for x in failed))
+        eid = failed[0]["event"]["id"]
+        r = self.s.run("events", "retry", eid, *self.s.store_flags())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        back = [x for x in self.s.events() if x["event"]["id"] == eid][0]
+        self.assertEqual((back["status"], back["attempts"]), ("waiting", 0))
+
+    def test_5_two_relays_never_publish_one_event_twice(self):
+        self.writes(30, 2)
+        lines = self.s.events()
+        env = base_env({"EVENT_SINK": self.sink, "EVENT_BATCH": "4", "EVENT_POLL_MS": "20"})
+        procs = [subprocess.Popen([binary(), "events", "relay"] + self.s.store_flags(), env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                  cwd=self.s.dir) for _ in range(2)]
+        try:
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                if all(x["status"] == "sent" for x in self.s.events()):
+                    break
+                time.sleep(0.2)
+        finally:
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            codes = [p.wait(30) for p in procs]
+        self.assertEqual(codes, [0, 0])  # SIGTERM: finish the batch, exit 0
+        self.c.messages(len(lines), 20)
+        time.sleep(1.0)  # room for a duplicate to show
+        got = self.c.messages(len(lines) + 5, 0)
+        ids = [e["id"] for e in got]
+        self.assertEqual(sorted(ids), sorted(x["event"]["id"] for x in lines))
+        self.in_order_per_subject(got)
+
+
+class RelaySqsSns(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.fdir = tempfile.mkdtemp(prefix="pxfq")
+        r = subprocess.run([str(REPO / "scripts" / "fauxqs.sh"), "start", cls.fdir],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+        if r.returncode != 0:
+            shutil.rmtree(cls.fdir, ignore_errors=True)
+            raise unittest.SkipTest("fauxqs did not start: %s" % r.stderr.strip()[-300:])
+        cls.endpoint = r.stdout.strip()
+        cls.aws = {"AWS_ENDPOINT_URL": cls.endpoint, "AWS_REGION": "us-east-1",
+                   "AWS_ACCESS_KEY_ID": "AKIDPXEVENTS", "AWS_SECRET_ACCESS_KEY": "px-events-secret"}
+
+    @classmethod
+    def tearDownClass(cls):
+        subprocess.run([str(REPO / "scripts" / "fauxqs.sh"), "stop", cls.fdir], timeout=60)
+        shutil.rmtree(cls.fdir, ignore_errors=True)
+
+    def tool(self, *args):
+        r = subprocess.run(["node", str(REPO / "tests" / "integration" / "sqs_tool.mjs")] +
+                           list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=60, env=base_env(self.aws), cwd=str(REPO))
+        if r.returncode != 0:
+            raise AssertionError("sqs_tool %s: %s" % (args, r.stderr))
+        return r.stdout
+
+    def setUp(self):
+        self.s = Stores()
+        self.s.serve()
+        for i in range(3):
+            self.assertEqual(self.s.create("SQ-%d" % i)[0], 201)
+            self.assertEqual(self.s.price("SQ-%d" % i, 1, "1.0%d" % i)[0], 200)
+        self.lines = self.s.events()
+
+    def tearDown(self):
+        self.s.close()
+
+    def relay(self, sink):
+        env = dict(self.aws)
+        env["EVENT_SINK"] = sink
+        r = self.s.run("events", "relay", "--once", *self.s.store_flags(), env=env)
+        self.assertEqual(r.returncode, 0, r.stderr + r.stdout)
+        self.assertTrue(all(x["status"] == "sent" for x in self.s.events()))
+
+    def test_1_sqs_fifo(self):
+        q = self.tool("create-queue", "ev%s.fifo" % uuid.uuid4().hex[:8]).strip()
+        self.relay("sqs:" + q)
+        got = [json.loads(x) for x in self.tool("receive", q, str(len(self.lines)), "10").splitlines()]
+        self.assertEqual(len(got), len(self.lines))
+        for m in got:
+            ev = json.loads(m["body"])
+            self.assertEqual(m["groupId"], ev["subject"])
+            self.assertEqual(m["dedupId"], ev["id"])
+            self.assertEqual(m["type"], ev["type"])
+        self.assertEqual(sorted(json.loads(m["body"])["id"] for m in got),
+                         sorted(x["event"]["id"] for x in self.lines))
+
+    def test_2_sns_type_attribute(self):
+        topic = self.tool("create-topic", "ev%s" % uuid.uuid4().hex[:8]).strip()
+        q = self.tool("create-queue", "evs%s" % uuid.uuid4().hex[:8]).strip()
+        self.tool("subscribe", topic, q)
+        self.relay("sns:" + topic)
+        got = [json.loads(x) for x in self.tool("receive", q, str(len(self.lines)), "10").splitlines()]
+        self.assertEqual(sorted(json.loads(m["body"])["id"] for m in got),
+                         sorted(x["event"]["id"] for x in self.lines))
+        for m in got:
+            self.assertEqual(m["type"], json.loads(m["body"])["type"])
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    if "--binary" in args:
+        i = args.index("--binary")
+        BINARY = args[i + 1]
+        del args[i:i + 2]
+    patterns = []
+    while "-k" in args:
+        i = args.index("-k")
+        patterns.append(args[i + 1])
+        del args[i:i + 2]
+    loader = unittest.TestLoader()
+    if patterns:
+        loader.testNamePatterns = ["*%s*" % p for p in patterns]
+    suite = loader.loadTestsFromModule(sys.modules[__name__])
+    sys.exit(run_unittest(suite))
