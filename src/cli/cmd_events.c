@@ -7,7 +7,9 @@
 #include "kernel/validate.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -15,6 +17,98 @@
 #define LIST_MAX 1000000 /* rows per outbox printed by one `events list` */
 
 static volatile sig_atomic_t stop_requested;
+
+#define PING_EVERY_MS 5000 /* an idle relay checks its sink this often (readiness) */
+#define METRICS_CAP   (64 * 1024)
+
+/* The sink answered at the last publish or check: what /ready reports. */
+static atomic_bool sink_ok;
+
+#ifdef PX_HAVE_SERVER
+#include <microhttpd.h>
+
+/* The relay's own GET /health, /ready (503 while the sink cannot be reached)
+ * and /metrics on --port: one thread, loopback unless --host says otherwise. */
+static enum MHD_Result on_http(void *cls, struct MHD_Connection *c, const char *url,
+                               const char *method, const char *version, const char *upload,
+                               size_t *upload_len, void **state)
+{
+    PX_UNUSED(cls);
+    PX_UNUSED(version);
+    PX_UNUSED(upload);
+    PX_UNUSED(upload_len);
+    PX_UNUSED(state);
+    struct px_buf b;
+    unsigned status = 200;
+    const char *ctype = "application/json";
+    px_buf_init(&b, METRICS_CAP);
+    px_rc rc;
+    if (strcmp(method, "GET") != 0) {
+        status = 405;
+        rc = px_buf_adds(&b, "{\"error\":{\"code\":\"METHOD_NOT_ALLOWED\","
+                             "\"message\":\"method not allowed\"}}");
+    } else if (strcmp(url, "/health") == 0) {
+        rc = px_buf_adds(&b, "{\"status\":\"ok\"}");
+    } else if (strcmp(url, "/ready") == 0) {
+        bool ok = atomic_load(&sink_ok);
+        status = ok ? 200 : 503;
+        rc = px_buf_adds(&b, ok ? "{\"status\":\"ready\"}"
+                                : "{\"error\":{\"code\":\"DEPENDENCY_UNAVAILABLE\","
+                                  "\"message\":\"the event sink is unreachable\","
+                                  "\"details\":[{\"field\":\"eventSink\","
+                                  "\"reason\":\"unreachable\"}]}}");
+    } else if (strcmp(url, "/metrics") == 0) {
+        ctype = "text/plain; version=0.0.4";
+        rc = px_metrics_render(&b);
+    } else {
+        status = 404;
+        rc = px_buf_adds(&b, "{\"error\":{\"code\":\"ROUTE_NOT_FOUND\","
+                             "\"message\":\"no such route\"}}");
+    }
+    if (rc)
+        return MHD_NO;
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(b.len, b.data ? b.data : (char *)"", MHD_RESPMEM_MUST_COPY);
+    px_buf_free(&b);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", ctype);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    enum MHD_Result q = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return q;
+}
+
+static struct MHD_Daemon *http_start(long port)
+{
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL_LINUX_ONLY,
+                            (uint16_t)port, NULL, NULL, on_http, NULL, MHD_OPTION_SOCK_ADDR, &sa,
+                            MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT, 10u,
+                            MHD_OPTION_END);
+}
+
+static void http_stop(struct MHD_Daemon *d)
+{
+    if (d)
+        MHD_stop_daemon(d);
+}
+#else
+struct MHD_Daemon;
+static struct MHD_Daemon *http_start(long port)
+{
+    PX_UNUSED(port);
+    return NULL;
+}
+static void http_stop(struct MHD_Daemon *d)
+{
+    PX_UNUSED(d);
+}
+#endif
 
 static void on_stop(int sig)
 {
@@ -112,7 +206,14 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL); /* a signal ends it early: on purpose */
 }
 
-static int relay(const struct px_config *cfg, bool once)
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int relay(const struct px_config *cfg, bool once, const char *port_s)
 {
     char err[1024];
     struct px_sink *sink = NULL;
@@ -152,19 +253,52 @@ static int relay(const struct px_config *cfg, bool once)
     px_metrics_events(0, 0, 0);
     /* Connects now (AMQP: declares the exchange), so that consumers can bind
      * before the first event; a broker that is down only delays publishing. */
-    if (px_sink_ping(sink, err, sizeof(err)) != PX_OK)
+    bool up = px_sink_ping(sink, err, sizeof(err)) == PX_OK;
+    atomic_store(&sink_ok, up);
+    if (!up)
         PX_WARN(NULL, "events: %s not reachable yet: %s", px_sink_kind(sink), err);
+    struct MHD_Daemon *http = NULL;
+    if (port_s) {
+        char *end = NULL;
+        long port = strtol(port_s, &end, 10);
+        if (!end || *end || port < 1 || port > 65535 || !(http = http_start(port))) {
+            fprintf(stderr, "pricing events relay: --port: cannot serve on 127.0.0.1:%.16s%s\n",
+                    port_s,
+#ifdef PX_HAVE_SERVER
+                    ""
+#else
+                    " (built without the HTTP server)"
+#endif
+            );
+            px_relay_free(r);
+            px_sink_close(sink);
+            return PX_EXIT_USAGE;
+        }
+    }
     PX_INFO(NULL, "events: relay publishing to %s", px_sink_kind(sink));
+    int64_t last_check = mono_ms();
     while (!stop_requested) {
         size_t published = 0;
+        struct px_relay_stats before, after;
+        px_relay_stats(r, &before);
         rc = px_relay_round(r, &published); /* a whole batch, even after SIGTERM */
+        px_relay_stats(r, &after);
+        if (published)
+            atomic_store(&sink_ok, true);
+        else if (after.failed > before.failed)
+            atomic_store(&sink_ok, false);
         if (px_relay_refresh(r) == PX_OK && published)
             PX_DEBUG(NULL, "events: %zu published", published);
         if (once && (rc || !published))
             break;
+        if (!published && mono_ms() - last_check >= PING_EVERY_MS) {
+            atomic_store(&sink_ok, px_sink_ping(sink, err, sizeof(err)) == PX_OK);
+            last_check = mono_ms();
+        }
         if (!published && !stop_requested)
             sleep_ms(cfg->event_poll_ms);
     }
+    http_stop(http);
     struct px_relay_stats s;
     px_relay_stats(r, &s);
     PX_INFO(NULL, "events: relay stops: %lld published, %lld failed attempts, %lld parked",
@@ -179,14 +313,18 @@ static int relay(const struct px_config *cfg, bool once)
 int px_cmd_events(int argc, char **argv)
 {
     bool failed = false, once = false;
+    const char *port = NULL;
     const struct px_cli_flag flags[] = {
         {"--failed", false, NULL, &failed, "list: only parked events"},
         {"--once", false, NULL, &once,
          "relay: publish until nothing is due, then exit (1 when an outbox failed)"},
+        {"--port", true, &port, NULL,
+         "relay: serve GET /health, /ready (503 while the sink is unreachable) and /metrics on "
+         "127.0.0.1:PORT"},
     };
     const struct px_cli_cmd cmd = {
         .name = "events",
-        .synopsis = "events list [--failed] | events retry ID | events relay [--once]",
+        .synopsis = "events list [--failed] | events retry ID | events relay [--once] [--port P]",
         .summary = "the outbox of domain events: print it (JSON lines), re-queue a parked "
                    "event, or publish to EVENT_SINK until SIGTERM",
         .flags = flags,
@@ -206,7 +344,7 @@ int px_cmd_events(int argc, char **argv)
     if (strcmp(args[0], "retry") == 0 && nargs == 2)
         return retry(&cfg, args[1]);
     if (strcmp(args[0], "relay") == 0 && nargs == 1)
-        return relay(&cfg, once);
+        return relay(&cfg, once, port);
     px_cli_usage(&cmd, stderr);
     return PX_EXIT_USAGE;
 }

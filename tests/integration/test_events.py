@@ -482,6 +482,68 @@ class RelayAmqp(unittest.TestCase):
         self.in_order_per_subject(got)
 
 
+    def test_6_metrics_and_readiness(self):
+        self.writes(2, 1)
+        lines = self.s.events()
+
+        def scrape(port, path):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            c.request("GET", path)
+            r = c.getresponse()
+            out = r.status, r.read().decode()
+            c.close()
+            return out
+
+        def metric(text, name):
+            for line in text.splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+            return None
+
+        def run_relay(sink):
+            port = free_port()
+            p = subprocess.Popen([binary(), "events", "relay", "--port", str(port)] +
+                                 self.s.store_flags(), cwd=self.s.dir,
+                                 env=base_env({"EVENT_SINK": sink, "EVENT_POLL_MS": "50",
+                                               "EVENT_RETRY_BASE_MS": "60000"}),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(100):
+                try:
+                    scrape(port, "/health")
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            return p, port
+
+        dead = "amqp://guest:guest@127.0.0.1:%d/%%2F?exchange=%s" % (free_port(), EXCHANGE)
+        p, port = run_relay(dead)
+        try:
+            time.sleep(0.5)
+            self.assertEqual(scrape(port, "/ready")[0], 503)
+            st, text = scrape(port, "/metrics")
+            self.assertEqual(st, 200)
+            self.assertEqual(metric(text, "pricing_events_waiting"), len(lines))
+            self.assertGreater(metric(text, "pricing_events_lag_seconds"), 0)
+            self.assertGreaterEqual(metric(text, "pricing_events_failed_total"), 1)
+        finally:
+            p.send_signal(signal.SIGTERM)
+            self.assertEqual(p.wait(30), 0)
+        self.s.sqlite("products.db", "UPDATE outbox SET next_ms = 0")
+        self.s.sqlite("prices.db", "UPDATE outbox SET next_ms = 0")
+        p, port = run_relay(self.sink)
+        try:
+            self.c.messages(len(lines), 20)
+            time.sleep(0.3)
+            self.assertEqual(scrape(port, "/ready")[0], 200)
+            st, text = scrape(port, "/metrics")
+            self.assertEqual(metric(text, "pricing_events_published_total"), len(lines))
+            self.assertEqual(metric(text, "pricing_events_waiting"), 0)
+            self.assertEqual(metric(text, "pricing_events_lag_seconds"), 0)
+        finally:
+            p.send_signal(signal.SIGTERM)
+            self.assertEqual(p.wait(30), 0)
+
+
 class RelaySqsSns(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
