@@ -20,6 +20,8 @@
 #include "sink.h"
 
 #define PX_RELAY_MAX_OUTBOXES 8
+/* _HANDLER of the scheduled Lambda function that runs relay rounds. */
+#define PX_EVENT_RELAY_HANDLER "event-relay"
 
 struct px_relay;
 

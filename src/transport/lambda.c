@@ -1,5 +1,6 @@
 /* lambda.c: the Lambda custom runtime (see lambda.h, docs/internals/lambda.md). */
 #include "lambda.h"
+#include "events/relay.h"
 #include "invoke.h"
 #include "kernel/app.h"
 #include "kernel/config.h"
@@ -21,6 +22,8 @@
 #define MAX_API_LEN     255
 #define TRACE_VAR       "_X_AMZN_TRACE_ID"
 #define EMF_MAX         4096
+/* event-relay stops starting rounds this long before the invocation deadline. */
+#define RELAY_MARGIN_MS 3000
 #define ERROR_BODY_MAX  8192
 
 /* ---- headers and the trace id ------------------------------------------ */
@@ -402,6 +405,8 @@ static double mono_ms(void)
 struct px_lambda_runtime {
     struct px_lambda_client *client;
     struct px_app *app;
+    struct px_sink *sink;   /* event-relay only (no app then) */
+    struct px_relay *relay; /* event-relay only */
     struct px_config cfg;
     char handler[64];
     size_t max_response;
@@ -417,6 +422,28 @@ static const char *env_or(const char *given, const char *var)
         return given;
     const char *v = getenv(var);
     return v && v[0] ? v : NULL;
+}
+
+/* event-relay: a scheduled function that publishes what the outboxes hold
+ * (relay.h) instead of answering API Gateway events. */
+static px_rc relay_init(struct px_lambda_runtime *rt, char *err, size_t errlen)
+{
+    const struct px_relay_opts o = {
+        .max_attempts = rt->cfg.event_max_attempts,
+        .base_ms = rt->cfg.event_retry_base_ms,
+        .cap_ms = rt->cfg.event_retry_cap_ms,
+        .lease_ms = rt->cfg.event_lease_ms,
+        .batch = rt->cfg.event_batch,
+    };
+    if (!rt->cfg.event_sink[0] || strcmp(rt->cfg.event_sink, "none") == 0) {
+        snprintf(err, errlen,
+                 "EVENT_SINK: event-relay needs a sink (sqs:QUEUE_URL or sns:TOPIC_ARN)");
+        return PX_ERR_CONFIG;
+    }
+    px_rc rc = px_sink_open(rt->cfg.event_sink, &rt->cfg, &rt->sink, err, errlen);
+    if (!rc)
+        rc = px_relay_new(&rt->cfg, &o, rt->sink, &rt->relay, err, errlen);
+    return rc;
 }
 
 /* Reports an init failure: one line on stderr, the error to the API. */
@@ -472,6 +499,20 @@ px_rc px_lambda_runtime_new(const struct px_lambda_opts *opts, struct px_lambda_
         goto out;
     }
     px_log_init(rt->cfg.log_level, handler ? handler : "pricing");
+    if (handler && strcmp(handler, PX_EVENT_RELAY_HANDLER) == 0) {
+        snprintf(rt->handler, sizeof(rt->handler), "%s", handler);
+        rc = relay_init(rt, err, errlen);
+        if (rc)
+            rc = init_failed(
+                rt, rc, rc == PX_ERR_CONFIG ? "Runtime.ConfigError" : "Runtime.InitError", err);
+        else
+            rt->init_ms = mono_ms() - t0;
+        if (!rc) {
+            *out = rt;
+            rt = NULL;
+        }
+        goto out;
+    }
     if (!handler || !px_function_find(handler) || strlen(handler) >= sizeof(rt->handler)) {
         size_t n = 0;
         const struct px_function *const *fns = px_functions(&n);
@@ -505,6 +546,8 @@ void px_lambda_runtime_free(struct px_lambda_runtime *rt)
 {
     if (!rt)
         return;
+    px_relay_free(rt->relay);
+    px_sink_close(rt->sink);
     px_app_free(rt->app);
     px_lambda_client_free(rt->client);
     px_buf_free(&rt->out);
@@ -635,6 +678,78 @@ static void set_error(struct px_lambda_runtime *rt, struct px_lambda_post *post,
     post->len = rt->out.len;
 }
 
+/* One event-relay invocation: rounds until nothing is due or the deadline
+ * is near; answers the counts and writes one EMF line with them. */
+static void relay_handle(struct px_lambda_runtime *rt, const struct px_lambda_invocation *inv,
+                         const char *rid, struct px_lambda_post *post)
+{
+    struct px_relay_stats before, after;
+    px_relay_stats(rt->relay, &before);
+    px_rc rc = PX_OK;
+    for (int round = 0; round < 100000; round++) {
+        size_t n = 0;
+        rc = px_relay_round(rt->relay, &n);
+        if (rc || !n || (inv->deadline_ms && wall_ms() > inv->deadline_ms - RELAY_MARGIN_MS))
+            break;
+    }
+    px_rc frc = px_relay_refresh(rt->relay);
+    px_relay_stats(rt->relay, &after);
+    long long pub = (long long)(after.published - before.published);
+    long long failed = (long long)(after.failed - before.failed);
+    long long parked = (long long)(after.parked - before.parked);
+    px_buf_clear(&rt->out);
+    px_rc brc =
+        px_buf_printf(&rt->out,
+                      "{\"published\":%lld,\"failed\":%lld,\"parked\":%lld,"
+                      "\"waiting\":%lld,\"lagMs\":%lld}",
+                      pub, failed, parked, (long long)after.waiting, (long long)after.lag_ms);
+    if (rc || frc || brc) {
+        set_error(rt, post, "Function.OutboxUnavailable",
+                  px_strerror(rc    ? rc
+                              : frc ? frc
+                                    : brc),
+                  inv->request_id);
+    } else {
+        post->body = rt->out.data;
+        post->len = rt->out.len;
+    }
+    const char *ns = rt->cfg.metrics_namespace[0] ? rt->cfg.metrics_namespace : "Pricing";
+    const char *svc = rt->cfg.metrics_service[0] ? rt->cfg.metrics_service : "pricing";
+    struct px_buf b;
+    px_buf_init(&b, EMF_MAX);
+    px_rc erc = px_buf_printf(&b,
+                              "{\"_aws\":{\"Timestamp\":%lld,\"CloudWatchMetrics\":[{"
+                              "\"Namespace\":",
+                              (long long)wall_ms());
+    if (!erc)
+        erc = px_buf_json_strz(&b, ns);
+    if (!erc)
+        erc = px_buf_adds(&b, ",\"Dimensions\":[[\"service\"]],\"Metrics\":["
+                              "{\"Name\":\"EventsPublished\",\"Unit\":\"Count\"},"
+                              "{\"Name\":\"EventsFailed\",\"Unit\":\"Count\"},"
+                              "{\"Name\":\"EventsParked\",\"Unit\":\"Count\"},"
+                              "{\"Name\":\"EventsWaiting\",\"Unit\":\"Count\"},"
+                              "{\"Name\":\"EventLag\",\"Unit\":\"Milliseconds\"}]}]},"
+                              "\"service\":");
+    if (!erc)
+        erc = px_buf_json_strz(&b, svc);
+    if (!erc)
+        erc = px_buf_adds(&b, ",\"function\":\"" PX_EVENT_RELAY_HANDLER "\"");
+    if (!erc && rid) {
+        erc = px_buf_adds(&b, ",\"requestId\":");
+        if (!erc)
+            erc = px_buf_json_strz(&b, rid);
+    }
+    if (!erc)
+        erc = px_buf_printf(&b,
+                            ",\"EventsPublished\":%lld,\"EventsFailed\":%lld,\"EventsParked\":%lld,"
+                            "\"EventsWaiting\":%lld,\"EventLag\":%lld}\n",
+                            pub, failed, parked, (long long)after.waiting, (long long)after.lag_ms);
+    if (!erc)
+        write_all(STDOUT_FILENO, b.data, b.len);
+    px_buf_free(&b);
+}
+
 void px_lambda_runtime_handle(struct px_lambda_runtime *rt, const struct px_lambda_invocation *inv,
                               struct px_lambda_post *post)
 {
@@ -645,6 +760,11 @@ void px_lambda_runtime_handle(struct px_lambda_runtime *rt, const struct px_lamb
     if (px_lambda_set_trace_env(inv->trace_id) != PX_OK)
         PX_WARN(rid, "trace id too long; %s cleared", TRACE_VAR);
     px_log_set_cold_start(cold);
+    if (rt->relay) {
+        relay_handle(rt, inv, rid, post);
+        px_log_set_cold_start(false);
+        return;
+    }
 
     struct px_invoke_result res = {0};
     double t0 = mono_ms();

@@ -613,6 +613,35 @@ class RelaySqsSns(unittest.TestCase):
             self.assertEqual(m["type"], json.loads(m["body"])["type"])
 
 
+    def test_3_lambda_event_relay(self):
+        """_HANDLER=event-relay under the Runtime API emulator: a scheduled event
+        publishes the outbox; the answer and one EMF line carry the counts."""
+        q = self.tool("create-queue", "evl%s" % uuid.uuid4().hex[:8]).strip()
+        boot = os.path.join(self.s.dir, "bootstrap")
+        os.symlink(binary(), boot)
+        ev = os.path.join(self.s.dir, "scheduled.json")
+        with open(ev, "w") as f:
+            json.dump({"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
+                       "source": "aws.events", "time": "2026-01-01T00:00:00Z", "detail": {}}, f)
+        env = dict(self.aws)
+        env.update({"EVENT_SINK": "sqs:" + q, "PRICE_DB": self.s.price_db,
+                    "PRODUCT_STORE": "sqlite:%s/products.db" % self.s.dir,
+                    "AUDIT_STORE": "sqlite:%s/audit.db" % self.s.dir})
+        r = self.s.run("emulate", "--handler", "event-relay", "--timeout", "20", "--bootstrap", boot,
+                       "--event", ev, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        answer = json.loads(r.stdout)
+        self.assertEqual(answer["published"], len(self.lines))
+        self.assertEqual((answer["waiting"], answer["lagMs"]), (0, 0))
+        emf = [json.loads(x) for x in r.stderr.splitlines() if x.startswith("{") and '"_aws"' in x]
+        emf = [x for x in emf if x.get("function") == "event-relay"]
+        self.assertEqual(len(emf), 1, r.stderr[-2000:])
+        self.assertEqual(emf[0]["EventsPublished"], len(self.lines))
+        got = [json.loads(x) for x in self.tool("receive", q, str(len(self.lines)), "10").splitlines()]
+        self.assertEqual(sorted(json.loads(m["body"])["id"] for m in got),
+                         sorted(x["event"]["id"] for x in self.lines))
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     if "--binary" in args:
