@@ -33,6 +33,13 @@ size_t px_events_outbox_specs(const struct px_config *cfg, const char **specs, s
         bool dup = false;
         for (size_t j = 0; j < n; j++)
             dup = dup || strcmp(specs[j], all[i]) == 0;
+        /* A store left at its built-in default whose file was never made (a
+         * Lambda with prices in PostgreSQL and no catalogue file) holds no
+         * events; one configured explicitly must open, or the relay says so. */
+        bool defaulted = strcmp(all[i], px_config_defaults.product_store) == 0 ||
+                         strcmp(all[i], px_config_defaults.price_db) == 0;
+        if (defaulted && access(all[i] + 7, F_OK) != 0)
+            continue;
         if (ours && !dup)
             specs[n++] = all[i];
     }

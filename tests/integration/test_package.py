@@ -63,7 +63,7 @@ PACKAGE_SH = REPO / "scripts" / "package.sh"
 CHECK_SH = REPO / "scripts" / "check-artifact.sh"
 TEMPLATE = REPO / "infra" / "template.yaml"
 DOCKERFILE = REPO / "infra" / "Dockerfile"
-HANDLERS = ("price-fetcher", "product-service", "config-service")  # CONTRACT §2
+HANDLERS = ("price-fetcher", "product-service", "config-service", "event-relay")  # CONTRACT §2, §10
 SDE = 1700000000  # SOURCE_DATE_EPOCH for the reproducibility runs
 GLIBC_NAMES = re.compile(
     r"^(ld-linux.*|ld64\.so.*|libc\.so.*|libm\.so.*|libpthread\.so.*|libdl\.so.*|librt\.so.*"
@@ -540,9 +540,11 @@ def template_problems(t):
         pdb = json.dumps(env.get("PRICE_DB"))
         if "{{resolve:secretsmanager:${PriceDbSecretId}" not in pdb:
             p.append("%s: PRICE_DB is not a Secrets Manager dynamic reference" % lid)
-        if "dynamodb:${AuditTable}" not in json.dumps(env.get("AUDIT_STORE")):
+        if fp.get("Handler") == "event-relay":
+            pass  # publishes the outbox: no audit trail, no routes
+        elif "dynamodb:${AuditTable}" not in json.dumps(env.get("AUDIT_STORE")):
             p.append("%s: AUDIT_STORE is not dynamodb:<audit table>" % lid)
-        if env.get("TABLE_AUDIT") != {"Ref": "AuditTable"}:
+        if env.get("TABLE_AUDIT") != {"Ref": "AuditTable"} and fp.get("Handler") != "event-relay":
             p.append("%s: TABLE_AUDIT is not the audit table" % lid)
         for ev in fp.get("Events", {}).values():
             ep = ev.get("Properties", {})
