@@ -641,6 +641,26 @@ class RelaySqsSns(unittest.TestCase):
         self.assertEqual(sorted(json.loads(m["body"])["id"] for m in got),
                          sorted(x["event"]["id"] for x in self.lines))
 
+    def test_4_consumer_example_deduplicates(self):
+        """examples/event-consumer.mjs handles a re-sent event once."""
+        q = self.tool("create-queue", "evd%s" % uuid.uuid4().hex[:8]).strip()
+        env = dict(self.aws)
+        env.update({"EVENT_SINK": "sqs:" + q, "PX_EVENTS_TEST_KILL_AFTER": "2",
+                    "EVENT_LEASE_MS": "300"})
+        r = self.s.run("events", "relay", "--once", *self.s.store_flags(), env=env)
+        self.assertEqual(r.returncode, -signal.SIGKILL)
+        time.sleep(0.4)
+        self.relay("sqs:" + q)
+        seen = os.path.join(self.s.dir, "seen.txt")
+        cmd = ["node", str(REPO / "examples" / "event-consumer.mjs"), q, seen, "100", "3"]
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=60, env=base_env(self.aws), cwd=str(REPO))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = [json.loads(x) for x in r.stdout.splitlines()]
+        self.assertEqual(out[-1], {"handled": len(self.lines), "duplicates": 1})
+        self.assertEqual(sorted(x["id"] for x in out[:-1]),
+                         sorted(x["event"]["id"] for x in self.lines))
+
 
 if __name__ == "__main__":
     args = sys.argv[1:]
