@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# rabbitmq.sh start|stop DIR: a private RabbitMQ node (Debian's rabbitmq-server)
+# rabbitmq.sh start|stop|pause|resume DIR: a private RabbitMQ node (Debian's rabbitmq-server)
 # for the tests, on 127.0.0.1 and free ports, with everything under DIR: its own
 # node name, Mnesia directory, logs, configuration file, Erlang cookie (HOME=DIR)
 # and its own epmd (ERL_EPMD_PORT): the system service is never used or touched.
 #   start  writes DIR/amqp.url (amqp://guest:guest@127.0.0.1:PORT/%2F), prints it,
 #          returns once the node accepts AMQP connections (bounded: 60 s)
+#   pause  stops the broker application (connections refused, node kept: a broker outage)
+#   resume starts it again on the same port, with the same data
 #   stop   stops that node and its epmd, by the PIDs recorded in DIR only
 set -euo pipefail
-usage() { echo "usage: $0 start|stop DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start|stop|pause|resume DIR" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 cmd=$1
 dir=$(mkdir -p "$2" && cd "$2" && pwd)
@@ -83,8 +85,15 @@ stop() {
   epmd -port "$ERL_EPMD_PORT" -kill >/dev/null 2>&1 || true
 }
 
+ctl_app() {
+  node_env
+  "$bin/rabbitmqctl" -q "$1" >/dev/null
+}
+
 case $cmd in
   start) start ;;
   stop) stop ;;
+  pause) ctl_app stop_app ;;
+  resume) ctl_app start_app ;;
   *) usage ;;
 esac
