@@ -10,7 +10,7 @@ PORT       ?= 3000
 .PHONY: all deps build build-asan build-fuzz run test test-fast test-asan unit e2e fuzz bench format \
         format-check lint clean
 .PHONY: package coverage
-.PHONY: bench-backends
+.PHONY: bench-backends bench-events
 
 all: build
 
@@ -69,6 +69,11 @@ bench: build
 # appends its section to bench/RESULTS.md.
 bench-backends: build
 	bench/run-backends.sh $(BUILD)/pricing
+
+# Event relay throughput and lag to RabbitMQ and SQS (fauxqs), brokers started
+# and stopped by the script (docs/internals/events.md).
+bench-events: build
+	/usr/bin/python3 bench/events.py $(BUILD)/pricing
 
 format:
 	clang-format -i $$(git ls-files 'src/*.[ch]' 'tests/*.[ch]')

@@ -1,11 +1,11 @@
 /* outbox_sqlite.c: the outbox table inside a SQLite store's own file.
  *
  * Writers (product_sqlite.c, price_sqlite.c) insert on their connection in
- * their transaction. The relay's side opens its own connection per call, as
- * the product store does: the relay is one loop, and a connection per call
- * is safe across threads and processes. A claim runs in one BEGIN IMMEDIATE
- * transaction, so the file's write lock makes the lease check-and-set atomic
- * between relays. */
+ * their transaction. The relay's side keeps one connection per handle, opened
+ * at px_outbox_open(): a handle belongs to one thread (the relay is one loop).
+ * A claim runs in one BEGIN IMMEDIATE transaction, so the file's write lock
+ * makes the lease check-and-set atomic between relays, in this process or
+ * another. */
 #include "outbox.h"
 
 #include <sqlite3.h>
@@ -50,6 +50,7 @@ int px_outbox_sqlite_insert(struct sqlite3 *db, const struct px_event *ev)
 struct sq_outbox {
     char *path;
     long timeout_ms;
+    sqlite3 *db; /* the handle's connection */
 };
 
 static px_rc map_error(int e)
@@ -68,7 +69,9 @@ static px_rc map_error(int e)
 static px_rc connect(struct sq_outbox *o, sqlite3 **out)
 {
     sqlite3 *db = NULL;
-    *out = NULL;
+    *out = o->db;
+    if (o->db)
+        return PX_OK;
     if (sqlite3_open_v2(o->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
         SQLITE_OK) {
         sqlite3_close_v2(db);
@@ -76,7 +79,7 @@ static px_rc connect(struct sq_outbox *o, sqlite3 **out)
     }
     sqlite3_busy_timeout(db, (int)o->timeout_ms);
     sqlite3_exec(db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
-    *out = db;
+    *out = o->db = db;
     return PX_OK;
 }
 
@@ -85,6 +88,7 @@ static void sq_close(void *impl)
     struct sq_outbox *o = impl;
     if (!o)
         return;
+    sqlite3_close_v2(o->db);
     free(o->path);
     free(o);
 }
@@ -104,7 +108,6 @@ static px_rc sq_open(const char *path, long timeout_ms, void **impl, char *err, 
     if (!rc && sqlite3_prepare_v2(db, "SELECT seq FROM outbox LIMIT 1", -1, &st, NULL) != SQLITE_OK)
         rc = PX_ERR_UNAVAILABLE;
     sqlite3_finalize(st);
-    sqlite3_close_v2(db);
     if (rc) {
         snprintf(err, errlen, "outbox: no outbox table in %.300s (run: pricing db migrate)", path);
         sq_close(o);
@@ -185,7 +188,6 @@ static px_rc sq_list(void *impl, bool failed_only, size_t max, struct px_outbox_
         rc = map_error(e);
 out:
     sqlite3_finalize(st);
-    sqlite3_close_v2(db);
     if (rc) {
         px_outbox_rows_free(out, k);
         return rc;
@@ -244,7 +246,6 @@ static px_rc sq_retry(void *impl, const char *id)
         rc = e == SQLITE_ROW ? PX_ERR_CONFLICT : e == SQLITE_DONE ? PX_ERR_NOT_FOUND : map_error(e);
     }
     sqlite3_finalize(st);
-    sqlite3_close_v2(db);
     return rc;
 }
 
@@ -300,7 +301,6 @@ out:
     sqlite3_finalize(st);
     if (db && !sqlite3_get_autocommit(db))
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    sqlite3_close_v2(db);
     size_t m = 0;
     for (size_t i = 0; !rc && i < k; i++) {
         if (taken[i])
@@ -341,7 +341,6 @@ static px_rc sq_waiting_before(void *impl, const char *tenant, const char *subje
     else if (e != SQLITE_DONE)
         rc = map_error(e);
     sqlite3_finalize(st);
-    sqlite3_close_v2(db);
     return rc;
 }
 
@@ -371,7 +370,6 @@ static px_rc sq_mark(void *impl, int64_t seq, enum px_outbox_status s, const cha
                         NULL, 0, seq, NULL, 0, NULL);
     if (e != SQLITE_OK)
         rc = map_error(e);
-    sqlite3_close_v2(db);
     return rc;
 }
 
@@ -398,7 +396,6 @@ static px_rc sq_stats(void *impl, int64_t *waiting, int64_t *failed, int64_t *ol
         rc = map_error(e);
     }
     sqlite3_finalize(st);
-    sqlite3_close_v2(db);
     return rc;
 }
 
