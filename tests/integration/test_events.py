@@ -301,6 +301,68 @@ class OutboxPg(unittest.TestCase):
         finally:
             s.close()
 
+    def test_relay_from_postgresql(self):
+        """The relay's claim, mark and retry on the PostgreSQL outbox, and the order
+        across outboxes: a product's created event (products.db) goes before its price
+        event (PostgreSQL)."""
+        fdir = tempfile.mkdtemp(prefix="pxfq")
+        r = subprocess.run([str(REPO / "scripts" / "fauxqs.sh"), "start", fdir],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+        if r.returncode != 0:
+            shutil.rmtree(fdir, ignore_errors=True)
+            self.skipTest("fauxqs did not start: %s" % r.stderr.strip()[-300:])
+        aws = {"AWS_ENDPOINT_URL": r.stdout.strip(), "AWS_REGION": "us-east-1",
+               "AWS_ACCESS_KEY_ID": "AKIDPXEVENTS", "AWS_SECRET_ACCESS_KEY": "px-events-secret"}
+        s = Stores(price_db=self.uri)
+        try:
+            s.serve()
+            for i in range(3):
+                pid = "PG-RL-%d" % i
+                self.assertEqual(s.create(pid)[0], 201)
+                self.assertEqual(s.price(pid, 1, "2.0%d" % i)[0], 200)
+                self.assertEqual(s.price(pid, 2, "3.0%d" % i)[0], 200)
+            # A delete withdraws the price (PostgreSQL) then discontinues the product
+            # (products.db, read first by the relay): the price event must still lead.
+            st, _, _ = s.request("DELETE", "/products/PG-RL-0", headers={"If-Match": '"3"'})
+            self.assertEqual(st, 204)
+            mine = [x for x in s.events() if x["event"]["subject"].startswith("PG-RL-")]
+            # A dead sink: attempts counted in PostgreSQL, then parked, then retried.
+            dead = "amqp://guest:guest@127.0.0.1:%d/%%2F?exchange=x" % free_port()
+            r = s.run("events", "relay", "--once", *s.store_flags(),
+                      env={"EVENT_SINK": dead, "EVENT_MAX_ATTEMPTS": "1"})
+            self.assertEqual(r.returncode, 0, r.stderr)
+            parked = [x for x in s.events(failed=True) if x["event"]["subject"].startswith("PG-RL")]
+            self.assertTrue(parked)
+            for x in parked:
+                r = s.run("events", "retry", x["event"]["id"], *s.store_flags())
+                self.assertEqual(r.returncode, 0, r.stderr)
+            tool = ["node", str(REPO / "tests" / "integration" / "sqs_tool.mjs")]
+            q = subprocess.run(tool + ["create-queue", "pg%s.fifo" % uuid.uuid4().hex[:8]],
+                               stdout=subprocess.PIPE, text=True, check=True, timeout=60,
+                               env=base_env(aws), cwd=str(REPO)).stdout.strip()
+            env = dict(aws)
+            env["EVENT_SINK"] = "sqs:" + q
+            r = s.run("events", "relay", "--once", *s.store_flags(), env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(self.psql("SELECT count(*) FROM outbox WHERE subject LIKE 'PG-RL-%' "
+                                       "AND status <> 'sent'"), "0")
+            out = subprocess.run(tool + ["receive", q, str(len(mine)), "10"],
+                                 stdout=subprocess.PIPE, text=True, check=True, timeout=60,
+                                 env=base_env(aws), cwd=str(REPO)).stdout
+            got = [json.loads(json.loads(x)["body"]) for x in out.splitlines()]
+            self.assertEqual(sorted(e["id"] for e in got), sorted(x["event"]["id"] for x in mine))
+            for i in range(3):
+                types = [e["type"] for e in got if e["subject"] == "PG-RL-%d" % i]
+                want = ["pricing.product.created.v1", "pricing.price.changed.v1",
+                        "pricing.price.changed.v1"]
+                if i == 0:
+                    want += ["pricing.price.changed.v1", "pricing.product.deleted.v1"]
+                self.assertEqual(types, want)
+        finally:
+            s.close()
+            subprocess.run([str(REPO / "scripts" / "fauxqs.sh"), "stop", fdir], timeout=60)
+            shutil.rmtree(fdir, ignore_errors=True)
+
 
 # ---- brokers ---------------------------------------------------------------
 
