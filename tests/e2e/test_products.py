@@ -6,7 +6,9 @@ PostgreSQL when scripts/test.sh sets it): a price change here is what the next
 GET /price answers."""
 
 import json
+import os
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -32,8 +34,8 @@ def body(**kw):
     return json.dumps(doc).encode()
 
 
-class ProductsTest(harness.ServerCase):
-    # ------------------------------------------------------------ helpers
+class ProductCalls:
+    """Requests and checks shared by the product test classes."""
 
     def call(self, method, target, doc=None, headers=None, raw=None):
         h = dict(JSON) if (doc is not None or raw is not None) else {}
@@ -59,6 +61,10 @@ class ProductsTest(harness.ServerCase):
 
     def writes(self, product_id):
         return [x for x in self.stores.records(product=product_id) if x["action"] != "PRICE_FETCH"]
+
+
+class ProductsTest(ProductCalls, harness.ServerCase):
+    """On whichever product store PX_E2E_PRODUCT_STORE names (SQLite by default)."""
 
     # ------------------------------------------------------------ CRUD
 
@@ -398,6 +404,164 @@ class ProductsTest(harness.ServerCase):
         self.assertError(self.server.request("POST", "/products/PROD-101/price"), 405,
                          "METHOD_NOT_ALLOWED")
         self.assertError(self.server.get("/products/PROD-101/nope"), 404, "ROUTE_NOT_FOUND")
+
+
+AWS = os.environ.get("PX_AWS_CLI", "/usr/bin/aws")
+DDB_PRODUCTS = os.environ.get("PX_E2E_PRODUCT_STORE", "").startswith("dynamodb:")
+
+
+@unittest.skipUnless(DDB_PRODUCTS, "the product store is not DynamoDB (PX_E2E_PRODUCT_STORE)")
+class ProductsDynamoDBTest(ProductCalls, harness.ServerCase):
+    """The DynamoDB product store (PX_E2E_PRODUCT_STORE=dynamodb:TABLE; ProductsTest runs on
+    it too): the items read back with the AWS CLI (not with `pricing`),
+    two processes writing one product, and an Idempotency-Key whose first request is
+    held in flight by another writer's lock."""
+
+    # ------------------------------------------------------------ AWS CLI
+
+    def aws(self, *args, stdin=None):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL")
+        cmd = [AWS, "dynamodb"] + list(args) + ["--output", "json"]
+        if endpoint:
+            cmd += ["--endpoint-url", endpoint]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, input=stdin)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout) if r.stdout.strip() else {}
+
+    @property
+    def table(self):
+        return self.stores.product_store[len("dynamodb:"):]
+
+    def item(self, pk, sk):
+        key = json.dumps({"pk": {"S": pk}, "sk": {"S": sk}})
+        return self.aws("get-item", "--table-name", self.table, "--key", key,
+                        "--consistent-read").get("Item")
+
+    @staticmethod
+    def idem_pk(route, key, principal="local"):
+        """The key of an idempotency record; route is "METHOD path" as requested."""
+        return "T#default#IDEM#%d:%s#%s#%s" % (len(principal), principal, route, key)
+
+    # ------------------------------------------------------------ tests
+
+    def test_items_read_back_with_aws_cli(self):
+        if not os.path.exists(AWS):
+            self.skipTest("no AWS CLI at %s (Debian package awscli)" % AWS)
+        product_id, _ = self.create(category="ddb", attributes={"k": "v"})
+        r = self.set_price(product_id, 1, '"12.50"')
+        self.assertStatus(r, 200)
+        it = self.item("T#default#PRODUCT#" + product_id, "META")
+        self.assertEqual(it["productId"], {"S": product_id})
+        self.assertEqual(it["version"], {"N": "2"})
+        self.assertEqual(it["priceAmount"], {"S": "12.50"})  # the exact text, not a number
+        self.assertEqual(it["priceCurrency"], {"S": "EUR"})
+        self.assertEqual(it["gsi1pk"], {"S": "T#default#CATEGORY#ddb"})
+        self.assertEqual(it["gsi2pk"], {"S": "T#default#STATUS#ACTIVE"})
+        self.assertTrue(it["gsi3pk"]["S"].startswith("T#default#PRODUCTS#"))
+        for n in ("gsi1sk", "gsi2sk", "gsi3sk"):
+            self.assertEqual(it[n], {"S": product_id})
+        self.assertEqual(json.loads(it["attributes"]["S"]), {"k": "v"})
+        self.assertEqual(it["updatedAt"]["S"], r.json()["updatedAt"])
+        # the write lock is released after the write
+        self.assertIsNone(self.item("T#default#PRODUCT#" + product_id, "LOCK"))
+        # the category index answers the product (the list route reads it)
+        q = self.aws("query", "--table-name", self.table, "--index-name", "gsi1",
+                     "--key-condition-expression", "gsi1pk = :p",
+                     "--expression-attribute-values",
+                     json.dumps({":p": {"S": "T#default#CATEGORY#ddb"}}))
+        self.assertIn(product_id, [x["productId"]["S"] for x in q["Items"]])
+
+        key = "rb-" + product_id
+        p = self.set_price(product_id, 2, '"13.00"', headers={"Idempotency-Key": key})
+        self.assertStatus(p, 200)
+        idem = self.item(self.idem_pk("PUT /products/%s/price" % product_id, key), "IDEM")
+        self.assertIsNotNone(idem)
+        self.assertEqual(idem["done"], {"BOOL": True})
+        self.assertEqual(idem["answerStatus"], {"N": "200"})
+        self.assertEqual(idem["answerBody"]["S"].encode(), p.body)
+        self.assertEqual(idem["etag"], {"S": '"3"'})
+        self.assertEqual(len(idem["bodyHash"]["S"]), 64)
+        expires = int(idem["expiresAt"]["N"])  # the table's TTL attribute: 24 h
+        self.assertLessEqual(abs(expires - (time.time() + 86400)), 120)
+
+    def test_two_processes_one_winner(self):
+        product_id, _ = self.create()
+        other = harness.Server(self.stores)
+        other.start()
+        try:
+            n = 20
+            barrier = threading.Barrier(2 * n, timeout=60)
+            results = [None] * (2 * n)
+
+            def work(i):
+                srv = self.server if i % 2 else other
+                try:
+                    barrier.wait()
+                    h = {"If-Match": '"1"', "Content-Type": "application/json"}
+                    raw = ('{"amount":"%d.00","currency":"EUR"}' % (i + 1)).encode()
+                    results[i] = srv.request("PUT", "/products/%s/price" % product_id,
+                                             headers=h, body=raw)
+                except Exception as exc:  # reported below
+                    results[i] = exc
+
+            threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(2 * n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+            self.assertFalse(any(t.is_alive() for t in threads))
+            self.assertEqual([r for r in results if not isinstance(r, harness.Response)], [])
+            statuses = sorted(r.status for r in results)
+            self.assertEqual(statuses, [200] + [412] * (2 * n - 1), statuses)
+        finally:
+            other.stop_ok()
+        winner = next(r for r in results if r.status == 200)
+        hist = self.server.get("/products/%s/price-history" % product_id).json()["items"]
+        self.assertEqual([x["requestId"] for x in hist], [winner.request_id])
+        changes = [x for x in self.writes(product_id) if x["action"] == "PRICE_CHANGE"]
+        self.assertEqual([(x["status"], x["requestId"]) for x in changes],
+                         [("SUCCESS", winner.request_id)])
+
+    def test_idempotency_key_in_flight_conflict(self):
+        """A first request held by another writer's lock keeps its key: a second request
+        with the same key is 409 until the first answers; then the answer replays."""
+        if not os.path.exists(AWS):
+            self.skipTest("no AWS CLI at %s (Debian package awscli)" % AWS)
+        product_id, _ = self.create()
+        lock = {"pk": {"S": "T#default#PRODUCT#" + product_id}, "sk": {"S": "LOCK"},
+                "owner": {"S": "e2e-test"}, "expiresAt": {"N": str(int(time.time()) + 300)}}
+        self.aws("put-item", "--table-name", self.table, "--item", json.dumps(lock))
+        key = "inflight-" + product_id
+        first = {}
+
+        def run_first():
+            first["r"] = self.set_price(product_id, 1, '"9.99"', headers={"Idempotency-Key": key})
+
+        t = threading.Thread(target=run_first, daemon=True)
+        t.start()
+        try:
+            pk = self.idem_pk("PUT /products/%s/price" % product_id, key)
+            for _ in range(100):  # the first request has claimed the key (and waits for the lock)
+                if self.item(pk, "IDEM"):
+                    break
+                time.sleep(0.05)
+            self.assertIsNotNone(self.item(pk, "IDEM"))
+            self.assertTrue(t.is_alive())
+            second = self.set_price(product_id, 1, '"9.99"', headers={"Idempotency-Key": key})
+            self.assertError(second, 409, "CONFLICT")
+            self.assertTrue(t.is_alive())  # still held: the 409 was not a race with its end
+        finally:
+            self.aws("delete-item", "--table-name", self.table, "--key",
+                     json.dumps({"pk": lock["pk"], "sk": lock["sk"]}))
+        t.join(30)
+        self.assertFalse(t.is_alive())
+        self.assertStatus(first["r"], 200)
+        again = self.set_price(product_id, 1, '"9.99"', headers={"Idempotency-Key": key})
+        self.assertStatus(again, 200)
+        self.assertEqual(again.body, first["r"].body)
+        self.assertEqual(again.header("idempotent-replayed"), "true")
+        self.assertEqual(len(self.server.get("/products/%s/price-history" % product_id)
+                             .json()["items"]), 1)
 
 
 class ProductsInvokeTest(harness.StoresCase):
