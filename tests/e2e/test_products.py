@@ -8,6 +8,7 @@ GET /price answers."""
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 import threading
@@ -562,6 +563,87 @@ class ProductsDynamoDBTest(ProductCalls, harness.ServerCase):
         self.assertEqual(again.header("idempotent-replayed"), "true")
         self.assertEqual(len(self.server.get("/products/%s/price-history" % product_id)
                              .json()["items"]), 1)
+
+
+@unittest.skipUnless(DDB_PRODUCTS, "the product store is not DynamoDB (PX_E2E_PRODUCT_STORE)")
+class ProductsDynamoDBWindowTest(ProductCalls, harness.ServerCase):
+    """The one state where a DynamoDB catalogue and a SQL price store disagree
+    (docs/internals/products.md, "What is atomic"): the price change commits, then the
+    product's conditional put fails. Here the put fails because the product's version
+    moved while the request waited for its audit record (as a writer whose lock lease ran
+    out would move it). Prices and the audit trail are this class's own SQLite files, so
+    the test can hold the audit file's write lock; the catalogue is the run's table."""
+
+    server_env = {"AUDIT_TIMEOUT_MS": "30000", "CONNECTION_TIMEOUT": "60"}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stores = harness.Stores()
+        cls.stores.price_db = "sqlite:%s" % (cls.stores.dir / "prices.db")
+        cls.stores.audit_store = "sqlite:%s" % (cls.stores.dir / "audit.db")
+        try:
+            cls.stores.seed()
+            cls.server = harness.Server(cls.stores, env=cls.server_env)
+            cls.server.start()
+        except BaseException:
+            cls.stores.cleanup()
+            raise
+
+    def trail(self, product_id):
+        r = run_cli(["audit", "query", "--product", product_id] + self.stores.flags())
+        self.assertEqual(r.rc, 0, r)
+        return [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+
+    def test_product_put_fails_after_price_commit(self):
+        if not os.path.exists(AWS):
+            self.skipTest("no AWS CLI at %s (Debian package awscli)" % AWS)
+        product_id, _ = self.create()
+        table = self.stores.product_store[len("dynamodb:"):]
+        pk = {"pk": {"S": "T#default#PRODUCT#" + product_id}}
+        con = sqlite3.connect(str(self.stores.audit_sqlite), timeout=10, isolation_level=None)
+        result = {}
+        try:
+            con.execute("BEGIN EXCLUSIVE")  # the change waits for its audit record
+            t = threading.Thread(target=lambda: result.update(
+                r=self.set_price(product_id, 1, '"42.00"')), daemon=True)
+            t.start()
+            lock = dict(pk, sk={"S": "LOCK"})
+            for _ in range(200):  # the request holds the product's lock ...
+                if ProductsDynamoDBTest.aws(self, "get-item", "--table-name", table, "--key",
+                                            json.dumps(lock), "--consistent-read").get("Item"):
+                    break
+                time.sleep(0.05)
+            time.sleep(1.5)  # ... and has read the product again (milliseconds after the lock)
+            self.assertTrue(t.is_alive())
+            ProductsDynamoDBTest.aws(
+                self, "update-item", "--table-name", table, "--key",
+                json.dumps(dict(pk, sk={"S": "META"})), "--update-expression", "SET #v = :v",
+                "--expression-attribute-names", '{"#v":"version"}',
+                "--expression-attribute-values", '{":v":{"N":"99"}}')
+        finally:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            con.close()
+        t.join(60)
+        self.assertFalse(t.is_alive())
+        r = result["r"]
+        self.assertError(r, 500, "INTERNAL")
+        # the price store committed: GET /price answers the new price, history has the row
+        g = self.server.price(product_id, new_user())
+        self.assertEqual(g.json()["price"], 42.00)
+        hist = sqlite3.connect(str(self.stores.price_sqlite)).execute(
+            "SELECT amount, request_id FROM price_history WHERE product_id = ?",
+            (product_id,)).fetchall()
+        self.assertEqual(hist, [("42.00", r.request_id)])
+        # the product did not: it shows the version it was moved to, without the price
+        p = self.server.get("/products/" + product_id)
+        self.assertEqual((p.json()["version"], p.json()["price"]), (99, None))
+        # and the trail says both: the change's record, then its failure
+        recs = [x for x in self.trail(product_id) if x["action"] == "PRICE_CHANGE"]
+        self.assertEqual([(x["status"], x["requestId"]) for x in recs],
+                         [("SUCCESS", r.request_id), ("FAILED", r.request_id)])
+        self.assertLess(recs[0]["ts"], recs[1]["ts"])
+        self.assertEqual(recs[1]["after"], {"price": {"amount": "42.00", "currency": "EUR"}})
 
 
 class ProductsInvokeTest(harness.StoresCase):
