@@ -21,6 +21,9 @@ import harness
 from harness import new_user, run_cli
 
 JSON = {"Content-Type": "application/json"}
+# The AWS CLI from Debian, for reading DynamoDB items back without `pricing`.
+AWS = os.environ.get("PX_AWS_CLI", "/usr/bin/aws")
+DDB_PRODUCTS = os.environ.get("PX_E2E_PRODUCT_STORE", "").startswith("dynamodb:")
 
 
 
@@ -62,6 +65,16 @@ class ProductCalls:
 
     def writes(self, product_id):
         return [x for x in self.stores.records(product=product_id) if x["action"] != "PRICE_FETCH"]
+
+    def aws(self, *args, stdin=None):
+        """`aws dynamodb ARGS` against the endpoint the servers use; the parsed JSON answer."""
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL")
+        cmd = [AWS, "dynamodb"] + list(args) + ["--output", "json"]
+        if endpoint:
+            cmd += ["--endpoint-url", endpoint]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, input=stdin)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout) if r.stdout.strip() else {}
 
 
 class ProductsTest(ProductCalls, harness.ServerCase):
@@ -407,8 +420,6 @@ class ProductsTest(ProductCalls, harness.ServerCase):
         self.assertError(self.server.get("/products/PROD-101/nope"), 404, "ROUTE_NOT_FOUND")
 
 
-AWS = os.environ.get("PX_AWS_CLI", "/usr/bin/aws")
-DDB_PRODUCTS = os.environ.get("PX_E2E_PRODUCT_STORE", "").startswith("dynamodb:")
 
 
 @unittest.skipUnless(DDB_PRODUCTS, "the product store is not DynamoDB (PX_E2E_PRODUCT_STORE)")
@@ -417,17 +428,6 @@ class ProductsDynamoDBTest(ProductCalls, harness.ServerCase):
     it too): the items read back with the AWS CLI (not with `pricing`),
     two processes writing one product, and an Idempotency-Key whose first request is
     held in flight by another writer's lock."""
-
-    # ------------------------------------------------------------ AWS CLI
-
-    def aws(self, *args, stdin=None):
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL")
-        cmd = [AWS, "dynamodb"] + list(args) + ["--output", "json"]
-        if endpoint:
-            cmd += ["--endpoint-url", endpoint]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, input=stdin)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        return json.loads(r.stdout) if r.stdout.strip() else {}
 
     @property
     def table(self):
@@ -609,14 +609,14 @@ class ProductsDynamoDBWindowTest(ProductCalls, harness.ServerCase):
             t.start()
             lock = dict(pk, sk={"S": "LOCK"})
             for _ in range(200):  # the request holds the product's lock ...
-                if ProductsDynamoDBTest.aws(self, "get-item", "--table-name", table, "--key",
-                                            json.dumps(lock), "--consistent-read").get("Item"):
+                if self.aws("get-item", "--table-name", table, "--key", json.dumps(lock),
+                            "--consistent-read").get("Item"):
                     break
                 time.sleep(0.05)
             time.sleep(1.5)  # ... and has read the product again (milliseconds after the lock)
             self.assertTrue(t.is_alive())
-            ProductsDynamoDBTest.aws(
-                self, "update-item", "--table-name", table, "--key",
+            self.aws(
+                "update-item", "--table-name", table, "--key",
                 json.dumps(dict(pk, sk={"S": "META"})), "--update-expression", "SET #v = :v",
                 "--expression-attribute-names", '{"#v":"version"}',
                 "--expression-attribute-values", '{":v":{"N":"99"}}')
