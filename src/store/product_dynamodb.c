@@ -22,7 +22,7 @@
  * needs; the unfiltered list merges the GSI3 shards. Every string attribute
  * that may be empty is left out (DynamoDB emulators refuse empty strings) and
  * reads back as "". */
-#include "product.h"
+#include "product_dynamodb.h"
 #include "dynamodb.h"
 #include "../kernel/app.h"
 #include "../kernel/log.h"
@@ -62,7 +62,7 @@ static void product_pk(const char *id, char *out, size_t cap)
     snprintf(out, cap, "T#" TENANT "#PRODUCT#%s", id);
 }
 
-static unsigned shard_of(const char *id)
+PX_STATIC unsigned px_ddb_product_shard(const char *id)
 {
     uint32_t h = 2166136261u; /* FNV-1a: stable across builds and hosts */
     for (const unsigned char *p = (const unsigned char *)id; *p; p++)
@@ -72,8 +72,8 @@ static unsigned shard_of(const char *id)
 
 /* The principal is length-prefixed: it may hold '#', the route and key then
  * cannot be confused with a part of it. */
-static void idem_pk(const char *principal, const char *route, const char *key, char *out,
-                    size_t cap)
+PX_STATIC void px_ddb_idem_pk(const char *principal, const char *route, const char *key, char *out,
+                              size_t cap)
 {
     snprintf(out, cap, "T#" TENANT "#IDEM#%zu:%s#%s#%s", strlen(principal), principal, route, key);
 }
@@ -165,13 +165,13 @@ static bool attr_n(const json_t *item, const char *name, long long *out)
 
 /* ------------------------------------------------------------- products */
 
-static json_t *product_item(const struct px_product *p)
+PX_STATIC json_t *px_ddb_product_item(const struct px_product *p)
 {
     char pk[128], g1[512], g2[64], g3[64];
     product_pk(p->id, pk, sizeof(pk));
     snprintf(g1, sizeof(g1), "T#" TENANT "#CATEGORY#%s", p->category ? p->category : "");
     snprintf(g2, sizeof(g2), "T#" TENANT "#STATUS#%s", p->status);
-    snprintf(g3, sizeof(g3), "T#" TENANT "#PRODUCTS#%u", shard_of(p->id));
+    snprintf(g3, sizeof(g3), "T#" TENANT "#PRODUCTS#%u", px_ddb_product_shard(p->id));
     json_t *it = json_object();
     if (!it)
         return NULL;
@@ -223,7 +223,7 @@ static const char *dup_attr(const json_t *it, const char *name, const char *dflt
     return px_arena_strdup(a, v ? v : dflt);
 }
 
-static px_rc item_to_product(const json_t *it, struct px_arena *a, struct px_product *p)
+PX_STATIC px_rc px_ddb_product_parse(const json_t *it, struct px_arena *a, struct px_product *p)
 {
     memset(p, 0, sizeof(*p));
     long long version = 0;
@@ -267,7 +267,7 @@ static px_rc get_item(struct store *s, const char *id, struct px_arena *a, struc
     if (rc)
         return rc;
     const json_t *it = json_object_get(resp, "Item");
-    rc = json_is_object(it) ? item_to_product(it, a, out) : PX_ERR_NOT_FOUND;
+    rc = json_is_object(it) ? px_ddb_product_parse(it, a, out) : PX_ERR_NOT_FOUND;
     json_decref(resp);
     return rc;
 }
@@ -405,7 +405,7 @@ static px_rc ddb_list(void *impl, const struct px_product_query *q, struct px_ar
         goto out;
     }
     for (size_t i = 0; !rc && i < keep; i++)
-        rc = item_to_product(sorted[i], a, &out[i]);
+        rc = px_ddb_product_parse(sorted[i], a, &out[i]);
     if (!rc) {
         *items = out;
         *n = keep;
@@ -489,7 +489,7 @@ static px_rc check_expect(px_rc got, const struct px_product *cur, enum px_produ
 static px_rc put_product(struct store *s, const struct px_product *cur,
                          const struct px_product *next)
 {
-    json_t *item = product_item(next);
+    json_t *item = px_ddb_product_item(next);
     json_t *req = item ? json_pack("{s:s, s:o}", "TableName", s->table, "Item", item) : NULL;
     if (!req)
         return PX_ERR_NOMEM;
@@ -580,7 +580,7 @@ static px_rc ddb_idem_begin(void *impl, const char *principal, const char *route
 {
     struct store *s = impl;
     char pk[KEY_MAX], owner[37], nows[32];
-    idem_pk(principal, route, key, pk, sizeof(pk));
+    px_ddb_idem_pk(principal, route, key, pk, sizeof(pk));
     px_new_request_id(owner);
     snprintf(nows, sizeof(nows), "%lld", (long long)now_s);
     for (int attempt = 0; attempt < 4; attempt++) {
@@ -643,7 +643,7 @@ static px_rc ddb_idem_finish(void *impl, const char *principal, const char *rout
 {
     struct store *s = impl;
     char pk[KEY_MAX], exp[32], st[16];
-    idem_pk(principal, route, key, pk, sizeof(pk));
+    px_ddb_idem_pk(principal, route, key, pk, sizeof(pk));
     snprintf(exp, sizeof(exp), "%lld", (long long)(now_s + PX_IDEM_TTL_S));
     snprintf(st, sizeof(st), "%d", saved->status);
     json_t *req = json_pack("{s:s, s:o, s:s, s:{s:s, s:s, s:s}, s:{s:{s:b}, s:{s:s}, s:{s:s}}}",
@@ -683,7 +683,7 @@ static void ddb_idem_abort(void *impl, const char *principal, const char *route,
 {
     struct store *s = impl;
     char pk[KEY_MAX];
-    idem_pk(principal, route, key, pk, sizeof(pk));
+    px_ddb_idem_pk(principal, route, key, pk, sizeof(pk));
     px_rc rc = call(s, "DeleteItem",
                     json_pack("{s:s, s:o, s:s, s:{s:s}, s:{s:{s:b}}}", "TableName", s->table, "Key",
                               key_of(pk, "IDEM"), "ConditionExpression", "#d = :f",
@@ -862,7 +862,7 @@ static px_rc ddb_seed(void *impl, const struct px_product *items, size_t n, char
 {
     struct store *s = impl;
     for (size_t i = 0; i < n; i++) {
-        json_t *item = product_item(&items[i]);
+        json_t *item = px_ddb_product_item(&items[i]);
         struct px_ddb_error e;
         px_rc rc = item ? call(s, "PutItem",
                                json_pack("{s:s, s:o, s:s}", "TableName", s->table, "Item", item,
