@@ -419,38 +419,71 @@ out:
 
 /* ---------------------------------------------------------------- writes */
 
+static px_rc check_expect(px_rc got, const struct px_product *cur, enum px_product_expect expect,
+                          long version)
+{
+    if (got && got != PX_ERR_NOT_FOUND)
+        return got;
+    bool exists = got == PX_OK;
+    if (expect == PX_PRODUCT_MUST_NOT_EXIST && exists)
+        return PX_ERR_CONFLICT;
+    if (expect == PX_PRODUCT_AT_VERSION && !exists)
+        return PX_ERR_NOT_FOUND;
+    if (expect == PX_PRODUCT_AT_VERSION && version >= 0 && cur->version != version)
+        return PX_ERR_STALE;
+    return PX_OK;
+}
+
 /* Takes the product's write lock: absent, expired, or ours already (a retried
- * put whose first attempt landed). PX_ERR_TIMEOUT when another writer holds
- * it until the store's bound. */
-static px_rc lock_take(struct store *s, const char *pk, const char *owner)
+ * put whose first attempt landed). While another writer holds it, the product
+ * is read again between attempts: once that writer has moved the version on,
+ * this one's expectation can never hold again, and its answer (412, 409) need
+ * not wait for the lock. PX_ERR_TIMEOUT when the lock stays taken until the
+ * store's bound. */
+static px_rc lock_take(struct store *s, const char *pk, const char *owner, const char *id,
+                       enum px_product_expect expect, long version)
 {
     int64_t deadline = deadline_of(s);
     unsigned delay = 5;
+    struct px_arena *scratch = NULL;
+    px_rc rc;
     for (;;) {
         int64_t now = (int64_t)time(NULL);
         char exp[32], nows[32];
         snprintf(exp, sizeof(exp), "%lld", (long long)(now + LOCK_LEASE_S));
         snprintf(nows, sizeof(nows), "%lld", (long long)now);
         struct px_ddb_error err;
-        px_rc rc =
-            call(s, "PutItem",
-                 json_pack("{s:s, s:{s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}}, s:s, s:{s:s, s:s},"
-                           " s:{s:{s:s}, s:{s:s}}}",
-                           "TableName", s->table, "Item", "pk", "S", pk, "sk", "S", "LOCK", "owner",
-                           "S", owner, TTL_ATTR, "N", exp, "ConditionExpression",
-                           "attribute_not_exists(pk) OR #e < :now OR #o = :me",
-                           "ExpressionAttributeNames", "#e", TTL_ATTR, "#o", "owner",
-                           "ExpressionAttributeValues", ":now", "N", nows, ":me", "S", owner),
-                 deadline, NULL, &err);
+        rc = call(s, "PutItem",
+                  json_pack("{s:s, s:{s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}}, s:s, s:{s:s, s:s},"
+                            " s:{s:{s:s}, s:{s:s}}}",
+                            "TableName", s->table, "Item", "pk", "S", pk, "sk", "S", "LOCK",
+                            "owner", "S", owner, TTL_ATTR, "N", exp, "ConditionExpression",
+                            "attribute_not_exists(pk) OR #e < :now OR #o = :me",
+                            "ExpressionAttributeNames", "#e", TTL_ATTR, "#o", "owner",
+                            "ExpressionAttributeValues", ":now", "N", nows, ":me", "S", owner),
+                  deadline, NULL, &err);
         if (rc != PX_ERR_CONFLICT)
-            return rc;
-        if (px_ddb_now_ms() + delay >= deadline)
-            return PX_ERR_TIMEOUT;
+            break;
+        if (px_ddb_now_ms() + delay >= deadline) {
+            rc = PX_ERR_TIMEOUT;
+            break;
+        }
         /* jittered, growing to 50 ms: 50 writers of one product take turns quickly */
         sleep_ms((long)(delay / 2 + (unsigned)rand() % (delay / 2 + 1)));
         if (delay < 50)
             delay *= 2;
+        if (!scratch && !(scratch = px_arena_new(1024 * 1024))) {
+            rc = PX_ERR_NOMEM;
+            break;
+        }
+        px_arena_reset(scratch);
+        struct px_product cur;
+        rc = check_expect(get_item(s, id, scratch, &cur, deadline), &cur, expect, version);
+        if (rc)
+            break; /* stale, or exists: final whoever holds the lock */
     }
+    px_arena_free(scratch);
+    return rc;
 }
 
 static void lock_release(struct store *s, const char *pk, const char *owner)
@@ -468,21 +501,6 @@ static void lock_release(struct store *s, const char *pk, const char *owner)
                 "product write lock %s not released (%s%s%s): writes of this product wait "
                 "until its lease ends (%d s)",
                 pk, px_strerror(rc), err.type[0] ? ": " : "", err.type, LOCK_LEASE_S);
-}
-
-static px_rc check_expect(px_rc got, const struct px_product *cur, enum px_product_expect expect,
-                          long version)
-{
-    if (got && got != PX_ERR_NOT_FOUND)
-        return got;
-    bool exists = got == PX_OK;
-    if (expect == PX_PRODUCT_MUST_NOT_EXIST && exists)
-        return PX_ERR_CONFLICT;
-    if (expect == PX_PRODUCT_AT_VERSION && !exists)
-        return PX_ERR_NOT_FOUND;
-    if (expect == PX_PRODUCT_AT_VERSION && version >= 0 && cur->version != version)
-        return PX_ERR_STALE;
-    return PX_OK;
 }
 
 /* Stores next: a create only when absent, an update only at cur's version. */
@@ -538,7 +556,7 @@ static px_rc ddb_apply(void *impl, const char *id, enum px_product_expect expect
     if (rc)
         return rc;
     px_new_request_id(owner);
-    rc = lock_take(s, pk, owner);
+    rc = lock_take(s, pk, owner, id, expect, version);
     if (rc)
         return rc;
     px_rc got = get_item(s, id, a, &cur, deadline_of(s));

@@ -425,9 +425,8 @@ class ProductsTest(ProductCalls, harness.ServerCase):
 @unittest.skipUnless(DDB_PRODUCTS, "the product store is not DynamoDB (PX_E2E_PRODUCT_STORE)")
 class ProductsDynamoDBTest(ProductCalls, harness.ServerCase):
     """The DynamoDB product store (PX_E2E_PRODUCT_STORE=dynamodb:TABLE; ProductsTest runs on
-    it too): the items read back with the AWS CLI (not with `pricing`),
-    two processes writing one product, and an Idempotency-Key whose first request is
-    held in flight by another writer's lock."""
+    it too): the items read back with the AWS CLI (not with `pricing`), and two
+    processes writing one product."""
 
     @property
     def table(self):
@@ -523,56 +522,15 @@ class ProductsDynamoDBTest(ProductCalls, harness.ServerCase):
         self.assertEqual([(x["status"], x["requestId"]) for x in changes],
                          [("SUCCESS", winner.request_id)])
 
-    def test_idempotency_key_in_flight_conflict(self):
-        """A first request held by another writer's lock keeps its key: a second request
-        with the same key is 409 until the first answers; then the answer replays."""
-        if not os.path.exists(AWS):
-            self.skipTest("no AWS CLI at %s (Debian package awscli)" % AWS)
-        product_id, _ = self.create()
-        lock = {"pk": {"S": "T#default#PRODUCT#" + product_id}, "sk": {"S": "LOCK"},
-                "owner": {"S": "e2e-test"}, "expiresAt": {"N": str(int(time.time()) + 300)}}
-        self.aws("put-item", "--table-name", self.table, "--item", json.dumps(lock))
-        key = "inflight-" + product_id
-        first = {}
-
-        def run_first():
-            first["r"] = self.set_price(product_id, 1, '"9.99"', headers={"Idempotency-Key": key})
-
-        t = threading.Thread(target=run_first, daemon=True)
-        t.start()
-        try:
-            pk = self.idem_pk("PUT /products/%s/price" % product_id, key)
-            for _ in range(100):  # the first request has claimed the key (and waits for the lock)
-                if self.item(pk, "IDEM"):
-                    break
-                time.sleep(0.05)
-            self.assertIsNotNone(self.item(pk, "IDEM"))
-            self.assertTrue(t.is_alive())
-            second = self.set_price(product_id, 1, '"9.99"', headers={"Idempotency-Key": key})
-            self.assertError(second, 409, "CONFLICT")
-            self.assertTrue(t.is_alive())  # still held: the 409 was not a race with its end
-        finally:
-            self.aws("delete-item", "--table-name", self.table, "--key",
-                     json.dumps({"pk": lock["pk"], "sk": lock["sk"]}))
-        t.join(30)
-        self.assertFalse(t.is_alive())
-        self.assertStatus(first["r"], 200)
-        again = self.set_price(product_id, 1, '"9.99"', headers={"Idempotency-Key": key})
-        self.assertStatus(again, 200)
-        self.assertEqual(again.body, first["r"].body)
-        self.assertEqual(again.header("idempotent-replayed"), "true")
-        self.assertEqual(len(self.server.get("/products/%s/price-history" % product_id)
-                             .json()["items"]), 1)
-
 
 @unittest.skipUnless(DDB_PRODUCTS, "the product store is not DynamoDB (PX_E2E_PRODUCT_STORE)")
-class ProductsDynamoDBWindowTest(ProductCalls, harness.ServerCase):
-    """The one state where a DynamoDB catalogue and a SQL price store disagree
-    (docs/internals/products.md, "What is atomic"): the price change commits, then the
-    product's conditional put fails. Here the put fails because the product's version
-    moved while the request waited for its audit record (as a writer whose lock lease ran
-    out would move it). Prices and the audit trail are this class's own SQLite files, so
-    the test can hold the audit file's write lock; the catalogue is the run's table."""
+class ProductsDynamoDBHeldTest(ProductCalls, harness.ServerCase):
+    """Writes held in flight on the DynamoDB product store: prices and the audit trail
+    are this class's own SQLite files, so a test can hold the audit file's write lock and
+    with it a change between its checks and its commit (AUDIT_TIMEOUT_MS 30 s); the
+    catalogue is the run's table. Shows the in-flight Idempotency-Key 409, and the one
+    state where a DynamoDB catalogue and a SQL price store disagree
+    (docs/internals/products.md, "What is atomic")."""
 
     server_env = {"AUDIT_TIMEOUT_MS": "30000", "CONNECTION_TIMEOUT": "60"}
 
@@ -594,7 +552,55 @@ class ProductsDynamoDBWindowTest(ProductCalls, harness.ServerCase):
         self.assertEqual(r.rc, 0, r)
         return [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
 
+    def test_idempotency_key_in_flight_conflict(self):
+        """A first request held in flight (waiting for its audit record) keeps its key: a
+        second request with the same key and body is 409 until the first answers; then
+        the answer replays."""
+        if not os.path.exists(AWS):
+            self.skipTest("no AWS CLI at %s (Debian package awscli)" % AWS)
+        product_id, _ = self.create()
+        key = "inflight-" + product_id
+        pk = "T#default#IDEM#5:local#PUT /products/%s/price#%s" % (product_id, key)
+        first = {}
+        con = sqlite3.connect(str(self.stores.audit_sqlite), timeout=10, isolation_level=None)
+        try:
+            con.execute("BEGIN EXCLUSIVE")
+            t = threading.Thread(target=lambda: first.update(
+                r=self.set_price(product_id, 1, '"9.99"', headers={"Idempotency-Key": key})),
+                daemon=True)
+            t.start()
+            for _ in range(100):  # the first request has claimed the key
+                if self.item(pk, "IDEM"):
+                    break
+                time.sleep(0.1)
+            self.assertTrue(t.is_alive())
+            second = self.set_price(product_id, 1, '"9.99"', headers={"Idempotency-Key": key})
+            self.assertError(second, 409, "CONFLICT")
+            self.assertTrue(t.is_alive())  # still held: the 409 was not a race with its end
+        finally:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            con.close()
+        t.join(60)
+        self.assertFalse(t.is_alive())
+        self.assertStatus(first["r"], 200)
+        again = self.set_price(product_id, 1, '"9.99"', headers={"Idempotency-Key": key})
+        self.assertStatus(again, 200)
+        self.assertEqual(again.body, first["r"].body)
+        self.assertEqual(again.header("idempotent-replayed"), "true")
+        self.assertEqual([x["status"] for x in self.trail(product_id)
+                          if x["action"] == "PRICE_CHANGE"], ["SUCCESS"])
+
+    def item(self, pk, sk):
+        key = json.dumps({"pk": {"S": pk}, "sk": {"S": sk}})
+        table = self.stores.product_store[len("dynamodb:"):]
+        return self.aws("get-item", "--table-name", table, "--key", key,
+                        "--consistent-read").get("Item")
+
     def test_product_put_fails_after_price_commit(self):
+        """The price change commits, then the product's conditional put fails: here
+        because the product's version moved while the change waited for its audit
+        record, as a writer whose lock lease ran out would move it."""
         if not os.path.exists(AWS):
             self.skipTest("no AWS CLI at %s (Debian package awscli)" % AWS)
         product_id, _ = self.create()
@@ -613,7 +619,7 @@ class ProductsDynamoDBWindowTest(ProductCalls, harness.ServerCase):
                             "--consistent-read").get("Item"):
                     break
                 time.sleep(0.05)
-            time.sleep(1.5)  # ... and has read the product again (milliseconds after the lock)
+            time.sleep(3)  # ... and has read the product again (milliseconds after the lock)
             self.assertTrue(t.is_alive())
             self.aws(
                 "update-item", "--table-name", table, "--key",
