@@ -30,6 +30,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -875,26 +876,58 @@ static px_rc ensure_table(struct store *s, char *err, size_t errlen)
     return enable_ttl(s, err, errlen);
 }
 
+/* One seeding thread's share: items[i] for i = first, first + step, ... */
+struct seed_part {
+    struct store *s;
+    const struct px_product *items;
+    size_t n, first, step;
+    px_rc rc;
+    struct px_ddb_error e;
+};
+
+static void *seed_part_run(void *arg)
+{
+    struct seed_part *sp = arg;
+    for (size_t i = sp->first; i < sp->n && !sp->rc; i += sp->step) {
+        json_t *item = px_ddb_product_item(&sp->items[i]);
+        px_rc rc = item ? call(sp->s, "PutItem",
+                               json_pack("{s:s, s:o, s:s}", "TableName", sp->s->table, "Item", item,
+                                         "ConditionExpression", "attribute_not_exists(pk)"),
+                               px_ddb_now_ms() + CONTROL_MS, NULL, &sp->e)
+                        : PX_ERR_NOMEM;
+        if (rc != PX_ERR_CONFLICT) /* CONFLICT: exists, kept */
+            sp->rc = rc;
+    }
+    return NULL;
+}
+
+/* Conditional puts, one item each (BatchWriteItem takes no condition and would
+ * overwrite), from SEED_THREADS threads: the round trips overlap. */
 static px_rc ddb_seed(void *impl, const struct px_product *items, size_t n, char *err,
                       size_t errlen)
 {
-    struct store *s = impl;
-    for (size_t i = 0; i < n; i++) {
-        json_t *item = px_ddb_product_item(&items[i]);
-        struct px_ddb_error e;
-        px_rc rc = item ? call(s, "PutItem",
-                               json_pack("{s:s, s:o, s:s}", "TableName", s->table, "Item", item,
-                                         "ConditionExpression", "attribute_not_exists(pk)"),
-                               px_ddb_now_ms() + CONTROL_MS, NULL, &e)
-                        : PX_ERR_NOMEM;
-        if (rc == PX_ERR_CONFLICT)
-            continue; /* exists: kept */
-        if (rc == PX_ERR_NOMEM) {
+    enum { SEED_THREADS = 4 };
+    struct seed_part parts[SEED_THREADS];
+    pthread_t th[SEED_THREADS];
+    bool started[SEED_THREADS] = {false};
+    for (size_t t = 0; t < SEED_THREADS; t++) {
+        parts[t] =
+            (struct seed_part){.s = impl, .items = items, .n = n, .first = t, .step = SEED_THREADS};
+        started[t] = pthread_create(&th[t], NULL, seed_part_run, &parts[t]) == 0;
+        if (!started[t])
+            seed_part_run(&parts[t]); /* no thread: this one's share here */
+    }
+    for (size_t t = 0; t < SEED_THREADS; t++)
+        if (started[t])
+            pthread_join(th[t], NULL);
+    for (size_t t = 0; t < SEED_THREADS; t++) {
+        if (parts[t].rc == PX_ERR_NOMEM) {
             snprintf(err, errlen, "PRODUCT_STORE: out of memory");
-            return rc;
+            return PX_ERR_NOMEM;
         }
-        if (rc)
-            return fail_msg(rc, &e, err, errlen, "loading the catalogue into", s->table);
+        if (parts[t].rc)
+            return fail_msg(parts[t].rc, &parts[t].e, err, errlen, "loading the catalogue into",
+                            ((struct store *)impl)->table);
     }
     return PX_OK;
 }
