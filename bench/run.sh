@@ -17,6 +17,10 @@
 #   BENCH_PERF_SECONDS  perf record length (default 5)
 #   BENCH_AUDIT_TABLE   audit table in the SQLite audit store (default: found by name)
 #   BENCH_RESULTS   where to write the report (default bench/RESULTS.md)
+#   BENCH_MIX       1 = also the write mix on each pricing server (default 1):
+#                   bench/mix.lua, 95 % GET /price + 5 % PUT /products/{id}/price
+#                   with If-Match, then writes only (their throughput and p99)
+#   BENCH_MIX_CONNS connections of the write-mix runs (default 16)
 # Everything started here is stopped on exit, by PID.
 set -euo pipefail
 
@@ -36,6 +40,9 @@ done
 PROFILE_STORE=${BENCH_PROFILE_STORE:-${STORES##* }}
 PERF=${BENCH_PERF:-1}
 PERF_SECONDS=${BENCH_PERF_SECONDS:-5}
+MIX=${BENCH_MIX:-1}
+MIX_CONNS=${BENCH_MIX_CONNS:-16}
+MIX_RUNS=0 # write-mix runs so far: each writes its own products (BENCH_WRITE_OFFSET)
 CLK_TCK=$(getconf CLK_TCK)
 NGINX_BODY='{"productId":"PROD-101","price":99.99,"currency":"USD"}'
 SAMPLE_USER=3f1c2a4e-9b7d-4c1a-8e2f-5a6b7c8d9e0f
@@ -47,6 +54,7 @@ want() { [[ " $SERVERS " == *" $1 "* ]]; }
 
 check_seconds SECONDS_RUN WARMUP THREADS PERF_SECONDS
 check_conns "$CONNS"
+check_conns "$MIX_CONNS"
 
 PRICING_BIN=${1:-}
 if want pricing; then
@@ -235,6 +243,7 @@ run_one() {
   if [[ $srv == pricing-* ]]; then
     a0=$(audit_rows "${srv#pricing-}")
     l0=$(stat -c %s "$TMP/$srv.log")
+    curl -s "http://127.0.0.1:$port/metrics" >"$TMP/metrics-$k.0" || true
   fi
   reset_peak "${pids[@]}"
   R[$k.load]=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -263,12 +272,36 @@ run_one() {
     sleep 0.5 # records of requests in flight when wrk stopped
     a1=$(audit_rows "${srv#pricing-}")
     l1=$(stat -c %s "$TMP/$srv.log")
+    curl -s "http://127.0.0.1:$port/metrics" >"$TMP/metrics-$k.1" || true
+    # Server-side view of the same run: bucket upper bounds of p50 / p99 (ms).
+    R[$k.server_q]=$(python3 "$HERE/histq.py" "$TMP/metrics-$k.0" "$TMP/metrics-$k.1" \
+      pricing_http_request_duration_seconds pricing_audit_commit_seconds \
+      pricing_audit_write_seconds 2>/dev/null |
+      awk '{ printf "%s%s p50 <= %s ms, p99 <= %s ms", (NR > 1 ? "; " : ""), $1, $3, $4 }')
     R[$k.audited]=$((a1 - a0))
     R[$k.answered]=$((R[$k.ok2xx] + R[$k.nf404]))
     R[$k.log_bytes_per_req]=$(awk -v b=$((l1 - l0)) -v n="${R[$k.requests]}" \
       'BEGIN { printf "%.0f", (n > 0) ? (b / n) : 0 }')
   fi
   log "$srv c=$c: ${R[$k.rps]} req/s, p99 ${R[$k.p99_us]} us, ${R[$k.cpu_us_per_req]} CPU-us/req${R[$k.audited]:+, audited ${R[$k.audited]} / answered ${R[$k.answered]}}"
+}
+
+# ---------------------------------------------------------------- write mix
+# run_mix STORE PCT: one measured run of bench/mix.lua with PCT % writes on the
+# pricing server of STORE, results in R[mix.<store>.<pct>.<field>].
+run_mix() {
+  local st=$1 pct=$2 k="mix.$1.$2" out="$OUT/wrk-pricing-$1-mix$2.txt"
+  local url="http://127.0.0.1:${PXPORT[$st]}/price" off=$((MIX_RUNS * THREADS % 64)) fld
+  MIX_RUNS=$((MIX_RUNS + 1))
+  log "pricing-$st: write mix $pct % PUT, c=$MIX_CONNS, ${SECONDS_RUN}s"
+  BENCH_USERS=${BENCH_USERS:-1000} BENCH_WRITE_PCT=$pct BENCH_WRITE_OFFSET=$off \
+    timeout $((SECONDS_RUN + 30)) wrk -t"$THREADS" -c"$MIX_CONNS" -d"$SECONDS_RUN"s --timeout 2s \
+    --latency -s "$HERE/mix.lua" "$url" >"$out" 2>&1 || die "wrk failed for the write mix: $(tail -n 3 "$out")"
+  grep -q '^BENCH ' "$out" || die "no BENCH line in $out"
+  for fld in requests rps p50_us p99_us ok2xx put_ok put_rps stale412 other; do
+    R[$k.$fld]=$(bench_field "$out" "$fld")
+  done
+  log "pricing-$st: $pct % writes: ${R[$k.rps]} req/s, ${R[$k.put_rps]} PUT/s, p99 ${R[$k.p99_us]} us, 412: ${R[$k.stale412]}"
 }
 
 # ---------------------------------------------------------------- profile
@@ -321,6 +354,7 @@ foreign_sections() {
       for (i = 1; i <= n; i++) mine["## " cs[i] " connections"] = 1
       mine["## Machine and run"] = 1; mine["## Goal"] = 1; mine["## How to read this"] = 1
       mine["## Where the time goes (pricing, c=64)"] = 1
+      mine["## Write mix"] = 1
       mine["## Where the time goes (pricing, lsm audit store, c=64)"] = 1
       mine["## Where the time goes (pricing, sqlite audit store, c=64)"] = 1
     }
@@ -386,6 +420,10 @@ write_results() {
           echo
           echo "Audit ($st): $au records written during the measured run, $an look-ups answered (2xx + 404) as counted by wrk: $verdict."
         fi
+        if [ -n "${R[$p.$c.server_q]:-}" ]; then
+          echo
+          echo "Server side ($p, its /metrics over the measured run, bucket upper bounds): ${R[$p.$c.server_q]}."
+        fi
       done
       echo
     done
@@ -436,6 +474,27 @@ write_results() {
       fi
       echo
     fi
+    if want pricing && [ "$MIX" = 1 ]; then
+      echo "## Write mix"
+      echo
+      echo "bench/mix.lua at $MIX_CONNS connections on the same servers after the look-up runs:"
+      echo "95 % \`GET /price\` and 5 % \`PUT /products/{id}/price\` with the product's current"
+      echo "\`If-Match\`, then writes only. A write takes the products file's write lock, makes its"
+      echo "audit record durable, commits the price and its history row (SQLite prices), then"
+      echo "the product: three fsync'd commits, where a look-up has one (group-committed)."
+      echo
+      echo "| server | mix req/s | of which PUT/s | mix p50 ms | mix p99 ms | writes only: PUT/s | PUT p50 ms | PUT p99 ms | 412 | other status |"
+      echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+      local m w
+      for st in $STORES; do
+        m=mix.$st.5 w=mix.$st.100
+        printf '| pricing-%s | %.0f | %.1f | %s | %s | %.1f | %s | %s | %s | %s |\n' "$st" \
+          "${R[$m.rps]}" "${R[$m.put_rps]}" "$(fmt_ms "${R[$m.p50_us]}")" "$(fmt_ms "${R[$m.p99_us]}")" \
+          "${R[$w.put_rps]}" "$(fmt_ms "${R[$w.p50_us]}")" "$(fmt_ms "${R[$w.p99_us]}")" \
+          "$((R[$m.stale412] + R[$w.stale412]))" "$((R[$m.other] + R[$w.other]))"
+      done
+      echo
+    fi
     echo "## How to read this"
     echo
     echo "- nginx returns a constant body from memory: it is the floor of what one HTTP exchange"
@@ -484,4 +543,10 @@ for c in $CONNS; do
   fi
 done
 want pricing && profile_pricing "${PXPORT[$PROFILE_STORE]}"
+if want pricing && [ "$MIX" = 1 ]; then
+  for st in $STORES; do
+    run_mix "$st" 5
+    run_mix "$st" 100
+  done
+fi
 write_results

@@ -140,7 +140,7 @@ e2e() {
 # SQLite prices, SQLite audit trail: temporary stores per test class.
 e2e_sqlite_sqlite() {
   local build=$1
-  PX_E2E_PRICE_DB="" PX_E2E_AUDIT_STORE="" PX_E2E_AUDIT_READER="" e2e "$build"
+  PX_E2E_PRICE_DB="" PX_E2E_AUDIT_STORE="" PX_E2E_AUDIT_READER="" PX_E2E_PRODUCT_STORE="" e2e "$build"
 }
 
 # The real servers: PostgreSQL 15 (scripts/pg.sh; as the postgres user when
@@ -151,6 +151,7 @@ e2e_sqlite_sqlite() {
 BK_PG_DIR=""
 BK_DDB_DIR=""
 BK_TABLE=audit_e2e
+BK_PRODUCTS_TABLE=products_e2e
 
 backends_down() {
   if [ -n "$BK_DDB_DIR" ]; then
@@ -172,9 +173,11 @@ trap 'exit 143' TERM
 # starts the servers, seeds them with `pricing db seed`, runs the suite in a
 # subshell that holds the PX_E2E_* variables (and, with dynalite, dummy AWS
 # settings instead of any inherited ones), then stops the servers. With
-# DynamoDB, records are read back by the AWS CLI (ddb_audit_reader.py).
+# DynamoDB, records are read back by the AWS CLI (ddb_audit_reader.py), and the
+# product catalogue lives in dynalite too (PX_E2E_PRODUCT_STORE).
 e2e_backends() {
   local build=$1 price=$2 audit=$3 rc=0 work endpoint="" price_db="" audit_store="" reader=""
+  local product_store=""
   work=$(mktemp -d) || return 1
   if [ "$price" = pg ]; then
     # Its own directory under /tmp: pg.sh hands it to postgres; the socket lives in it.
@@ -184,6 +187,7 @@ e2e_backends() {
   if [ $rc = 0 ] && [ "$audit" = dynamodb ]; then
     BK_DDB_DIR=$(mktemp -d) && endpoint=$(scripts/dynalite.sh start "$BK_DDB_DIR/dynalite") || rc=1
     audit_store=dynamodb:$BK_TABLE
+    product_store=dynamodb:$BK_PRODUCTS_TABLE
     reader="$PYTHON $PWD/tests/integration/ddb_audit_reader.py"
   fi
   # The write-optimized embedded store, shared by every server the suite starts
@@ -198,10 +202,11 @@ e2e_backends() {
           AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_PAGER="" \
           AWS_EC2_METADATA_DISABLED=true
       fi
-      export PX_E2E_PRICE_DB=$price_db PX_E2E_AUDIT_STORE=$audit_store PX_E2E_AUDIT_READER=$reader
+      export PX_E2E_PRICE_DB=$price_db PX_E2E_AUDIT_STORE=$audit_store PX_E2E_AUDIT_READER=$reader \
+        PX_E2E_PRODUCT_STORE=$product_store
       "$build/pricing" db seed --price-db "${price_db:-sqlite:$work/prices.db}" \
         --audit-store "${audit_store:-sqlite:$work/audit.db}" \
-        --product-store "sqlite:$work/products.db" >"$work/seed.log" 2>&1 ||
+        --product-store "${product_store:-sqlite:$work/products.db}" >"$work/seed.log" 2>&1 ||
         { cat "$work/seed.log" >&2; exit 1; }
       e2e "$build"
     ) || rc=1
@@ -213,9 +218,9 @@ e2e_backends() {
 
 # PostgreSQL prices, SQLite audit trail.
 e2e_pg_sqlite() { e2e_backends "$1" pg sqlite; }
-# SQLite prices, DynamoDB (dynalite) audit trail.
+# SQLite prices, DynamoDB (dynalite) audit trail and product catalogue.
 e2e_sqlite_dynamodb() { e2e_backends "$1" sqlite dynamodb; }
-# PostgreSQL prices, DynamoDB (dynalite) audit trail.
+# PostgreSQL prices, DynamoDB (dynalite) audit trail and product catalogue.
 e2e_pg_dynamodb() { e2e_backends "$1" pg dynamodb; }
 # SQLite prices, the write-optimized embedded audit store (RocksDB).
 e2e_sqlite_lsm() { e2e_backends "$1" sqlite lsm; }
@@ -256,10 +261,17 @@ step "lint" lint
 step "format-check" format_check
 
 run_build "$1" "$(is_sanitized "$1" && echo 1 || echo 0)"
+# The arm64 packaging checks cross-build against Debian's arm64 libraries,
+# unpacked (never installed) by scripts/arm64-sysroot.sh; PX_TEST_ARM64=0 leaves
+# them out, and test_package.py then counts them as skipped with the reason.
+if [ "${PX_TEST_ARM64:-1}" != 0 ] && [ ! -f build-sysroot-arm64/usr/lib/aarch64-linux-gnu/libc.so ]; then
+  step "arm64 sysroot (Debian arm64 packages, unpacked)" scripts/arm64-sysroot.sh
+fi
 step "package, infra, smoke ($1)" "$PYTHON" tests/integration/test_package.py --binary "$1/pricing" # packaging (main build only)
 step "lambda runtime + emulator ($1)" "$PYTHON" tests/integration/test_lambda.py --binary "$1/pricing" # lambda (main build only)
 step "PostgreSQL: seed, serve, faults ($1)" "$PYTHON" tests/integration/test_pg.py --binary "$1/pricing" # backends (main build only)
 step "DynamoDB/dynalite: records, faults ($1)" "$PYTHON" tests/integration/test_dynamodb.py "$1/pricing" # backends
+step "runbooks: their local commands ($1)" "$PYTHON" tests/integration/test_runbooks.py --binary "$1/pricing" # docs (main build only)
 step "scale-out: 2 processes, shared stores ($1)" "$PYTHON" tests/integration/test_scaleout.py --binary "$1/pricing" # backends
 step "events: outbox, relay to RabbitMQ, SQS, SNS ($1)" "$PYTHON" tests/integration/test_events.py --binary "$1/pricing" # events (main build only)
 if [ $# -ge 2 ]; then

@@ -73,7 +73,15 @@ static size_t catalogue(struct px_product *items, size_t cap, const char *now)
 static int products(const char *what, const struct px_config *cfg, bool seed)
 {
     char err[1024];
-    const struct px_product_opts o = {.timeout_ms = 30000, .create = true};
+    const struct px_product_opts o = {
+        .timeout_ms = 30000,
+        .create = true,
+        .region = cfg->aws_region,
+        .endpoint = cfg->dynamodb_endpoint,
+        .access_key_id = cfg->aws_access_key_id,
+        .secret_access_key = cfg->aws_secret_access_key,
+        .session_token = cfg->aws_session_token,
+    };
     struct px_product_store *s = NULL;
     if (px_product_open(cfg->product_store, &o, &s, err, sizeof(err)) != PX_OK) {
         fprintf(stderr, "pricing %s: %s\n", what, err);

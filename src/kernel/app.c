@@ -184,7 +184,15 @@ struct px_product_store *px_app_products(struct px_app *app)
     pthread_mutex_lock(&app->products_mu);
     if (!app->products) {
         char err[512] = "";
-        const struct px_product_opts o = {.timeout_ms = 10000, .create = false};
+        const struct px_product_opts o = {
+            .timeout_ms = 10000,
+            .create = false,
+            .region = or_null(app->cfg.aws_region),
+            .endpoint = or_null(app->cfg.dynamodb_endpoint),
+            .access_key_id = or_null(app->cfg.aws_access_key_id),
+            .secret_access_key = or_null(app->cfg.aws_secret_access_key),
+            .session_token = or_null(app->cfg.aws_session_token),
+        };
         if (px_product_open(app->cfg.product_store, &o, &s, err, sizeof(err)) == PX_OK)
             app->products = s;
         else

@@ -82,7 +82,9 @@ static const struct setting settings[] = {
     {"TABLE_AUDIT", NULL, "AUDIT_STORE", "dynamodb:", NULL, STR(audit_store), 0, 0, false,
      "DynamoDB audit table (same as AUDIT_STORE=dynamodb:TABLE)"},
     {"PRODUCT_STORE", NULL, NULL, NULL, "--product-store", STR(product_store), 0, 0, false,
-     "product catalogue store: sqlite:PATH"},
+     "product catalogue store: sqlite:PATH or dynamodb:TABLE"},
+    {"TABLE_PRODUCTS", NULL, "PRODUCT_STORE", "dynamodb:", NULL, STR(product_store), 0, 0, false,
+     "DynamoDB product table (same as PRODUCT_STORE=dynamodb:TABLE)"},
     {"AUDIT_RETENTION_DAYS", NULL, NULL, NULL, "--audit-retention-days", INT(audit_retention_days),
      1, 3650, false, "days until an audit record expires"},
     {"LOG_LEVEL", NULL, NULL, NULL, "--log-level", S_LOGLEVEL,
@@ -405,10 +407,22 @@ px_rc px_config_check(const struct px_config *cfg, char *err, size_t errlen)
                  scheme);
         return PX_ERR_CONFIG;
     }
-    if (!starts_with(cfg->product_store, "sqlite:") || !cfg->product_store[7]) {
-        scheme_of(cfg->product_store, scheme, sizeof(scheme));
+    const char *ps = cfg->product_store;
+    if (starts_with(ps, "dynamodb:")) {
+        if (!valid_table_name(ps + 9)) {
+            char shown[80];
+            echo(ps + 9, shown, sizeof(shown));
+            snprintf(err, errlen,
+                     "PRODUCT_STORE (--product-store, TABLE_PRODUCTS): the DynamoDB table name "
+                     "must be 3-255 characters of A-Z a-z 0-9 _ . - (got \"%s\")",
+                     shown);
+            return PX_ERR_CONFIG;
+        }
+    } else if (!starts_with(ps, "sqlite:") || !ps[7]) {
+        scheme_of(ps, scheme, sizeof(scheme));
         snprintf(err, errlen,
-                 "PRODUCT_STORE (--product-store): must be sqlite:PATH (got scheme \"%s\")",
+                 "PRODUCT_STORE (--product-store): must be sqlite:PATH or dynamodb:TABLE (got "
+                 "scheme \"%s\")",
                  scheme);
         return PX_ERR_CONFIG;
     }

@@ -20,7 +20,7 @@ enum px_auth_mode {
 struct px_config {
     char price_db[1024];      /* PRICE_DB, --price-db */
     char audit_store[1024];   /* AUDIT_STORE, --audit-store (TABLE_AUDIT -> dynamodb:TABLE) */
-    char product_store[1024]; /* PRODUCT_STORE, --product-store (sqlite:PATH) */
+    char product_store[1024]; /* PRODUCT_STORE, --product-store, TABLE_PRODUCTS */
     char aws_region[64];      /* AWS_REGION */
     char aws_access_key_id[128];
     char aws_secret_access_key[256];

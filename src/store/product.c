@@ -14,9 +14,21 @@ px_rc px_product_open(const char *spec, const struct px_product_opts *opts,
                       struct px_product_store **out, char *err, size_t errlen)
 {
     static const struct px_product_opts defaults = {.timeout_ms = 5000};
+    static const struct px_product_ops *const backends[] = {&px_product_sqlite_ops,
+                                                            &px_product_dynamodb_ops};
+    const struct px_product_ops *ops = NULL;
+    size_t skip = 0;
     *out = NULL;
-    if (!spec || strncmp(spec, "sqlite:", 7) != 0 || !spec[7]) {
-        snprintf(err, errlen, "PRODUCT_STORE: unsupported store \"%.64s\" (use sqlite:PATH)",
+    for (size_t i = 0; spec && !ops && i < PX_COUNTOF(backends); i++) {
+        size_t n = strlen(backends[i]->scheme);
+        if (strncmp(spec, backends[i]->scheme, n) == 0 && spec[n] == ':' && spec[n + 1]) {
+            ops = backends[i];
+            skip = n + 1;
+        }
+    }
+    if (!ops) {
+        snprintf(err, errlen,
+                 "PRODUCT_STORE: unsupported store \"%.64s\" (use sqlite:PATH or dynamodb:TABLE)",
                  spec ? spec : "");
         return PX_ERR_CONFIG;
     }
@@ -25,8 +37,8 @@ px_rc px_product_open(const char *spec, const struct px_product_opts *opts,
         snprintf(err, errlen, "PRODUCT_STORE: out of memory");
         return PX_ERR_NOMEM;
     }
-    s->ops = &px_product_sqlite_ops;
-    px_rc rc = s->ops->open(spec + 7, opts ? opts : &defaults, &s->impl, err, errlen);
+    s->ops = ops;
+    px_rc rc = s->ops->open(spec + skip, opts ? opts : &defaults, &s->impl, err, errlen);
     if (rc) {
         free(s);
         return rc;

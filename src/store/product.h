@@ -1,13 +1,12 @@
 /* product.h: the product catalogue store (product-service), one interface
  * over its backends behind a small function table, like price.h and audit.h.
  *
- * Spec "sqlite:PATH" (product_sqlite.c). A DynamoDB backend follows the key
- * design of docs/internals/products.md. Strings of products read from a store
- * live in the caller's arena. Writes go through px_product_apply(): the store
- * holds the product's write lock (SQLite: the file's write transaction;
- * DynamoDB: a conditional put on `version`) while the caller's callback makes
- * the change's audit record durable and writes the price store, so two
- * writers can never both win and nothing changes without its record. */
+ * Specs "sqlite:PATH" (product_sqlite.c) and "dynamodb:TABLE"
+ * (product_dynamodb.c, the key design of docs/internals/products.md). Strings of products read from
+ * a store live in the caller's arena. Writes go through px_product_apply(): the store holds the
+ * product's write lock (SQLite: the file's write transaction; DynamoDB: a conditional put on
+ * `version`) while the caller's callback makes the change's audit record durable and writes the
+ * price store, so two writers can never both win and nothing changes without its record. */
 #ifndef PX_PRODUCT_H
 #define PX_PRODUCT_H
 
@@ -42,7 +41,9 @@ struct px_product {
 
 struct px_product_opts {
     long timeout_ms; /* bound on waiting for the write lock */
-    bool create;     /* create the file and schema (db seed / db migrate) */
+    bool create;     /* create the file and schema, or table and indexes (db seed / migrate) */
+    /* DynamoDB settings (ignored by SQLite); borrowed for the call of open */
+    const char *region, *endpoint, *access_key_id, *secret_access_key, *session_token;
 };
 
 struct px_product_query {
@@ -116,7 +117,7 @@ px_rc px_product_seed(struct px_product_store *s, const struct px_product *items
 /* PX_OK when the store answers now (readiness). */
 px_rc px_product_ping(struct px_product_store *s) PX_WUR;
 
-/* Backend function table; one per file (product_sqlite.c). */
+/* Backend function table; one per file (product_sqlite.c, product_dynamodb.c). */
 struct px_product_ops {
     const char *scheme;
     px_rc (*open)(const char *target, const struct px_product_opts *opts, void **impl, char *err,
@@ -138,5 +139,6 @@ struct px_product_ops {
 };
 
 extern const struct px_product_ops px_product_sqlite_ops;
+extern const struct px_product_ops px_product_dynamodb_ops;
 
 #endif

@@ -6,7 +6,10 @@ PostgreSQL when scripts/test.sh sets it): a price change here is what the next
 GET /price answers."""
 
 import json
+import os
 import shutil
+import sqlite3
+import subprocess
 import tempfile
 import threading
 import time
@@ -18,6 +21,9 @@ import harness
 from harness import new_user, run_cli
 
 JSON = {"Content-Type": "application/json"}
+# The AWS CLI from Debian, for reading DynamoDB items back without `pricing`.
+AWS = os.environ.get("PX_AWS_CLI", "/usr/bin/aws")
+DDB_PRODUCTS = os.environ.get("PX_E2E_PRODUCT_STORE", "").startswith("dynamodb:")
 
 
 
@@ -32,8 +38,8 @@ def body(**kw):
     return json.dumps(doc).encode()
 
 
-class ProductsTest(harness.ServerCase):
-    # ------------------------------------------------------------ helpers
+class ProductCalls:
+    """Requests and checks shared by the product test classes."""
 
     def call(self, method, target, doc=None, headers=None, raw=None):
         h = dict(JSON) if (doc is not None or raw is not None) else {}
@@ -59,6 +65,20 @@ class ProductsTest(harness.ServerCase):
 
     def writes(self, product_id):
         return [x for x in self.stores.records(product=product_id) if x["action"] != "PRICE_FETCH"]
+
+    def aws(self, *args, stdin=None):
+        """`aws dynamodb ARGS` against the endpoint the servers use; the parsed JSON answer."""
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL")
+        cmd = [AWS, "dynamodb"] + list(args) + ["--output", "json"]
+        if endpoint:
+            cmd += ["--endpoint-url", endpoint]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, input=stdin)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout) if r.stdout.strip() else {}
+
+
+class ProductsTest(ProductCalls, harness.ServerCase):
+    """On whichever product store PX_E2E_PRODUCT_STORE names (SQLite by default)."""
 
     # ------------------------------------------------------------ CRUD
 
@@ -398,6 +418,238 @@ class ProductsTest(harness.ServerCase):
         self.assertError(self.server.request("POST", "/products/PROD-101/price"), 405,
                          "METHOD_NOT_ALLOWED")
         self.assertError(self.server.get("/products/PROD-101/nope"), 404, "ROUTE_NOT_FOUND")
+
+
+
+
+@unittest.skipUnless(DDB_PRODUCTS, "the product store is not DynamoDB (PX_E2E_PRODUCT_STORE)")
+class ProductsDynamoDBTest(ProductCalls, harness.ServerCase):
+    """The DynamoDB product store (PX_E2E_PRODUCT_STORE=dynamodb:TABLE; ProductsTest runs on
+    it too): the items read back with the AWS CLI (not with `pricing`), and two
+    processes writing one product."""
+
+    @property
+    def table(self):
+        return self.stores.product_store[len("dynamodb:"):]
+
+    def item(self, pk, sk):
+        key = json.dumps({"pk": {"S": pk}, "sk": {"S": sk}})
+        return self.aws("get-item", "--table-name", self.table, "--key", key,
+                        "--consistent-read").get("Item")
+
+    @staticmethod
+    def idem_pk(route, key, principal="local"):
+        """The key of an idempotency record; route is "METHOD path" as requested."""
+        return "T#default#IDEM#%d:%s#%s#%s" % (len(principal), principal, route, key)
+
+    # ------------------------------------------------------------ tests
+
+    def test_items_read_back_with_aws_cli(self):
+        if not os.path.exists(AWS):
+            self.skipTest("no AWS CLI at %s (Debian package awscli)" % AWS)
+        product_id, _ = self.create(category="ddb", attributes={"k": "v"})
+        r = self.set_price(product_id, 1, '"12.50"')
+        self.assertStatus(r, 200)
+        it = self.item("T#default#PRODUCT#" + product_id, "META")
+        self.assertEqual(it["productId"], {"S": product_id})
+        self.assertEqual(it["version"], {"N": "2"})
+        self.assertEqual(it["priceAmount"], {"S": "12.50"})  # the exact text, not a number
+        self.assertEqual(it["priceCurrency"], {"S": "EUR"})
+        self.assertEqual(it["gsi1pk"], {"S": "T#default#CATEGORY#ddb"})
+        self.assertEqual(it["gsi2pk"], {"S": "T#default#STATUS#ACTIVE"})
+        self.assertTrue(it["gsi3pk"]["S"].startswith("T#default#PRODUCTS#"))
+        for n in ("gsi1sk", "gsi2sk", "gsi3sk"):
+            self.assertEqual(it[n], {"S": product_id})
+        self.assertEqual(json.loads(it["attributes"]["S"]), {"k": "v"})
+        self.assertEqual(it["updatedAt"]["S"], r.json()["updatedAt"])
+        # the write lock is released after the write
+        self.assertIsNone(self.item("T#default#PRODUCT#" + product_id, "LOCK"))
+        # the category index answers the product (the list route reads it)
+        q = self.aws("query", "--table-name", self.table, "--index-name", "gsi1",
+                     "--key-condition-expression", "gsi1pk = :p",
+                     "--expression-attribute-values",
+                     json.dumps({":p": {"S": "T#default#CATEGORY#ddb"}}))
+        self.assertIn(product_id, [x["productId"]["S"] for x in q["Items"]])
+
+        key = "rb-" + product_id
+        p = self.set_price(product_id, 2, '"13.00"', headers={"Idempotency-Key": key})
+        self.assertStatus(p, 200)
+        idem = self.item(self.idem_pk("PUT /products/%s/price" % product_id, key), "IDEM")
+        self.assertIsNotNone(idem)
+        self.assertEqual(idem["done"], {"BOOL": True})
+        self.assertEqual(idem["answerStatus"], {"N": "200"})
+        self.assertEqual(idem["answerBody"]["S"].encode(), p.body)
+        self.assertEqual(idem["etag"], {"S": '"3"'})
+        self.assertEqual(len(idem["bodyHash"]["S"]), 64)
+        expires = int(idem["expiresAt"]["N"])  # the table's TTL attribute: 24 h
+        self.assertLessEqual(abs(expires - (time.time() + 86400)), 120)
+
+    def test_two_processes_one_winner(self):
+        product_id, _ = self.create()
+        other = harness.Server(self.stores)
+        other.start()
+        try:
+            n = 20
+            barrier = threading.Barrier(2 * n, timeout=60)
+            results = [None] * (2 * n)
+
+            def work(i):
+                srv = self.server if i % 2 else other
+                try:
+                    barrier.wait()
+                    h = {"If-Match": '"1"', "Content-Type": "application/json"}
+                    raw = ('{"amount":"%d.00","currency":"EUR"}' % (i + 1)).encode()
+                    results[i] = srv.request("PUT", "/products/%s/price" % product_id,
+                                             headers=h, body=raw)
+                except Exception as exc:  # reported below
+                    results[i] = exc
+
+            threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(2 * n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+            self.assertFalse(any(t.is_alive() for t in threads))
+            self.assertEqual([r for r in results if not isinstance(r, harness.Response)], [])
+            statuses = sorted(r.status for r in results)
+            self.assertEqual(statuses, [200] + [412] * (2 * n - 1), statuses)
+        finally:
+            other.stop_ok()
+        winner = next(r for r in results if r.status == 200)
+        hist = self.server.get("/products/%s/price-history" % product_id).json()["items"]
+        self.assertEqual([x["requestId"] for x in hist], [winner.request_id])
+        changes = [x for x in self.writes(product_id) if x["action"] == "PRICE_CHANGE"]
+        self.assertEqual([(x["status"], x["requestId"]) for x in changes],
+                         [("SUCCESS", winner.request_id)])
+
+
+@unittest.skipUnless(DDB_PRODUCTS, "the product store is not DynamoDB (PX_E2E_PRODUCT_STORE)")
+class ProductsDynamoDBHeldTest(ProductCalls, harness.ServerCase):
+    """Writes held in flight on the DynamoDB product store: prices and the audit trail
+    are this class's own SQLite files, so a test can hold the audit file's write lock and
+    with it a change between its checks and its commit (AUDIT_TIMEOUT_MS 30 s); the
+    catalogue is the run's table. Shows the in-flight Idempotency-Key 409, and the one
+    state where a DynamoDB catalogue and a SQL price store disagree
+    (docs/internals/products.md, "What is atomic")."""
+
+    server_env = {"AUDIT_TIMEOUT_MS": "30000", "CONNECTION_TIMEOUT": "60"}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stores = harness.Stores()
+        cls.stores.price_db = "sqlite:%s" % (cls.stores.dir / "prices.db")
+        cls.stores.audit_store = "sqlite:%s" % (cls.stores.dir / "audit.db")
+        try:
+            cls.stores.seed()
+            cls.server = harness.Server(cls.stores, env=cls.server_env)
+            cls.server.start()
+        except BaseException:
+            cls.stores.cleanup()
+            raise
+
+    def trail(self, product_id):
+        r = run_cli(["audit", "query", "--product", product_id] + self.stores.flags())
+        self.assertEqual(r.rc, 0, r)
+        return [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+
+    def test_idempotency_key_in_flight_conflict(self):
+        """A first request held in flight (waiting for its audit record) keeps its key: a
+        second request with the same key and body is 409 until the first answers; then
+        the answer replays."""
+        if not os.path.exists(AWS):
+            self.skipTest("no AWS CLI at %s (Debian package awscli)" % AWS)
+        product_id, _ = self.create()
+        key = "inflight-" + product_id
+        pk = "T#default#IDEM#5:local#PUT /products/%s/price#%s" % (product_id, key)
+        first = {}
+        con = sqlite3.connect(str(self.stores.audit_sqlite), timeout=10, isolation_level=None)
+        try:
+            con.execute("BEGIN EXCLUSIVE")
+            t = threading.Thread(target=lambda: first.update(
+                r=self.set_price(product_id, 1, '"9.99"', headers={"Idempotency-Key": key})),
+                daemon=True)
+            t.start()
+            for _ in range(100):  # the first request has claimed the key
+                if self.item(pk, "IDEM"):
+                    break
+                time.sleep(0.1)
+            self.assertTrue(t.is_alive())
+            second = self.set_price(product_id, 1, '"9.99"', headers={"Idempotency-Key": key})
+            self.assertError(second, 409, "CONFLICT")
+            self.assertTrue(t.is_alive())  # still held: the 409 was not a race with its end
+        finally:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            con.close()
+        t.join(60)
+        self.assertFalse(t.is_alive())
+        self.assertStatus(first["r"], 200)
+        again = self.set_price(product_id, 1, '"9.99"', headers={"Idempotency-Key": key})
+        self.assertStatus(again, 200)
+        self.assertEqual(again.body, first["r"].body)
+        self.assertEqual(again.header("idempotent-replayed"), "true")
+        self.assertEqual([x["status"] for x in self.trail(product_id)
+                          if x["action"] == "PRICE_CHANGE"], ["SUCCESS"])
+
+    def item(self, pk, sk):
+        key = json.dumps({"pk": {"S": pk}, "sk": {"S": sk}})
+        table = self.stores.product_store[len("dynamodb:"):]
+        return self.aws("get-item", "--table-name", table, "--key", key,
+                        "--consistent-read").get("Item")
+
+    def test_product_put_fails_after_price_commit(self):
+        """The price change commits, then the product's conditional put fails: here
+        because the product's version moved while the change waited for its audit
+        record, as a writer whose lock lease ran out would move it."""
+        if not os.path.exists(AWS):
+            self.skipTest("no AWS CLI at %s (Debian package awscli)" % AWS)
+        product_id, _ = self.create()
+        table = self.stores.product_store[len("dynamodb:"):]
+        pk = {"pk": {"S": "T#default#PRODUCT#" + product_id}}
+        con = sqlite3.connect(str(self.stores.audit_sqlite), timeout=10, isolation_level=None)
+        result = {}
+        try:
+            con.execute("BEGIN EXCLUSIVE")  # the change waits for its audit record
+            t = threading.Thread(target=lambda: result.update(
+                r=self.set_price(product_id, 1, '"42.00"')), daemon=True)
+            t.start()
+            lock = dict(pk, sk={"S": "LOCK"})
+            for _ in range(200):  # the request holds the product's lock ...
+                if self.aws("get-item", "--table-name", table, "--key", json.dumps(lock),
+                            "--consistent-read").get("Item"):
+                    break
+                time.sleep(0.05)
+            time.sleep(3)  # ... and has read the product again (milliseconds after the lock)
+            self.assertTrue(t.is_alive())
+            self.aws(
+                "update-item", "--table-name", table, "--key",
+                json.dumps(dict(pk, sk={"S": "META"})), "--update-expression", "SET #v = :v",
+                "--expression-attribute-names", '{"#v":"version"}',
+                "--expression-attribute-values", '{":v":{"N":"99"}}')
+        finally:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            con.close()
+        t.join(60)
+        self.assertFalse(t.is_alive())
+        r = result["r"]
+        self.assertError(r, 500, "INTERNAL")
+        # the price store committed: GET /price answers the new price, history has the row
+        g = self.server.price(product_id, new_user())
+        self.assertEqual(g.json()["price"], 42.00)
+        hist = sqlite3.connect(str(self.stores.price_sqlite)).execute(
+            "SELECT amount, request_id FROM price_history WHERE product_id = ?",
+            (product_id,)).fetchall()
+        self.assertEqual(hist, [("42.00", r.request_id)])
+        # the product did not: it shows the version it was moved to, without the price
+        p = self.server.get("/products/" + product_id)
+        self.assertEqual((p.json()["version"], p.json()["price"]), (99, None))
+        # and the trail says both: the change's record, then its failure
+        recs = [x for x in self.trail(product_id) if x["action"] == "PRICE_CHANGE"]
+        self.assertEqual([(x["status"], x["requestId"]) for x in recs],
+                         [("SUCCESS", r.request_id), ("FAILED", r.request_id)])
+        self.assertLess(recs[0]["ts"], recs[1]["ts"])
+        self.assertEqual(recs[1]["after"], {"price": {"amount": "42.00", "currency": "EUR"}})
 
 
 class ProductsInvokeTest(harness.StoresCase):

@@ -55,7 +55,8 @@ class Env:
 
     def vars(self, **extra):
         env = {k: v for k, v in os.environ.items()
-               if not k.startswith("AWS_") and k not in ("AUDIT_STORE", "TABLE_AUDIT", "PRICE_DB")}
+               if not k.startswith("AWS_") and k not in ("AUDIT_STORE", "TABLE_AUDIT", "PRICE_DB",
+                                                         "PRODUCT_STORE", "TABLE_PRODUCTS")}
         env.update({
             "AWS_ACCESS_KEY_ID": AKID, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_REGION": "us-east-1",
             "AWS_ENDPOINT_URL_DYNAMODB": self.endpoint,
@@ -258,6 +259,7 @@ def main():
         silent = Silent()
         slow_endpoint(env, silent)
         ttl_standin(env)
+        product_store(env, ddir)
     finally:
         for _, p in procs:
             stop(p)
@@ -273,6 +275,74 @@ def main():
             print("logs kept in %s" % tmp)
     print(TALLY.summary())
     return 1 if TALLY.failed else 0
+
+
+def product_invoke(env, method, path, body=None, timeout=60, **extra):
+    """(proxy response, seconds) of one product-service event through `invoke`."""
+    args = ["generate-event", "apigateway", "http-api", "--method", method, "--path", path]
+    if body is not None:
+        args += ["--body", body]
+    ev = env.run(args)
+    if ev.returncode != 0:
+        raise RuntimeError("generate-event: " + ev.stderr)
+    t0 = time.time()
+    r = env.run(["invoke", "product-service", "--event", "-"], stdin=ev.stdout, timeout=timeout,
+                **extra)
+    took = time.time() - t0
+    if r.returncode != 0:
+        raise RuntimeError("invoke product-service: rc %d: %s" % (r.returncode, r.stderr))
+    return json.loads(r.stdout), took
+
+
+def product_store(env, ddir):
+    """PRODUCT_STORE=dynamodb:TABLE (TABLE_PRODUCTS): db migrate creates the table and its
+    indexes, refuses a table of another layout; product-service reads and writes it; with
+    dynalite gone its routes answer 503 within the store's bound."""
+    table = "products_it"
+    r = env.run(["db", "migrate"], TABLE_PRODUCTS=table)
+    check("products: db migrate creates the table", r.returncode == 0, r.stderr)
+    desc = env.aws(["describe-table", "--table-name", table])["Table"]
+    gsis = {g["IndexName"]: sorted((k["AttributeName"], k["KeyType"]) for k in g["KeySchema"])
+            for g in desc.get("GlobalSecondaryIndexes", [])}
+    check("products: key pk/sk, GSIs gsi1-gsi3 on gsiNpk/gsiNsk",
+          sorted((k["AttributeName"], k["KeyType"]) for k in desc["KeySchema"]) ==
+          [("pk", "HASH"), ("sk", "RANGE")] and
+          all(gsis.get(g) == [(g + "pk", "HASH"), (g + "sk", "RANGE")]
+              for g in ("gsi1", "gsi2", "gsi3")), desc)
+    r = env.run(["db", "migrate"], TABLE_PRODUCTS=table)
+    check("products: db migrate again is idempotent", r.returncode == 0, r.stderr)
+    r = env.run(["db", "migrate"], TABLE_PRODUCTS=table, PRODUCT_STORE="dynamodb:" + table)
+    check("products: PRODUCT_STORE=dynamodb:TABLE is the same store", r.returncode == 0, r.stderr)
+
+    env.aws(["create-table", "--table-name", "products_bad", "--billing-mode", "PAY_PER_REQUEST",
+             "--attribute-definitions", "AttributeName=pk,AttributeType=S",
+             "AttributeName=sk,AttributeType=S", "--key-schema",
+             "AttributeName=pk,KeyType=HASH", "AttributeName=sk,KeyType=RANGE"])
+    r = env.run(["db", "migrate"], TABLE_PRODUCTS="products_bad")
+    check("products: a table of another layout is refused, naming it",
+          r.returncode != 0 and "products_bad exists with another layout" in r.stderr, r.stderr)
+
+    doc, _ = product_invoke(env, "POST", "/products",
+                            '{"productId":"IT-1","name":"n","category":"it"}',
+                            TABLE_PRODUCTS=table)
+    check("products: create through invoke -> 201", doc.get("statusCode") == 201, doc)
+    doc, _ = product_invoke(env, "GET", "/products/IT-1", TABLE_PRODUCTS=table)
+    check("products: read back -> 200, version 1",
+          doc.get("statusCode") == 200 and json.loads(doc["body"])["version"] == 1, doc)
+    item = env.aws(["get-item", "--table-name", table, "--consistent-read", "--key",
+                    json.dumps({"pk": {"S": "T#default#PRODUCT#IT-1"}, "sk": {"S": "META"}})])
+    check("products: the item, read with the AWS CLI",
+          item.get("Item", {}).get("gsi1pk") == {"S": "T#default#CATEGORY#it"} and
+          item["Item"].get("version") == {"N": "1"}, item)
+
+    dynalite("stop", ddir)
+    doc, took = product_invoke(env, "GET", "/products/IT-1", timeout=120, TABLE_PRODUCTS=table)
+    body = json.loads(doc.get("body") or "{}")
+    check("products: dynalite down -> 503 DEPENDENCY_UNAVAILABLE",
+          doc.get("statusCode") == 503 and
+          body.get("error", {}).get("code") == "DEPENDENCY_UNAVAILABLE", doc)
+    check("products: dynalite down: answered within the store's bound (%.1f s)" % took,
+          took < 20, took)
 
 
 def run_all(env, ddir):

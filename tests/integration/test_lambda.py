@@ -52,7 +52,7 @@ BINARY = os.environ.get("PX_PRICING_BIN")
 SANITIZER_RE = re.compile(r"(ERROR: \w+Sanitizer|runtime error:|LeakSanitizer)")
 LEAK_INVOCATIONS = int(os.environ.get("PX_LAMBDA_LEAK_N", "10000"))
 # Settings the suite controls itself; inherited values would change what it checks.
-CONFIG_ENV = ("PRICE_DB", "AUDIT_STORE", "TABLE_AUDIT", "PRODUCT_STORE", "AUDIT_RETENTION_DAYS", "LOG_LEVEL",
+CONFIG_ENV = ("PRICE_DB", "AUDIT_STORE", "TABLE_AUDIT", "PRODUCT_STORE", "TABLE_PRODUCTS", "AUDIT_RETENTION_DAYS", "LOG_LEVEL",
               "AUDIT_TIMEOUT_MS", "PRICE_TIMEOUT_MS", "_HANDLER", "AWS_LAMBDA_RUNTIME_API",
               "AUTH_MODE", "METRICS_NAMESPACE", "METRICS_SERVICE", "_X_AMZN_TRACE_ID")
 

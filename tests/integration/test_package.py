@@ -473,6 +473,22 @@ def tags_of(props):
 TAGGABLE = {"AWS::DynamoDB::Table", "AWS::Logs::LogGroup", "AWS::KMS::Key", "AWS::IAM::Role",
             "AWS::CloudWatch::Alarm", "AWS::Serverless::HttpApi", "AWS::Serverless::Function",
             "AWS::Serverless::Api", "AWS::SQS::Queue", "AWS::SNS::Topic", "AWS::S3::Bucket"}
+# Logical id -> (attributes, GSIs) of the tables the stack owns.
+TABLES = {
+    "AuditTable": ({"pk": "S", "sk": "S", "gsi1pk": "S", "gsi1sk": "S"}, ("gsi1",)),
+    "ProductsTable": ({n: "S" for n in ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk",
+                                        "gsi3pk", "gsi3sk")}, ("gsi1", "gsi2", "gsi3")),
+}
+# product-service's routes and the one scope the JWT authorizer requires (CONTRACT §8).
+PRODUCT_ROUTES = {
+    ("GET", "/products"): "product:read",
+    ("POST", "/products"): "product:write",
+    ("GET", "/products/{id}"): "product:read",
+    ("PUT", "/products/{id}"): "product:write",
+    ("DELETE", "/products/{id}"): "product:write",
+    ("PUT", "/products/{id}/price"): "price:write",
+    ("GET", "/products/{id}/price-history"): "price:read",
+}
 DENY_ACTIONS = {"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
                 "dynamodb:TransactWriteItems", "dynamodb:PartiQLInsert", "dynamodb:PartiQLUpdate",
                 "dynamodb:PartiQLDelete"}
@@ -519,6 +535,7 @@ def template_problems(t):
     if not fns:
         p.append("no AWS::Serverless::Function")
     routes = set()
+    scopes = {}
     for lid, r in fns:
         fp = r.get("Properties", {})
         if fp.get("Handler") not in HANDLERS:
@@ -546,6 +563,9 @@ def template_problems(t):
             p.append("%s: AUDIT_STORE is not dynamodb:<audit table>" % lid)
         if env.get("TABLE_AUDIT") != {"Ref": "AuditTable"} and fp.get("Handler") != "event-relay":
             p.append("%s: TABLE_AUDIT is not the audit table" % lid)
+        if fp.get("Handler") == "product-service" and \
+                "dynamodb:${ProductsTable}" not in json.dumps(env.get("PRODUCT_STORE")):
+            p.append("%s: PRODUCT_STORE is not dynamodb:<products table>" % lid)
         for ev in fp.get("Events", {}).values():
             ep = ev.get("Properties", {})
             if ev.get("Type") == "HttpApi":
@@ -553,6 +573,8 @@ def template_problems(t):
                 if res.get(api, {}).get("Type") != "AWS::Serverless::HttpApi":
                     p.append("%s: route %s not on the template's HTTP API" % (lid, ep.get("Path")))
                 routes.add((ep.get("Method"), ep.get("Path")))
+                scopes[(ep.get("Method"), ep.get("Path"))] = \
+                    ep.get("Auth", {}).get("AuthorizationScopes", [])
         fname = fp.get("FunctionName")
         fname = fname.get("Fn::Sub") if isinstance(fname, dict) else fname
         groups = []
@@ -564,6 +586,12 @@ def template_problems(t):
     for want in (("GET", "/price"), ("GET", "/audit")):
         if want not in routes:
             p.append("route %s %s missing" % want)
+    for (method, path), scope in PRODUCT_ROUTES.items():
+        if (method, path) not in routes:
+            p.append("route %s %s missing" % (method, path))
+        elif scopes.get((method, path)) != [scope]:
+            p.append("route %s %s: scopes %r, want [%s]" % (method, path,
+                                                          scopes.get((method, path)), scope))
 
     # ---- HTTP API and its JWT authorizer
     apis = by_type.get("AWS::Serverless::HttpApi", [])
@@ -583,23 +611,24 @@ def template_problems(t):
         if "RetentionInDays" not in r.get("Properties", {}):
             p.append("%s: no retention" % lid)
 
-    # ---- audit table
-    tables = by_type.get("AWS::DynamoDB::Table", [])
-    if len(tables) != 1:
-        p.append("want exactly one DynamoDB table")
-    table_id = tables[0][0] if tables else None
-    for lid, r in tables:
+    # ---- tables: the audit trail and the product catalogue
+    tables = dict(by_type.get("AWS::DynamoDB::Table", []))
+    if set(tables) != set(TABLES):
+        p.append("DynamoDB tables are %s, want %s" % (sorted(tables), sorted(TABLES)))
+    for lid, r in tables.items():
+        want_attrs, want_gsis = TABLES.get(lid, ({}, ()))
         tp = r.get("Properties", {})
         attrs = {a["AttributeName"]: a["AttributeType"] for a in tp.get("AttributeDefinitions", [])}
-        if attrs != {"pk": "S", "sk": "S", "gsi1pk": "S", "gsi1sk": "S"}:
-            p.append("%s: attributes are not pk/sk/gsi1pk/gsi1sk (S)" % lid)
+        if attrs != want_attrs:
+            p.append("%s: attributes are not %s (S)" % (lid, "/".join(want_attrs)))
         ks = [(k["AttributeName"], k["KeyType"]) for k in tp.get("KeySchema", [])]
         if ks != [("pk", "HASH"), ("sk", "RANGE")]:
             p.append("%s: key is not pk/sk" % lid)
         gsis = {g["IndexName"]: [(k["AttributeName"], k["KeyType"]) for k in g["KeySchema"]]
                 for g in tp.get("GlobalSecondaryIndexes", [])}
-        if gsis.get("gsi1") != [("gsi1pk", "HASH"), ("gsi1sk", "RANGE")]:
-            p.append("%s: no GSI gsi1 (gsi1pk/gsi1sk)" % lid)
+        for g in want_gsis:
+            if gsis.get(g) != [(g + "pk", "HASH"), (g + "sk", "RANGE")]:
+                p.append("%s: no GSI %s (%spk/%ssk)" % (lid, g, g, g))
         ttl = tp.get("TimeToLiveSpecification", {})
         if ttl.get("AttributeName") != "expiresAt" or ttl.get("Enabled") is not True:
             p.append("%s: TTL not on expiresAt" % lid)
@@ -616,36 +645,57 @@ def template_problems(t):
         if r.get("DeletionPolicy") != "Retain" or r.get("UpdateReplacePolicy") != "Retain":
             p.append("%s: DeletionPolicy/UpdateReplacePolicy not Retain" % lid)
 
-    # ---- IAM: every statement anywhere in the template
-    table_arn = {"Fn::GetAtt": [table_id, "Arn"]}
-    gsi_arn = {"Fn::Sub": "${%s.Arn}/index/gsi1" % table_id}
-    allowed, denied = {}, set()
+    # ---- IAM: no wildcard or NotAction anywhere; per role, exactly its grants
     for node in walk(res):
         if not (isinstance(node, dict) and "Effect" in node and ("Action" in node or "NotAction" in node)):
             continue
         if "NotAction" in node:
             p.append("a statement uses NotAction")
-        actions = as_list(node.get("Action", []))
-        for a in actions:
-            if not isinstance(a, str):
-                continue
-            if a == "*" or (a.lower().startswith("dynamodb:") and ("*" in a or "?" in a)):
+        for a in as_list(node.get("Action", [])):
+            if isinstance(a, str) and (a == "*" or (a.lower().startswith("dynamodb:")
+                                                    and ("*" in a or "?" in a))):
                 p.append("wildcard action %s" % a)
-        ddb = [a for a in actions if isinstance(a, str) and a.lower().startswith("dynamodb:")]
-        if node["Effect"] == "Deny":
-            denied.update(ddb)
-        elif ddb:
-            for a in ddb:
-                allowed.setdefault(a, []).extend(as_list(node.get("Resource")))
-    if set(allowed) != {"dynamodb:PutItem", "dynamodb:Query"}:
-        p.append("allowed DynamoDB actions are %s, want PutItem and Query" % sorted(allowed))
-    if allowed.get("dynamodb:PutItem", []) != [table_arn]:
-        p.append("PutItem is not limited to the audit table")
-    q = allowed.get("dynamodb:Query", [])
-    if not q or any(x not in (table_arn, gsi_arn) for x in q):
-        p.append("Query is not limited to the audit table and gsi1")
-    if not DENY_ACTIONS <= denied:
-        p.append("not denied explicitly: %s" % sorted(DENY_ACTIONS - denied))
+    audit_arn = {"Fn::GetAtt": ["AuditTable", "Arn"]}
+    audit_gsi = {"Fn::Sub": "${AuditTable.Arn}/index/gsi1"}
+    products_arn = {"Fn::GetAtt": ["ProductsTable", "Arn"]}
+    products_gsis = [{"Fn::Sub": "${ProductsTable.Arn}/index/gsi%d" % i} for i in (1, 2, 3)]
+    want_roles = {
+        "PriceFetcherRole": {"dynamodb:PutItem": [audit_arn],
+                             "dynamodb:Query": [audit_arn, audit_gsi]},
+        "ProductServiceRole": {"dynamodb:GetItem": [products_arn],
+                               "dynamodb:PutItem": [products_arn, audit_arn],
+                               "dynamodb:UpdateItem": [products_arn],
+                               "dynamodb:DeleteItem": [products_arn],
+                               "dynamodb:Query": products_gsis},
+    }
+    for lid, r in by_type.get("AWS::IAM::Role", []):
+        allowed, denied = {}, set()
+        for node in walk(r.get("Properties", {}).get("Policies", [])):
+            if not (isinstance(node, dict) and "Effect" in node and "Action" in node):
+                continue
+            ddb = [a for a in as_list(node["Action"])
+                   if isinstance(a, str) and a.lower().startswith("dynamodb:")]
+            if node["Effect"] == "Deny":
+                denied.update(ddb)
+            else:
+                for a in ddb:
+                    allowed.setdefault(a, []).extend(as_list(node.get("Resource")))
+        want = want_roles.get(lid)
+        if want is None:
+            if allowed:
+                p.append("%s: DynamoDB actions %s on a role of no function" % (lid, sorted(allowed)))
+            continue
+        if set(allowed) != set(want):
+            p.append("%s: allowed DynamoDB actions are %s, want %s" % (lid, sorted(allowed),
+                                                                       sorted(want)))
+        for a, resources in allowed.items():
+            if a in want and sorted(map(json.dumps, resources)) != sorted(map(json.dumps, want[a])):
+                p.append("%s: %s is not limited to %s" % (lid, a, want[a]))
+        if not DENY_ACTIONS <= denied:
+            p.append("%s: not denied explicitly: %s" % (lid, sorted(DENY_ACTIONS - denied)))
+    for lid in want_roles:
+        if lid not in res:
+            p.append("role %s missing" % lid)
     if "ApiUrl" not in t.get("Outputs", {}):
         p.append("no ApiUrl output")
     return p
@@ -696,6 +746,32 @@ def test_template():
     planted("log group without retention",
             lambda m: m[res]["PriceFetcherLogGroup"]["Properties"].pop("RetentionInDays"),
             "no retention")
+    def product_scan(m):
+        role = m[res]["ProductServiceRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+        role["Statement"].append({"Effect": "Allow", "Action": "dynamodb:Scan",
+                                  "Resource": {"Fn::GetAtt": ["ProductsTable", "Arn"]}})
+
+    planted("product-service may Scan", product_scan, "ProductServiceRole: allowed DynamoDB actions")
+
+    def product_updates_audit(m):
+        role = m[res]["ProductServiceRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+        role["Statement"][0]["Resource"] = [role["Statement"][0]["Resource"],
+                                            {"Fn::GetAtt": ["AuditTable", "Arn"]}]
+
+    planted("product-service may update the audit table", product_updates_audit,
+            "ProductServiceRole: dynamodb:UpdateItem is not limited")
+    planted("products table without PITR",
+            lambda m: m[res]["ProductsTable"]["Properties"].pop("PointInTimeRecoverySpecification"),
+            "ProductsTable: point-in-time recovery off")
+    planted("products table without gsi3",
+            lambda m: m[res]["ProductsTable"]["Properties"]["GlobalSecondaryIndexes"].pop(),
+            "ProductsTable: no GSI gsi3")
+    planted("price route without its scope",
+            lambda m: m[res]["ProductServiceFunction"]["Properties"]["Events"]["SetPrice"]
+            ["Properties"].pop("Auth"), "route PUT /products/{id}/price: scopes")
+    planted("product-service on SQLite",
+            lambda m: m[res]["ProductServiceFunction"]["Properties"]["Environment"]["Variables"]
+            .update(PRODUCT_STORE="sqlite:/tmp/products.db"), "PRODUCT_STORE")
     planted("plain PRICE_DB",
             lambda m: m[res]["PriceFetcherFunction"]["Properties"]["Environment"]["Variables"]
             .update(PRICE_DB="postgresql://u:p@db/prices"), "dynamic reference")

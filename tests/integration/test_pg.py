@@ -72,7 +72,7 @@ def pg(*args, timeout=60):
 
 def clean_env(extra):
     env = dict(os.environ)
-    for k in ("PRICE_DB", "AUDIT_STORE", "TABLE_AUDIT", "PRODUCT_STORE", "PRICE_TIMEOUT_MS", "AUDIT_TIMEOUT_MS",
+    for k in ("PRICE_DB", "AUDIT_STORE", "TABLE_AUDIT", "PRODUCT_STORE", "TABLE_PRODUCTS", "PRICE_TIMEOUT_MS", "AUDIT_TIMEOUT_MS",
               "LOG_LEVEL", "SERVER_THREADS", "_HANDLER", "AWS_LAMBDA_RUNTIME_API"):
         env.pop(k, None)
     env.update(extra)

@@ -14,6 +14,8 @@ static const char *const all_vars[] = {
     "PRICE_DB",
     "AUDIT_STORE",
     "TABLE_AUDIT",
+    "PRODUCT_STORE",
+    "TABLE_PRODUCTS",
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
     "AWS_ACCESS_KEY_ID",
@@ -111,6 +113,35 @@ static void test_env(void **state)
     assert_int_equal(px_config_from_env(&c, err, sizeof(err)), PX_OK);
     assert_string_equal(c.audit_store, "dynamodb:pricing-audit");
     assert_int_equal(c.log_level, PX_LOG_INFO);
+}
+
+static void test_product_store(void **state)
+{
+    (void)state;
+    struct px_config c;
+    char err[256] = "";
+    assert_int_equal(px_config_from_env(&c, err, sizeof(err)), PX_OK);
+    assert_string_equal(c.product_store, "sqlite:./var/products.db");
+    setenv("TABLE_PRODUCTS", "products-dev", 1);
+    assert_int_equal(px_config_from_env(&c, err, sizeof(err)), PX_OK);
+    assert_string_equal(c.product_store, "dynamodb:products-dev");
+    assert_int_equal(px_config_check(&c, err, sizeof(err)), PX_OK);
+    /* PRODUCT_STORE wins over TABLE_PRODUCTS */
+    setenv("PRODUCT_STORE", "sqlite:/tmp/p.db", 1);
+    assert_int_equal(px_config_from_env(&c, err, sizeof(err)), PX_OK);
+    assert_string_equal(c.product_store, "sqlite:/tmp/p.db");
+    setenv("PRODUCT_STORE", "dynamodb:products-prod", 1);
+    assert_int_equal(px_config_from_env(&c, err, sizeof(err)), PX_OK);
+    assert_int_equal(px_config_check(&c, err, sizeof(err)), PX_OK);
+    /* a bad table name or scheme names the setting */
+    setenv("PRODUCT_STORE", "dynamodb:a b", 1);
+    assert_int_equal(px_config_from_env(&c, err, sizeof(err)), PX_OK);
+    assert_int_equal(px_config_check(&c, err, sizeof(err)), PX_ERR_CONFIG);
+    assert_non_null(strstr(err, "TABLE_PRODUCTS"));
+    setenv("PRODUCT_STORE", "lsm:/tmp/x", 1);
+    assert_int_equal(px_config_from_env(&c, err, sizeof(err)), PX_OK);
+    assert_int_equal(px_config_check(&c, err, sizeof(err)), PX_ERR_CONFIG);
+    assert_non_null(strstr(err, "sqlite:PATH or dynamodb:TABLE"));
 }
 
 static void test_env_errors(void **state)
@@ -342,6 +373,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_defaults, clean_env),
         cmocka_unit_test_setup(test_env, clean_env),
+        cmocka_unit_test_setup(test_product_store, clean_env),
         cmocka_unit_test_setup(test_env_errors, clean_env),
         cmocka_unit_test_setup(test_overlong_and_secrets, clean_env),
         cmocka_unit_test_setup(test_flags, clean_env),
