@@ -211,6 +211,14 @@ px_rc px_audit_ping(struct px_audit_store *s)
     return s->ops->ping(s->impl);
 }
 
+px_rc px_audit_verify(struct px_audit_store *s, struct px_chain_verifier *v, char *err,
+                      size_t errlen)
+{
+    if (!s || !v || !s->ops->verify)
+        return PX_ERR_INVALID;
+    return s->ops->verify(s->impl, v, err, errlen);
+}
+
 px_rc px_audit_count(struct px_audit_store *s, uint64_t *count)
 {
     if (!s || !count || !s->ops->count)
