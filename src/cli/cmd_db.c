@@ -213,8 +213,7 @@ int px_cmd_db(int argc, char **argv)
 
     /* CONTRACT §11: the embedded default trail gets a signing key of its own
      * when none is configured, so its checkpoints are signed from the start. */
-    if (!cfg.audit_signing_key_file[0] &&
-        strcmp(cfg.audit_store, px_config_defaults.audit_store) == 0 &&
+    if (!cfg.signing_key[0] && strcmp(cfg.audit_store, px_config_defaults.audit_store) == 0 &&
         access(PX_DEFAULT_SIGNING_KEY, F_OK) != 0) {
         char prefix[] = PX_DEFAULT_SIGNING_KEY;
         prefix[sizeof(prefix) - 5] = '\0'; /* without ".key" */

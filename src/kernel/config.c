@@ -94,9 +94,8 @@ static const struct setting settings[] = {
      false, "bound on making one audit record durable"},
     {"AUDIT_CREATE", NULL, NULL, NULL, "--audit-create", INT(audit_create), 0, 1, false,
      "1: a missing SQLite audit file may be created (a new, empty trail); 0: only db seed does"},
-    {"AUDIT_SIGNING_KEY_FILE", NULL, NULL, NULL, "--audit-signing-key-file",
-     STR(audit_signing_key_file), 0, 0, false,
-     "Ed25519 private key (PEM) signing audit checkpoints (pricing audit keygen)"},
+    {"AUDIT_SIGNING_KEY_FILE", NULL, NULL, NULL, "--audit-signing-key-file", STR(signing_key), 0, 0,
+     false, "Ed25519 private key (PEM) signing audit checkpoints (pricing audit keygen)"},
     {"PRICE_TIMEOUT_MS", NULL, NULL, NULL, "--price-timeout-ms", INT(price_timeout_ms), 50, 60000,
      false, "bound on one price read"},
     {NULL, NULL, NULL, NULL, "--host", STR(host), 0, 0, false, "address serve listens on"},
@@ -340,8 +339,8 @@ static void scheme_of(const char *spec, char *out, size_t outlen)
 
 const char *px_config_signing_key(const struct px_config *cfg)
 {
-    if (cfg->audit_signing_key_file[0])
-        return cfg->audit_signing_key_file;
+    if (cfg->signing_key[0])
+        return cfg->signing_key;
     /* The key db seed made beside the default trail signs that trail only. */
     if (strcmp(cfg->audit_store, px_config_defaults.audit_store) == 0 &&
         access(PX_DEFAULT_SIGNING_KEY, F_OK) == 0)

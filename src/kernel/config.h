@@ -25,31 +25,31 @@ struct px_config {
     char aws_access_key_id[128];
     char aws_secret_access_key[256];
     char aws_session_token[4096];
-    char dynamodb_endpoint[1024];      /* AWS_ENDPOINT_URL_DYNAMODB or AWS_ENDPOINT_URL */
-    long audit_retention_days;         /* AUDIT_RETENTION_DAYS, 1..3650 */
-    enum px_log_level log_level;       /* LOG_LEVEL */
-    char host[256];                    /* serve --host */
-    long port;                         /* serve --port, 1..65535 (0 = any free port) */
-    long audit_timeout_ms;             /* AUDIT_TIMEOUT_MS: bound on making one record durable */
-    long audit_create;                 /* AUDIT_CREATE, --audit-create: 1 = may start a new trail */
-    char audit_signing_key_file[1024]; /* AUDIT_SIGNING_KEY_FILE: Ed25519 PEM ("" = default) */
-    long price_timeout_ms;             /* PRICE_TIMEOUT_MS: bound on one price read */
-    long max_connections;              /* MAX_CONNECTIONS for serve */
-    long conn_timeout_s;               /* CONNECTION_TIMEOUT for serve (idle / slow clients) */
-    long threads;                      /* SERVER_THREADS for serve, 1..64 */
-    char metrics_namespace[256];       /* METRICS_NAMESPACE: EMF namespace (Lambda) */
-    char metrics_service[256];         /* METRICS_SERVICE: EMF `service` dimension */
-    enum px_auth_mode auth_mode;       /* AUTH_MODE, --auth */
-    bool auth_mode_set;                /* AUTH_MODE or --auth was given (else a default applies) */
-    char jwt_secret_file[1024];        /* AUTH_JWT_SECRET_FILE, --jwt-secret-file (HS256) */
-    char jwks_file[1024];              /* AUTH_JWKS_FILE, --jwks-file (RS256 / ES256) */
-    char jwt_issuer[512];              /* AUTH_ISSUER, --jwt-issuer ("" = iss not checked) */
-    char jwt_audience[512];            /* AUTH_AUDIENCE, --jwt-audience ("" = no aud accepted) */
-    long jwt_clock_skew_s;             /* AUTH_CLOCK_SKEW_S, --jwt-clock-skew, 0..600 */
-    long rate_limit_rps;     /* RATE_LIMIT_RPS, --rate-limit: tokens per second, 0 = off */
-    long rate_limit_burst;   /* RATE_LIMIT_BURST, --rate-burst: bucket size, 0 = the rate */
-    long max_conns_per_ip;   /* MAX_CONNECTIONS_PER_IP for serve, 0 = no per-address cap */
-    char cors_origins[2048]; /* CORS_ALLOW_ORIGINS, --cors-origins: exact origins, "" = none */
+    char dynamodb_endpoint[1024]; /* AWS_ENDPOINT_URL_DYNAMODB or AWS_ENDPOINT_URL */
+    long audit_retention_days;    /* AUDIT_RETENTION_DAYS, 1..3650 */
+    enum px_log_level log_level;  /* LOG_LEVEL */
+    char host[256];               /* serve --host */
+    long port;                    /* serve --port, 1..65535 (0 = any free port) */
+    long audit_timeout_ms;        /* AUDIT_TIMEOUT_MS: bound on making one record durable */
+    long audit_create;            /* AUDIT_CREATE, --audit-create: 1 = may start a new trail */
+    char signing_key[1024];       /* AUDIT_SIGNING_KEY_FILE: Ed25519 PEM, "" = default */
+    long price_timeout_ms;        /* PRICE_TIMEOUT_MS: bound on one price read */
+    long max_connections;         /* MAX_CONNECTIONS for serve */
+    long conn_timeout_s;          /* CONNECTION_TIMEOUT for serve (idle / slow clients) */
+    long threads;                 /* SERVER_THREADS for serve, 1..64 */
+    char metrics_namespace[256];  /* METRICS_NAMESPACE: EMF namespace (Lambda) */
+    char metrics_service[256];    /* METRICS_SERVICE: EMF `service` dimension */
+    enum px_auth_mode auth_mode;  /* AUTH_MODE, --auth */
+    bool auth_mode_set;           /* AUTH_MODE or --auth was given (else a default applies) */
+    char jwt_secret_file[1024];   /* AUTH_JWT_SECRET_FILE, --jwt-secret-file (HS256) */
+    char jwks_file[1024];         /* AUTH_JWKS_FILE, --jwks-file (RS256 / ES256) */
+    char jwt_issuer[512];         /* AUTH_ISSUER, --jwt-issuer ("" = iss not checked) */
+    char jwt_audience[512];       /* AUTH_AUDIENCE, --jwt-audience ("" = no aud accepted) */
+    long jwt_clock_skew_s;        /* AUTH_CLOCK_SKEW_S, --jwt-clock-skew, 0..600 */
+    long rate_limit_rps;          /* RATE_LIMIT_RPS, --rate-limit: tokens per second, 0 = off */
+    long rate_limit_burst;        /* RATE_LIMIT_BURST, --rate-burst: bucket size, 0 = the rate */
+    long max_conns_per_ip;        /* MAX_CONNECTIONS_PER_IP for serve, 0 = no per-address cap */
+    char cors_origins[2048];      /* CORS_ALLOW_ORIGINS, --cors-origins: exact origins, "" = none */
 };
 
 /* Built-in defaults (CONTRACT §6). */
