@@ -680,7 +680,9 @@ bool px_chain_verifier_finish(struct px_chain_verifier *v, struct px_chain_repor
         bool known = false;
         for (size_t j = 0; j < v->nws && !known; j++)
             known = strcmp(v->ws[j].id, c->c.writer) == 0;
-        if (!known && c->c.seq > 0)
+        /* Named by its last (largest) checkpoint: the most it had written. */
+        bool last = i + 1 == v->ncps || strcmp(v->cps[i + 1].c.writer, c->c.writer) != 0;
+        if (!known && last && c->c.seq > 0)
             broken(v, c->where,
                    "every record of writer %s removed: it signed a checkpoint at wseq %llu",
                    c->c.writer, (unsigned long long)c->c.seq);
