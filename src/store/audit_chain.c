@@ -636,7 +636,7 @@ void px_chain_verifier_record(struct px_chain_verifier *v, const struct px_audit
         return;
     }
     if (s <= w->seq) {
-        broken(v, where, "out of order: writer %s wseq %llu stored after wseq %llu", writer,
+        broken(v, where, "out of order or duplicated: writer %s wseq %llu stored after wseq %llu", writer,
                (unsigned long long)s, (unsigned long long)w->seq);
         return;
     }
