@@ -586,6 +586,20 @@ void px_chain_verifier_record(struct px_chain_verifier *v, const struct px_audit
                               const char *writer, int64_t wseq, const char *prev_hex,
                               const char *hash_hex, const char *where)
 {
+    bool ok = false;
+    unsigned char prev[PX_CHAIN_HASH_LEN], hash[PX_CHAIN_HASH_LEN], want[PX_CHAIN_HASH_LEN];
+    if (writer && *writer && wseq >= 1 && px_chain_unhex(prev_hex, prev) &&
+        px_chain_unhex(hash_hex, hash)) {
+        px_chain_hash(writer, (uint64_t)wseq, r, prev, want);
+        ok = memcmp(want, hash, PX_CHAIN_HASH_LEN) == 0;
+    }
+    px_chain_verifier_link(v, r->ts, writer, wseq, prev_hex, hash_hex, ok, where);
+}
+
+void px_chain_verifier_link(struct px_chain_verifier *v, const char *ts, const char *writer,
+                            int64_t wseq, const char *prev_hex, const char *hash_hex, bool hash_ok,
+                            const char *where)
+{
     if (v->rep.broken)
         return;
     if (!v->sorted) {
@@ -594,27 +608,25 @@ void px_chain_verifier_record(struct px_chain_verifier *v, const struct px_audit
         v->sorted = true;
     }
     v->rep.records++;
-    if ((!v->from[0] || strcmp(r->ts, v->from) >= 0) && (!v->to[0] || strcmp(r->ts, v->to) <= 0))
+    if ((!v->from[0] || strcmp(ts, v->from) >= 0) && (!v->to[0] || strcmp(ts, v->to) <= 0))
         v->rep.in_range++;
     if (!writer || !*writer) {
         if (v->rep.chained) {
-            broken(v, where,
-                   "a record without chain fields inside the chained trail (inserted, "
-                   "or its chain fields removed)");
+            broken(v, where, "a record without chain fields inside the chained trail (inserted, "
+                             "or its chain fields removed)");
             return;
         }
         v->rep.unchained++;
         return;
     }
     v->rep.chained++;
-    unsigned char prev[PX_CHAIN_HASH_LEN], hash[PX_CHAIN_HASH_LEN], want[PX_CHAIN_HASH_LEN];
+    unsigned char prev[PX_CHAIN_HASH_LEN], hash[PX_CHAIN_HASH_LEN];
     if (strnlen(writer, PX_CHAIN_WRITER_LEN + 1) != PX_CHAIN_WRITER_LEN || wseq < 1 ||
         !px_chain_unhex(prev_hex, prev) || !px_chain_unhex(hash_hex, hash)) {
         broken(v, where, "malformed chain fields");
         return;
     }
-    px_chain_hash(writer, (uint64_t)wseq, r, prev, want);
-    if (memcmp(want, hash, PX_CHAIN_HASH_LEN) != 0) {
+    if (!hash_ok) {
         broken(v, where, "changed: its fields do not hash to its stored hash (writer %s wseq %lld)",
                writer, (long long)wseq);
         return;

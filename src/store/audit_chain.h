@@ -102,6 +102,12 @@ void px_chain_verifier_checkpoint(struct px_chain_verifier *v, const char *note,
 void px_chain_verifier_record(struct px_chain_verifier *v, const struct px_audit_record *r,
                               const char *writer, int64_t wseq, const char *prev_hex,
                               const char *hash_hex, const char *where);
+/* Like px_chain_verifier_record for a store that has checked the record's
+ * hash itself (hash_ok) and feeds each writer's records in wseq order: the
+ * links, the checkpoints and in_range (by ts) are checked here. */
+void px_chain_verifier_link(struct px_chain_verifier *v, const char *ts, const char *writer,
+                            int64_t wseq, const char *prev_hex, const char *hash_hex, bool hash_ok,
+                            const char *where);
 /* Marks the run broken at where (a record the store could not even decode). */
 void px_chain_verifier_fail(struct px_chain_verifier *v, const char *where, const char *what);
 /* Ends the run (tails against checkpoints) and fills *rep. false when broken. */
