@@ -37,7 +37,8 @@ static double mono_s(void)
 }
 
 /* `audit verify [--from TS] [--to TS] [--public-key FILE]`: 0 whole, 1 broken. */
-static int verify(const struct px_config *cfg, const char *from, const char *to, const char *pubkey)
+static int verify(const struct px_config *cfg, const char *from, const char *to, const char *pubkey,
+                  long max_pages)
 {
     char err[1024];
     const char *keyfile = pubkey ? pubkey : px_config_signing_key(cfg);
@@ -66,8 +67,10 @@ static int verify(const struct px_config *cfg, const char *from, const char *to,
     }
     double t0 = mono_s();
     px_rc rc = px_chain_verifier_new(key, f[0] ? f : NULL, t[0] ? t : NULL, &v);
-    if (!rc)
+    if (!rc) {
+        px_chain_verifier_set_read_budget(v, max_pages);
         rc = px_audit_verify(store, v, err, sizeof(err));
+    }
     if (rc == PX_ERR_INVALID) {
         fprintf(stderr, "pricing audit verify: this store (%s) keeps no hash chain yet\n",
                 cfg->audit_store);
@@ -101,7 +104,7 @@ static int verify(const struct px_config *cfg, const char *from, const char *to,
 int px_cmd_audit(int argc, char **argv)
 {
     const char *user = NULL, *product = NULL, *from = NULL, *to = NULL, *limit_s = NULL,
-               *cursor = NULL, *out = NULL, *pubkey = NULL;
+               *cursor = NULL, *out = NULL, *pubkey = NULL, *max_pages = NULL;
     const struct px_cli_flag flags[] = {
         {"--user", true, &user, NULL, "user id (UUID)"},
         {"--product", true, &product, NULL, "product id"},
@@ -112,6 +115,8 @@ int px_cmd_audit(int argc, char **argv)
         {"--limit", true, &limit_s, NULL, "records per page, 1-1000 (default 100)"},
         {"--cursor", true, &cursor, NULL, "continue after a previous page"},
         {"--out", true, &out, NULL, "keygen: PREFIX of PREFIX.key and PREFIX.pub"},
+        {"--max-pages", true, &max_pages, NULL,
+         "verify: DynamoDB Scan pages (1000 items each) to read at most (default 10000)"},
         {"--public-key", true, &pubkey, NULL,
          "verify: Ed25519 public key (PEM) of the checkpoints (default: the signing key's)"},
     };
@@ -120,7 +125,8 @@ int px_cmd_audit(int argc, char **argv)
         .synopsis =
             "audit query --user UUID | --product ID [--from TS] [--to TS] [--limit N] "
             "[--cursor C] | audit migrate --from sqlite:OLD --to SPEC | audit count | audit "
-            "keygen --out PREFIX | audit verify [--from TS] [--to TS] [--public-key F]",
+            "keygen --out PREFIX | audit verify [--from TS] [--to TS] [--public-key F] "
+            "[--max-pages N]",
         .summary = "print audit records, oldest first, as JSON lines (next cursor on stderr)",
         .flags = flags,
         .nflags = PX_COUNTOF(flags),
@@ -158,8 +164,18 @@ int px_cmd_audit(int argc, char **argv)
             return PX_EXIT_USAGE;
         }
         px_log_set_fd(STDERR_FILENO);
+        long pages = 0;
+        if (max_pages) {
+            char *end;
+            errno = 0;
+            pages = strtol(max_pages, &end, 10);
+            if (errno || *end || end == max_pages || pages < 1 || pages > 1000000) {
+                fprintf(stderr, "pricing audit: --max-pages must be 1-1000000\n");
+                return PX_EXIT_USAGE;
+            }
+        }
         px_log_init(cfg.log_level, "audit-verify");
-        return verify(&cfg, from, to, pubkey);
+        return verify(&cfg, from, to, pubkey, pages);
     }
     if (strcmp(args[0], "count") == 0) {
         /* Records in the store, expired ones included (lsm: stores; for bench and checks). */

@@ -442,7 +442,18 @@ struct px_chain_verifier {
     struct vwriter *ws;
     size_t nws, capws, last_w;
     struct px_chain_report rep;
+    long read_budget;
 };
+
+void px_chain_verifier_set_read_budget(struct px_chain_verifier *v, long pages)
+{
+    v->read_budget = pages;
+}
+
+long px_chain_verifier_read_budget(const struct px_chain_verifier *v)
+{
+    return v->read_budget;
+}
 
 px_rc px_chain_verifier_new(const struct px_chain_key *k, const char *from, const char *to,
                             struct px_chain_verifier **out)
@@ -612,8 +623,9 @@ void px_chain_verifier_link(struct px_chain_verifier *v, const char *ts, const c
         v->rep.in_range++;
     if (!writer || !*writer) {
         if (v->rep.chained) {
-            broken(v, where, "a record without chain fields inside the chained trail (inserted, "
-                             "or its chain fields removed)");
+            broken(v, where,
+                   "a record without chain fields inside the chained trail (inserted, "
+                   "or its chain fields removed)");
             return;
         }
         v->rep.unchained++;
@@ -648,8 +660,8 @@ void px_chain_verifier_link(struct px_chain_verifier *v, const char *ts, const c
         return;
     }
     if (s <= w->seq) {
-        broken(v, where, "out of order or duplicated: writer %s wseq %llu stored after wseq %llu", writer,
-               (unsigned long long)s, (unsigned long long)w->seq);
+        broken(v, where, "out of order or duplicated: writer %s wseq %llu stored after wseq %llu",
+               writer, (unsigned long long)s, (unsigned long long)w->seq);
         return;
     }
     if (s != w->seq + 1) {

@@ -108,6 +108,10 @@ void px_chain_verifier_record(struct px_chain_verifier *v, const struct px_audit
 void px_chain_verifier_link(struct px_chain_verifier *v, const char *ts, const char *writer,
                             int64_t wseq, const char *prev_hex, const char *hash_hex, bool hash_ok,
                             const char *where);
+/* Bound on the pages a store may read for one verify (DynamoDB: Scan
+ * pages); 0 = the store's default. */
+void px_chain_verifier_set_read_budget(struct px_chain_verifier *v, long pages);
+long px_chain_verifier_read_budget(const struct px_chain_verifier *v);
 /* Marks the run broken at where (a record the store could not even decode). */
 void px_chain_verifier_fail(struct px_chain_verifier *v, const char *where, const char *what);
 /* Ends the run (tails against checkpoints) and fills *rep. false when broken. */

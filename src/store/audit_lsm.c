@@ -50,8 +50,8 @@
  * wseq (8 bytes big-endian), prev hash, hash (docs/internals/audit-integrity.md). */
 #define VALUE_CHAINED 2
 #define TRAILER_LEN   (PX_CHAIN_WRITER_LEN + 8 + 2 * PX_CHAIN_HASH_LEN)
-#define KEY_MAX              (1 + PX_MAX_PRODUCT_ID + 1 + PX_AUDIT_CURSOR_MAX + 1 + PX_UUID_LEN + 1)
-#define VALUE_MAX            1024
+#define KEY_MAX       (1 + PX_MAX_PRODUCT_ID + 1 + PX_AUDIT_CURSOR_MAX + 1 + PX_UUID_LEN + 1)
+#define VALUE_MAX     1024
 /* Memtable size: bounds RSS per sub-store (two of them at most) and how much
  * log a secondary replays when it opens. */
 #define MEMTABLE_BYTES (4u << 20)
@@ -322,7 +322,8 @@ static size_t checkpoint_key(char *k, const char *writer, uint64_t seq)
 }
 
 /* Puts a signed checkpoint of c into wb. */
-static px_rc put_checkpoint(struct lsm_audit *a, rocksdb_writebatch_wi_t *wb, const struct px_chain *c)
+static px_rc put_checkpoint(struct lsm_audit *a, rocksdb_writebatch_wi_t *wb,
+                            const struct px_chain *c)
 {
     struct px_checkpoint cp;
     memset(&cp, 0, sizeof(cp));
@@ -1182,9 +1183,9 @@ static px_rc audit_count(void *impl, uint64_t *count)
 /* One stored copy of a chained record: which copy, where, its link. */
 struct ventry {
     struct link l;
-    bool ok;      /* its fields hash to l.hash and its key matches its fields */
-    char kind;    /* 'U' (user or actor key) or 'P' (product key) */
-    int sub;      /* w-NN */
+    bool ok;   /* its fields hash to l.hash and its key matches its fields */
+    char kind; /* 'U' (user or actor key) or 'P' (product key) */
+    int sub;   /* w-NN */
     char ts[25];
     char sk[128];
 };
@@ -1202,8 +1203,7 @@ static int cmp_ventry(const void *x, const void *y)
 
 static void ventry_where(const struct ventry *e, char *out, size_t n)
 {
-    snprintf(out, n, "w-%02d %s key of sk %s", e->sub, e->kind == 'P' ? "product" : "user",
-             e->sk);
+    snprintf(out, n, "w-%02d %s key of sk %s", e->sub, e->kind == 'P' ? "product" : "user", e->sk);
 }
 
 /* Feeds every checkpoint, then every record's link in wseq order per writer,
@@ -1225,8 +1225,7 @@ static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, si
         int sub = i == 0 ? a->index : a->readers[i - 1].index;
         rocksdb_iterator_t *it =
             rocksdb_create_iterator(i == 0 ? a->db : a->readers[i - 1].db, a->ro);
-        for (rocksdb_iter_seek_to_first(it); !rc && rocksdb_iter_valid(it);
-             rocksdb_iter_next(it)) {
+        for (rocksdb_iter_seek_to_first(it); !rc && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
             size_t kl = 0, vl = 0;
             const char *k = rocksdb_iter_key(it, &kl);
             const char *val = rocksdb_iter_value(it, &vl);
@@ -1238,8 +1237,7 @@ static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, si
                 continue;
             }
             if (!kl || (k[0] != 'U' && k[0] != 'A' && k[0] != 'P')) {
-                snprintf(where, sizeof(where), "w-%02d key %.*s", sub, (int)(kl > 80 ? 80 : kl),
-                         k);
+                snprintf(where, sizeof(where), "w-%02d key %.*s", sub, (int)(kl > 80 ? 80 : kl), k);
                 px_chain_verifier_fail(v, where, "a key of no known kind (inserted)");
                 continue;
             }
@@ -1342,8 +1340,8 @@ static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, si
         ventry_where(e, where, sizeof(where));
         if (j - i > 2 || (j - i == 2 && es[i].kind == es[i + 1].kind)) {
             char msg[160];
-            snprintf(msg, sizeof(msg), "duplicate: writer %s wseq %llu stored %zu times", e->l.writer,
-                     (unsigned long long)e->l.wseq, j - i);
+            snprintf(msg, sizeof(msg), "duplicate: writer %s wseq %llu stored %zu times",
+                     e->l.writer, (unsigned long long)e->l.wseq, j - i);
             px_chain_verifier_fail(v, where, msg);
         } else if (j - i == 1) {
             char msg[200];
@@ -1352,8 +1350,8 @@ static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, si
                      (unsigned long long)e->l.wseq);
             px_chain_verifier_fail(v, where, msg);
         } else if (memcmp(es[i].l.hash, es[i + 1].l.hash, PX_CHAIN_HASH_LEN) != 0 ||
-                   memcmp(es[i].l.prev, es[i + 1].l.prev, PX_CHAIN_HASH_LEN) != 0 ||
-                   !es[i].ok || !es[i + 1].ok) {
+                   memcmp(es[i].l.prev, es[i + 1].l.prev, PX_CHAIN_HASH_LEN) != 0 || !es[i].ok ||
+                   !es[i + 1].ok) {
             const struct ventry *bad = !es[i].ok ? &es[i] : &es[i + 1];
             ventry_where(bad, where, sizeof(where));
             px_chain_verifier_fail(v, where,

@@ -346,7 +346,7 @@ def run_all(env, ddir):
               "principal" not in p and
               set(p) <= {"pk", "sk", "gsi1pk", "gsi1sk", "action", "status", "userId",
                          "productId", "requestId", "correlationId", "ts", "expiresAt",
-                         "apiRequestId"}, item)
+                         "apiRequestId", "writer", "wseq", "prevHash", "hash"}, item)
     for product in ("PROD-101", "PROD-102", "PROD-NOPE-1"):
         q = env.aws(["query", "--table-name", TABLE, "--index-name", "gsi1",
                      "--key-condition-expression", "gsi1pk = :p",
