@@ -104,7 +104,7 @@ static int verify(const struct px_config *cfg, const char *from, const char *to,
 int px_cmd_audit(int argc, char **argv)
 {
     const char *user = NULL, *product = NULL, *from = NULL, *to = NULL, *limit_s = NULL,
-               *cursor = NULL, *out = NULL, *pubkey = NULL, *max_pages = NULL;
+               *cursor = NULL, *out = NULL, *pubkey = NULL, *max_pages = NULL, *export_dir = NULL;
     const struct px_cli_flag flags[] = {
         {"--user", true, &user, NULL, "user id (UUID)"},
         {"--product", true, &product, NULL, "product id"},
@@ -115,6 +115,8 @@ int px_cmd_audit(int argc, char **argv)
         {"--limit", true, &limit_s, NULL, "records per page, 1-1000 (default 100)"},
         {"--cursor", true, &cursor, NULL, "continue after a previous page"},
         {"--out", true, &out, NULL, "keygen: PREFIX of PREFIX.key and PREFIX.pub"},
+        {"--export", true, &export_dir, NULL,
+         "verify: check an export directory offline (with --public-key) instead of the store"},
         {"--max-pages", true, &max_pages, NULL,
          "verify: DynamoDB Scan pages (1000 items each) to read at most (default 10000)"},
         {"--public-key", true, &pubkey, NULL,
@@ -126,7 +128,8 @@ int px_cmd_audit(int argc, char **argv)
             "audit query --user UUID | --product ID [--from TS] [--to TS] [--limit N] "
             "[--cursor C] | audit migrate --from sqlite:OLD --to SPEC | audit count | audit "
             "keygen --out PREFIX | audit verify [--from TS] [--to TS] [--public-key F] "
-            "[--max-pages N]",
+            "[--max-pages N] | audit export --from TS --to TS --out DIR | audit verify "
+            "--export DIR --public-key F",
         .summary = "print audit records, oldest first, as JSON lines (next cursor on stderr)",
         .flags = flags,
         .nflags = PX_COUNTOF(flags),
@@ -156,6 +159,23 @@ int px_cmd_audit(int argc, char **argv)
         }
         return keygen(out);
     }
+    if (strcmp(args[0], "export") == 0) {
+        char ts0[25];
+        if (!out || !*out) {
+            fprintf(stderr, "pricing audit: export needs --out DIR\n");
+            return PX_EXIT_USAGE;
+        }
+        if ((from && (!px_valid_timestamp(from) || px_audit_ts_ms(from, ts0) != PX_OK)) ||
+            (to && (!px_valid_timestamp(to) || px_audit_ts_ms(to, ts0) != PX_OK))) {
+            fprintf(stderr, "pricing audit: --from and --to must be RFC 3339 UTC timestamps\n");
+            return PX_EXIT_USAGE;
+        }
+        px_log_set_fd(STDERR_FILENO);
+        px_log_init(cfg.log_level, "audit-export");
+        return px_audit_export(&cfg, from, to, out);
+    }
+    if (strcmp(args[0], "verify") == 0 && export_dir)
+        return px_audit_verify_export(export_dir, pubkey);
     if (strcmp(args[0], "verify") == 0) {
         char ts0[25];
         if ((from && (!px_valid_timestamp(from) || px_audit_ts_ms(from, ts0) != PX_OK)) ||
@@ -193,7 +213,7 @@ int px_cmd_audit(int argc, char **argv)
     }
     char ts[25]; /* the store converts --from/--to with px_audit_ts_ms(): check with it */
     if (strcmp(args[0], "query") != 0)
-        bad = "unknown action (query, migrate, count, keygen, verify)";
+        bad = "unknown action (query, migrate, count, keygen, verify, export)";
     else if (!user == !product)
         bad = "exactly one of --user or --product is required";
     else if (user && !px_valid_uuid(user))

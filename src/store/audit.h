@@ -119,6 +119,15 @@ px_rc px_audit_ping(struct px_audit_store *s) PX_WUR;
  * the backend cannot count (only the embedded lsm store can). */
 px_rc px_audit_count(struct px_audit_store *s, uint64_t *count) PX_WUR;
 
+/* Called for each record of px_audit_scan (r and its before/after valid
+ * only during the call). */
+typedef px_rc (*px_audit_scan_fn)(void *arg, const struct px_audit_record *r);
+/* Every record with from <= ts <= to (normalised millisecond form, NULL =
+ * open) to fn, in the store's order (SQLite: insertion; lsm: by product).
+ * PX_ERR_INVALID when the backend cannot (DynamoDB for now). */
+px_rc px_audit_scan(struct px_audit_store *s, const char *from, const char *to, px_audit_scan_fn fn,
+                    void *arg, char *err, size_t errlen) PX_WUR;
+
 /* Runs verifier v over the whole store (audit_chain.h). PX_ERR_INVALID when
  * the backend has no chain yet; other errors (with err) when the store
  * could not be read; PX_OK says only that v saw everything. */
@@ -140,6 +149,10 @@ struct px_audit_ops {
     /* Optional: feeds every checkpoint and record to v (audit_chain.h);
      * PX_OK when everything could be read, whatever v concludes. */
     px_rc (*verify)(void *impl, struct px_chain_verifier *v, char *err, size_t errlen);
+    /* Optional: every record with from <= ts <= to (normalised; NULL open),
+     * expired ones included, to fn; a non-OK rc from fn stops and is returned. */
+    px_rc (*scan)(void *impl, const char *from, const char *to, px_audit_scan_fn fn, void *arg,
+                  char *err, size_t errlen);
 };
 
 extern const struct px_audit_ops px_audit_sqlite_ops;

@@ -280,15 +280,11 @@ static px_rc note_text(const struct px_checkpoint *c, char *out, size_t cap, siz
     return PX_OK;
 }
 
-px_rc px_checkpoint_sign(const struct px_chain_key *k, const struct px_checkpoint *c, char *out,
-                         size_t cap, size_t *len)
+/* Appends the blank line and k's signature line over out[0..tl) to out. */
+static px_rc sign_text(const struct px_chain_key *k, char *out, size_t cap, size_t tl, size_t *len)
 {
     if (!k || !k->has_private)
         return PX_ERR_CONFIG;
-    size_t tl = 0;
-    px_rc rc = note_text(c, out, cap, &tl);
-    if (rc)
-        return rc;
     unsigned char sig[KEY_ID_LEN + SIG_LEN];
     size_t sl = SIG_LEN;
     memcpy(sig, k->id, KEY_ID_LEN);
@@ -308,6 +304,29 @@ px_rc px_checkpoint_sign(const struct px_chain_key *k, const struct px_checkpoin
         return PX_ERR_TOO_LARGE;
     *len = tl + (size_t)n;
     return PX_OK;
+}
+
+px_rc px_checkpoint_sign(const struct px_chain_key *k, const struct px_checkpoint *c, char *out,
+                         size_t cap, size_t *len)
+{
+    if (!k || !k->has_private)
+        return PX_ERR_CONFIG;
+    size_t tl = 0;
+    px_rc rc = note_text(c, out, cap, &tl);
+    return rc ? rc : sign_text(k, out, cap, tl, len);
+}
+
+px_rc px_note_sign(const struct px_chain_key *k, const char *text, size_t tl, char *out, size_t cap,
+                   size_t *len)
+{
+    if (!tl || tl >= cap || text[tl - 1] != '\n' || memchr(text, '\0', tl) ||
+        (tl >= 2 && memmem(text, tl, "\n\n", 2)))
+        return PX_ERR_INVALID;
+    for (size_t i = 0; i < tl; i++)
+        if ((unsigned char)text[i] < 0x20 && text[i] != '\n')
+            return PX_ERR_INVALID;
+    memcpy(out, text, tl);
+    return sign_text(k, out, cap, tl, len);
 }
 
 /* Decimal without sign or leading zeros, at most 19 digits, into *v. */
@@ -348,6 +367,44 @@ static bool valid_ts(const char *s, size_t n)
     return true;
 }
 
+/* The blank line after note[0..text_len), then at least one signature line;
+ * PX_OK when one is k's and verifies (k NULL: well-formed is enough). */
+static px_rc signatures(const struct px_chain_key *k, const char *note, size_t len, size_t text_len)
+{
+    const char *p = note + text_len, *end = note + len, *l;
+    size_t n;
+    if (!next_line(&p, end, &l, &n) || n != 0 || p == end)
+        return PX_ERR_INVALID;
+    bool signed_by_k = false;
+    while (p < end) {
+        if (!next_line(&p, end, &l, &n) || n < sizeof(SIG_PREFIX) - 1 ||
+            memcmp(l, SIG_PREFIX, sizeof(SIG_PREFIX) - 1) != 0)
+            return PX_ERR_INVALID;
+        const char *name = l + sizeof(SIG_PREFIX) - 1;
+        const char *sp = memchr(name, ' ', n - (sizeof(SIG_PREFIX) - 1));
+        if (!sp || sp == name)
+            return PX_ERR_INVALID;
+        const char *b = sp + 1;
+        size_t bn = (size_t)(l + n - b);
+        unsigned char sig[128];
+        size_t sl = 0;
+        if (px_b64_decode(b, bn, PX_B64_STD, PX_B64_PAD, sig, sizeof(sig), &sl) || sl <= KEY_ID_LEN)
+            return PX_ERR_INVALID;
+        if (!k || signed_by_k || (size_t)(sp - name) != sizeof(PX_CHAIN_KEY_NAME) - 1 ||
+            memcmp(name, PX_CHAIN_KEY_NAME, sizeof(PX_CHAIN_KEY_NAME) - 1) != 0 ||
+            sl != KEY_ID_LEN + SIG_LEN || memcmp(sig, k->id, KEY_ID_LEN) != 0)
+            continue; /* another key's signature: not ours to judge */
+        EVP_MD_CTX *md = EVP_MD_CTX_new();
+        signed_by_k = md && EVP_DigestVerifyInit(md, NULL, NULL, NULL, k->pkey) == 1 &&
+                      EVP_DigestVerify(md, sig + KEY_ID_LEN, SIG_LEN, (const unsigned char *)note,
+                                       text_len) == 1;
+        EVP_MD_CTX_free(md);
+        if (!signed_by_k)
+            return PX_ERR_DENIED;
+    }
+    return !k || signed_by_k ? PX_OK : PX_ERR_DENIED;
+}
+
 px_rc px_checkpoint_open(const struct px_chain_key *k, const char *note, size_t len,
                          struct px_checkpoint *out)
 {
@@ -386,37 +443,21 @@ px_rc px_checkpoint_open(const struct px_chain_key *k, const char *note, size_t 
         return PX_ERR_INVALID;
     memcpy(out->time, l + 5, n - 5);
     size_t text_len = (size_t)(p - note);
-    /* The blank line, then at least one signature line. */
-    if (!next_line(&p, end, &l, &n) || n != 0 || p == end)
+    return signatures(k, note, len, text_len);
+}
+
+px_rc px_note_open(const struct px_chain_key *k, const char *note, size_t len, size_t *text_len)
+{
+    if (!k || !note || len == 0 || len > PX_NOTE_MAX || memchr(note, '\0', len))
         return PX_ERR_INVALID;
-    bool signed_by_k = false;
-    while (p < end) {
-        if (!next_line(&p, end, &l, &n) || n < sizeof(SIG_PREFIX) - 1 ||
-            memcmp(l, SIG_PREFIX, sizeof(SIG_PREFIX) - 1) != 0)
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)note[i] < 0x20 && note[i] != '\n')
             return PX_ERR_INVALID;
-        const char *name = l + sizeof(SIG_PREFIX) - 1;
-        const char *sp = memchr(name, ' ', n - (sizeof(SIG_PREFIX) - 1));
-        if (!sp || sp == name)
-            return PX_ERR_INVALID;
-        const char *b = sp + 1;
-        size_t bn = (size_t)(l + n - b);
-        unsigned char sig[128];
-        size_t sl = 0;
-        if (px_b64_decode(b, bn, PX_B64_STD, PX_B64_PAD, sig, sizeof(sig), &sl) || sl <= KEY_ID_LEN)
-            return PX_ERR_INVALID;
-        if (!k || signed_by_k || (size_t)(sp - name) != sizeof(PX_CHAIN_KEY_NAME) - 1 ||
-            memcmp(name, PX_CHAIN_KEY_NAME, sizeof(PX_CHAIN_KEY_NAME) - 1) != 0 ||
-            sl != KEY_ID_LEN + SIG_LEN || memcmp(sig, k->id, KEY_ID_LEN) != 0)
-            continue; /* another key's signature: not ours to judge */
-        EVP_MD_CTX *md = EVP_MD_CTX_new();
-        signed_by_k = md && EVP_DigestVerifyInit(md, NULL, NULL, NULL, k->pkey) == 1 &&
-                      EVP_DigestVerify(md, sig + KEY_ID_LEN, SIG_LEN, (const unsigned char *)note,
-                                       text_len) == 1;
-        EVP_MD_CTX_free(md);
-        if (!signed_by_k)
-            return PX_ERR_DENIED;
-    }
-    return !k || signed_by_k ? PX_OK : PX_ERR_DENIED;
+    const char *blank = len >= 2 ? memmem(note, len, "\n\n", 2) : NULL;
+    if (!blank)
+        return PX_ERR_INVALID;
+    *text_len = (size_t)(blank - note) + 1;
+    return signatures(k, note, len, *text_len);
 }
 
 /* ---- verifier --------------------------------------------------------------------------- */

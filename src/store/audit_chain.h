@@ -76,6 +76,17 @@ px_rc px_checkpoint_sign(const struct px_chain_key *k, const struct px_checkpoin
 px_rc px_checkpoint_open(const struct px_chain_key *k, const char *note, size_t len,
                          struct px_checkpoint *out) PX_WUR;
 
+/* Any signed note (export digests): text (ending in a newline, no blank
+ * line, no control characters but newlines) and one signature line by k, into
+ * out. */
+px_rc px_note_sign(const struct px_chain_key *k, const char *text, size_t tl, char *out, size_t cap,
+                   size_t *len) PX_WUR;
+/* Checks note's signature by k; *text_len is the signed text's length (its
+ * final newline included). PX_ERR_INVALID malformed, PX_ERR_DENIED not by k. */
+px_rc px_note_open(const struct px_chain_key *k, const char *note, size_t len,
+                   size_t *text_len) PX_WUR;
+#define PX_NOTE_MAX (1024 * 1024)
+
 /* ---- verifier --------------------------------------------------------------------------- */
 
 struct px_chain_verifier;

@@ -1093,6 +1093,52 @@ out:
     return rc;
 }
 
+/* Every record in [from, to] in insertion order, from one read transaction. */
+static px_rc audit_scan(void *impl, const char *from, const char *to, px_audit_scan_fn fn,
+                        void *arg, char *err, size_t errlen)
+{
+    struct sqlite_audit *a = impl;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    struct px_arena *ar = px_arena_new(4 * PX_AUDIT_CHANGE_MAX);
+    px_rc rc = ar ? PX_OK : PX_ERR_NOMEM;
+    if (!rc && (sqlite3_open_v2(a->path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+                    SQLITE_OK ||
+                (sqlite3_busy_timeout(db, (int)a->timeout_ms),
+                 sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) ||
+                sqlite3_prepare_v2(db, SELECT_COLS "WHERE ts >= ?1 AND ts <= ?2 ORDER BY seq", -1,
+                                   &st, NULL) != SQLITE_OK)) {
+        set_err(err, errlen, "cannot read %s: %s", a->path,
+                db ? sqlite3_errmsg(db) : "out of memory");
+        rc = PX_ERR_UNAVAILABLE;
+    }
+    if (!rc) {
+        /* "~" sorts after every digit: an open upper bound. */
+        sqlite3_bind_text(st, 1, from ? from : "", -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, to ? to : "~", -1, SQLITE_STATIC);
+    }
+    int e = SQLITE_DONE;
+    while (!rc && (e = sqlite3_step(st)) == SQLITE_ROW) {
+        struct px_audit_record r;
+        char sk[CURSOR_MAX + 1];
+        memset(&r, 0, sizeof(r));
+        px_arena_reset(ar);
+        rc = row_to_record(st, &r, sk, ar);
+        if (rc)
+            set_err(err, errlen, "unreadable record in %s", a->path);
+        else
+            rc = fn(arg, &r);
+    }
+    if (!rc && e != SQLITE_DONE) {
+        set_err(err, errlen, "cannot read %s: %s", a->path, sqlite3_errmsg(db));
+        rc = PX_ERR_UNAVAILABLE;
+    }
+    sqlite3_finalize(st);
+    sqlite3_close_v2(db);
+    px_arena_free(ar);
+    return rc;
+}
+
 /* Group-commit figures since open, for tests and metrics: committed batches,
  * records in them, largest batch. */
 PX_STATIC void px_audit_sqlite_stats(void *impl, uint64_t *batches, uint64_t *records,
@@ -1111,4 +1157,5 @@ const struct px_audit_ops px_audit_sqlite_ops = {
     .query = audit_query,
     .ping = audit_ping,
     .verify = audit_verify,
+    .scan = audit_scan,
 };
