@@ -3,7 +3,9 @@ real traffic from several `serve` processes on one SQLite trail verifies; each
 kind of tampering with the file (sqlite3, triggers dropped first) makes
 `pricing audit verify` exit 1 naming the record or checkpoint."""
 
+import gzip
 import hashlib
+import json
 import os
 import shutil
 import sqlite3
@@ -373,6 +375,88 @@ class IntegrityTest(unittest.TestCase):
             self.assertIn("without chain fields inside the chained trail", r.stdout)
         finally:
             stores.cleanup()
+
+    # ------------------------------------------------------------ export
+
+    def export_dir(self):
+        """Two exports of the pristine trail into one directory."""
+        d = self.stores.dir / ("exp-%s" % new_user())
+        spec = "sqlite:%s" % self.pristine
+        for extra in ([], ["--from", "2000-01-01T00:00:00Z"]):
+            r = run_cli(["audit", "export", "--audit-store", spec, "--out", str(d)] + extra,
+                        env=self.env)
+            self.assertEqual(r.rc, 0, r)
+        return d
+
+    def verify_export(self, d):
+        return run_cli(["audit", "verify", "--export", str(d), "--public-key", self.pub])
+
+    def test_export_verifies_offline(self):
+        d = self.export_dir()
+        names = sorted(os.listdir(d))
+        self.assertEqual(names, ["digest-000001.txt", "digest-000002.txt",
+                                 "records-000001-0001.jsonl.gz", "records-000002-0001.jsonl.gz"])
+        with gzip.open(d / "records-000001-0001.jsonl.gz", "rt") as f:
+            lines = [json.loads(l) for l in f]
+        self.assertEqual(len(lines), 125)
+        self.assertEqual(set(lines[0]) >= {"pk", "sk", "action", "status", "userId", "productId",
+                                           "requestId", "ts", "expiresAt"}, True, lines[0])
+        # Nothing but the files and the public key: the store is gone.
+        r = self.verify_export(d)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("2 digest(s) chained, 2 file(s), 250 records", r.stdout)
+        r = run_cli(["audit", "verify", "--export", str(d), "--public-key",
+                     str(self.stores.dir / "other.pub")])
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("digest-000001.txt: not signed by the given key", r.stdout)
+
+    def test_export_edited_line(self):
+        d = self.export_dir()
+        p = d / "records-000002-0001.jsonl.gz"
+        with gzip.open(p, "rt") as f:
+            lines = f.readlines()
+        lines[3] = lines[3].replace('"SUCCESS"', '"ERROR"')
+        with gzip.open(p, "wt") as f:
+            f.writelines(lines)
+        r = self.verify_export(d)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("BROKEN at %s: changed" % p, r.stdout)
+
+    def test_export_dropped_file(self):
+        d = self.export_dir()
+        os.unlink(d / "records-000001-0001.jsonl.gz")
+        r = self.verify_export(d)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("records-000001-0001.jsonl.gz: listed by digest 1 but missing", r.stdout)
+
+    def test_export_added_file(self):
+        d = self.export_dir()
+        shutil.copy(d / "records-000001-0001.jsonl.gz", d / "records-000009-0001.jsonl.gz")
+        r = self.verify_export(d)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("records-000009-0001.jsonl.gz: not listed by any digest", r.stdout)
+
+    def test_export_dropped_digest(self):
+        d = self.export_dir()
+        os.unlink(d / "digest-000001.txt")
+        r = self.verify_export(d)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("digest-000001.txt: missing", r.stdout)
+
+    def test_export_digest_replaced(self):
+        """digest 1 replaced by a (validly signed) digest of another export: 2 no longer follows."""
+        d = self.export_dir()
+        other = self.export_dir()
+        shutil.copy(other / "digest-000002.txt", d / "digest-000001.txt")
+        r = self.verify_export(d)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("digest-000001.txt: does not follow digest 0", r.stdout)
+        d = self.export_dir()
+        text = (d / "digest-000002.txt").read_text()
+        (d / "digest-000002.txt").write_text(text.replace("seq 2", "seq 3"))
+        r = self.verify_export(d)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("digest-000002.txt: not signed by the given key", r.stdout)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 /* fuzz_checkpoint.c: the checkpoint notes `pricing audit verify` reads from a
- * store it does not trust (audit_chain.c), with a fixed Ed25519 key.
+ * store it does not trust, and the signed notes of export digests
+ * (audit_chain.c), with a fixed Ed25519 key.
  *
  * Every input is parsed and checked as a note, then handed to a verifier as a
  * checkpoint followed by one record of its writer. Whatever is accepted must
@@ -49,6 +50,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memcmp(&again, &c, sizeof(c)) != 0)
             abort();
     } else if (rc != PX_ERR_INVALID && rc != PX_ERR_DENIED) {
+        abort();
+    }
+    /* As an export digest: a note that opens signed its text, and re-signing
+     * that text gives a note that opens the same way. */
+    size_t tl = 0;
+    px_rc nrc = px_note_open(key, (const char *)data, size, &tl);
+    if (nrc == PX_OK) {
+        static char again[PX_CHAIN_NOTE_MAX * 2];
+        size_t al = 0, tl2 = 0;
+        if (tl > size || tl > PX_CHAIN_NOTE_MAX ||
+            px_note_sign(key, (const char *)data, tl, again, sizeof(again), &al) != PX_OK ||
+            px_note_open(key, again, al, &tl2) != PX_OK || tl2 != tl)
+            abort();
+    } else if (nrc != PX_ERR_INVALID && nrc != PX_ERR_DENIED) {
         abort();
     }
     struct px_chain_verifier *v = NULL;
