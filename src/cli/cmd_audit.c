@@ -101,6 +101,43 @@ static int verify(const struct px_config *cfg, const char *from, const char *to,
     return status;
 }
 
+/* `audit purge`: verify, and only an intact trail loses its expired records. */
+static int purge(const struct px_config *cfg)
+{
+    const char *keyfile = px_config_signing_key(cfg);
+    if (!keyfile) {
+        fprintf(stderr, "pricing audit purge: no signing key: set AUDIT_SIGNING_KEY_FILE\n");
+        return PX_EXIT_USAGE;
+    }
+    /* A purge must never cut away the evidence of a tamper: verify first. */
+    int st = verify(cfg, NULL, NULL, NULL, 0);
+    if (st != PX_EXIT_OK) {
+        fprintf(stderr, "pricing audit purge: the trail does not verify; nothing removed\n");
+        return st;
+    }
+    char err[1024] = "";
+    const struct px_audit_opts aopts = px_cli_audit_opts(cfg);
+    struct px_audit_store *store = px_cli_audit_open("audit purge", cfg, &aopts);
+    if (!store)
+        return PX_EXIT_USAGE;
+    uint64_t removed = 0;
+    px_rc rc = px_audit_purge(store, (int64_t)time(NULL), &removed, err, sizeof(err));
+    px_audit_close(store);
+    if (rc == PX_ERR_INVALID) {
+        fprintf(stderr, "pricing audit purge: this store (%s) cannot purge (DynamoDB: TTL)\n",
+                cfg->audit_store);
+        return PX_EXIT_USAGE;
+    }
+    if (rc) {
+        fprintf(stderr, "pricing audit purge: %s\n", err[0] ? err : px_strerror(rc));
+        return PX_EXIT_FAIL;
+    }
+    printf("audit purge: %llu expired records removed, a signed purge checkpoint for each "
+           "writer they came from\n",
+           (unsigned long long)removed);
+    return verify(cfg, NULL, NULL, NULL, 0);
+}
+
 int px_cmd_audit(int argc, char **argv)
 {
     const char *user = NULL, *product = NULL, *from = NULL, *to = NULL, *limit_s = NULL,
@@ -129,7 +166,7 @@ int px_cmd_audit(int argc, char **argv)
             "[--cursor C] | audit migrate --from sqlite:OLD --to SPEC | audit count | audit "
             "keygen --out PREFIX | audit verify [--from TS] [--to TS] [--public-key F] "
             "[--max-pages N] | audit export --from TS --to TS --out DIR | audit verify "
-            "--export DIR --public-key F",
+            "--export DIR --public-key F | audit purge",
         .summary = "print audit records, oldest first, as JSON lines (next cursor on stderr)",
         .flags = flags,
         .nflags = PX_COUNTOF(flags),
@@ -174,6 +211,11 @@ int px_cmd_audit(int argc, char **argv)
         px_log_init(cfg.log_level, "audit-export");
         return px_audit_export(&cfg, from, to, out);
     }
+    if (strcmp(args[0], "purge") == 0) {
+        px_log_set_fd(STDERR_FILENO);
+        px_log_init(cfg.log_level, "audit-purge");
+        return purge(&cfg);
+    }
     if (strcmp(args[0], "verify") == 0 && export_dir)
         return px_audit_verify_export(export_dir, pubkey);
     if (strcmp(args[0], "verify") == 0) {
@@ -213,7 +255,7 @@ int px_cmd_audit(int argc, char **argv)
     }
     char ts[25]; /* the store converts --from/--to with px_audit_ts_ms(): check with it */
     if (strcmp(args[0], "query") != 0)
-        bad = "unknown action (query, migrate, count, keygen, verify, export)";
+        bad = "unknown action (query, migrate, count, keygen, verify, export, purge)";
     else if (!user == !product)
         bad = "exactly one of --user or --product is required";
     else if (user && !px_valid_uuid(user))

@@ -128,6 +128,16 @@ typedef px_rc (*px_audit_scan_fn)(void *arg, const struct px_audit_record *r);
 px_rc px_audit_scan(struct px_audit_store *s, const char *from, const char *to, px_audit_scan_fn fn,
                     void *arg, char *err, size_t errlen) PX_WUR;
 
+/* Retention: removes records with expires_at <= now, only those, and only
+ * a prefix of each writer's chain (an expired record after a live one of its
+ * writer stays until the ones before it expire), recording a signed purge
+ * checkpoint per writer in the same transaction so that verify still passes.
+ * Needs the store's signing key. The caller verifies the trail first: a
+ * purge must never cut away the evidence of a tamper. PX_ERR_INVALID when
+ * the backend cannot purge. */
+px_rc px_audit_purge(struct px_audit_store *s, int64_t now, uint64_t *removed, char *err,
+                     size_t errlen) PX_WUR;
+
 /* Runs verifier v over the whole store (audit_chain.h). PX_ERR_INVALID when
  * the backend has no chain yet; other errors (with err) when the store
  * could not be read; PX_OK says only that v saw everything. */
@@ -153,6 +163,8 @@ struct px_audit_ops {
      * expired ones included, to fn; a non-OK rc from fn stops and is returned. */
     px_rc (*scan)(void *impl, const char *from, const char *to, px_audit_scan_fn fn, void *arg,
                   char *err, size_t errlen);
+    /* Optional: removes records past expiresAt (see px_audit_purge). */
+    px_rc (*purge)(void *impl, int64_t now, uint64_t *removed, char *err, size_t errlen);
 };
 
 extern const struct px_audit_ops px_audit_sqlite_ops;

@@ -272,8 +272,8 @@ static px_rc note_text(const struct px_checkpoint *c, char *out, size_t cap, siz
     size_t hl = 0;
     if (px_b64_encode(c->head, PX_CHAIN_HASH_LEN, PX_B64_STD, PX_B64_PAD, head, sizeof(head), &hl))
         return PX_ERR_INTERNAL;
-    int n = snprintf(out, cap, PX_CHAIN_KEY_NAME "/%s\n%llu\n%s\ntime %s\n", c->writer,
-                     (unsigned long long)c->seq, head, c->time);
+    int n = snprintf(out, cap, PX_CHAIN_KEY_NAME "/%s\n%llu\n%s\ntime %s\n%s", c->writer,
+                     (unsigned long long)c->seq, head, c->time, c->purged ? "purged\n" : "");
     if (n < 0 || (size_t)n >= cap)
         return PX_ERR_TOO_LARGE;
     *len = (size_t)n;
@@ -442,6 +442,12 @@ px_rc px_checkpoint_open(const struct px_chain_key *k, const char *note, size_t 
         !valid_ts(l + 5, n - 5))
         return PX_ERR_INVALID;
     memcpy(out->time, l + 5, n - 5);
+    /* An optional "purged" line, nothing else. */
+    const char *q = p;
+    if (next_line(&q, end, &l, &n) && n == 6 && memcmp(l, "purged", 6) == 0) {
+        out->purged = true;
+        p = q;
+    }
     size_t text_len = (size_t)(p - note);
     return signatures(k, note, len, text_len);
 }
@@ -472,6 +478,7 @@ struct vwriter {
     uint64_t seq; /* last wseq seen */
     unsigned char head[PX_CHAIN_HASH_LEN];
     size_t cp_next, cp_end; /* its checkpoints in cps[] */
+    bool started;           /* its first record was seen */
 };
 
 struct px_chain_verifier {
@@ -687,6 +694,22 @@ void px_chain_verifier_link(struct px_chain_verifier *v, const char *ts, const c
     struct vwriter *w = writer_of(v, writer, where);
     if (!w)
         return;
+    if (!w->started) {
+        w->started = true;
+        /* Records 1..wseq-1 purged: a signed purge checkpoint at wseq-1 must
+         * name this record's prev; then the chain goes on from there. */
+        for (size_t i = w->cp_next; wseq > 1 && i < w->cp_end; i++) {
+            const struct vcp *c = &v->cps[i];
+            if (c->c.purged && c->c.seq == (uint64_t)wseq - 1 &&
+                memcmp(c->c.head, prev, PX_CHAIN_HASH_LEN) == 0) {
+                w->seq = c->c.seq;
+                memcpy(w->head, prev, PX_CHAIN_HASH_LEN);
+                while (w->cp_next < w->cp_end && v->cps[w->cp_next].c.seq <= w->seq)
+                    w->cp_next++;
+                break;
+            }
+        }
+    }
     if (w->cp_next == w->cp_end && w->seq == 0) {
         broken(v, where,
                "writer %s has no signed checkpoint: records of an unknown writer (inserted), or "
@@ -747,7 +770,8 @@ bool px_chain_verifier_finish(struct px_chain_verifier *v, struct px_chain_repor
             known = strcmp(v->ws[j].id, c->c.writer) == 0;
         /* Named by its last (largest) checkpoint: the most it had written. */
         bool last = i + 1 == v->ncps || strcmp(v->cps[i + 1].c.writer, c->c.writer) != 0;
-        if (!known && last && c->c.seq > 0)
+        /* Purged whole: its last checkpoint says so. */
+        if (!known && last && c->c.seq > 0 && !c->c.purged)
             broken(v, c->where,
                    "every record of writer %s removed: it signed a checkpoint at wseq %llu",
                    c->c.writer, (unsigned long long)c->c.seq);

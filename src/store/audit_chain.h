@@ -65,6 +65,10 @@ struct px_checkpoint {
     uint64_t seq;
     unsigned char head[PX_CHAIN_HASH_LEN];
     char time[25]; /* RFC 3339 UTC with milliseconds */
+    /* A purge checkpoint: records 1..seq of the writer were removed on
+     * purpose (all past expiresAt); verify starts the chain after seq from
+     * head. Extension line "purged". */
+    bool purged;
 };
 
 /* The signed note for c into out (NUL-terminated, *len bytes). */

@@ -1139,6 +1139,114 @@ static px_rc audit_scan(void *impl, const char *from, const char *to, px_audit_s
     return rc;
 }
 
+/* Purge (retention): one write transaction on a connection of its own. The
+ * append-only triggers are dropped and created again inside it, so no other
+ * connection ever sees the table without them. */
+static px_rc audit_purge(void *impl, int64_t now, uint64_t *removed, char *err, size_t errlen)
+{
+    struct sqlite_audit *a = impl;
+    *removed = 0;
+    if (!a->key) {
+        set_err(err, errlen, "purge needs the signing key (AUDIT_SIGNING_KEY_FILE)");
+        return PX_ERR_CONFIG;
+    }
+    sqlite3 *db = NULL;
+    sqlite3_stmt *ws = NULL, *head = NULL, *del = NULL, *cp = NULL;
+    px_rc rc = PX_OK;
+    if (sqlite3_open_v2(a->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK ||
+        (sqlite3_busy_timeout(db, (int)a->timeout_ms),
+         sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)) {
+        set_err(err, errlen, "cannot open %s for writing: %s", a->path,
+                db ? sqlite3_errmsg(db) : "out of memory");
+        rc = PX_ERR_UNAVAILABLE;
+        goto out;
+    }
+    /* Per writer: the expired prefix ends before its first live record. */
+    if (sqlite3_prepare_v2(
+            db,
+            "SELECT writer, COALESCE((SELECT min(wseq) - 1 FROM audit b WHERE b.writer = a.writer"
+            " AND b.expires_at > ?1), max(wseq)) AS upto, min(wseq) FROM audit a"
+            " WHERE writer IS NOT NULL GROUP BY writer",
+            -1, &ws, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "SELECT hash FROM audit WHERE writer = ?1 AND wseq = ?2", -1, &head,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "DELETE FROM audit WHERE writer = ?1 AND wseq <= ?2", -1, &del,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, CHECKPOINT_SQL, -1, &cp, NULL) != SQLITE_OK ||
+        sqlite3_exec(db, "DROP TRIGGER audit_no_delete", NULL, NULL, NULL) != SQLITE_OK) {
+        set_err(err, errlen, "cannot purge %s: %s", a->path, sqlite3_errmsg(db));
+        rc = PX_ERR_UNAVAILABLE;
+        goto out;
+    }
+    sqlite3_bind_int64(ws, 1, now);
+    int e;
+    while (!rc && (e = sqlite3_step(ws)) == SQLITE_ROW) {
+        const char *w = (const char *)sqlite3_column_text(ws, 0);
+        int64_t upto = sqlite3_column_int64(ws, 1), first = sqlite3_column_int64(ws, 2);
+        if (!w || upto < first)
+            continue;
+        struct px_checkpoint c;
+        memset(&c, 0, sizeof(c));
+        snprintf(c.writer, sizeof(c.writer), "%s", w);
+        c.seq = (uint64_t)upto;
+        c.purged = true;
+        px_chain_now_ts(c.time);
+        sqlite3_bind_text(head, 1, w, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(head, 2, upto);
+        const char *hx =
+            sqlite3_step(head) == SQLITE_ROW ? (const char *)sqlite3_column_text(head, 0) : NULL;
+        bool ok = hx && px_chain_unhex(hx, c.head);
+        sqlite3_reset(head);
+        char note[PX_CHAIN_NOTE_MAX];
+        size_t len = 0;
+        if (!ok || px_checkpoint_sign(a->key, &c, note, sizeof(note), &len)) {
+            set_err(err, errlen, "cannot purge writer %s: its record %lld is unreadable", w,
+                    (long long)upto);
+            rc = PX_ERR_PROTOCOL;
+            break;
+        }
+        sqlite3_bind_text(cp, 1, c.writer, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(cp, 2, upto);
+        sqlite3_bind_text(cp, 3, note, (int)len, SQLITE_STATIC);
+        sqlite3_bind_text(del, 1, c.writer, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(del, 2, upto);
+        if (run(cp) != SQLITE_DONE || run(del) != SQLITE_DONE) {
+            set_err(err, errlen, "cannot purge %s: %s", a->path, sqlite3_errmsg(db));
+            rc = PX_ERR_IO;
+            break;
+        }
+        *removed += (uint64_t)sqlite3_changes(db);
+    }
+    /* Records from before the chain carry no link: expired ones simply go. */
+    if (!rc) {
+        sqlite3_stmt *old = NULL;
+        if (sqlite3_prepare_v2(db, "DELETE FROM audit WHERE writer IS NULL AND expires_at <= ?1",
+                               -1, &old, NULL) == SQLITE_OK &&
+            (sqlite3_bind_int64(old, 1, now), sqlite3_step(old) == SQLITE_DONE))
+            *removed += (uint64_t)sqlite3_changes(db);
+        else
+            rc = PX_ERR_IO;
+        sqlite3_finalize(old);
+    }
+    if (!rc && (sqlite3_exec(db, migrations[0].sql, NULL, NULL, NULL) != SQLITE_OK ||
+                sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)) {
+        set_err(err, errlen, "cannot purge %s: %s", a->path, sqlite3_errmsg(db));
+        rc = PX_ERR_IO;
+    }
+out:
+    if (db && !sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    if (rc)
+        *removed = 0;
+    sqlite3_finalize(ws);
+    sqlite3_finalize(head);
+    sqlite3_finalize(del);
+    sqlite3_finalize(cp);
+    sqlite3_close_v2(db);
+    return rc;
+}
+
 /* Group-commit figures since open, for tests and metrics: committed batches,
  * records in them, largest batch. */
 PX_STATIC void px_audit_sqlite_stats(void *impl, uint64_t *batches, uint64_t *records,
@@ -1158,4 +1266,5 @@ const struct px_audit_ops px_audit_sqlite_ops = {
     .ping = audit_ping,
     .verify = audit_verify,
     .scan = audit_scan,
+    .purge = audit_purge,
 };
