@@ -458,6 +458,25 @@ class IntegrityTest(unittest.TestCase):
         self.assertEqual(r.rc, 1, r)
         self.assertIn("digest-000002.txt: not signed by the given key", r.stdout)
 
+    # ------------------------------------------------------------ purge
+
+    def test_purge_keeps_an_intact_trail_verifiable(self):
+        db = self.copy()
+        spec = "sqlite:%s" % db
+        r = run_cli(["audit", "purge", "--audit-store", spec], env=self.env)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("audit purge: 0 expired records removed", r.stdout)
+        self.assertIn(VERIFY_OK, r.stdout)
+
+    def test_purge_refuses_a_broken_trail(self):
+        w, mine = self.a_writer()
+        db = self.tamper("UPDATE audit SET status = 'ERROR' WHERE seq = ?", (mine[2]["seq"],))
+        before = len(self.rows(db))
+        r = run_cli(["audit", "purge", "--audit-store", "sqlite:%s" % db], env=self.env)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("does not verify; nothing removed", r.stderr)
+        self.assertEqual(len(self.rows(db)), before)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -182,6 +182,20 @@ static void test_checkpoint_sign_open(void **state)
     assert_int_equal(px_checkpoint_open(p1, both, strlen(both), &got), PX_OK);
     assert_int_equal(px_checkpoint_open(k2, both, strlen(both), &got), PX_OK);
 
+    /* A purge checkpoint: its own line, signed with the rest. */
+    struct px_checkpoint pc = c;
+    pc.purged = true;
+    assert_int_equal(px_checkpoint_sign(k1, &pc, bad, sizeof(bad), &len), PX_OK);
+    assert_non_null(strstr(bad, "\ntime 2026-01-23T12:00:00.123Z\npurged\n\n"));
+    assert_int_equal(px_checkpoint_open(p1, bad, len, &got), PX_OK);
+    assert_memory_equal(&got, &pc, sizeof(pc));
+    /* Dropping the line breaks the signature: a purge cannot be turned into
+     * a plain checkpoint, nor the reverse. */
+    char *pl = strstr(bad, "purged\n");
+    memmove(pl, pl + 7, strlen(pl + 7) + 1);
+    assert_int_equal(px_checkpoint_open(p1, bad, strlen(bad), &got), PX_ERR_DENIED);
+    len = strlen(note);
+
     /* Malformed notes. */
     const char *malformed[] = {
         "",
