@@ -43,6 +43,7 @@ px_rc px_chain_init(struct px_chain *c)
     memset(c, 0, sizeof(*c));
     if (RAND_bytes(r, sizeof(r)) != 1)
         return PX_ERR_INTERNAL;
+    c->seg_min = INT64_MAX;
     c->writer[0] = 'w';
     for (size_t i = 0; i < sizeof(r); i++)
         snprintf(c->writer + 1 + 2 * i, 3, "%02x", r[i]);
@@ -272,8 +273,11 @@ static px_rc note_text(const struct px_checkpoint *c, char *out, size_t cap, siz
     size_t hl = 0;
     if (px_b64_encode(c->head, PX_CHAIN_HASH_LEN, PX_B64_STD, PX_B64_PAD, head, sizeof(head), &hl))
         return PX_ERR_INTERNAL;
-    int n = snprintf(out, cap, PX_CHAIN_KEY_NAME "/%s\n%llu\n%s\ntime %s\n%s", c->writer,
-                     (unsigned long long)c->seq, head, c->time, c->purged ? "purged\n" : "");
+    char exp[48] = "";
+    if (c->expires_min > 0)
+        snprintf(exp, sizeof(exp), "expires-min %lld\n", (long long)c->expires_min);
+    int n = snprintf(out, cap, PX_CHAIN_KEY_NAME "/%s\n%llu\n%s\ntime %s\n%s%s", c->writer,
+                     (unsigned long long)c->seq, head, c->time, exp, c->purged ? "purged\n" : "");
     if (n < 0 || (size_t)n >= cap)
         return PX_ERR_TOO_LARGE;
     *len = (size_t)n;
@@ -442,8 +446,16 @@ px_rc px_checkpoint_open(const struct px_chain_key *k, const char *note, size_t 
         !valid_ts(l + 5, n - 5))
         return PX_ERR_INVALID;
     memcpy(out->time, l + 5, n - 5);
-    /* An optional "purged" line, nothing else. */
+    /* An optional "expires-min N" line, an optional "purged" line, nothing else. */
     const char *q = p;
+    uint64_t em = 0;
+    if (next_line(&q, end, &l, &n) && n > 12 && memcmp(l, "expires-min ", 12) == 0) {
+        if (!parse_u64(l + 12, n - 12, &em) || em == 0 || em > INT64_MAX)
+            return PX_ERR_INVALID;
+        out->expires_min = (int64_t)em;
+        p = q;
+    }
+    q = p;
     if (next_line(&q, end, &l, &n) && n == 6 && memcmp(l, "purged", 6) == 0) {
         out->purged = true;
         p = q;
@@ -477,8 +489,8 @@ struct vwriter {
     char id[PX_CHAIN_WRITER_LEN + 1];
     uint64_t seq; /* last wseq seen */
     unsigned char head[PX_CHAIN_HASH_LEN];
-    size_t cp_next, cp_end; /* its checkpoints in cps[] */
-    bool started;           /* its first record was seen */
+    size_t cp_lo, cp_next, cp_end; /* its checkpoints in cps[] */
+    bool started;                  /* its first record was seen */
 };
 
 struct px_chain_verifier {
@@ -491,7 +503,13 @@ struct px_chain_verifier {
     size_t nws, capws, last_w;
     struct px_chain_report rep;
     long read_budget;
+    int64_t ttl_now;
 };
+
+void px_chain_verifier_set_ttl(struct px_chain_verifier *v, int64_t now)
+{
+    v->ttl_now = now;
+}
 
 void px_chain_verifier_set_read_budget(struct px_chain_verifier *v, long pages)
 {
@@ -618,12 +636,51 @@ static struct vwriter *writer_of(struct px_chain_verifier *v, const char *id, co
         else
             hi = mid;
     }
-    w->cp_next = w->cp_end = lo;
+    w->cp_lo = w->cp_next = w->cp_end = lo;
     while (w->cp_end < v->ncps && strcmp(v->cps[w->cp_end].c.writer, id) == 0)
         w->cp_end++;
     v->last_w = v->nws++;
     v->rep.writers++;
     return w;
+}
+
+/* Whether every checkpoint of w in (after, upto] ends a segment that may
+ * have lost records to TTL (its expires-min has passed). */
+static bool all_expired(const struct px_chain_verifier *v, const struct vwriter *w, uint64_t after,
+                        uint64_t upto)
+{
+    for (size_t i = w->cp_lo; i < w->cp_end; i++) {
+        const struct px_checkpoint *c = &v->cps[i].c;
+        if (c->seq > after && c->seq <= upto &&
+            (c->expires_min <= 0 || c->expires_min > v->ttl_now))
+            return false;
+    }
+    return true;
+}
+
+/* Records w->seq+1 .. s-1 are missing. When TTL may have deleted them, the
+ * chain goes on: from s's own prev when s's segment may have lost records
+ * too, or from the head of the checkpoint at s-1 that ends such a segment. */
+static void ttl_resume(struct px_chain_verifier *v, struct vwriter *w, uint64_t s,
+                       const unsigned char prev[PX_CHAIN_HASH_LEN])
+{
+    const struct px_checkpoint *seg = NULL, *at = NULL;
+    for (size_t i = w->cp_lo; i < w->cp_end; i++) {
+        const struct px_checkpoint *c = &v->cps[i].c;
+        if (c->seq >= s && (!seg || c->seq < seg->seq))
+            seg = c;
+        if (c->seq == s - 1)
+            at = c;
+    }
+    if (!all_expired(v, w, w->seq, s - 1))
+        return;
+    if (seg && seg->expires_min > 0 && seg->expires_min <= v->ttl_now) {
+        w->seq = s - 1;
+        memcpy(w->head, prev, PX_CHAIN_HASH_LEN);
+    } else if (at && at->expires_min > 0 && at->expires_min <= v->ttl_now) {
+        w->seq = s - 1;
+        memcpy(w->head, at->head, PX_CHAIN_HASH_LEN);
+    }
 }
 
 /* Checkpoints of w at its current seq must name its current head. */
@@ -728,6 +785,8 @@ void px_chain_verifier_link(struct px_chain_verifier *v, const char *ts, const c
                writer, (unsigned long long)s, (unsigned long long)w->seq);
         return;
     }
+    if (s > w->seq + 1 && v->ttl_now)
+        ttl_resume(v, w, s, prev);
     if (s != w->seq + 1) {
         broken(v, where, "writer %s wseq %llu..%llu missing before this record (removed, or moved)",
                writer, (unsigned long long)w->seq + 1, (unsigned long long)s - 1);
@@ -754,7 +813,7 @@ bool px_chain_verifier_finish(struct px_chain_verifier *v, struct px_chain_repor
     /* A signed checkpoint past a writer's last record: its tail was removed. */
     for (size_t i = 0; !v->rep.broken && i < v->nws; i++) {
         struct vwriter *w = &v->ws[i];
-        if (w->cp_end > w->cp_next) {
+        if (w->cp_end > w->cp_next && !(v->ttl_now && all_expired(v, w, w->seq, UINT64_MAX))) {
             const struct vcp *c = &v->cps[w->cp_end - 1];
             broken(v, c->where,
                    "tail removed: writer %s signed a checkpoint at wseq %llu, its last record is "
@@ -771,7 +830,15 @@ bool px_chain_verifier_finish(struct px_chain_verifier *v, struct px_chain_repor
         /* Named by its last (largest) checkpoint: the most it had written. */
         bool last = i + 1 == v->ncps || strcmp(v->cps[i + 1].c.writer, c->c.writer) != 0;
         /* Purged whole: its last checkpoint says so. */
-        if (!known && last && c->c.seq > 0 && !c->c.purged)
+        bool expired = false;
+        if (v->ttl_now && !known && last) {
+            /* Every segment of that writer may have gone to TTL. */
+            expired = true;
+            for (size_t j = i + 1; j-- > 0 && strcmp(v->cps[j].c.writer, c->c.writer) == 0;)
+                expired =
+                    expired && v->cps[j].c.expires_min > 0 && v->cps[j].c.expires_min <= v->ttl_now;
+        }
+        if (!known && last && c->c.seq > 0 && !c->c.purged && !expired)
             broken(v, c->where,
                    "every record of writer %s removed: it signed a checkpoint at wseq %llu",
                    c->c.writer, (unsigned long long)c->c.seq);

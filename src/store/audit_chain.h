@@ -30,6 +30,10 @@ struct px_chain {
     char writer[PX_CHAIN_WRITER_LEN + 1];
     uint64_t seq;
     unsigned char head[PX_CHAIN_HASH_LEN];
+    /* Smallest expires_at among the records since the last committed
+     * checkpoint (INT64_MAX: none): DynamoDB's TTL may delete any of them
+     * once it has passed. */
+    int64_t seg_min;
 };
 
 /* A fresh chain: a random writer id, seq 0, zero head. PX_ERR_INTERNAL when
@@ -69,6 +73,9 @@ struct px_checkpoint {
      * purpose (all past expiresAt); verify starts the chain after seq from
      * head. Extension line "purged". */
     bool purged;
+    /* Smallest expires_at of the records since the writer's previous
+     * checkpoint; 0 when none. Extension line "expires-min N". */
+    int64_t expires_min;
 };
 
 /* The signed note for c into out (NUL-terminated, *len bytes). */
@@ -123,6 +130,10 @@ void px_chain_verifier_record(struct px_chain_verifier *v, const struct px_audit
 void px_chain_verifier_link(struct px_chain_verifier *v, const char *ts, const char *writer,
                             int64_t wseq, const char *prev_hex, const char *hash_hex, bool hash_ok,
                             const char *where);
+/* A store whose expired records may vanish (DynamoDB TTL): records in a
+ * segment between two checkpoints whose expires-min is <= now may be missing
+ * (the chain starts again at the segment's end checkpoint); 0 = never. */
+void px_chain_verifier_set_ttl(struct px_chain_verifier *v, int64_t now);
 /* Bound on the pages a store may read for one verify (DynamoDB: Scan
  * pages); 0 = the store's default. */
 void px_chain_verifier_set_read_budget(struct px_chain_verifier *v, long pages);

@@ -386,6 +386,7 @@ static void put_checkpoint(struct wstate *w)
     memset(&cp, 0, sizeof(cp));
     memcpy(cp.writer, w->chain.writer, sizeof(cp.writer));
     cp.seq = w->chain.seq;
+    cp.expires_min = w->chain.seg_min == INT64_MAX ? 0 : w->chain.seg_min;
     memcpy(cp.head, w->chain.head, sizeof(cp.head));
     px_chain_now_ts(cp.time);
     char note[PX_CHAIN_NOTE_MAX], pk[64], sk[32];
@@ -410,6 +411,7 @@ static void put_checkpoint(struct wstate *w)
         return;
     }
     w->cp_seq = cp.seq;
+    w->chain.seg_min = INT64_MAX;
     w->cp_any = true;
     w->cp_ms = px_ddb_now_ms();
 }
@@ -446,6 +448,8 @@ static px_rc put_record(struct store *s, struct wstate *w, const struct px_audit
         rc = same_item_stored(s, item.data, deadline);
     if (!rc) {
         w->chain.seq++;
+        if (r->expires_at < w->chain.seg_min)
+            w->chain.seg_min = r->expires_at;
         memcpy(w->chain.head, hash, sizeof(hash));
     } else if (rc != PX_ERR_CONFLICT && rc != PX_ERR_INVALID) {
         /* The item may or may not be there: this chain cannot go on past it
@@ -954,6 +958,9 @@ static bool item_entry(const json_t *item, struct px_arena *ar, struct ventry *e
 static px_rc ddb_verify(void *impl, struct px_chain_verifier *v, char *err, size_t errlen)
 {
     struct store *s = impl;
+    /* TTL deletes expired items (days late, in no order): segments whose
+     * records may have expired may have lost some. */
+    px_chain_verifier_set_ttl(v, (int64_t)time(NULL));
     long budget = px_chain_verifier_read_budget(v);
     if (budget <= 0)
         budget = VERIFY_PAGES_DEFAULT;

@@ -329,6 +329,7 @@ static px_rc put_checkpoint(struct lsm_audit *a, rocksdb_writebatch_wi_t *wb,
     memset(&cp, 0, sizeof(cp));
     memcpy(cp.writer, c->writer, sizeof(cp.writer));
     cp.seq = c->seq;
+    cp.expires_min = c->seg_min == INT64_MAX ? 0 : c->seg_min;
     memcpy(cp.head, c->head, sizeof(cp.head));
     px_chain_now_ts(cp.time);
     char note[PX_CHAIN_NOTE_MAX], k[KEY_MAX];
@@ -560,6 +561,8 @@ static void write_items(void *ctx, struct px_aq_item **items, size_t n, int64_t 
         }
         puts++;
         c.seq = l.wseq;
+        if (it->rec.expires_at < c.seg_min)
+            c.seg_min = it->rec.expires_at;
         memcpy(c.head, l.hash, sizeof(c.head));
     }
     /* Same write batch, same sync: a checkpoint costs no extra write. */
@@ -582,6 +585,7 @@ static void write_items(void *ctx, struct px_aq_item **items, size_t n, int64_t 
         a->chain = c;
         if (cp) {
             a->cp_seq = c.seq;
+            a->chain.seg_min = INT64_MAX;
             a->cp_any = true;
             a->cp_ms = mono_ms();
         }
@@ -615,6 +619,7 @@ static void checkpoint_alone(struct lsm_audit *a)
             rocksdb_free(e);
         else {
             a->cp_seq = a->chain.seq;
+            a->chain.seg_min = INT64_MAX;
             a->cp_any = true;
             a->cp_ms = mono_ms();
         }

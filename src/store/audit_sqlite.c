@@ -516,6 +516,7 @@ static int insert_checkpoint(struct sqlite_audit *a, const struct px_chain *c)
     memset(&cp, 0, sizeof(cp));
     memcpy(cp.writer, c->writer, sizeof(cp.writer));
     cp.seq = c->seq;
+    cp.expires_min = c->seg_min == INT64_MAX ? 0 : c->seg_min;
     memcpy(cp.head, c->head, sizeof(cp.head));
     px_chain_now_ts(cp.time);
     char note[PX_CHAIN_NOTE_MAX];
@@ -553,6 +554,7 @@ static void checkpoint_alone(struct sqlite_audit *a)
         e = run(a->commit);
     if (e == SQLITE_DONE) {
         a->cp_seq = a->chain.seq;
+        a->chain.seg_min = INT64_MAX;
         a->cp_any = true;
         a->cp_ms = now_ms();
     } else if (!sqlite3_get_autocommit(a->wdb)) {
@@ -598,6 +600,8 @@ static void write_items(void *ctx, struct px_aq_item **items, size_t n, int64_t 
                 fail = batch_error(e);
             else {
                 c.seq++;
+                if (items[i]->rec.expires_at < c.seg_min)
+                    c.seg_min = items[i]->rec.expires_at;
                 memcpy(c.head, hash, sizeof(c.head));
             }
         }
@@ -617,6 +621,7 @@ static void write_items(void *ctx, struct px_aq_item **items, size_t n, int64_t 
             a->chain = c;
             if (cp) {
                 a->cp_seq = c.seq;
+                a->chain.seg_min = INT64_MAX;
                 a->cp_any = true;
                 a->cp_ms = now_ms();
             }

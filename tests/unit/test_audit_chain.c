@@ -432,13 +432,112 @@ static void test_verifier(void **state)
     px_chain_key_free(p);
 }
 
+/* One writer, 12 records, checkpoints at 4, 8 and 12 whose expires-min say
+ * segment 1..4 and 9..12 may have lost records to TTL at now = 1000, 5..8 not. */
+static void build_ttl(struct trail *t, struct px_chain_key *k)
+{
+    memset(t, 0, sizeof(*t));
+    struct px_chain c;
+    assert_int_equal(px_chain_init(&c), PX_OK);
+    for (int i = 0; i < 12; i++) {
+        struct row *row = &t->rows[t->n++];
+        row->r = rec(i);
+        row->r.expires_at = i < 4 ? 100 + i : i < 8 ? 2000 + i : 50 + i;
+        unsigned char h[32];
+        px_chain_hash(c.writer, c.seq + 1, &row->r, c.head, h);
+        memcpy(row->writer, c.writer, 18);
+        row->wseq = (int64_t)c.seq + 1;
+        px_chain_hex(c.head, row->prev);
+        px_chain_hex(h, row->hash);
+        c.seq++;
+        memcpy(c.head, h, 32);
+        if (c.seq % 4 == 0) {
+            struct px_checkpoint cp;
+            memset(&cp, 0, sizeof(cp));
+            memcpy(cp.writer, c.writer, 18);
+            cp.seq = c.seq;
+            memcpy(cp.head, c.head, 32);
+            cp.expires_min = c.seq == 8 ? 2004 : c.seq == 4 ? 100 : 58;
+            px_chain_now_ts(cp.time);
+            size_t len = 0;
+            assert_int_equal(
+                px_checkpoint_sign(k, &cp, t->notes[t->ncp], sizeof(t->notes[0]), &len), PX_OK);
+            t->ncp++;
+        }
+    }
+}
+
+static bool run_ttl(const struct trail *t, const struct px_chain_key *k, int64_t now,
+                    struct px_chain_report *rep)
+{
+    struct px_chain_verifier *v = NULL;
+    assert_int_equal(px_chain_verifier_new(k, NULL, NULL, &v), PX_OK);
+    px_chain_verifier_set_ttl(v, now);
+    for (size_t i = 0; i < t->ncp; i++)
+        px_chain_verifier_checkpoint(v, t->notes[i], strlen(t->notes[i]), "cp");
+    for (size_t i = 0; i < t->n; i++) {
+        char where[32];
+        snprintf(where, sizeof(where), "row %zu", i);
+        const struct row *r = &t->rows[i];
+        px_chain_verifier_record(v, &r->r, r->writer, r->wseq, r->prev, r->hash, where);
+    }
+    bool ok = px_chain_verifier_finish(v, rep);
+    px_chain_verifier_free(v);
+    return ok;
+}
+
+/* DynamoDB's TTL deletes expired items late and in no order: gaps are
+ * accepted only inside segments whose signed expires-min has passed. */
+static void test_ttl_segments(void **state)
+{
+    PX_UNUSED(state);
+    struct px_chain_key *k = NULL;
+    assert_int_equal(px_chain_key_load(key1, true, &k, NULL, 0), PX_OK);
+    static struct trail base, t;
+    build_ttl(&base, k);
+    struct px_chain_report rep;
+    assert_true(run_ttl(&base, k, 1000, &rep));
+    /* Inside an expired segment. */
+    t = base;
+    remove_row(&t, 2);
+    remove_row(&t, 1);
+    assert_true(run_ttl(&t, k, 1000, &rep));
+    /* Its end: the next segment links to the checkpoint's head. */
+    t = base;
+    remove_row(&t, 3);
+    assert_true(run_ttl(&t, k, 1000, &rep));
+    t = base;
+    for (int i = 0; i < 4; i++)
+        remove_row(&t, 0);
+    assert_true(run_ttl(&t, k, 1000, &rep));
+    /* The tail, expired. */
+    t = base;
+    t.n -= 2;
+    assert_true(run_ttl(&t, k, 1000, &rep));
+    /* A segment not yet expired keeps every record. */
+    t = base;
+    remove_row(&t, 5);
+    assert_false(run_ttl(&t, k, 1000, &rep));
+    assert_string_equal(rep.where, "row 5");
+    /* Nor before its time, nor without TTL. */
+    t = base;
+    remove_row(&t, 1);
+    assert_false(run_ttl(&t, k, 99, &rep));
+    assert_false(run_ttl(&t, k, 0, &rep));
+    /* A change is a change, expired or not. */
+    t = base;
+    t.rows[2].r.status[0] = 'E';
+    assert_false(run_ttl(&t, k, 1000, &rep));
+    assert_non_null(strstr(rep.what, "changed"));
+    px_chain_key_free(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hash_binds_every_field),
-        cmocka_unit_test(test_keygen),
-        cmocka_unit_test(test_checkpoint_sign_open),
-        cmocka_unit_test(test_verifier),
+        cmocka_unit_test(test_hash_binds_every_field), cmocka_unit_test(test_keygen),
+        cmocka_unit_test(test_checkpoint_sign_open),   cmocka_unit_test(test_verifier),
+        cmocka_unit_test(test_ttl_segments),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
