@@ -157,7 +157,8 @@ int px_cmd_audit(int argc, char **argv)
         {"--max-pages", true, &max_pages, NULL,
          "verify: DynamoDB Scan pages (1000 items each) to read at most (default 10000)"},
         {"--public-key", true, &pubkey, NULL,
-         "verify: Ed25519 public key (PEM) of the checkpoints (default: the signing key's)"},
+         "verify: Ed25519 public key(s) (PEM; A.pub,B.pub after a rotation) of the checkpoints "
+         "(default: the signing key's)"},
     };
     const struct px_cli_cmd cmd = {
         .name = "audit",

@@ -138,14 +138,51 @@ struct px_chain_key {
     EVP_PKEY *pkey;
     bool has_private;
     unsigned char id[KEY_ID_LEN]; /* signed-note key id */
+    struct px_chain_key *next;    /* more public keys (rotation), verifying only */
 };
 
 void px_chain_key_free(struct px_chain_key *k)
 {
-    if (!k)
-        return;
-    EVP_PKEY_free(k->pkey);
-    free(k);
+    while (k) {
+        struct px_chain_key *n = k->next;
+        EVP_PKEY_free(k->pkey);
+        free(k);
+        k = n;
+    }
+}
+
+static px_rc key_load_one(const char *path, bool want_private, struct px_chain_key **out, char *err,
+                          size_t errlen);
+
+px_rc px_chain_key_load(const char *path, bool want_private, struct px_chain_key **out, char *err,
+                        size_t errlen)
+{
+    *out = NULL;
+    if (want_private || !path || !strchr(path, ','))
+        return key_load_one(path, want_private, out, err, errlen);
+    /* "old.pub,new.pub": every key verifies, each signature by its key id. */
+    struct px_chain_key **tail = out;
+    px_rc rc = PX_OK;
+    for (const char *p = path; !rc && *p;) {
+        size_t n = strcspn(p, ",");
+        char one[4096];
+        if (n == 0 || n >= sizeof(one)) {
+            snprintf(err, errlen, "bad key file list %.200s", path);
+            rc = PX_ERR_CONFIG;
+            break;
+        }
+        memcpy(one, p, n);
+        one[n] = '\0';
+        rc = key_load_one(one, false, tail, err, errlen);
+        if (!rc)
+            tail = &(*tail)->next;
+        p += n + (p[n] == ',');
+    }
+    if (rc) {
+        px_chain_key_free(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 /* signed-note: key id = SHA-256(name || "\n" || 0x01 || public key)[:4] for Ed25519. */
@@ -167,8 +204,8 @@ static bool key_id(EVP_PKEY *pkey, unsigned char id[KEY_ID_LEN])
     return ok;
 }
 
-px_rc px_chain_key_load(const char *path, bool want_private, struct px_chain_key **out, char *err,
-                        size_t errlen)
+static px_rc key_load_one(const char *path, bool want_private, struct px_chain_key **out, char *err,
+                          size_t errlen)
 {
     *out = NULL;
     FILE *f = path ? fopen(path, "re") : NULL;
@@ -394,12 +431,15 @@ static px_rc signatures(const struct px_chain_key *k, const char *note, size_t l
         size_t sl = 0;
         if (px_b64_decode(b, bn, PX_B64_STD, PX_B64_PAD, sig, sizeof(sig), &sl) || sl <= KEY_ID_LEN)
             return PX_ERR_INVALID;
-        if (!k || signed_by_k || (size_t)(sp - name) != sizeof(PX_CHAIN_KEY_NAME) - 1 ||
+        const struct px_chain_key *kk = k;
+        while (kk && memcmp(sig, kk->id, KEY_ID_LEN) != 0)
+            kk = kk->next;
+        if (!kk || signed_by_k || (size_t)(sp - name) != sizeof(PX_CHAIN_KEY_NAME) - 1 ||
             memcmp(name, PX_CHAIN_KEY_NAME, sizeof(PX_CHAIN_KEY_NAME) - 1) != 0 ||
-            sl != KEY_ID_LEN + SIG_LEN || memcmp(sig, k->id, KEY_ID_LEN) != 0)
+            sl != KEY_ID_LEN + SIG_LEN)
             continue; /* another key's signature: not ours to judge */
         EVP_MD_CTX *md = EVP_MD_CTX_new();
-        signed_by_k = md && EVP_DigestVerifyInit(md, NULL, NULL, NULL, k->pkey) == 1 &&
+        signed_by_k = md && EVP_DigestVerifyInit(md, NULL, NULL, NULL, kk->pkey) == 1 &&
                       EVP_DigestVerify(md, sig + KEY_ID_LEN, SIG_LEN, (const unsigned char *)note,
                                        text_len) == 1;
         EVP_MD_CTX_free(md);

@@ -53,7 +53,9 @@ bool px_chain_unhex(const char *s, unsigned char out[PX_CHAIN_HASH_LEN]);
 /* An Ed25519 key: private (signs and verifies) or public (verifies). Opaque. */
 struct px_chain_key;
 /* Reads a PEM key file: private when want_private, else a public or a
- * private key (its public half is used). *out owned by the caller
+ * private key (its public half is used); for verifying, a comma-separated
+ * list of files gives several keys (rotation: each signature is checked by
+ * the key its key id names). *out owned by the caller
  * (px_chain_key_free). PX_ERR_CONFIG with a line naming the file in err. */
 px_rc px_chain_key_load(const char *path, bool want_private, struct px_chain_key **out, char *err,
                         size_t errlen) PX_WUR;

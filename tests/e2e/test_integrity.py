@@ -477,6 +477,30 @@ class IntegrityTest(unittest.TestCase):
         self.assertIn("does not verify; nothing removed", r.stderr)
         self.assertEqual(len(self.rows(db)), before)
 
+    def test_key_rotation(self):
+        """A trail signed by one key, then another: verify takes both public keys."""
+        db = self.copy()
+        stores = harness.Stores()
+        stores.audit_store = "sqlite:%s" % db
+        try:
+            r = run_cli(["db", "seed"] + stores.flags(), env=self.env, timeout=300)
+            self.assertEqual(r.rc, 0, r)
+            env = {"AUDIT_SIGNING_KEY_FILE": str(self.stores.dir / "other.key")}
+            srv = harness.Server(stores, env=env).start()
+            try:
+                for _ in range(3):
+                    self.assertEqual(srv.price("PROD-103", new_user()).status, 200)
+            finally:
+                srv.stop_ok()
+        finally:
+            stores.cleanup()
+        r = self.verify(db)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("not signed by the given key", r.stdout)
+        r = self.verify(db, pub="%s,%s" % (self.pub, self.stores.dir / "other.pub"))
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("128 records checked (128 chained by 5 writers", r.stdout)
+
 
 if __name__ == "__main__":
     unittest.main()

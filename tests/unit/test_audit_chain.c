@@ -174,6 +174,20 @@ static void test_checkpoint_sign_open(void **state)
     size_t l2 = 0;
     assert_int_equal(px_checkpoint_sign(k2, &c, n2, sizeof(n2), &l2), PX_OK);
     assert_int_equal(px_checkpoint_open(p1, n2, l2, &got), PX_ERR_DENIED);
+    /* Rotation: a list of public keys checks each note by its key id. */
+    char list[700];
+    snprintf(list, sizeof(list), "%s,%s", pub1, key2);
+    struct px_chain_key *ring = NULL;
+    assert_int_equal(px_chain_key_load(list, false, &ring, NULL, 0), PX_OK);
+    assert_int_equal(px_checkpoint_open(ring, note, len, &got), PX_OK);
+    assert_int_equal(px_checkpoint_open(ring, n2, l2, &got), PX_OK);
+    px_chain_key_free(ring);
+    snprintf(list, sizeof(list), "%s,", pub1);
+    assert_int_equal(px_chain_key_load(list, false, &ring, NULL, 0), PX_OK); /* trailing comma */
+    px_chain_key_free(ring);
+    snprintf(list, sizeof(list), "%s,,%s", pub1, key2);
+    assert_int_equal(px_chain_key_load(list, false, &ring, NULL, 0), PX_ERR_CONFIG);
+    assert_null(ring);
     /* A second signature line by another key does not hurt. */
     char both[2 * PX_CHAIN_NOTE_MAX];
     memcpy(both, note, len);
