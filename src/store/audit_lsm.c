@@ -1287,12 +1287,9 @@ static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, si
                     px_chain_verifier_fail(v, where, "changed: its key does not match its fields");
                     continue;
                 }
-                if (!chained) {
-                    /* Written before the chain: counted once, by its product copy. */
-                    if (k[0] == 'P')
-                        px_chain_verifier_link(v, r.ts, NULL, 0, NULL, NULL, true, where);
+                /* Written before the chain: kept once, by its product copy. */
+                if (!chained && k[0] != 'P')
                     continue;
-                }
                 if (n == cap) {
                     size_t ncap = cap ? cap * 2 : 1024;
                     struct ventry *g =
@@ -1331,8 +1328,25 @@ static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, si
     pthread_mutex_unlock(&a->rmu);
     if (!rc && n)
         qsort(es, n, sizeof(*es), cmp_ventry);
+    /* Keys carry no insertion order: a record without a link dated after the
+     * first linked one was inserted later, not written before the chain. */
+    char first[25] = "";
+    for (size_t i = 0; !rc && i < n; i++)
+        if (es[i].l.writer[0] && (!first[0] || strcmp(es[i].ts, first) < 0))
+            memcpy(first, es[i].ts, sizeof(first));
+    size_t i0 = 0;
+    for (; !rc && i0 < n && !es[i0].l.writer[0]; i0++) {
+        char where[256];
+        ventry_where(&es[i0], where, sizeof(where));
+        if (first[0] && strcmp(es[i0].ts, first) > 0)
+            px_chain_verifier_fail(v, where,
+                                   "a record without chain fields dated after the chain began "
+                                   "(inserted, or its chain fields removed)");
+        else
+            px_chain_verifier_link(v, es[i0].ts, NULL, 0, NULL, NULL, true, where);
+    }
     /* Each record: exactly one user copy and one product copy, same link. */
-    for (size_t i = 0; !rc && i < n;) {
+    for (size_t i = i0; !rc && i < n;) {
         size_t j = i + 1;
         while (j < n && strcmp(es[j].l.writer, es[i].l.writer) == 0 && es[j].l.wseq == es[i].l.wseq)
             j++;

@@ -43,11 +43,12 @@ static struct px_audit_record rec(int i)
 {
     struct px_audit_record r;
     memset(&r, 0, sizeof(r));
-    snprintf(r.user_id, sizeof(r.user_id), "123e4567-e89b-12d3-a456-4266141740%02d", i % 100);
+    snprintf(r.user_id, sizeof(r.user_id), "123e4567-e89b-12d3-a456-4266141740%02u",
+             (unsigned)i % 100u);
     snprintf(r.product_id, sizeof(r.product_id), "PROD-%d", 100 + i);
     snprintf(r.request_id, sizeof(r.request_id), "req-%d", i);
     snprintf(r.correlation_id, sizeof(r.correlation_id), "corr-%d", i);
-    snprintf(r.ts, sizeof(r.ts), "2026-01-23T12:00:00.%03dZ", i % 1000);
+    snprintf(r.ts, sizeof(r.ts), "2026-01-23T12:00:00.%03uZ", (unsigned)i % 1000u);
     snprintf(r.action, sizeof(r.action), "PRICE_FETCH");
     snprintf(r.status, sizeof(r.status), "SUCCESS");
     r.expires_at = 1800000000 + i;

@@ -59,11 +59,12 @@ static int setup(void **state)
     for (int i = 0; i < RECORDS; i++) {
         struct px_audit_record r;
         memset(&r, 0, sizeof(r));
-        snprintf(r.user_id, sizeof(r.user_id), "0b7e4c1a-8b1e-4c2a-9d7e-3f1a2b3c4d%02d", i % 3);
+        snprintf(r.user_id, sizeof(r.user_id), "0b7e4c1a-8b1e-4c2a-9d7e-3f1a2b3c4d%02u",
+                 (unsigned)i % 3u);
         snprintf(r.product_id, sizeof(r.product_id), "PROD-%d", 101 + i % 4);
         snprintf(r.request_id, sizeof(r.request_id), "req-%02d", i);
         snprintf(r.correlation_id, sizeof(r.correlation_id), "req-%02d", i);
-        snprintf(r.ts, sizeof(r.ts), "2026-01-23T12:00:%02d.000Z", i);
+        snprintf(r.ts, sizeof(r.ts), "2026-01-23T12:00:%02u.000Z", (unsigned)i % 60u);
         snprintf(r.action, sizeof(r.action), "PRICE_FETCH");
         snprintf(r.status, sizeof(r.status), "SUCCESS");
         r.expires_at = (int64_t)time(NULL) + 86400;
@@ -293,12 +294,65 @@ static void test_checkpoint_replaced(void **state)
     expect_broken(path, "checkpoint key", "not signed by the given key");
 }
 
+/* A record value without a chain trailer (version 1), under both its keys. */
+static void add_unchained(rocksdb_t *db, const char *k, size_t kl, const char *v, size_t vl,
+                          void *arg)
+{
+    PX_UNUSED(k);
+    PX_UNUSED(kl);
+    PX_UNUSED(arg);
+    static bool done;
+    if (done)
+        return;
+    done = true;
+    size_t n = vl - TRAILER;
+    char *c = malloc(n);
+    memcpy(c, v, n);
+    c[0] = 1;
+    char *rid = memmem(c, n, "req-02", 6);
+    assert_non_null(rid);
+    memcpy(rid, "req-99", 6); /* both request id and correlation id */
+    rid = memmem(c, n, "req-02", 6);
+    if (rid)
+        memcpy(rid, "req-99", 6);
+    static const char user[] = "0b7e4c1a-8b1e-4c2a-9d7e-3f1a2b3c4d02";
+    static const char sk[] = "AUDIT#2026-01-23T12:00:02.000Z#req-99";
+    char kb[256];
+    int ul = snprintf(kb, sizeof(kb), "U%s%c%s", user, 0, sk);
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    char *e = NULL;
+    rocksdb_put(db, wo, kb, (size_t)ul, c, n, &e);
+    assert_null(e);
+    int pl = snprintf(kb, sizeof(kb), "PPROD-103%c%s%c%s", 0, sk, 0, user);
+    rocksdb_put(db, wo, kb, (size_t)pl, c, n, &e);
+    assert_null(e);
+    rocksdb_writeoptions_destroy(wo);
+    free(c);
+}
+
+static void test_unchained_inserted(void **state)
+{
+    PX_UNUSED(state);
+    char path[200];
+    rocksdb_t *db;
+    rocksdb_options_t *o;
+    copy_store(path, &db, &o);
+    each(db, 3, add_unchained, NULL);
+    close_db(db, o);
+    expect_broken(path, "product key of sk AUDIT#2026-01-23T12:00:02.000Z#req-99",
+                  "dated after the chain began");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_untouched),    cmocka_unit_test(test_changed),
-        cmocka_unit_test(test_removed),      cmocka_unit_test(test_one_copy_removed),
-        cmocka_unit_test(test_tail_removed), cmocka_unit_test(test_checkpoint_replaced),
+        cmocka_unit_test(test_untouched),
+        cmocka_unit_test(test_changed),
+        cmocka_unit_test(test_removed),
+        cmocka_unit_test(test_one_copy_removed),
+        cmocka_unit_test(test_tail_removed),
+        cmocka_unit_test(test_checkpoint_replaced),
+        cmocka_unit_test(test_unchained_inserted),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -19,11 +19,12 @@ static struct px_audit_record rec(int i, int64_t expires)
 {
     struct px_audit_record r;
     memset(&r, 0, sizeof(r));
-    snprintf(r.user_id, sizeof(r.user_id), "0b7e4c1a-8b1e-4c2a-9d7e-3f1a2b3c4d%02d", i % 7);
+    snprintf(r.user_id, sizeof(r.user_id), "0b7e4c1a-8b1e-4c2a-9d7e-3f1a2b3c4d%02u",
+             (unsigned)i % 7u);
     snprintf(r.product_id, sizeof(r.product_id), "PROD-%d", 101 + i % 3);
-    snprintf(r.request_id, sizeof(r.request_id), "req-%03d", i);
-    snprintf(r.correlation_id, sizeof(r.correlation_id), "req-%03d", i);
-    snprintf(r.ts, sizeof(r.ts), "2026-01-23T12:00:%02d.000Z", i % 60);
+    snprintf(r.request_id, sizeof(r.request_id), "req-%03u", (unsigned)i % 1000u);
+    snprintf(r.correlation_id, sizeof(r.correlation_id), "req-%03u", (unsigned)i % 1000u);
+    snprintf(r.ts, sizeof(r.ts), "2026-01-23T12:00:%02u.000Z", (unsigned)i % 60u);
     snprintf(r.action, sizeof(r.action), "PRICE_FETCH");
     snprintf(r.status, sizeof(r.status), "SUCCESS");
     r.expires_at = expires;
