@@ -235,6 +235,7 @@ run_one() {
   if [[ $srv == pricing-* ]]; then
     a0=$(audit_rows "${srv#pricing-}")
     l0=$(stat -c %s "$TMP/$srv.log")
+    curl -s "http://127.0.0.1:$port/metrics" >"$TMP/metrics-$k.0" || true
   fi
   reset_peak "${pids[@]}"
   R[$k.load]=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -263,6 +264,12 @@ run_one() {
     sleep 0.5 # records of requests in flight when wrk stopped
     a1=$(audit_rows "${srv#pricing-}")
     l1=$(stat -c %s "$TMP/$srv.log")
+    curl -s "http://127.0.0.1:$port/metrics" >"$TMP/metrics-$k.1" || true
+    # Server-side view of the same run: bucket upper bounds of p50 / p99 (ms).
+    R[$k.server_q]=$(python3 "$HERE/histq.py" "$TMP/metrics-$k.0" "$TMP/metrics-$k.1" \
+      pricing_http_request_duration_seconds pricing_audit_commit_seconds \
+      pricing_audit_write_seconds 2>/dev/null |
+      awk '{ printf "%s%s p50 <= %s ms, p99 <= %s ms", (NR > 1 ? "; " : ""), $1, $3, $4 }')
     R[$k.audited]=$((a1 - a0))
     R[$k.answered]=$((R[$k.ok2xx] + R[$k.nf404]))
     R[$k.log_bytes_per_req]=$(awk -v b=$((l1 - l0)) -v n="${R[$k.requests]}" \
@@ -385,6 +392,10 @@ write_results() {
           verdict=$(audit_verdict "$au" "$an" "$c")
           echo
           echo "Audit ($st): $au records written during the measured run, $an look-ups answered (2xx + 404) as counted by wrk: $verdict."
+        fi
+        if [ -n "${R[$p.$c.server_q]:-}" ]; then
+          echo
+          echo "Server side ($p, its /metrics over the measured run, bucket upper bounds): ${R[$p.$c.server_q]}."
         fi
       done
       echo

@@ -8,7 +8,8 @@ want=(build-essential cmake pkg-config clang llvm libclang-rt-14-dev clang-forma
       libmicrohttpd-dev libjansson-dev libsqlite3-dev sqlite3 libpq-dev libcurl4-openssl-dev
       libssl-dev openssl dpkg-dev libcmocka-dev python3 python3-jsonschema python3-yaml
       postgresql postgresql-client awscli nodejs npm yamllint util-linux
-      procps curl zip unzip binutils librocksdb-dev gcovr zlib1g-dev)
+      procps curl zip unzip binutils librocksdb-dev gcovr gcc-aarch64-linux-gnu qemu-user
+      zlib1g-dev)
 if [ "${1:-}" = "--print" ]; then printf '%s\n' "${want[@]}"; exit 0; fi
 
 missing=()

@@ -1,5 +1,6 @@
 /* main.c: the one binary. Picks the sub-command; only this file exits. */
 #include "cli.h"
+#include "kernel/ossl.h"
 #include "kernel/px.h"
 
 #include <stdlib.h>
@@ -94,6 +95,11 @@ static const char *base_name(const char *p)
 
 int main(int argc, char **argv)
 {
+    /* Before any command: libcurl, SigV4 and JWT all use OpenSSL. */
+    if (px_ossl_init() != PX_OK) {
+        fputs("pricing: cannot initialise OpenSSL\n", stderr);
+        return PX_EXIT_FAIL;
+    }
     /* Lambda runs a custom runtime as `bootstrap` with no arguments; flags
      * alone still mean the runtime, a sub-command name means that command. */
     if (argc >= 1 && strcmp(base_name(argv[0]), "bootstrap") == 0 &&

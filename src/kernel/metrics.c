@@ -36,11 +36,16 @@ static const double latency_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02
 static const unsigned long batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
 #define NBATCH PX_COUNTOF(batch_bounds)
 
+/* A histogram of durations over latency_bounds. */
+struct seconds_hist {
+    atomic_ulong bucket[NLAT + 1]; /* per bucket, not cumulative; last = +Inf */
+    atomic_ullong sum_us;
+};
+
 static struct {
     struct route_slot slots[ROUTE_SLOTS];
-    struct route_slot overflow;            /* when every slot is taken */
-    atomic_ulong latency_bucket[NLAT + 1]; /* per bucket, not cumulative; last = +Inf */
-    atomic_ullong latency_sum_us;
+    struct route_slot overflow; /* when every slot is taken */
+    struct seconds_hist latency, audit_wait, audit_write;
     atomic_ulong batch_bucket[NBATCH + 1];
     atomic_ullong batch_sum;
     atomic_ulong audit_ok, audit_failed;
@@ -107,23 +112,27 @@ static struct route_slot *find_slot(const char *function, const char *route)
     return &m.overflow;
 }
 
+static void hist_add(struct seconds_hist *h, double ms)
+{
+    if (!isfinite(ms) || ms < 0)
+        ms = 0;
+    double secs = ms / 1000.0;
+    size_t b = 0;
+    while (b < NLAT && secs > latency_bounds[b])
+        b++;
+    atomic_fetch_add_explicit(&h->bucket[b], 1, memory_order_relaxed);
+    double us = ms * 1000.0;
+    if (us > 1e15)
+        us = 1e15;
+    atomic_fetch_add_explicit(&h->sum_us, (unsigned long long)llround(us), memory_order_relaxed);
+}
+
 void px_metrics_request(const char *function, const char *route, int status, double latency_ms)
 {
     struct route_slot *s = find_slot(function, route);
     atomic_fetch_add_explicit(&s->count[status_index(status)], 1, memory_order_relaxed);
 
-    if (!isfinite(latency_ms) || latency_ms < 0)
-        latency_ms = 0;
-    double secs = latency_ms / 1000.0;
-    size_t b = 0;
-    while (b < NLAT && secs > latency_bounds[b])
-        b++;
-    atomic_fetch_add_explicit(&m.latency_bucket[b], 1, memory_order_relaxed);
-    double us = latency_ms * 1000.0;
-    if (us > 1e15)
-        us = 1e15;
-    atomic_fetch_add_explicit(&m.latency_sum_us, (unsigned long long)llround(us),
-                              memory_order_relaxed);
+    hist_add(&m.latency, latency_ms);
 }
 
 void px_metrics_audit(bool ok)
@@ -138,6 +147,16 @@ void px_metrics_audit_batch(size_t n)
         b++;
     atomic_fetch_add_explicit(&m.batch_bucket[b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&m.batch_sum, (unsigned long long)n, memory_order_relaxed);
+}
+
+void px_metrics_audit_write(double write_ms)
+{
+    hist_add(&m.audit_write, write_ms);
+}
+
+void px_metrics_audit_wait(double wait_ms)
+{
+    hist_add(&m.audit_wait, wait_ms);
 }
 
 void px_metrics_price(bool found)
@@ -203,27 +222,23 @@ static px_rc render_requests(struct px_buf *out)
     return rc;
 }
 
-static px_rc render_latency(struct px_buf *out)
+/* name and help are static text; name has no label. */
+static px_rc render_hist(struct px_buf *out, const struct seconds_hist *h, const char *name,
+                         const char *help)
 {
-    px_rc rc = px_buf_adds(out, "# HELP pricing_http_request_duration_seconds Time from request "
-                                "to answer.\n"
-                                "# TYPE pricing_http_request_duration_seconds histogram\n");
+    px_rc rc = px_buf_printf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     unsigned long cum = 0;
     for (size_t b = 0; !rc && b <= NLAT; b++) {
-        cum += atomic_load_explicit(&m.latency_bucket[b], memory_order_relaxed);
+        cum += atomic_load_explicit(&h->bucket[b], memory_order_relaxed);
         if (b < NLAT)
-            rc = px_buf_printf(out, "pricing_http_request_duration_seconds_bucket{le=\"%g\"} %lu\n",
-                               latency_bounds[b], cum);
+            rc = px_buf_printf(out, "%s_bucket{le=\"%g\"} %lu\n", name, latency_bounds[b], cum);
         else
-            rc = px_buf_printf(
-                out, "pricing_http_request_duration_seconds_bucket{le=\"+Inf\"} %lu\n", cum);
+            rc = px_buf_printf(out, "%s_bucket{le=\"+Inf\"} %lu\n", name, cum);
     }
-    unsigned long long us = atomic_load_explicit(&m.latency_sum_us, memory_order_relaxed);
+    unsigned long long us = atomic_load_explicit(&h->sum_us, memory_order_relaxed);
     if (!rc)
-        rc = px_buf_printf(out,
-                           "pricing_http_request_duration_seconds_sum %llu.%06llu\n"
-                           "pricing_http_request_duration_seconds_count %lu\n",
-                           us / 1000000, us % 1000000, cum);
+        rc = px_buf_printf(out, "%s_sum %llu.%06llu\n%s_count %lu\n", name, us / 1000000,
+                           us % 1000000, name, cum);
     return rc;
 }
 
@@ -253,7 +268,8 @@ px_rc px_metrics_render(struct px_buf *out)
 {
     px_rc rc = render_requests(out);
     if (!rc)
-        rc = render_latency(out);
+        rc = render_hist(out, &m.latency, "pricing_http_request_duration_seconds",
+                         "Time from request to answer.");
     if (!rc)
         rc = px_buf_printf(
             out,
@@ -265,6 +281,12 @@ px_rc px_metrics_render(struct px_buf *out)
             atomic_load_explicit(&m.audit_failed, memory_order_relaxed));
     if (!rc)
         rc = render_batches(out);
+    if (!rc)
+        rc = render_hist(out, &m.audit_wait, "pricing_audit_commit_seconds",
+                         "Time from an audit record queued to durable (embedded stores).");
+    if (!rc)
+        rc = render_hist(out, &m.audit_write, "pricing_audit_write_seconds",
+                         "Time to write and sync one group commit (embedded stores).");
     if (!rc)
         rc = px_buf_printf(
             out,

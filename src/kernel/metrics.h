@@ -17,6 +17,10 @@ void px_metrics_request(const char *function, const char *route, int status, dou
 void px_metrics_audit(bool ok);
 /* Records the size of one group commit of audit records. */
 void px_metrics_audit_batch(size_t n);
+/* Records how long one group commit took to write and sync. */
+void px_metrics_audit_write(double write_ms);
+/* Records how long one audit record waited from queued to durable. */
+void px_metrics_audit_wait(double wait_ms);
 /* Counts one price look-up that found a price or did not. */
 void px_metrics_price(bool found);
 

@@ -27,11 +27,16 @@ struct px_aq {
     atomic_uint_fast64_t batches, records, largest;
 };
 
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static int64_t mono_ms(void)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+    return mono_us() / 1000;
 }
 
 static void run_batch(struct px_aq *q, size_t n)
@@ -53,11 +58,19 @@ static void run_batch(struct px_aq *q, size_t n)
     }
     /* batch[0..live) now holds only the records to write; the timed-out
      * ones are still linked in the taken list and answered by the caller. */
+    int64_t t0 = mono_us();
     if (live)
         q->o.write(q->o.ctx, q->batch, live, oldest);
+    int64_t t1 = mono_us();
     size_t written = 0;
-    for (size_t i = 0; i < live; i++)
-        written += q->batch[i]->rc == PX_OK;
+    for (size_t i = 0; i < live; i++) {
+        if (q->batch[i]->rc != PX_OK)
+            continue;
+        written++;
+        px_metrics_audit_wait((double)(t1 - q->batch[i]->enq_us) / 1000.0);
+    }
+    if (live)
+        px_metrics_audit_write((double)(t1 - t0) / 1000.0);
     if (written) {
         atomic_fetch_add_explicit(&q->batches, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&q->records, written, memory_order_relaxed);
@@ -209,7 +222,8 @@ px_rc px_aq_submit(struct px_aq *q, const struct px_audit_record *r, px_audit_do
     it->done = done;
     it->arg = arg;
     it->rc = PX_OK;
-    it->enq_ms = mono_ms();
+    it->enq_us = mono_us();
+    it->enq_ms = it->enq_us / 1000;
     px_rc rc = PX_OK;
     pthread_mutex_lock(&q->mu);
     if (q->stopping) {

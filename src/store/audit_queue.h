@@ -25,6 +25,7 @@ struct px_aq_item {
     px_audit_done_fn done;
     void *arg;
     int64_t enq_ms; /* monotonic */
+    int64_t enq_us; /* the same instant in microseconds, for the commit-time histogram */
     px_rc rc;
 };
 

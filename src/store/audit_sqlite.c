@@ -795,16 +795,6 @@ static px_rc audit_open(const char *target, const struct px_audit_opts *opts, vo
     rc = writer_connect(a, !a->must_exist, err, errlen);
     if (rc)
         goto out;
-    if (sqlite3_open_v2(a->path, &a->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
-            SQLITE_OK ||
-        (sqlite3_busy_timeout(a->rdb, (int)a->timeout_ms),
-         !prepare(a->rdb, BY_USER_SQL, &a->by_user)) ||
-        !prepare(a->rdb, BY_PRODUCT_SQL, &a->by_product) || !prepare(a->rdb, PING_SQL, &a->ping)) {
-        set_err(err, errlen, "AUDIT_STORE: cannot open %s for reading: %s", a->path,
-                a->rdb ? sqlite3_errmsg(a->rdb) : "out of memory");
-        rc = PX_ERR_UNAVAILABLE;
-        goto out;
-    }
     const struct px_aq_opts qo = {
         .timeout_ms = a->timeout_ms,
         .max_batch = a->max_batch,
@@ -826,6 +816,31 @@ out:
     if (rc)
         audit_close(a);
     return rc;
+}
+
+/* Opens the read connection on first use (caller holds rmu): a Lambda
+ * environment answering look-ups never queries, and its cold start should not
+ * parse the schema and prepare the query statements for nothing. */
+static px_rc reader_open(struct sqlite_audit *a)
+{
+    if (a->rdb)
+        return PX_OK;
+    if (sqlite3_open_v2(a->path, &a->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) ==
+            SQLITE_OK &&
+        (sqlite3_busy_timeout(a->rdb, (int)a->timeout_ms),
+         prepare(a->rdb, BY_USER_SQL, &a->by_user)) &&
+        prepare(a->rdb, BY_PRODUCT_SQL, &a->by_product) && prepare(a->rdb, PING_SQL, &a->ping))
+        return PX_OK;
+    px_log_limited(&a->loglim, PX_LOG_WARN, "reader",
+                   "audit store %s cannot be opened for reading: %s", a->path,
+                   a->rdb ? sqlite3_errmsg(a->rdb) : "out of memory");
+    sqlite3_finalize(a->by_user);
+    sqlite3_finalize(a->by_product);
+    sqlite3_finalize(a->ping);
+    sqlite3_close_v2(a->rdb);
+    a->by_user = a->by_product = a->ping = NULL;
+    a->rdb = NULL;
+    return PX_ERR_UNAVAILABLE;
 }
 
 /* ---- submit ----------------------------------------------------------------------------- */
@@ -916,6 +931,11 @@ static px_rc audit_query(void *impl, const struct px_audit_query *q, struct px_a
     char last_sk[CURSOR_MAX + 1] = "";
     bool more = false;
     pthread_mutex_lock(&a->rmu);
+    rc = reader_open(a);
+    if (rc) {
+        pthread_mutex_unlock(&a->rmu);
+        return rc;
+    }
     sqlite3_stmt *st = q->user_id ? a->by_user : a->by_product;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, lower, -1, SQLITE_STATIC);
@@ -987,8 +1007,9 @@ static px_rc audit_ping(void *impl)
     if (!files_in_place(a))
         return PX_ERR_UNAVAILABLE;
     pthread_mutex_lock(&a->rmu);
-    int e = sqlite3_step(a->ping);
-    sqlite3_reset(a->ping);
+    int e = reader_open(a) ? SQLITE_CANTOPEN : sqlite3_step(a->ping);
+    if (a->ping)
+        sqlite3_reset(a->ping);
     pthread_mutex_unlock(&a->rmu);
     if (e != SQLITE_ROW && e != SQLITE_DONE)
         return PX_ERR_UNAVAILABLE;

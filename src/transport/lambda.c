@@ -163,8 +163,8 @@ px_rc px_lambda_client_new(const char *runtime_api, size_t max_event, struct px_
         if (*p <= ' ' || *p == '/' || *p == '?' || *p == '#' || *p == '@' || *p == 0x7F)
             return PX_ERR_CONFIG;
     /* Plain HTTP to a local API. Since libcurl 7.57 this initialises OpenSSL all
-     * the same (about 2 ms of a cold start, docs/internals/lambda.md): the audit
-     * store's HTTPS client needs it before the first answer anyway. */
+     * the same: main() has already done so, without openssl.cnf and error
+     * strings (kernel/ossl.h), which made it about six times cheaper. */
     if (curl_global_init(CURL_GLOBAL_NOTHING) != CURLE_OK)
         return PX_ERR_NOMEM;
     struct px_lambda_client *c = calloc(1, sizeof(*c));

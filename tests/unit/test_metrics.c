@@ -49,13 +49,17 @@ static void test_render_format(void **state)
     px_metrics_audit_batch(1000);
     px_metrics_price(true);
     px_metrics_price(false);
+    px_metrics_audit_wait(0.4);
+    px_metrics_audit_wait(3);
+    px_metrics_audit_write(0.2);
     char *t = render();
 
     /* every sample belongs to a family with HELP and TYPE */
     static const char *const fams[] = {
-        "pricing_http_requests_total counter", "pricing_http_request_duration_seconds histogram",
-        "pricing_audit_records_total counter", "pricing_audit_batch_size histogram",
-        "pricing_price_lookups_total counter",
+        "pricing_http_requests_total counter",   "pricing_http_request_duration_seconds histogram",
+        "pricing_audit_records_total counter",   "pricing_audit_batch_size histogram",
+        "pricing_price_lookups_total counter",   "pricing_audit_commit_seconds histogram",
+        "pricing_audit_write_seconds histogram",
     };
     for (size_t i = 0; i < PX_COUNTOF(fams); i++) {
         char want[128];
@@ -96,6 +100,14 @@ static void test_render_format(void **state)
     assert_true(sample(t, "pricing_audit_batch_size_bucket{le=\"512\"}") == 2);
     assert_true(sample(t, "pricing_audit_batch_size_bucket{le=\"+Inf\"}") == 3);
     assert_true(sample(t, "pricing_audit_batch_size_sum") == 1009);
+    assert_true(sample(t, "pricing_audit_commit_seconds_bucket{le=\"0.0005\"}") == 1);
+    assert_true(sample(t, "pricing_audit_commit_seconds_bucket{le=\"0.0025\"}") == 1);
+    assert_true(sample(t, "pricing_audit_commit_seconds_bucket{le=\"0.005\"}") == 2);
+    assert_true(sample(t, "pricing_audit_commit_seconds_count") == 2);
+    sum = sample(t, "pricing_audit_commit_seconds_sum");
+    assert_true(sum > 0.00339 && sum < 0.00341);
+    assert_true(sample(t, "pricing_audit_write_seconds_bucket{le=\"0.0005\"}") == 1);
+    assert_true(sample(t, "pricing_audit_write_seconds_count") == 1);
     assert_true(sample(t, "pricing_price_lookups_total{result=\"found\"}") == 1);
     assert_true(sample(t, "pricing_price_lookups_total{result=\"not_found\"}") == 1);
     free(t);
