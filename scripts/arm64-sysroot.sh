@@ -19,7 +19,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 DEV=(libc6-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libcurl4-openssl-dev
-     libssl-dev)
+     libssl-dev zlib1g-dev)
 
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then
   echo "arm64-sysroot: adding the arm64 architecture to dpkg (package lists only)" >&2

@@ -168,6 +168,7 @@ struct px_audit_opts px_cli_audit_opts(const struct px_config *cfg)
     const struct px_audit_opts o = {
         .timeout_ms = cfg->audit_timeout_ms,
         .must_exist = !cfg->audit_create,
+        .signing_key_file = px_config_signing_key(cfg),
         .region = cfg->aws_region,
         .endpoint = cfg->dynamodb_endpoint,
         .access_key_id = cfg->aws_access_key_id,

@@ -7,6 +7,7 @@
 #include "kernel/fs.h"
 #include "kernel/log.h"
 #include "store/audit.h"
+#include "store/audit_chain.h"
 #include "store/price.h"
 #include "store/product.h"
 #include "store/sql_assets.h"
@@ -218,6 +219,20 @@ int px_cmd_db(int argc, char **argv)
         printf("prices: schema ready, built-in sample prices (%s) loaded\n",
                px_sql_assets_seed.name);
 
+    /* CONTRACT §11: the embedded default trail gets a signing key of its own
+     * when none is configured, so its checkpoints are signed from the start. */
+    if (!cfg.signing_key[0] && strcmp(cfg.audit_store, px_config_defaults.audit_store) == 0 &&
+        access(PX_DEFAULT_SIGNING_KEY, F_OK) != 0) {
+        char prefix[] = PX_DEFAULT_SIGNING_KEY;
+        prefix[sizeof(prefix) - 5] = '\0'; /* without ".key" */
+        if (px_chain_keygen(prefix, err, sizeof(err)) != PX_OK) {
+            fprintf(stderr, "pricing %s: cannot create the audit signing key: %s\n", what, err);
+            return PX_EXIT_FAIL;
+        }
+        printf("audit: no AUDIT_SIGNING_KEY_FILE set; created signing key %s (public key "
+               "%s.pub)\n",
+               PX_DEFAULT_SIGNING_KEY, prefix);
+    }
     struct px_audit_opts aopts = px_cli_audit_opts(&cfg);
     aopts.timeout_ms *= 10;
     aopts.create = true;

@@ -115,6 +115,7 @@ px_rc px_app_new(const struct px_config *cfg, struct px_app **out, char *err, si
         .queue_cap = (unsigned)app->cfg.max_connections,
         .create = false,
         .must_exist = !app->cfg.audit_create,
+        .signing_key_file = px_config_signing_key(&app->cfg),
         .region = or_null(app->cfg.aws_region),
         .endpoint = or_null(app->cfg.dynamodb_endpoint),
         .access_key_id = or_null(app->cfg.aws_access_key_id),

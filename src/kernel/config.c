@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 const struct px_config px_config_defaults = {
     .price_db = "sqlite:./var/prices.db",
@@ -104,6 +105,8 @@ static const struct setting settings[] = {
      false, "bound on making one audit record durable"},
     {"AUDIT_CREATE", NULL, NULL, NULL, "--audit-create", INT(audit_create), 0, 1, false,
      "1: a missing SQLite audit file may be created (a new, empty trail); 0: only db seed does"},
+    {"AUDIT_SIGNING_KEY_FILE", NULL, NULL, NULL, "--audit-signing-key-file", STR(signing_key), 0, 0,
+     false, "Ed25519 private key (PEM) signing audit checkpoints (pricing audit keygen)"},
     {"PRICE_TIMEOUT_MS", NULL, NULL, NULL, "--price-timeout-ms", INT(price_timeout_ms), 50, 60000,
      false, "bound on one price read"},
     {NULL, NULL, NULL, NULL, "--host", STR(host), 0, 0, false, "address serve listens on"},
@@ -362,6 +365,17 @@ static void scheme_of(const char *spec, char *out, size_t outlen)
     memcpy(tmp, spec, n);
     tmp[n] = '\0';
     echo(tmp, out, outlen);
+}
+
+const char *px_config_signing_key(const struct px_config *cfg)
+{
+    if (cfg->signing_key[0])
+        return cfg->signing_key;
+    /* The key db seed made beside the default trail signs that trail only. */
+    if (strcmp(cfg->audit_store, px_config_defaults.audit_store) == 0 &&
+        access(PX_DEFAULT_SIGNING_KEY, F_OK) == 0)
+        return PX_DEFAULT_SIGNING_KEY;
+    return NULL;
 }
 
 px_rc px_config_check(const struct px_config *cfg, char *err, size_t errlen)

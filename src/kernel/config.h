@@ -32,6 +32,7 @@ struct px_config {
     long port;                    /* serve --port, 1..65535 (0 = any free port) */
     long audit_timeout_ms;        /* AUDIT_TIMEOUT_MS: bound on making one record durable */
     long audit_create;            /* AUDIT_CREATE, --audit-create: 1 = may start a new trail */
+    char signing_key[1024];       /* AUDIT_SIGNING_KEY_FILE: Ed25519 PEM, "" = default */
     long price_timeout_ms;        /* PRICE_TIMEOUT_MS: bound on one price read */
     long max_connections;         /* MAX_CONNECTIONS for serve */
     long conn_timeout_s;          /* CONNECTION_TIMEOUT for serve (idle / slow clients) */
@@ -83,6 +84,14 @@ const char *px_auth_mode_name(enum px_auth_mode mode);
 
 /* Checks cross-setting rules after env and flags (e.g. store spec syntax). */
 px_rc px_config_check(const struct px_config *cfg, char *err, size_t errlen) PX_WUR;
+
+/* Where `db seed` puts a signing key for the embedded default store. */
+#define PX_DEFAULT_SIGNING_KEY "./var/audit-signing.key"
+/* The audit signing key file to use: AUDIT_SIGNING_KEY_FILE when set, else
+ * PX_DEFAULT_SIGNING_KEY when the audit store is the default one and that
+ * file exists, else NULL (records chained, no checkpoints). Points into cfg
+ * or static storage. */
+const char *px_config_signing_key(const struct px_config *cfg);
 
 /* Writes the flag/env table as help text lines to f (FILE *). */
 void px_config_usage(void *f);

@@ -211,6 +211,31 @@ px_rc px_audit_ping(struct px_audit_store *s)
     return s->ops->ping(s->impl);
 }
 
+px_rc px_audit_verify(struct px_audit_store *s, struct px_chain_verifier *v, char *err,
+                      size_t errlen)
+{
+    if (!s || !v || !s->ops->verify)
+        return PX_ERR_INVALID;
+    return s->ops->verify(s->impl, v, err, errlen);
+}
+
+px_rc px_audit_scan(struct px_audit_store *s, const char *from, const char *to, px_audit_scan_fn fn,
+                    void *arg, char *err, size_t errlen)
+{
+    if (!s || !fn || !s->ops->scan)
+        return PX_ERR_INVALID;
+    return s->ops->scan(s->impl, from, to, fn, arg, err, errlen);
+}
+
+px_rc px_audit_purge(struct px_audit_store *s, int64_t now, uint64_t *removed, char *err,
+                     size_t errlen)
+{
+    *removed = 0;
+    if (!s || !s->ops->purge)
+        return PX_ERR_INVALID;
+    return s->ops->purge(s->impl, now, removed, err, errlen);
+}
+
 px_rc px_audit_count(struct px_audit_store *s, uint64_t *count)
 {
     if (!s || !count || !s->ops->count)

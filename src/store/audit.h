@@ -14,6 +14,7 @@
 #include "../kernel/arena.h"
 
 struct px_audit_store;
+struct px_chain_verifier;
 
 /* One record (CONTRACT §5). Fixed-size fields so it copies without an arena. */
 struct px_audit_record {
@@ -63,6 +64,9 @@ struct px_audit_opts {
     /* SQLite: refuse a file that does not exist or holds no trail yet, instead
      * of starting a new, empty one (serve, invoke, Lambda, audit query). */
     bool must_exist;
+    /* Ed25519 private key (PEM) signing checkpoints; NULL: records are
+     * chained but not checkpointed (docs/internals/audit-integrity.md). */
+    const char *signing_key_file;
     /* DynamoDB settings (ignored by SQLite) */
     const char *region, *endpoint, *access_key_id, *secret_access_key, *session_token;
 };
@@ -115,6 +119,31 @@ px_rc px_audit_ping(struct px_audit_store *s) PX_WUR;
  * the backend cannot count (only the embedded lsm store can). */
 px_rc px_audit_count(struct px_audit_store *s, uint64_t *count) PX_WUR;
 
+/* Called for each record of px_audit_scan (r and its before/after valid
+ * only during the call). */
+typedef px_rc (*px_audit_scan_fn)(void *arg, const struct px_audit_record *r);
+/* Every record with from <= ts <= to (normalised millisecond form, NULL =
+ * open) to fn, in the store's order (SQLite: insertion; lsm: by product).
+ * PX_ERR_INVALID when the backend cannot (DynamoDB for now). */
+px_rc px_audit_scan(struct px_audit_store *s, const char *from, const char *to, px_audit_scan_fn fn,
+                    void *arg, char *err, size_t errlen) PX_WUR;
+
+/* Retention: removes records with expires_at <= now, only those, and only
+ * a prefix of each writer's chain (an expired record after a live one of its
+ * writer stays until the ones before it expire), recording a signed purge
+ * checkpoint per writer in the same transaction so that verify still passes.
+ * Needs the store's signing key. The caller verifies the trail first: a
+ * purge must never cut away the evidence of a tamper. PX_ERR_INVALID when
+ * the backend cannot purge. */
+px_rc px_audit_purge(struct px_audit_store *s, int64_t now, uint64_t *removed, char *err,
+                     size_t errlen) PX_WUR;
+
+/* Runs verifier v over the whole store (audit_chain.h). PX_ERR_INVALID when
+ * the backend has no chain yet; other errors (with err) when the store
+ * could not be read; PX_OK says only that v saw everything. */
+px_rc px_audit_verify(struct px_audit_store *s, struct px_chain_verifier *v, char *err,
+                      size_t errlen) PX_WUR;
+
 /* Backend function table; one per file (audit_sqlite.c, audit_dynamodb.c). */
 struct px_audit_ops {
     const char *scheme;
@@ -127,6 +156,15 @@ struct px_audit_ops {
     px_rc (*ping)(void *impl);
     /* Optional (NULL when the backend cannot): every record, expired ones included. */
     px_rc (*count)(void *impl, uint64_t *count);
+    /* Optional: feeds every checkpoint and record to v (audit_chain.h);
+     * PX_OK when everything could be read, whatever v concludes. */
+    px_rc (*verify)(void *impl, struct px_chain_verifier *v, char *err, size_t errlen);
+    /* Optional: every record with from <= ts <= to (normalised; NULL open),
+     * expired ones included, to fn; a non-OK rc from fn stops and is returned. */
+    px_rc (*scan)(void *impl, const char *from, const char *to, px_audit_scan_fn fn, void *arg,
+                  char *err, size_t errlen);
+    /* Optional: removes records past expiresAt (see px_audit_purge). */
+    px_rc (*purge)(void *impl, int64_t now, uint64_t *removed, char *err, size_t errlen);
 };
 
 extern const struct px_audit_ops px_audit_sqlite_ops;

@@ -14,6 +14,7 @@
  * anything follows, so the last page says so (nextCursor null), as SQLite does. */
 #include "audit_dynamodb.h"
 #include "dynamodb.h"
+#include "audit_chain.h"
 #include "../kernel/arena.h"
 #include "../kernel/b64.h"
 #include "../kernel/log.h"
@@ -45,8 +46,22 @@ struct job {
     int64_t deadline; /* px_ddb_now_ms() clock */
 };
 
+struct store;
+
+/* One writer thread and its hash chain (docs/internals/audit-integrity.md):
+ * each thread is a writer; a put whose outcome is unknown ends its chain. */
+struct wstate {
+    struct store *s;
+    struct px_chain chain;
+    uint64_t cp_seq;
+    bool cp_any;
+    int64_t cp_ms;
+};
+
 struct store {
     struct px_ddb *c;
+    struct px_chain_key *key; /* NULL: records chained, no checkpoints */
+    struct wstate ws[WRITERS];
     char table[MAX_TABLE_NAME + 1];
     long timeout_ms;
     pthread_mutex_t mu;
@@ -349,14 +364,84 @@ static px_rc same_item_stored(struct store *s, const char *item_json, int64_t de
     return rc;
 }
 
-static px_rc put_record(struct store *s, const struct px_audit_record *r, int64_t deadline)
+/* Appends the chain attributes of record wseq (hash over r and prev) to an
+ * item's JSON object text in b (which ends with its closing brace). */
+static px_rc add_link(struct px_buf *b, const struct px_chain *c, const struct px_audit_record *r,
+                      unsigned char hash[PX_CHAIN_HASH_LEN])
+{
+    char prev_hex[PX_CHAIN_HEX_LEN + 1], hash_hex[PX_CHAIN_HEX_LEN + 1];
+    px_chain_hash(c->writer, c->seq + 1, r, c->head, hash);
+    px_chain_hex(c->head, prev_hex);
+    px_chain_hex(hash, hash_hex);
+    if (!b->len || b->data[b->len - 1] != '}')
+        return PX_ERR_INTERNAL;
+    b->len--;
+    return px_buf_printf(b,
+                         ",\"writer\":{\"S\":\"%s\"},\"wseq\":{\"N\":\"%llu\"},\"prevHash\":"
+                         "{\"S\":\"%s\"},\"hash\":{\"S\":\"%s\"}}",
+                         c->writer, (unsigned long long)(c->seq + 1), prev_hex, hash_hex);
+}
+
+/* One PutItem of a signed checkpoint of w's chain, its own item
+ * (pk CHECKPOINT#<writer>, sk SEQ#<seq, 20 digits>), after the records'
+ * done(): never on a look-up's answer path. */
+static void put_checkpoint(struct wstate *w)
+{
+    struct store *s = w->s;
+    struct px_checkpoint cp;
+    memset(&cp, 0, sizeof(cp));
+    memcpy(cp.writer, w->chain.writer, sizeof(cp.writer));
+    cp.seq = w->chain.seq;
+    cp.expires_min = w->chain.seg_min == INT64_MAX ? 0 : w->chain.seg_min;
+    memcpy(cp.head, w->chain.head, sizeof(cp.head));
+    px_chain_now_ts(cp.time);
+    char note[PX_CHAIN_NOTE_MAX], pk[64], sk[32];
+    size_t len = 0;
+    if (px_checkpoint_sign(s->key, &cp, note, sizeof(note), &len))
+        return;
+    snprintf(pk, sizeof(pk), "CHECKPOINT#%s", cp.writer);
+    snprintf(sk, sizeof(sk), "SEQ#%020llu", (unsigned long long)cp.seq);
+    json_t *req = json_pack("{s:s, s:{s:{s:s}, s:{s:s}, s:{s:s}}, s:s}", "TableName", s->table,
+                            "Item", "pk", "S", pk, "sk", "S", sk, "note", "S", note,
+                            "ConditionExpression", "attribute_not_exists(pk)");
+    json_t *resp = NULL;
+    struct px_ddb_error err;
+    px_rc rc = req ? call_json(s, "PutItem", req, px_ddb_now_ms() + s->timeout_ms, &resp, &err)
+                   : PX_ERR_NOMEM;
+    json_decref(req);
+    json_decref(resp);
+    if (rc) {
+        px_log_limited(&s->loglim, PX_LOG_ERROR, "checkpoint",
+                       "audit checkpoint not written to DynamoDB table %s: %s", s->table,
+                       px_strerror(rc));
+        return;
+    }
+    w->cp_seq = cp.seq;
+    w->chain.seg_min = INT64_MAX;
+    w->cp_any = true;
+    w->cp_ms = px_ddb_now_ms();
+}
+
+static bool checkpoint_due(const struct wstate *w)
+{
+    if (!w->s->key || w->chain.seq == w->cp_seq)
+        return false;
+    return !w->cp_any || w->chain.seq - w->cp_seq >= PX_CHAIN_CHECKPOINT_RECORDS ||
+           px_ddb_now_ms() - w->cp_ms >= PX_CHAIN_CHECKPOINT_MS;
+}
+
+static px_rc put_record(struct store *s, struct wstate *w, const struct px_audit_record *r,
+                        int64_t deadline)
 {
     struct px_buf item, body;
     struct px_ddb_error err;
     json_t *resp = NULL;
     px_buf_init(&item, (2 * PX_AUDIT_CHANGE_MAX + 64 * 1024));
     px_buf_init(&body, (4 * PX_AUDIT_CHANGE_MAX + 64 * 1024));
+    unsigned char hash[PX_CHAIN_HASH_LEN];
     px_rc rc = px_ddb_audit_item_json(r, &item);
+    if (!rc)
+        rc = add_link(&item, &w->chain, r, hash);
     if (!rc)
         rc = px_buf_adds(&body, "{\"TableName\":\"");
     if (!rc)
@@ -372,6 +457,22 @@ static px_rc put_record(struct store *s, const struct px_audit_record *r, int64_
     rc = px_ddb_call(s->c, "PutItem", body.data, body.len, deadline, &resp, &err);
     if (rc == PX_ERR_CONFLICT && err.ambiguous)
         rc = same_item_stored(s, item.data, deadline);
+    if (!rc) {
+        w->chain.seq++;
+        if (r->expires_at < w->chain.seg_min)
+            w->chain.seg_min = r->expires_at;
+        memcpy(w->chain.head, hash, sizeof(hash));
+    } else if (rc != PX_ERR_CONFLICT && rc != PX_ERR_INVALID) {
+        /* The item may or may not be there: this chain cannot go on past it
+         * without a gap or a fork, so the thread starts a new one. Its last
+         * checkpoint still covers what it wrote. */
+        struct px_chain fresh;
+        if (px_chain_init(&fresh) == PX_OK) {
+            w->chain = fresh;
+            w->cp_seq = 0;
+            w->cp_any = false;
+        }
+    }
     if (rc) {
         /* The exception name when DynamoDB gave one, else what the client saw. */
         px_log_limited(&s->loglim, PX_LOG_ERROR, err.type[0] ? err.type : px_strerror(rc),
@@ -389,7 +490,8 @@ out:
 
 static void *writer(void *arg)
 {
-    struct store *s = arg;
+    struct wstate *w = arg;
+    struct store *s = w->s;
     for (;;) {
         struct job j;
         pthread_mutex_lock(&s->mu);
@@ -397,6 +499,9 @@ static void *writer(void *arg)
             pthread_cond_wait(&s->work, &s->mu);
         if (!s->count) { /* stopping and drained */
             pthread_mutex_unlock(&s->mu);
+            /* A clean close leaves no tail after the last checkpoint. */
+            if (s->key && w->chain.seq != w->cp_seq)
+                put_checkpoint(w);
             break;
         }
         j = s->ring[s->head];
@@ -406,9 +511,11 @@ static void *writer(void *arg)
 
         px_rc rc = PX_ERR_TIMEOUT;
         if (px_ddb_now_ms() < j.deadline)
-            rc = put_record(s, &j.r, j.deadline);
+            rc = put_record(s, w, &j.r, j.deadline);
         j.done(j.arg, rc);
         free(j.extra);
+        if (checkpoint_due(w))
+            put_checkpoint(w);
     }
     return NULL;
 }
@@ -788,6 +895,192 @@ static px_rc ddb_ping(void *impl)
     return rc;
 }
 
+/* ------------------------------------------------------------------ verify */
+
+#define VERIFY_PAGE_ITEMS    1000
+#define VERIFY_PAGES_DEFAULT 10000
+#define VERIFY_ENTRIES_MAX   (4u << 20)
+
+/* One record item's link, its hash already checked against its fields. */
+struct ventry {
+    char writer[PX_CHAIN_WRITER_LEN + 1]; /* "" when written before the chain */
+    uint64_t wseq;
+    char prev[PX_CHAIN_HEX_LEN + 1], hash[PX_CHAIN_HEX_LEN + 1];
+    bool ok;
+    char ts[25];
+    char where[200];
+};
+
+static int cmp_ventry(const void *x, const void *y)
+{
+    const struct ventry *a = x, *b = y;
+    int c = strcmp(a->writer, b->writer);
+    if (c)
+        return c;
+    return a->wseq < b->wseq ? -1 : a->wseq > b->wseq;
+}
+
+/* Reads one record item into e; false (with what) when it cannot be a record. */
+static bool item_entry(const json_t *item, struct px_arena *ar, struct ventry *e, const char **what)
+{
+    struct px_audit_record r;
+    *what = "unreadable record item";
+    if (px_ddb_audit_item_parse(item, &r) || changes_parse(item, ar, &r))
+        return false;
+    char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[96];
+    px_audit_keys(&r, pk, sk, gsi1pk);
+    const char *ipk = attr_s(item, "pk"), *isk = attr_s(item, "sk");
+    const char *ig = attr_s(item, "gsi1pk"), *igs = attr_s(item, "gsi1sk");
+    snprintf(e->where, sizeof(e->where), "item pk %.80s sk %.100s", ipk ? ipk : "?",
+             isk ? isk : "?");
+    memcpy(e->ts, r.ts, sizeof(e->ts));
+    if (!ipk || !isk || !ig || !igs || strcmp(ipk, pk) || strcmp(isk, sk) || strcmp(ig, gsi1pk) ||
+        strcmp(igs, sk)) {
+        *what = "changed: its keys do not match its fields";
+        return false;
+    }
+    const char *w = attr_s(item, "writer");
+    e->writer[0] = '\0';
+    e->ok = true;
+    if (!w && !json_object_get(item, "wseq") && !json_object_get(item, "hash"))
+        return true; /* written before the chain */
+    const json_t *n = json_object_get(json_object_get(item, "wseq"), "N");
+    const char *prev = attr_s(item, "prevHash"), *hash = attr_s(item, "hash");
+    char *end = NULL;
+    unsigned long long seq = json_is_string(n) ? strtoull(json_string_value(n), &end, 10) : 0;
+    unsigned char p[PX_CHAIN_HASH_LEN], h[PX_CHAIN_HASH_LEN], want[PX_CHAIN_HASH_LEN];
+    if (!w || strlen(w) != PX_CHAIN_WRITER_LEN || !end || *end || seq == 0 ||
+        !px_chain_unhex(prev, p) || !px_chain_unhex(hash, h)) {
+        *what = "malformed chain attributes";
+        return false;
+    }
+    memcpy(e->writer, w, PX_CHAIN_WRITER_LEN + 1);
+    e->wseq = seq;
+    memcpy(e->prev, prev, sizeof(e->prev));
+    memcpy(e->hash, hash, sizeof(e->hash));
+    px_chain_hash(w, seq, &r, p, want);
+    e->ok = memcmp(want, h, sizeof(h)) == 0;
+    return true;
+}
+
+/* A consistent Scan of the whole table, page by page within the verifier's
+ * read budget: checkpoint items to v at once, record items collected and
+ * then fed per writer in wseq order. */
+static px_rc ddb_verify(void *impl, struct px_chain_verifier *v, char *err, size_t errlen)
+{
+    struct store *s = impl;
+    /* TTL deletes expired items (days late, in no order): segments whose
+     * records may have expired may have lost some. */
+    px_chain_verifier_set_ttl(v, (int64_t)time(NULL));
+    long budget = px_chain_verifier_read_budget(v);
+    if (budget <= 0)
+        budget = VERIFY_PAGES_DEFAULT;
+    struct ventry *es = NULL;
+    size_t n = 0, cap = 0;
+    json_t *start = NULL;
+    struct px_arena *ar = px_arena_new(4 * PX_AUDIT_CHANGE_MAX);
+    px_rc rc = ar ? PX_OK : PX_ERR_NOMEM;
+    long pages = 0;
+    for (; !rc; pages++) {
+        if (pages == budget) {
+            snprintf(err, errlen,
+                     "read budget of %ld Scan pages spent before the end of table %s: nothing "
+                     "verified (raise --max-pages)",
+                     budget, s->table);
+            rc = PX_ERR_TOO_LARGE;
+            break;
+        }
+        json_t *req = json_pack("{s:s, s:I, s:b}", "TableName", s->table, "Limit",
+                                (json_int_t)VERIFY_PAGE_ITEMS, "ConsistentRead", 1);
+        if (req && start)
+            json_object_set(req, "ExclusiveStartKey", start);
+        json_t *resp = NULL;
+        struct px_ddb_error derr;
+        rc = req ? call_json(s, "Scan", req, px_ddb_now_ms() + 10 * s->timeout_ms, &resp, &derr)
+                 : PX_ERR_NOMEM;
+        json_decref(req);
+        if (rc) {
+            snprintf(err, errlen, "Scan of table %s failed: %s (%s%s%s)", s->table, px_strerror(rc),
+                     derr.type, derr.type[0] ? ": " : "", derr.message);
+            json_decref(resp);
+            break;
+        }
+        const json_t *items = json_object_get(resp, "Items");
+        size_t i;
+        const json_t *item;
+        json_array_foreach(items, i, item)
+        {
+            const char *pk = attr_s(item, "pk");
+            if (pk && strncmp(pk, "CHECKPOINT#", 11) == 0) {
+                const char *note = attr_s(item, "note"), *sk = attr_s(item, "sk");
+                char where[200];
+                snprintf(where, sizeof(where), "checkpoint item pk %.80s sk %.40s", pk,
+                         sk ? sk : "?");
+                px_chain_verifier_checkpoint(v, note ? note : "", note ? strlen(note) : 0, where);
+                continue;
+            }
+            if (n == cap) {
+                size_t ncap = cap ? cap * 2 : 1024;
+                struct ventry *g =
+                    ncap <= VERIFY_ENTRIES_MAX ? realloc(es, ncap * sizeof(*g)) : NULL;
+                if (!g) {
+                    snprintf(err, errlen, "more records than verify holds in memory (%u)",
+                             VERIFY_ENTRIES_MAX);
+                    rc = PX_ERR_NOMEM;
+                    break;
+                }
+                es = g;
+                cap = ncap;
+            }
+            const char *what = NULL;
+            px_arena_reset(ar);
+            memset(&es[n], 0, sizeof(es[n]));
+            if (!item_entry(item, ar, &es[n], &what)) {
+                px_chain_verifier_fail(v, es[n].where[0] ? es[n].where : "an item", what);
+                continue;
+            }
+            n++;
+        }
+        json_decref(start);
+        start = json_incref(json_object_get(resp, "LastEvaluatedKey"));
+        json_decref(resp);
+        if (!start)
+            break;
+    }
+    json_decref(start);
+    px_arena_free(ar);
+    if (!rc && n) {
+        qsort(es, n, sizeof(*es), cmp_ventry);
+        /* Items have no insertion order here: an unchained item dated after the
+         * chain began is one inserted later, not one from before the upgrade. */
+        char first[25] = "";
+        for (size_t i = 0; i < n; i++)
+            if (es[i].writer[0] && (!first[0] || strcmp(es[i].ts, first) < 0))
+                memcpy(first, es[i].ts, sizeof(first));
+        for (size_t i = 0; i < n; i++) {
+            const struct ventry *e = &es[i];
+            if (!e->writer[0] && first[0] && strcmp(e->ts, first) > 0) {
+                px_chain_verifier_fail(v, e->where,
+                                       "an item without chain attributes dated after the chain "
+                                       "began (inserted, or its chain attributes removed)");
+                continue;
+            }
+            if (i && e->writer[0] && strcmp(e->writer, es[i - 1].writer) == 0 &&
+                e->wseq == es[i - 1].wseq) {
+                char msg[160];
+                snprintf(msg, sizeof(msg), "duplicate: writer %s wseq %llu appears twice",
+                         e->writer, (unsigned long long)e->wseq);
+                px_chain_verifier_fail(v, e->where, msg);
+                continue;
+            }
+            px_chain_verifier_link(v, e->ts, e->writer[0] ? e->writer : NULL, (int64_t)e->wseq,
+                                   e->prev, e->hash, e->ok, e->where);
+        }
+    }
+    free(es);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- lifecycle */
 
 static void ddb_close(void *impl)
@@ -804,6 +1097,7 @@ static void ddb_close(void *impl)
     s->nth = 0;
     px_ddb_free(s->c);
     s->c = NULL;
+    px_chain_key_free(s->key);
     pthread_cond_destroy(&s->work);
     pthread_mutex_destroy(&s->mu);
     px_log_limit_destroy(&s->loglim);
@@ -871,8 +1165,24 @@ static px_rc ddb_open(const char *target, const struct px_audit_opts *opts, void
         if (rc)
             goto fail;
     }
+    if (opts->signing_key_file) {
+        char kerr[512];
+        rc = px_chain_key_load(opts->signing_key_file, true, &s->key, kerr, sizeof(kerr));
+        if (rc) {
+            snprintf(err, errlen, "AUDIT_SIGNING_KEY_FILE: %s", kerr);
+            goto fail;
+        }
+    }
     for (unsigned i = 0; i < WRITERS; i++) {
-        if (pthread_create(&s->th[i], NULL, writer, s) != 0) {
+        s->ws[i].s = s;
+        if (px_chain_init(&s->ws[i].chain) != PX_OK) {
+            snprintf(err, errlen, "AUDIT_STORE: no random bytes for the writer ids");
+            rc = PX_ERR_INTERNAL;
+            goto fail;
+        }
+    }
+    for (unsigned i = 0; i < WRITERS; i++) {
+        if (pthread_create(&s->th[i], NULL, writer, &s->ws[i]) != 0) {
             snprintf(err, errlen, "AUDIT_STORE: cannot start DynamoDB writer threads");
             rc = PX_ERR_INTERNAL;
             goto fail;
@@ -893,4 +1203,5 @@ const struct px_audit_ops px_audit_dynamodb_ops = {
     .submit = ddb_submit,
     .query = ddb_query,
     .ping = ddb_ping,
+    .verify = ddb_verify,
 };

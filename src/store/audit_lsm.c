@@ -12,6 +12,7 @@
  * as RocksDB secondaries (caught up with their writer before each query),
  * merging them by sort key. docs/internals/stores.md has the whole argument. */
 #include "audit.h"
+#include "audit_chain.h"
 #include "audit_queue.h"
 #include "../kernel/fs.h"
 #include "../kernel/log.h"
@@ -32,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TIMEOUT_DEFAULT      2000
@@ -44,8 +46,12 @@
 #define VALUE_VERSION        1
 #define VALUE_VERSION_CHANGE 2 /* a write's record: before / after follow */
 #define CHANGE_ABSENT        0xffffffffu
-#define KEY_MAX              (1 + PX_MAX_PRODUCT_ID + 1 + PX_AUDIT_CURSOR_MAX + 1 + PX_UUID_LEN + 1)
-#define VALUE_MAX            1024
+/* Versions 3 and 4 are 1 and 2 followed by the chain trailer: writer id,
+ * wseq (8 bytes big-endian), prev hash, hash (docs/internals/audit-integrity.md). */
+#define VALUE_CHAINED 2
+#define TRAILER_LEN   (PX_CHAIN_WRITER_LEN + 8 + 2 * PX_CHAIN_HASH_LEN)
+#define KEY_MAX       (1 + PX_MAX_PRODUCT_ID + 1 + PX_AUDIT_CURSOR_MAX + 1 + PX_UUID_LEN + 1)
+#define VALUE_MAX     1024
 /* Memtable size: bounds RSS per sub-store (two of them at most) and how much
  * log a secondary replays when it opens. */
 #define MEMTABLE_BYTES (4u << 20)
@@ -94,6 +100,20 @@ struct lsm_audit {
 
     bool sync_init;
     struct px_aq *q;
+
+    /* This handle's hash chain (writer thread): advanced only by a written batch. */
+    struct px_chain chain;
+    struct px_chain_key *key; /* NULL: no checkpoints */
+    uint64_t cp_seq;
+    bool cp_any;
+    int64_t cp_ms;
+};
+
+/* A record's place in its writer's chain, stored after its fields. */
+struct link {
+    char writer[PX_CHAIN_WRITER_LEN + 1];
+    uint64_t wseq;
+    unsigned char prev[PX_CHAIN_HASH_LEN], hash[PX_CHAIN_HASH_LEN];
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...) PX_PRINTF(3, 4);
@@ -144,7 +164,7 @@ static size_t put_str(unsigned char *v, size_t at, const char *s)
  * A write's record (version 2) goes on with before and after, each a 4-byte
  * big-endian length (CHANGE_ABSENT: none) and its bytes; a look-up's stays
  * version 1, byte for byte what it always was. v holds value_size(r) bytes. */
-static size_t encode(const struct px_audit_record *r, unsigned char *v)
+static size_t encode_body(const struct px_audit_record *r, unsigned char *v)
 {
     bool change = r->before || r->after;
     size_t at = 0;
@@ -171,10 +191,31 @@ static size_t encode(const struct px_audit_record *r, unsigned char *v)
     return at;
 }
 
+static void put_u64(unsigned char *v, uint64_t x)
+{
+    for (int i = 7; i >= 0; i--)
+        *v++ = (unsigned char)(x >> (i * 8));
+}
+
+/* The record, then its link (version + VALUE_CHAINED). */
+static size_t encode(const struct px_audit_record *r, const struct link *l, unsigned char *v)
+{
+    size_t at = encode_body(r, v);
+    v[0] += VALUE_CHAINED;
+    memcpy(v + at, l->writer, PX_CHAIN_WRITER_LEN);
+    at += PX_CHAIN_WRITER_LEN;
+    put_u64(v + at, l->wseq);
+    at += 8;
+    memcpy(v + at, l->prev, PX_CHAIN_HASH_LEN);
+    at += PX_CHAIN_HASH_LEN;
+    memcpy(v + at, l->hash, PX_CHAIN_HASH_LEN);
+    return at + PX_CHAIN_HASH_LEN;
+}
+
 /* Bytes encode(r) writes at most. */
 static size_t value_size(const struct px_audit_record *r)
 {
-    return VALUE_MAX + (r->before ? strlen(r->before) + 4 : 4) +
+    return VALUE_MAX + TRAILER_LEN + (r->before ? strlen(r->before) + 4 : 4) +
            (r->after ? strlen(r->after) + 4 : 4);
 }
 
@@ -216,13 +257,33 @@ static bool get_change(const unsigned char *v, size_t len, size_t *at, const cha
 
 /* Fills r from a stored value. A write's before / after are left pointing into
  * val (their lengths in ch): the caller copies them before val goes away. */
-static px_rc decode(const char *val, size_t len, struct px_audit_record *r, struct change *ch)
+static px_rc decode_link(const char *val, size_t len, struct px_audit_record *r, struct change *ch,
+                         struct link *l)
 {
     const unsigned char *v = (const unsigned char *)val;
     memset(ch, 0, sizeof(*ch));
+    memset(l, 0, sizeof(*l));
     r->before = r->after = NULL;
-    if (len < 9 || (v[0] != VALUE_VERSION && v[0] != VALUE_VERSION_CHANGE))
+    if (len < 9 || v[0] < VALUE_VERSION || v[0] > VALUE_VERSION_CHANGE + VALUE_CHAINED)
         return PX_ERR_PROTOCOL;
+    unsigned version = v[0];
+    if (version > VALUE_VERSION_CHANGE) {
+        /* The link is the trailer: the fields end where it starts. */
+        if (len < 9 + TRAILER_LEN)
+            return PX_ERR_PROTOCOL;
+        size_t t = len - TRAILER_LEN;
+        memcpy(l->writer, v + t, PX_CHAIN_WRITER_LEN);
+        if (memchr(l->writer, 0, PX_CHAIN_WRITER_LEN))
+            return PX_ERR_PROTOCOL;
+        t += PX_CHAIN_WRITER_LEN;
+        for (int i = 0; i < 8; i++)
+            l->wseq = (l->wseq << 8) | v[t + (size_t)i];
+        t += 8;
+        memcpy(l->prev, v + t, PX_CHAIN_HASH_LEN);
+        memcpy(l->hash, v + t + PX_CHAIN_HASH_LEN, PX_CHAIN_HASH_LEN);
+        len -= TRAILER_LEN;
+        version -= VALUE_CHAINED;
+    }
     uint64_t e = 0;
     for (int i = 1; i <= 8; i++)
         e = (e << 8) | v[i];
@@ -237,10 +298,62 @@ static px_rc decode(const char *val, size_t len, struct px_audit_record *r, stru
               get_str(v, len, &at, r->ts, sizeof(r->ts)) &&
               get_str(v, len, &at, r->principal, sizeof(r->principal)) &&
               get_str(v, len, &at, r->api_request_id, sizeof(r->api_request_id));
-    if (ok && v[0] == VALUE_VERSION_CHANGE)
+    if (ok && version == VALUE_VERSION_CHANGE)
         ok = get_change(v, len, &at, &ch->before, &ch->before_len) &&
              get_change(v, len, &at, &ch->after, &ch->after_len);
     return ok && at == len ? PX_OK : PX_ERR_PROTOCOL;
+}
+
+/* Fills r from a stored value of any version. */
+static px_rc decode(const char *val, size_t len, struct px_audit_record *r, struct change *ch)
+{
+    struct link l;
+    return decode_link(val, len, r, ch, &l);
+}
+
+/* 'K' writer NUL seq (8 bytes big-endian): a signed checkpoint, apart from the records. */
+static size_t checkpoint_key(char *k, const char *writer, uint64_t seq)
+{
+    int n = snprintf(k, KEY_MAX, "K%s%c", writer, 0);
+    if (n <= 0 || n + 8 >= KEY_MAX)
+        return 0;
+    put_u64((unsigned char *)k + n, seq);
+    return (size_t)n + 8;
+}
+
+/* Puts a signed checkpoint of c into wb. */
+static px_rc put_checkpoint(struct lsm_audit *a, rocksdb_writebatch_wi_t *wb,
+                            const struct px_chain *c)
+{
+    struct px_checkpoint cp;
+    memset(&cp, 0, sizeof(cp));
+    memcpy(cp.writer, c->writer, sizeof(cp.writer));
+    cp.seq = c->seq;
+    cp.expires_min = c->seg_min == INT64_MAX ? 0 : c->seg_min;
+    memcpy(cp.head, c->head, sizeof(cp.head));
+    px_chain_now_ts(cp.time);
+    char note[PX_CHAIN_NOTE_MAX], k[KEY_MAX];
+    size_t len = 0, kl = checkpoint_key(k, c->writer, c->seq);
+    px_rc rc = kl ? px_checkpoint_sign(a->key, &cp, note, sizeof(note), &len) : PX_ERR_INTERNAL;
+    if (!rc)
+        rocksdb_writebatch_wi_put(wb, k, kl, note, len);
+    return rc;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* The first batch of a chain always checkpoints, then every N records or T ms. */
+static bool checkpoint_due(const struct lsm_audit *a, const struct px_chain *c)
+{
+    if (!a->key || c->seq == a->cp_seq)
+        return false;
+    return !a->cp_any || c->seq - a->cp_seq >= PX_CHAIN_CHECKPOINT_RECORDS ||
+           mono_ms() - a->cp_ms >= PX_CHAIN_CHECKPOINT_MS;
 }
 
 /* ---- sub-stores ----------------------------------------------------------------------- */
@@ -396,6 +509,8 @@ static void write_items(void *ctx, struct px_aq_item **items, size_t n, int64_t 
     if (!fail && !wb)
         fail = PX_ERR_NOMEM;
     size_t puts = 0;
+    /* The chain moves on in c; a->chain only once the batch is written. */
+    struct px_chain c = a->chain;
     pthread_rwlock_rdlock(&a->lk);
     for (size_t i = 0; !fail && i < n; i++) {
         struct px_aq_item *it = items[i];
@@ -427,7 +542,12 @@ static void write_items(void *ctx, struct px_aq_item **items, size_t n, int64_t 
             fail = PX_ERR_NOMEM;
             break;
         }
-        size_t len = encode(&it->rec, v);
+        struct link l;
+        memcpy(l.writer, c.writer, sizeof(l.writer));
+        l.wseq = c.seq + 1;
+        memcpy(l.prev, c.head, sizeof(l.prev));
+        px_chain_hash(c.writer, l.wseq, &it->rec, c.head, l.hash);
+        size_t len = encode(&it->rec, &l, v);
         rocksdb_writebatch_wi_put(wb, k, kl, (const char *)v, len);
         kl = product_key(k, it->rec.product_id, sk, it->rec.user_id);
         if (kl)
@@ -440,7 +560,15 @@ static void write_items(void *ctx, struct px_aq_item **items, size_t n, int64_t 
             break;
         }
         puts++;
+        c.seq = l.wseq;
+        if (it->rec.expires_at < c.seg_min)
+            c.seg_min = it->rec.expires_at;
+        memcpy(c.head, l.hash, sizeof(c.head));
     }
+    /* Same write batch, same sync: a checkpoint costs no extra write. */
+    bool cp = !fail && puts && checkpoint_due(a, &c);
+    if (cp && put_checkpoint(a, wb, &c))
+        fail = PX_ERR_INTERNAL;
     if (!fail && puts) {
         char *e = NULL;
         /* sync: the write-ahead log is fsynced before this returns. */
@@ -453,6 +581,15 @@ static void write_items(void *ctx, struct px_aq_item **items, size_t n, int64_t 
     pthread_rwlock_unlock(&a->lk);
     if (wb)
         rocksdb_writebatch_wi_destroy(wb);
+    if (!fail && puts) {
+        a->chain = c;
+        if (cp) {
+            a->cp_seq = c.seq;
+            a->chain.seg_min = INT64_MAX;
+            a->cp_any = true;
+            a->cp_ms = mono_ms();
+        }
+    }
     if (fail) {
         for (size_t i = 0; i < n; i++)
             if (items[i]->rc == PX_OK)
@@ -462,6 +599,39 @@ static void write_items(void *ctx, struct px_aq_item **items, size_t n, int64_t 
         if (fail == PX_ERR_IO && a->db)
             writer_set_aside(a);
     }
+}
+
+/* A checkpoint in a write batch of its own (idle, close). Writer thread, or
+ * the closing thread once the writer has stopped. */
+static void checkpoint_alone(struct lsm_audit *a)
+{
+    if (!a->db || !a->key || a->chain.seq == a->cp_seq)
+        return;
+    rocksdb_writebatch_wi_t *wb = rocksdb_writebatch_wi_create(0, 1);
+    if (!wb)
+        return;
+    char *e = NULL;
+    if (put_checkpoint(a, wb, &a->chain) == PX_OK) {
+        pthread_rwlock_rdlock(&a->lk);
+        rocksdb_write_writebatch_wi(a->db, a->wo, wb, &e);
+        pthread_rwlock_unlock(&a->lk);
+        if (e)
+            rocksdb_free(e);
+        else {
+            a->cp_seq = a->chain.seq;
+            a->chain.seg_min = INT64_MAX;
+            a->cp_any = true;
+            a->cp_ms = mono_ms();
+        }
+    }
+    rocksdb_writebatch_wi_destroy(wb);
+}
+
+static void idle_checkpoint(void *ctx)
+{
+    struct lsm_audit *a = ctx;
+    if (a->db && sub_still_there(a) && mono_ms() - a->cp_ms >= PX_CHAIN_CHECKPOINT_MS)
+        checkpoint_alone(a);
 }
 
 static void probe(void *ctx)
@@ -610,6 +780,10 @@ static void audit_close(void *impl)
     /* Every queued record is written or failed, each done() called, before
      * the databases close. */
     px_aq_stop(a->q);
+    /* A clean close leaves no tail after the last checkpoint. */
+    if (a->db && sub_still_there(a))
+        checkpoint_alone(a);
+    px_chain_key_free(a->key);
     for (size_t i = 0; i < a->nreaders; i++)
         rocksdb_close(a->readers[i].db);
     if (a->db)
@@ -691,6 +865,19 @@ static px_rc audit_open(const char *target, const struct px_audit_opts *opts, vo
         goto out;
     }
     a->sync_init = true;
+    if (px_chain_init(&a->chain)) {
+        set_err(err, errlen, "AUDIT_STORE: no random bytes for the writer id");
+        rc = PX_ERR_INTERNAL;
+        goto out;
+    }
+    if (opts && opts->signing_key_file) {
+        char kerr[512];
+        rc = px_chain_key_load(opts->signing_key_file, true, &a->key, kerr, sizeof(kerr));
+        if (rc) {
+            set_err(err, errlen, "AUDIT_SIGNING_KEY_FILE: %s", kerr);
+            goto out;
+        }
+    }
     a->bbto = rocksdb_block_based_options_create();
     if (a->bbto)
         rocksdb_block_based_options_set_filter_policy(a->bbto,
@@ -741,6 +928,8 @@ static px_rc audit_open(const char *target, const struct px_audit_opts *opts, vo
         .queue_cap = cap,
         .write = write_items,
         .probe = probe,
+        .idle = idle_checkpoint,
+        .idle_ms = 1000,
         .ctx = a,
     };
     rc = px_aq_start(&qo, &a->q);
@@ -991,6 +1180,264 @@ static px_rc audit_count(void *impl, uint64_t *count)
     return rc;
 }
 
+/* ---- verify ---------------------------------------------------------------------------- */
+
+/* Bound on the records one verify holds in memory (two copies each). */
+#define VERIFY_ENTRIES_MAX (4u << 20)
+
+/* One stored copy of a chained record: which copy, where, its link. */
+struct ventry {
+    struct link l;
+    bool ok;   /* its fields hash to l.hash and its key matches its fields */
+    char kind; /* 'U' (user or actor key) or 'P' (product key) */
+    int sub;   /* w-NN */
+    char ts[25];
+    char sk[128];
+};
+
+static int cmp_ventry(const void *x, const void *y)
+{
+    const struct ventry *a = x, *b = y;
+    int c = strcmp(a->l.writer, b->l.writer);
+    if (c)
+        return c;
+    if (a->l.wseq != b->l.wseq)
+        return a->l.wseq < b->l.wseq ? -1 : 1;
+    return (a->kind > b->kind) - (a->kind < b->kind);
+}
+
+static void ventry_where(const struct ventry *e, char *out, size_t n)
+{
+    snprintf(out, n, "w-%02d %s key of sk %s", e->sub, e->kind == 'P' ? "product" : "user", e->sk);
+}
+
+/* Feeds every checkpoint, then every record's link in wseq order per writer,
+ * to v. Both copies of each record (user and product key) are decoded; each
+ * must hash to its link and sit under the key its fields give, and the two
+ * must carry the same link. */
+static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, size_t errlen)
+{
+    struct lsm_audit *a = impl;
+    px_rc rc = PX_OK;
+    struct ventry *es = NULL;
+    size_t n = 0, cap = 0;
+    pthread_mutex_lock(&a->rmu);
+    pthread_rwlock_rdlock(&a->lk);
+    rc = a->db ? refresh_readers(a) : PX_ERR_UNAVAILABLE;
+    if (rc)
+        set_err(err, errlen, "cannot read the sub-stores of %s", a->dir);
+    for (size_t i = 0; !rc && i <= a->nreaders; i++) {
+        int sub = i == 0 ? a->index : a->readers[i - 1].index;
+        rocksdb_iterator_t *it =
+            rocksdb_create_iterator(i == 0 ? a->db : a->readers[i - 1].db, a->ro);
+        for (rocksdb_iter_seek_to_first(it); !rc && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+            size_t kl = 0, vl = 0;
+            const char *k = rocksdb_iter_key(it, &kl);
+            const char *val = rocksdb_iter_value(it, &vl);
+            char where[256];
+            if (kl && k[0] == 'K') {
+                snprintf(where, sizeof(where), "w-%02d checkpoint key %.*s", sub,
+                         (int)strnlen(k + 1, kl - 1), k + 1);
+                px_chain_verifier_checkpoint(v, val, vl, where);
+                continue;
+            }
+            if (!kl || (k[0] != 'U' && k[0] != 'A' && k[0] != 'P')) {
+                snprintf(where, sizeof(where), "w-%02d key %.*s", sub, (int)(kl > 80 ? 80 : kl), k);
+                px_chain_verifier_fail(v, where, "a key of no known kind (inserted)");
+                continue;
+            }
+            struct px_audit_record r;
+            struct change ch;
+            struct link l;
+            memset(&r, 0, sizeof(r));
+            px_rc dr = decode_link(val, vl, &r, &ch, &l);
+            char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[96], want[KEY_MAX];
+            size_t wl = 0;
+            if (!dr) {
+                /* before / after point into the value: hashed before the iterator moves. */
+                char *b = NULL, *af = NULL;
+                if (ch.before)
+                    b = strndup(ch.before, ch.before_len);
+                if (ch.after)
+                    af = strndup(ch.after, ch.after_len);
+                r.before = b;
+                r.after = af;
+                if ((ch.before && !b) || (ch.after && !af))
+                    dr = PX_ERR_NOMEM;
+                px_audit_keys(&r, pk, sk, gsi1pk);
+                wl = k[0] == 'P'   ? product_key(want, r.product_id, sk, r.user_id)
+                     : k[0] == 'U' ? user_key(want, r.user_id, sk)
+                                   : actor_key(want, r.principal, sk);
+                unsigned char h[PX_CHAIN_HASH_LEN];
+                bool chained = l.writer[0] != '\0';
+                bool hash_ok = true;
+                if (chained) {
+                    px_chain_hash(l.writer, l.wseq, &r, l.prev, h);
+                    hash_ok = memcmp(h, l.hash, sizeof(h)) == 0;
+                }
+                free(b);
+                free(af);
+                if (dr) {
+                    rc = dr;
+                    break;
+                }
+                snprintf(where, sizeof(where), "w-%02d %s key of sk %s", sub,
+                         k[0] == 'P' ? "product" : "user", sk);
+                if (wl != kl || memcmp(want, k, kl) != 0) {
+                    px_chain_verifier_fail(v, where, "changed: its key does not match its fields");
+                    continue;
+                }
+                /* Written before the chain: kept once, by its product copy. */
+                if (!chained && k[0] != 'P')
+                    continue;
+                if (n == cap) {
+                    size_t ncap = cap ? cap * 2 : 1024;
+                    struct ventry *g =
+                        ncap <= VERIFY_ENTRIES_MAX ? realloc(es, ncap * sizeof(*g)) : NULL;
+                    if (!g) {
+                        set_err(err, errlen, "more records than verify holds in memory (%u)",
+                                VERIFY_ENTRIES_MAX / 2);
+                        rc = PX_ERR_NOMEM;
+                        break;
+                    }
+                    es = g;
+                    cap = ncap;
+                }
+                struct ventry *e = &es[n++];
+                e->l = l;
+                e->ok = hash_ok;
+                e->kind = k[0] == 'P' ? 'P' : 'U';
+                e->sub = sub;
+                memcpy(e->ts, r.ts, sizeof(e->ts));
+                snprintf(e->sk, sizeof(e->sk), "%s", sk);
+                continue;
+            }
+            snprintf(where, sizeof(where), "w-%02d key %.*s", sub, (int)(kl > 80 ? 80 : kl), k);
+            px_chain_verifier_fail(v, where, "unreadable record value");
+        }
+        char *e = NULL;
+        rocksdb_iter_get_error(it, &e);
+        if (e) {
+            set_err(err, errlen, "cannot read sub-store w-%02d: %s", sub, e);
+            rocksdb_free(e);
+            rc = PX_ERR_UNAVAILABLE;
+        }
+        rocksdb_iter_destroy(it);
+    }
+    pthread_rwlock_unlock(&a->lk);
+    pthread_mutex_unlock(&a->rmu);
+    if (!rc && n)
+        qsort(es, n, sizeof(*es), cmp_ventry);
+    /* Keys carry no insertion order: a record without a link dated after the
+     * first linked one was inserted later, not written before the chain. */
+    char first[25] = "";
+    for (size_t i = 0; !rc && i < n; i++)
+        if (es[i].l.writer[0] && (!first[0] || strcmp(es[i].ts, first) < 0))
+            memcpy(first, es[i].ts, sizeof(first));
+    size_t i0 = 0;
+    for (; !rc && i0 < n && !es[i0].l.writer[0]; i0++) {
+        char where[256];
+        ventry_where(&es[i0], where, sizeof(where));
+        if (first[0] && strcmp(es[i0].ts, first) > 0)
+            px_chain_verifier_fail(v, where,
+                                   "a record without chain fields dated after the chain began "
+                                   "(inserted, or its chain fields removed)");
+        else
+            px_chain_verifier_link(v, es[i0].ts, NULL, 0, NULL, NULL, true, where);
+    }
+    /* Each record: exactly one user copy and one product copy, same link. */
+    for (size_t i = i0; !rc && i < n;) {
+        size_t j = i + 1;
+        while (j < n && strcmp(es[j].l.writer, es[i].l.writer) == 0 && es[j].l.wseq == es[i].l.wseq)
+            j++;
+        char where[256], prev[PX_CHAIN_HEX_LEN + 1], hash[PX_CHAIN_HEX_LEN + 1];
+        const struct ventry *e = &es[i];
+        /* The product copy names the record (the one count and queries by product use). */
+        for (size_t x = i; x < j; x++)
+            if (es[x].kind == 'P')
+                e = &es[x];
+        ventry_where(e, where, sizeof(where));
+        if (j - i > 2 || (j - i == 2 && es[i].kind == es[i + 1].kind)) {
+            char msg[160];
+            snprintf(msg, sizeof(msg), "duplicate: writer %s wseq %llu stored %zu times",
+                     e->l.writer, (unsigned long long)e->l.wseq, j - i);
+            px_chain_verifier_fail(v, where, msg);
+        } else if (j - i == 1) {
+            char msg[200];
+            snprintf(msg, sizeof(msg), "removed: the %s copy of writer %s wseq %llu is missing",
+                     e->kind == 'P' ? "user" : "product", e->l.writer,
+                     (unsigned long long)e->l.wseq);
+            px_chain_verifier_fail(v, where, msg);
+        } else if (memcmp(es[i].l.hash, es[i + 1].l.hash, PX_CHAIN_HASH_LEN) != 0 ||
+                   memcmp(es[i].l.prev, es[i + 1].l.prev, PX_CHAIN_HASH_LEN) != 0 || !es[i].ok ||
+                   !es[i + 1].ok) {
+            const struct ventry *bad = !es[i].ok ? &es[i] : &es[i + 1];
+            ventry_where(bad, where, sizeof(where));
+            px_chain_verifier_fail(v, where,
+                                   bad->ok ? "changed: its two copies carry different hashes"
+                                           : "changed: its fields do not hash to its stored hash");
+        }
+        px_chain_hex(e->l.prev, prev);
+        px_chain_hex(e->l.hash, hash);
+        px_chain_verifier_link(v, e->ts, e->l.writer, (int64_t)e->l.wseq, prev, hash, e->ok, where);
+        i = j;
+    }
+    free(es);
+    return rc;
+}
+
+/* Every record in [from, to] (each once: its product key), sub-store by sub-store. */
+static px_rc audit_scan(void *impl, const char *from, const char *to, px_audit_scan_fn fn,
+                        void *arg, char *err, size_t errlen)
+{
+    struct lsm_audit *a = impl;
+    px_rc rc = PX_OK;
+    pthread_mutex_lock(&a->rmu);
+    pthread_rwlock_rdlock(&a->lk);
+    rc = a->db ? refresh_readers(a) : PX_ERR_UNAVAILABLE;
+    if (rc)
+        set_err(err, errlen, "cannot read the sub-stores of %s", a->dir);
+    for (size_t i = 0; !rc && i <= a->nreaders; i++) {
+        rocksdb_iterator_t *it =
+            rocksdb_create_iterator(i == 0 ? a->db : a->readers[i - 1].db, a->ro);
+        for (rocksdb_iter_seek(it, "P", 1); !rc && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+            size_t kl = 0, vl = 0;
+            const char *k = rocksdb_iter_key(it, &kl);
+            if (!kl || k[0] != 'P')
+                break;
+            const char *val = rocksdb_iter_value(it, &vl);
+            struct px_audit_record r;
+            struct change ch;
+            memset(&r, 0, sizeof(r));
+            if (decode(val, vl, &r, &ch)) {
+                set_err(err, errlen, "unreadable record in %s", a->dir);
+                rc = PX_ERR_PROTOCOL;
+                break;
+            }
+            if ((from && strcmp(r.ts, from) < 0) || (to && strcmp(r.ts, to) > 0))
+                continue;
+            char *b = ch.before ? strndup(ch.before, ch.before_len) : NULL;
+            char *af = ch.after ? strndup(ch.after, ch.after_len) : NULL;
+            r.before = b;
+            r.after = af;
+            rc = (ch.before && !b) || (ch.after && !af) ? PX_ERR_NOMEM : fn(arg, &r);
+            free(b);
+            free(af);
+        }
+        char *e = NULL;
+        rocksdb_iter_get_error(it, &e);
+        if (e) {
+            set_err(err, errlen, "cannot read %s: %s", a->dir, e);
+            rocksdb_free(e);
+            rc = PX_ERR_UNAVAILABLE;
+        }
+        rocksdb_iter_destroy(it);
+    }
+    pthread_rwlock_unlock(&a->lk);
+    pthread_mutex_unlock(&a->rmu);
+    return rc;
+}
+
 /* Group-commit figures since open, for tests: committed batches, records, largest batch. */
 PX_STATIC void px_audit_lsm_stats(void *impl, uint64_t *batches, uint64_t *records,
                                   uint64_t *largest) __attribute__((unused));
@@ -1008,4 +1455,6 @@ const struct px_audit_ops px_audit_lsm_ops = {
     .query = audit_query,
     .ping = audit_ping,
     .count = audit_count,
+    .verify = audit_verify,
+    .scan = audit_scan,
 };

@@ -15,6 +15,7 @@
  * committing to the unlinked inode. docs/internals/stores.md has the whole
  * argument. */
 #include "audit.h"
+#include "audit_chain.h"
 #include "audit_queue.h"
 #include "../kernel/fs.h"
 #include "../kernel/log_limit.h"
@@ -39,7 +40,7 @@
 #define BATCH_DEFAULT     1024
 #define BATCH_MAX         16384
 #define CURSOR_MAX        PX_AUDIT_CURSOR_MAX
-#define SCHEMA_VERSION    3
+#define SCHEMA_VERSION    4
 /* WAL size (pages) past which the writer checkpoints, between batches. */
 #define CHECKPOINT_PAGES 1000
 /* An idle writer still checks this often that its file is the one at its path. */
@@ -81,19 +82,38 @@ static const struct migration {
     {"ALTER TABLE audit ADD COLUMN before_json TEXT;"
      "ALTER TABLE audit ADD COLUMN after_json TEXT;",
      "before_json"},
+    /* v4: tamper evidence (docs/internals/audit-integrity.md): each record's
+     * writer, its place in that writer's chain, the previous hash and its
+     * own; signed checkpoints in a table of their own, append-only too.
+     * Rows written before stay NULL: verify reports them as unchained. */
+    {"ALTER TABLE audit ADD COLUMN writer TEXT;"
+     "ALTER TABLE audit ADD COLUMN wseq INTEGER;"
+     "ALTER TABLE audit ADD COLUMN prev_hash TEXT;"
+     "ALTER TABLE audit ADD COLUMN hash TEXT;"
+     "CREATE TABLE IF NOT EXISTS audit_checkpoint ("
+     " id INTEGER PRIMARY KEY, writer TEXT NOT NULL, seq INTEGER NOT NULL, note TEXT NOT NULL);"
+     "CREATE TRIGGER IF NOT EXISTS audit_checkpoint_no_update BEFORE UPDATE ON audit_checkpoint"
+     " BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;"
+     "CREATE TRIGGER IF NOT EXISTS audit_checkpoint_no_delete BEFORE DELETE ON audit_checkpoint"
+     " BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;",
+     "writer"},
 };
 
 static const char INSERT_SQL[] =
     "INSERT INTO audit (pk, sk, gsi1pk, gsi1sk, action, status, user_id, product_id,"
     " request_id, correlation_id, ts, expires_at, principal, api_request_id, before_json,"
-    " after_json)"
-    " VALUES (?1, ?2, ?3, ?2, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+    " after_json, writer, wseq, prev_hash, hash)"
+    " VALUES (?1, ?2, ?3, ?2, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,"
+    " ?19)";
+static const char CHECKPOINT_SQL[] =
+    "INSERT INTO audit_checkpoint (writer, seq, note) VALUES (?1, ?2, ?3)";
 
 /* ?1 partition key, ?2 exclusive lower bound (cursor or from), ?3 exclusive
  * upper bound, ?4 now, ?5 limit + 1. */
-#define SELECT_COLS                                                                                \
+#define SELECT_COLS_NOFROM                                                                         \
     "SELECT action, status, user_id, product_id, request_id, correlation_id, ts, expires_at,"      \
-    " principal, api_request_id, sk, before_json, after_json FROM audit "
+    " principal, api_request_id, sk, before_json, after_json"
+#define SELECT_COLS SELECT_COLS_NOFROM " FROM audit "
 static const char BY_USER_SQL[] =
     SELECT_COLS "WHERE pk = ?1 AND sk > ?2 AND sk < ?3 AND expires_at > ?4 ORDER BY sk LIMIT ?5";
 static const char BY_PRODUCT_SQL[] = SELECT_COLS "WHERE gsi1pk = ?1 AND gsi1sk > ?2 AND gsi1sk < ?3"
@@ -120,8 +140,14 @@ struct sqlite_audit {
 
     /* Owned by the writer thread once it runs. */
     sqlite3 *wdb;
-    sqlite3_stmt *ins, *begin, *commit, *rollback;
-    int wal_pages; /* frames in the WAL, from the WAL hook */
+    sqlite3_stmt *ins, *cpins, *begin, *commit, *rollback;
+    int wal_pages;
+    /* This handle's hash chain: advanced only by a committed batch. */
+    struct px_chain chain;
+    struct px_chain_key *key;             /* NULL: no checkpoints */
+    uint64_t cp_seq;                      /* chain seq at the last checkpoint */
+    bool cp_any;                          /* a checkpoint of this chain was committed */
+    int64_t cp_ms; /* when (monotonic) */ /* frames in the WAL, from the WAL hook */
     atomic_bool writer_open;
 
     /* Read side, guarded by rmu. */
@@ -160,10 +186,11 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 static void writer_disconnect(struct sqlite_audit *a)
 {
     sqlite3_finalize(a->ins);
+    sqlite3_finalize(a->cpins);
     sqlite3_finalize(a->begin);
     sqlite3_finalize(a->commit);
     sqlite3_finalize(a->rollback);
-    a->ins = a->begin = a->commit = a->rollback = NULL;
+    a->ins = a->cpins = a->begin = a->commit = a->rollback = NULL;
     sqlite3_close_v2(a->wdb);
     a->wdb = NULL;
     atomic_store(&a->writer_open, false);
@@ -408,8 +435,9 @@ static px_rc writer_connect(struct sqlite_audit *a, bool create, char *err, size
     rc = migrate(a->wdb, a->path, err, errlen);
     if (rc)
         goto out;
-    if (!prepare(a->wdb, INSERT_SQL, &a->ins) || !prepare(a->wdb, "BEGIN IMMEDIATE", &a->begin) ||
-        !prepare(a->wdb, "COMMIT", &a->commit) || !prepare(a->wdb, "ROLLBACK", &a->rollback)) {
+    if (!prepare(a->wdb, INSERT_SQL, &a->ins) || !prepare(a->wdb, CHECKPOINT_SQL, &a->cpins) ||
+        !prepare(a->wdb, "BEGIN IMMEDIATE", &a->begin) || !prepare(a->wdb, "COMMIT", &a->commit) ||
+        !prepare(a->wdb, "ROLLBACK", &a->rollback)) {
         set_err(err, errlen, "AUDIT_STORE: cannot prepare statements on %s: %s", a->path,
                 sqlite3_errmsg(a->wdb));
         rc = PX_ERR_UNAVAILABLE;
@@ -446,8 +474,12 @@ static int run(sqlite3_stmt *st)
     return e;
 }
 
-static int insert(struct sqlite_audit *a, const struct px_audit_record *r)
+static int insert(struct sqlite_audit *a, const struct px_audit_record *r, const struct px_chain *c,
+                  const unsigned char hash[PX_CHAIN_HASH_LEN])
 {
+    char prev_hex[PX_CHAIN_HEX_LEN + 1], hash_hex[PX_CHAIN_HEX_LEN + 1];
+    px_chain_hex(c->head, prev_hex);
+    px_chain_hex(hash, hash_hex);
     char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[96];
     px_audit_keys(r, pk, sk, gsi1pk);
     sqlite3_stmt *st = a->ins;
@@ -469,7 +501,65 @@ static int insert(struct sqlite_audit *a, const struct px_audit_record *r)
     /* A NULL pointer binds SQL NULL: look-ups keep their columns empty. */
     sqlite3_bind_text(st, 14, r->before, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 15, r->after, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 16, c->writer, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 17, (sqlite3_int64)(c->seq + 1));
+    sqlite3_bind_text(st, 18, prev_hex, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 19, hash_hex, -1, SQLITE_TRANSIENT);
     return run(st);
+}
+
+/* Inserts a signed checkpoint of chain c (inside the caller's transaction).
+ * SQLITE_DONE on success. */
+static int insert_checkpoint(struct sqlite_audit *a, const struct px_chain *c)
+{
+    struct px_checkpoint cp;
+    memset(&cp, 0, sizeof(cp));
+    memcpy(cp.writer, c->writer, sizeof(cp.writer));
+    cp.seq = c->seq;
+    cp.expires_min = c->seg_min == INT64_MAX ? 0 : c->seg_min;
+    memcpy(cp.head, c->head, sizeof(cp.head));
+    px_chain_now_ts(cp.time);
+    char note[PX_CHAIN_NOTE_MAX];
+    size_t len = 0;
+    if (px_checkpoint_sign(a->key, &cp, note, sizeof(note), &len))
+        return SQLITE_ERROR;
+    sqlite3_bind_text(a->cpins, 1, c->writer, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(a->cpins, 2, (sqlite3_int64)c->seq);
+    sqlite3_bind_text(a->cpins, 3, note, (int)len, SQLITE_TRANSIENT);
+    return run(a->cpins);
+}
+
+/* Whether chain c (committed up to a->cp_seq) is due a checkpoint. The first
+ * batch of a chain always is: every writer then has a signed checkpoint, so a
+ * forged writer's records cannot pass for a real one's. */
+static bool checkpoint_due(const struct sqlite_audit *a, const struct px_chain *c)
+{
+    if (!a->key || c->seq == a->cp_seq)
+        return false;
+    return !a->cp_any || c->seq - a->cp_seq >= PX_CHAIN_CHECKPOINT_RECORDS ||
+           now_ms() - a->cp_ms >= PX_CHAIN_CHECKPOINT_MS;
+}
+
+/* A checkpoint in a transaction of its own (idle, close). Writer thread, or
+ * the closing thread once the writer has stopped. */
+static void checkpoint_alone(struct sqlite_audit *a)
+{
+    if (!a->wdb || !a->key || a->chain.seq == a->cp_seq || atomic_load(&a->moved))
+        return;
+    sqlite3_busy_timeout(a->wdb, (int)a->timeout_ms);
+    int e = run(a->begin);
+    if (e == SQLITE_DONE)
+        e = insert_checkpoint(a, &a->chain);
+    if (e == SQLITE_DONE)
+        e = run(a->commit);
+    if (e == SQLITE_DONE) {
+        a->cp_seq = a->chain.seq;
+        a->chain.seg_min = INT64_MAX;
+        a->cp_any = true;
+        a->cp_ms = now_ms();
+    } else if (!sqlite3_get_autocommit(a->wdb)) {
+        run(a->rollback);
+    }
 }
 
 /* px_aq write function: items[0..n) in one transaction, each item's rc set.
@@ -495,8 +585,12 @@ static void write_items(void *ctx, struct px_aq_item **items, size_t n, int64_t 
         e = run(a->begin);
         if (e != SQLITE_DONE)
             fail = batch_error(e);
+        /* The chain moves on in c; a->chain only once the batch committed. */
+        struct px_chain c = a->chain;
         for (size_t i = 0; !fail && i < n; i++) {
-            e = insert(a, &items[i]->rec);
+            unsigned char hash[PX_CHAIN_HASH_LEN];
+            px_chain_hash(c.writer, c.seq + 1, &items[i]->rec, c.head, hash);
+            e = insert(a, &items[i]->rec, &c, hash);
             if (e == SQLITE_CONSTRAINT_TRIGGER || e == SQLITE_CONSTRAINT_UNIQUE ||
                 e == SQLITE_CONSTRAINT_PRIMARYKEY)
                 items[i]->rc = PX_ERR_CONFLICT; /* only this statement was undone */
@@ -504,11 +598,33 @@ static void write_items(void *ctx, struct px_aq_item **items, size_t n, int64_t 
                 items[i]->rc = PX_ERR_INVALID;
             else if (e != SQLITE_DONE)
                 fail = batch_error(e);
+            else {
+                c.seq++;
+                if (items[i]->rec.expires_at < c.seg_min)
+                    c.seg_min = items[i]->rec.expires_at;
+                memcpy(c.head, hash, sizeof(c.head));
+            }
+        }
+        /* Same transaction, same fsync: a checkpoint costs no extra commit. */
+        bool cp = !fail && checkpoint_due(a, &c);
+        if (cp) {
+            e = insert_checkpoint(a, &c);
+            if (e != SQLITE_DONE)
+                fail = batch_error(e);
         }
         if (!fail) {
             e = run(a->commit);
             if (e != SQLITE_DONE)
                 fail = batch_error(e);
+        }
+        if (!fail) {
+            a->chain = c;
+            if (cp) {
+                a->cp_seq = c.seq;
+                a->chain.seg_min = INT64_MAX;
+                a->cp_any = true;
+                a->cp_ms = now_ms();
+            }
         }
         if (fail) {
             char cause[PX_LOG_LIMIT_CAUSE];
@@ -556,8 +672,9 @@ static void reconnect(void *ctx)
 static void idle_check(void *ctx)
 {
     struct sqlite_audit *a = ctx;
-    if (a->wdb)
-        (void)files_in_place(a);
+    if (a->wdb && files_in_place(a) && a->key && a->chain.seq != a->cp_seq &&
+        now_ms() - a->cp_ms >= PX_CHAIN_CHECKPOINT_MS)
+        checkpoint_alone(a);
 }
 
 /* ---- open / close --------------------------------------------------------------------- */
@@ -570,6 +687,11 @@ static void audit_close(void *impl)
     /* Every queued record is written or failed, each done() called, first. */
     px_aq_stop(a->q);
     a->q = NULL;
+    /* A clean close leaves no tail after the last checkpoint. */
+    if (a->wdb && files_in_place(a))
+        checkpoint_alone(a);
+    px_chain_key_free(a->key);
+    a->key = NULL;
     sqlite3_finalize(a->by_user);
     sqlite3_finalize(a->by_product);
     sqlite3_finalize(a->ping);
@@ -632,6 +754,19 @@ static px_rc audit_open(const char *target, const struct px_audit_opts *opts, vo
         goto out;
     }
     a->sync_init = true;
+    if (px_chain_init(&a->chain)) {
+        set_err(err, errlen, "AUDIT_STORE: no random bytes for the writer id");
+        rc = PX_ERR_INTERNAL;
+        goto out;
+    }
+    if (opts && opts->signing_key_file) {
+        char kerr[512];
+        rc = px_chain_key_load(opts->signing_key_file, true, &a->key, kerr, sizeof(kerr));
+        if (rc) {
+            set_err(err, errlen, "AUDIT_SIGNING_KEY_FILE: %s", kerr);
+            goto out;
+        }
+    }
 
     /* A file-size limit must surface as a failed write (EFBIG), not kill the
      * process: the record then fails and the caller answers 503. */
@@ -902,6 +1037,242 @@ static px_rc audit_ping(void *impl)
     return rc;
 }
 
+/* ---- verify ---------------------------------------------------------------------------- */
+
+/* Feeds every checkpoint, then every record in insertion order, to v, from
+ * one read transaction of a connection of its own (queries go on). */
+static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, size_t errlen)
+{
+    struct sqlite_audit *a = impl;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *cps = NULL, *recs = NULL;
+    struct px_arena *ar = px_arena_new(4 * PX_AUDIT_CHANGE_MAX);
+    px_rc rc = PX_OK;
+    if (!ar) {
+        rc = PX_ERR_NOMEM;
+        goto out;
+    }
+    if (sqlite3_open_v2(a->path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK ||
+        (sqlite3_busy_timeout(db, (int)a->timeout_ms),
+         sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) ||
+        sqlite3_prepare_v2(db, "SELECT id, note FROM audit_checkpoint ORDER BY id", -1, &cps,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db,
+                           SELECT_COLS_NOFROM ", writer, wseq, prev_hash, hash, seq, pk, gsi1pk,"
+                                              " gsi1sk FROM audit ORDER BY seq",
+                           -1, &recs, NULL) != SQLITE_OK) {
+        set_err(err, errlen, "cannot read %s: %s", a->path,
+                db ? sqlite3_errmsg(db) : "out of memory");
+        rc = PX_ERR_UNAVAILABLE;
+        goto out;
+    }
+    int e;
+    char where[256];
+    while ((e = sqlite3_step(cps)) == SQLITE_ROW) {
+        snprintf(where, sizeof(where), "audit_checkpoint id %lld",
+                 (long long)sqlite3_column_int64(cps, 0));
+        const char *note = (const char *)sqlite3_column_text(cps, 1);
+        px_chain_verifier_checkpoint(v, note ? note : "", (size_t)sqlite3_column_bytes(cps, 1),
+                                     where);
+    }
+    if (e == SQLITE_DONE)
+        e = sqlite3_step(recs);
+    for (; e == SQLITE_ROW; e = sqlite3_step(recs)) {
+        struct px_audit_record r;
+        char sk[CURSOR_MAX + 1] = "";
+        memset(&r, 0, sizeof(r));
+        px_arena_reset(ar);
+        px_rc rr = row_to_record(recs, &r, sk, ar);
+        snprintf(where, sizeof(where), "audit seq %lld (sk %.160s)",
+                 (long long)sqlite3_column_int64(recs, 17), sk);
+        if (rr) {
+            px_chain_verifier_fail(v, where, "unreadable record (a field too long or not text)");
+            continue;
+        }
+        /* The keys are derived from the hashed fields: a changed key (a record
+         * moved to another user or time in queries) shows here. */
+        char pk[PX_AUDIT_PK_MAX], want_sk[128], gsi1pk[96];
+        px_audit_keys(&r, pk, want_sk, gsi1pk);
+        const char *spk = (const char *)sqlite3_column_text(recs, 18);
+        const char *sg = (const char *)sqlite3_column_text(recs, 19);
+        const char *sgs = (const char *)sqlite3_column_text(recs, 20);
+        if (!spk || !sg || !sgs || strcmp(spk, pk) || strcmp(sk, want_sk) || strcmp(sg, gsi1pk) ||
+            strcmp(sgs, want_sk)) {
+            px_chain_verifier_fail(v, where, "changed: its keys do not match its fields");
+            continue;
+        }
+        px_chain_verifier_record(v, &r, (const char *)sqlite3_column_text(recs, 13),
+                                 sqlite3_column_int64(recs, 14),
+                                 (const char *)sqlite3_column_text(recs, 15),
+                                 (const char *)sqlite3_column_text(recs, 16), where);
+    }
+    if (e != SQLITE_DONE) {
+        set_err(err, errlen, "cannot read %s: %s", a->path, sqlite3_errmsg(db));
+        rc = PX_ERR_UNAVAILABLE;
+    }
+out:
+    sqlite3_finalize(cps);
+    sqlite3_finalize(recs);
+    sqlite3_close_v2(db);
+    px_arena_free(ar);
+    return rc;
+}
+
+/* Every record in [from, to] in insertion order, from one read transaction. */
+static px_rc audit_scan(void *impl, const char *from, const char *to, px_audit_scan_fn fn,
+                        void *arg, char *err, size_t errlen)
+{
+    struct sqlite_audit *a = impl;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    struct px_arena *ar = px_arena_new(4 * PX_AUDIT_CHANGE_MAX);
+    px_rc rc = ar ? PX_OK : PX_ERR_NOMEM;
+    if (!rc && (sqlite3_open_v2(a->path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+                    SQLITE_OK ||
+                (sqlite3_busy_timeout(db, (int)a->timeout_ms),
+                 sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) ||
+                sqlite3_prepare_v2(db, SELECT_COLS "WHERE ts >= ?1 AND ts <= ?2 ORDER BY seq", -1,
+                                   &st, NULL) != SQLITE_OK)) {
+        set_err(err, errlen, "cannot read %s: %s", a->path,
+                db ? sqlite3_errmsg(db) : "out of memory");
+        rc = PX_ERR_UNAVAILABLE;
+    }
+    if (!rc) {
+        /* "~" sorts after every digit: an open upper bound. */
+        sqlite3_bind_text(st, 1, from ? from : "", -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, to ? to : "~", -1, SQLITE_STATIC);
+    }
+    int e = SQLITE_DONE;
+    while (!rc && (e = sqlite3_step(st)) == SQLITE_ROW) {
+        struct px_audit_record r;
+        char sk[CURSOR_MAX + 1];
+        memset(&r, 0, sizeof(r));
+        px_arena_reset(ar);
+        rc = row_to_record(st, &r, sk, ar);
+        if (rc)
+            set_err(err, errlen, "unreadable record in %s", a->path);
+        else
+            rc = fn(arg, &r);
+    }
+    if (!rc && e != SQLITE_DONE) {
+        set_err(err, errlen, "cannot read %s: %s", a->path, sqlite3_errmsg(db));
+        rc = PX_ERR_UNAVAILABLE;
+    }
+    sqlite3_finalize(st);
+    sqlite3_close_v2(db);
+    px_arena_free(ar);
+    return rc;
+}
+
+/* Purge (retention): one write transaction on a connection of its own. The
+ * append-only triggers are dropped and created again inside it, so no other
+ * connection ever sees the table without them. */
+static px_rc audit_purge(void *impl, int64_t now, uint64_t *removed, char *err, size_t errlen)
+{
+    struct sqlite_audit *a = impl;
+    *removed = 0;
+    if (!a->key) {
+        set_err(err, errlen, "purge needs the signing key (AUDIT_SIGNING_KEY_FILE)");
+        return PX_ERR_CONFIG;
+    }
+    sqlite3 *db = NULL;
+    sqlite3_stmt *ws = NULL, *head = NULL, *del = NULL, *cp = NULL;
+    px_rc rc = PX_OK;
+    if (sqlite3_open_v2(a->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK ||
+        (sqlite3_busy_timeout(db, (int)a->timeout_ms),
+         sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)) {
+        set_err(err, errlen, "cannot open %s for writing: %s", a->path,
+                db ? sqlite3_errmsg(db) : "out of memory");
+        rc = PX_ERR_UNAVAILABLE;
+        goto out;
+    }
+    /* Per writer: the expired prefix ends before its first live record. */
+    if (sqlite3_prepare_v2(
+            db,
+            "SELECT writer, COALESCE((SELECT min(wseq) - 1 FROM audit b WHERE b.writer = a.writer"
+            " AND b.expires_at > ?1), max(wseq)) AS upto, min(wseq) FROM audit a"
+            " WHERE writer IS NOT NULL GROUP BY writer",
+            -1, &ws, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "SELECT hash FROM audit WHERE writer = ?1 AND wseq = ?2", -1, &head,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "DELETE FROM audit WHERE writer = ?1 AND wseq <= ?2", -1, &del,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, CHECKPOINT_SQL, -1, &cp, NULL) != SQLITE_OK ||
+        sqlite3_exec(db, "DROP TRIGGER audit_no_delete", NULL, NULL, NULL) != SQLITE_OK) {
+        set_err(err, errlen, "cannot purge %s: %s", a->path, sqlite3_errmsg(db));
+        rc = PX_ERR_UNAVAILABLE;
+        goto out;
+    }
+    sqlite3_bind_int64(ws, 1, now);
+    int e;
+    while (!rc && (e = sqlite3_step(ws)) == SQLITE_ROW) {
+        const char *w = (const char *)sqlite3_column_text(ws, 0);
+        int64_t upto = sqlite3_column_int64(ws, 1), first = sqlite3_column_int64(ws, 2);
+        if (!w || upto < first)
+            continue;
+        struct px_checkpoint c;
+        memset(&c, 0, sizeof(c));
+        snprintf(c.writer, sizeof(c.writer), "%s", w);
+        c.seq = (uint64_t)upto;
+        c.purged = true;
+        px_chain_now_ts(c.time);
+        sqlite3_bind_text(head, 1, w, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(head, 2, upto);
+        const char *hx =
+            sqlite3_step(head) == SQLITE_ROW ? (const char *)sqlite3_column_text(head, 0) : NULL;
+        bool ok = hx && px_chain_unhex(hx, c.head);
+        sqlite3_reset(head);
+        char note[PX_CHAIN_NOTE_MAX];
+        size_t len = 0;
+        if (!ok || px_checkpoint_sign(a->key, &c, note, sizeof(note), &len)) {
+            set_err(err, errlen, "cannot purge writer %s: its record %lld is unreadable", w,
+                    (long long)upto);
+            rc = PX_ERR_PROTOCOL;
+            break;
+        }
+        sqlite3_bind_text(cp, 1, c.writer, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(cp, 2, upto);
+        sqlite3_bind_text(cp, 3, note, (int)len, SQLITE_STATIC);
+        sqlite3_bind_text(del, 1, c.writer, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(del, 2, upto);
+        if (run(cp) != SQLITE_DONE || run(del) != SQLITE_DONE) {
+            set_err(err, errlen, "cannot purge %s: %s", a->path, sqlite3_errmsg(db));
+            rc = PX_ERR_IO;
+            break;
+        }
+        *removed += (uint64_t)sqlite3_changes(db);
+    }
+    /* Records from before the chain carry no link: expired ones simply go. */
+    if (!rc) {
+        sqlite3_stmt *old = NULL;
+        if (sqlite3_prepare_v2(db, "DELETE FROM audit WHERE writer IS NULL AND expires_at <= ?1",
+                               -1, &old, NULL) == SQLITE_OK &&
+            (sqlite3_bind_int64(old, 1, now), sqlite3_step(old) == SQLITE_DONE))
+            *removed += (uint64_t)sqlite3_changes(db);
+        else
+            rc = PX_ERR_IO;
+        sqlite3_finalize(old);
+    }
+    if (!rc && (sqlite3_exec(db, migrations[0].sql, NULL, NULL, NULL) != SQLITE_OK ||
+                sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)) {
+        set_err(err, errlen, "cannot purge %s: %s", a->path, sqlite3_errmsg(db));
+        rc = PX_ERR_IO;
+    }
+out:
+    if (db && !sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    if (rc)
+        *removed = 0;
+    sqlite3_finalize(ws);
+    sqlite3_finalize(head);
+    sqlite3_finalize(del);
+    sqlite3_finalize(cp);
+    sqlite3_close_v2(db);
+    return rc;
+}
+
 /* Group-commit figures since open, for tests and metrics: committed batches,
  * records in them, largest batch. */
 PX_STATIC void px_audit_sqlite_stats(void *impl, uint64_t *batches, uint64_t *records,
@@ -919,4 +1290,7 @@ const struct px_audit_ops px_audit_sqlite_ops = {
     .submit = audit_submit,
     .query = audit_query,
     .ping = audit_ping,
+    .verify = audit_verify,
+    .scan = audit_scan,
+    .purge = audit_purge,
 };

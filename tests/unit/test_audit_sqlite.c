@@ -1131,7 +1131,7 @@ static int user_version(const char *db)
 static void upgrade_and_check(struct fixture *f)
 {
     struct px_audit_store *s = open_store(f, 2000);
-    assert_int_equal(user_version(f->db), 3);
+    assert_int_equal(user_version(f->db), 4);
     struct px_audit_record r = rec(1, USER_A, "PROD-101", f->now + 86400);
     assert_string_equal(r.api_request_id, "apigw-1");
     assert_int_equal(px_audit_append(s, &r), PX_OK);
@@ -1139,7 +1139,7 @@ static void upgrade_and_check(struct fixture *f)
 
     for (int round = 0; round < 2; round++) {
         s = open_store(f, 2000);
-        assert_int_equal(user_version(f->db), 3);
+        assert_int_equal(user_version(f->db), 4);
         struct px_arena *a = px_arena_new(1 << 20);
         struct px_audit_page p;
         assert_int_equal(query(s, a, USER_A, NULL, NULL, NULL, 10, NULL, f->now, &p), PX_OK);
@@ -1199,13 +1199,13 @@ static void test_upgrade_v2(void **state)
 static void test_newer_schema_refused(void **state)
 {
     struct fixture *f = *state;
-    make_v1_file(f, "PRAGMA user_version = 4");
+    make_v1_file(f, "PRAGMA user_version = 5");
     struct px_audit_store *s = NULL;
     char err[256] = "";
     assert_int_equal(px_audit_open(f->spec, NULL, &s, err, sizeof(err)), PX_ERR_CONFIG);
     assert_null(s);
     assert_non_null(strstr(err, "newer schema"));
-    assert_int_equal(user_version(f->db), 4);
+    assert_int_equal(user_version(f->db), 5);
 }
 
 static void test_open_errors(void **state)
