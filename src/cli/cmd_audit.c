@@ -5,6 +5,7 @@
 #include "kernel/log.h"
 #include "kernel/validate.h"
 #include "store/audit.h"
+#include "store/config_store.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -15,10 +16,12 @@
 int px_cmd_audit(int argc, char **argv)
 {
     const char *user = NULL, *product = NULL, *from = NULL, *to = NULL, *limit_s = NULL,
-               *cursor = NULL;
+               *cursor = NULL, *config_key = NULL;
     const struct px_cli_flag flags[] = {
         {"--user", true, &user, NULL, "user id (UUID)"},
         {"--product", true, &product, NULL, "product id"},
+        {"--config", true, &config_key, NULL,
+         "config key: its CONFIG_CHANGE records (sqlite: audit stores)"},
         {"--from", true, &from, NULL,
          "query: RFC 3339 UTC lower bound (inclusive); migrate: sqlite:PATH"},
         {"--to", true, &to, NULL,
@@ -28,7 +31,8 @@ int px_cmd_audit(int argc, char **argv)
     };
     const struct px_cli_cmd cmd = {
         .name = "audit",
-        .synopsis = "audit query --user UUID | --product ID [--from TS] [--to TS] [--limit N] "
+        .synopsis = "audit query --user UUID | --product ID | --config KEY [--from TS] [--to TS] "
+                    "[--limit N] "
                     "[--cursor C] | audit migrate --from sqlite:OLD --to SPEC | audit count",
         .summary = "print audit records, oldest first, as JSON lines (next cursor on stderr)",
         .flags = flags,
@@ -69,8 +73,10 @@ int px_cmd_audit(int argc, char **argv)
     char ts[25]; /* the store converts --from/--to with px_audit_ts_ms(): check with it */
     if (strcmp(args[0], "query") != 0)
         bad = "unknown action (query, migrate, count)";
-    else if (!user == !product)
-        bad = "exactly one of --user or --product is required";
+    else if ((user != NULL) + (product != NULL) + (config_key != NULL) != 1)
+        bad = "exactly one of --user, --product or --config is required";
+    else if (config_key && !px_config_key_valid(config_key))
+        bad = "--config must be a config key (1-128 of a-z 0-9 . _ -)";
     else if (user && !px_valid_uuid(user))
         bad = "--user must be a UUID";
     else if (product && !px_valid_product_id(product))
@@ -108,6 +114,7 @@ int px_cmd_audit(int argc, char **argv)
     struct px_audit_query q = {
         .user_id = user,
         .product_id = product,
+        .config_key = config_key,
         .from = from,
         .to = to,
         .limit = limit,

@@ -45,6 +45,7 @@ static struct {
     atomic_ullong batch_sum;
     atomic_ulong audit_ok, audit_failed;
     atomic_ulong price_found, price_not_found;
+    atomic_ulong config_refresh[3];
 } m;
 
 static size_t status_index(int status)
@@ -138,6 +139,12 @@ void px_metrics_audit_batch(size_t n)
         b++;
     atomic_fetch_add_explicit(&m.batch_bucket[b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&m.batch_sum, (unsigned long long)n, memory_order_relaxed);
+}
+
+void px_metrics_config(enum px_metrics_config what)
+{
+    if ((unsigned)what < PX_COUNTOF(m.config_refresh))
+        atomic_fetch_add_explicit(&m.config_refresh[what], 1, memory_order_relaxed);
 }
 
 void px_metrics_price(bool found)
@@ -274,5 +281,17 @@ px_rc px_metrics_render(struct px_buf *out)
             "pricing_price_lookups_total{result=\"not_found\"} %lu\n",
             atomic_load_explicit(&m.price_found, memory_order_relaxed),
             atomic_load_explicit(&m.price_not_found, memory_order_relaxed));
+    if (!rc)
+        rc = px_buf_printf(
+            out,
+            "# HELP pricing_config_refreshes_total Config cache refreshes: read, or the store "
+            "failed and the last known values (stale) or the defaults were served.\n"
+            "# TYPE pricing_config_refreshes_total counter\n"
+            "pricing_config_refreshes_total{result=\"ok\"} %lu\n"
+            "pricing_config_refreshes_total{result=\"stale\"} %lu\n"
+            "pricing_config_refreshes_total{result=\"defaults\"} %lu\n",
+            atomic_load_explicit(&m.config_refresh[0], memory_order_relaxed),
+            atomic_load_explicit(&m.config_refresh[1], memory_order_relaxed),
+            atomic_load_explicit(&m.config_refresh[2], memory_order_relaxed));
     return rc;
 }

@@ -20,6 +20,15 @@ void px_metrics_audit_batch(size_t n);
 /* Counts one price look-up that found a price or did not. */
 void px_metrics_price(bool found);
 
+/* What a config cache refresh did (config_cache.h). */
+enum px_metrics_config {
+    PX_METRICS_CONFIG_REFRESHED, /* read the store */
+    PX_METRICS_CONFIG_STALE,     /* the store failed: last known values kept */
+    PX_METRICS_CONFIG_DEFAULTS,  /* the store failed past the hard bound: defaults */
+};
+/* Counts one config cache refresh by its outcome. */
+void px_metrics_config(enum px_metrics_config what);
+
 /* Appends every metric, with HELP and TYPE lines, to out. */
 px_rc px_metrics_render(struct px_buf *out) PX_WUR;
 

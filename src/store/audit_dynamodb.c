@@ -78,7 +78,7 @@ static px_rc put_s(struct px_buf *b, bool first, const char *name, const char *v
 
 px_rc px_ddb_audit_item_json(const struct px_audit_record *r, struct px_buf *b)
 {
-    char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[96];
+    char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[PX_AUDIT_GSI1PK_MAX];
     if (!terminated(r->user_id, sizeof(r->user_id)) ||
         !terminated(r->product_id, sizeof(r->product_id)) ||
         !terminated(r->request_id, sizeof(r->request_id)) ||
@@ -88,7 +88,8 @@ px_rc px_ddb_audit_item_json(const struct px_audit_record *r, struct px_buf *b)
         !terminated(r->ts, sizeof(r->ts)) || !terminated(r->action, sizeof(r->action)) ||
         !terminated(r->status, sizeof(r->status)))
         return PX_ERR_INVALID;
-    if (!px_audit_record_subject_ok(r) || !r->product_id[0] || !r->request_id[0] || !r->ts[0] ||
+    if (!px_audit_record_subject_ok(r) || (!r->product_id[0] && !r->config_key[0]) ||
+        !terminated(r->config_key, sizeof(r->config_key)) || !r->request_id[0] || !r->ts[0] ||
         !r->action[0] || !r->status[0])
         return PX_ERR_INVALID;
     px_audit_keys(r, pk, sk, gsi1pk);
@@ -109,8 +110,10 @@ px_rc px_ddb_audit_item_json(const struct px_audit_record *r, struct px_buf *b)
     /* A write has no user id (its pk is the actor): no empty attribute for it. */
     if (!rc && r->user_id[0])
         rc = put_s(b, false, "userId", r->user_id);
-    if (!rc)
+    if (!rc && r->product_id[0])
         rc = put_s(b, false, "productId", r->product_id);
+    if (!rc && r->config_key[0])
+        rc = put_s(b, false, "configKey", r->config_key);
     if (!rc)
         rc = put_s(b, false, "requestId", r->request_id);
     /* DynamoDB takes empty strings, older emulators do not: an absent
@@ -171,7 +174,9 @@ px_rc px_ddb_audit_item_parse(const json_t *item, struct px_audit_record *r)
     /* Writes carry no userId; px_audit_record_subject_ok() wants one of userId / principal. */
     px_rc rc = copy_field(item, "userId", r->user_id, sizeof(r->user_id), false);
     if (!rc)
-        rc = copy_field(item, "productId", r->product_id, sizeof(r->product_id), true);
+        rc = copy_field(item, "configKey", r->config_key, sizeof(r->config_key), false);
+    if (!rc)
+        rc = copy_field(item, "productId", r->product_id, sizeof(r->product_id), !r->config_key[0]);
     if (!rc)
         rc = copy_field(item, "requestId", r->request_id, sizeof(r->request_id), true);
     if (!rc)
@@ -472,7 +477,7 @@ static px_rc query_page(struct store *s, const struct px_audit_query *q, const c
 /* The key a query would resume after record r (the same shape as LastEvaluatedKey). */
 static json_t *key_of(const struct px_audit_record *r, bool by_user)
 {
-    char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[96];
+    char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[PX_AUDIT_GSI1PK_MAX];
     px_audit_keys(r, pk, sk, gsi1pk);
     if (by_user)
         return json_pack("{s:{s:s}, s:{s:s}}", "pk", "S", pk, "sk", "S", sk);

@@ -399,7 +399,7 @@ static void write_items(void *ctx, struct px_aq_item **items, size_t n, int64_t 
     pthread_rwlock_rdlock(&a->lk);
     for (size_t i = 0; !fail && i < n; i++) {
         struct px_aq_item *it = items[i];
-        char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[96], k[KEY_MAX];
+        char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[PX_AUDIT_GSI1PK_MAX], k[KEY_MAX];
         unsigned char small[VALUE_MAX], *v = small;
         px_audit_keys(&it->rec, pk, sk, gsi1pk);
         size_t kl = it->rec.user_id[0] ? user_key(k, it->rec.user_id, sk)

@@ -1,0 +1,216 @@
+/* config_cache.c: the cached read side of the config store (config_cache.h).
+ *
+ * A snapshot is immutable once published and reference counted: a reader
+ * takes a reference under the mutex and evaluates without it, so a refresh
+ * never waits for readers, nor readers for the store (only the one reader
+ * that does the refresh waits). */
+#include "config_cache.h"
+#include "app.h"
+#include "arena.h"
+#include "log.h"
+#include "metrics.h"
+#include "../store/config_store.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct flag_entry {
+    char *key;
+    struct px_flag *flag;
+};
+
+struct snapshot {
+    atomic_int refs;
+    json_t *values; /* object: key -> value */
+    struct flag_entry *flags;
+    size_t nflags;
+};
+
+struct px_config_cache {
+    struct px_app *app;
+    long ttl_ms, stale_max_ms;
+    pthread_mutex_t mu;
+    struct snapshot *snap; /* NULL: nothing known (defaults) */
+    int64_t checked_ms;    /* last refresh attempt */
+    int64_t good_ms;       /* last successful read; 0: never */
+    bool refreshing;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void snap_release(struct snapshot *s)
+{
+    if (!s || atomic_fetch_sub(&s->refs, 1) != 1)
+        return;
+    for (size_t i = 0; i < s->nflags; i++) {
+        free(s->flags[i].key);
+        px_flag_free(s->flags[i].flag);
+    }
+    free(s->flags);
+    json_decref(s->values);
+    free(s);
+}
+
+px_rc px_config_cache_new(struct px_app *app, struct px_config_cache **out)
+{
+    *out = NULL;
+    struct px_config_cache *c = calloc(1, sizeof(*c));
+    if (!c)
+        return PX_ERR_NOMEM;
+    const struct px_config *cfg = px_app_config(app);
+    c->app = app;
+    c->ttl_ms = cfg->config_cache_ttl_s * 1000;
+    c->stale_max_ms = cfg->config_stale_max_s * 1000;
+    pthread_mutex_init(&c->mu, NULL);
+    *out = c;
+    return PX_OK;
+}
+
+void px_config_cache_free(struct px_config_cache *c)
+{
+    if (!c)
+        return;
+    snap_release(c->snap);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+/* Reads every item of the default tenant into a new snapshot. */
+static px_rc load(struct px_config_cache *c, struct snapshot **out)
+{
+    *out = NULL;
+    struct px_config_store *s = px_app_config_store(c->app);
+    if (!s)
+        return PX_ERR_UNAVAILABLE;
+    struct px_arena *a = px_arena_new(16u << 20);
+    struct snapshot *sn = calloc(1, sizeof(*sn));
+    struct px_config_item *items = NULL;
+    size_t n = 0;
+    px_rc rc = a && sn ? PX_OK : PX_ERR_NOMEM;
+    if (!rc)
+        rc = px_config_store_list(s, PX_CONFIG_TENANT_DEFAULT, "", a, &items, &n);
+    if (!rc && !(sn->values = json_object()))
+        rc = PX_ERR_NOMEM;
+    if (!rc && n && !(sn->flags = calloc(n, sizeof(*sn->flags))))
+        rc = PX_ERR_NOMEM;
+    if (sn)
+        atomic_init(&sn->refs, 1);
+    for (size_t i = 0; !rc && i < n; i++) {
+        json_t *v = json_loads(items[i].value, JSON_DECODE_ANY, NULL);
+        if (!v) {
+            PX_WARN(NULL, "config: the stored value of %s is not JSON; ignored", items[i].key);
+            continue;
+        }
+        json_object_set_new(sn->values, items[i].key, v);
+        if (strncmp(items[i].key, "flags.", 6) != 0)
+            continue;
+        struct px_validation vd = {.ndetails = 0};
+        struct px_flag *f = NULL;
+        if (px_flag_parse(v, a, &vd, &f) != PX_OK) {
+            PX_WARN(NULL, "config: flag %s cannot be evaluated; its callers get their default",
+                    items[i].key);
+            continue;
+        }
+        char *k = strdup(items[i].key);
+        if (!k) {
+            px_flag_free(f);
+            rc = PX_ERR_NOMEM;
+            break;
+        }
+        sn->flags[sn->nflags].key = k;
+        sn->flags[sn->nflags++].flag = f;
+    }
+    px_arena_free(a);
+    if (rc) {
+        snap_release(sn);
+        return rc;
+    }
+    *out = sn;
+    return PX_OK;
+}
+
+/* A reference to the current snapshot (NULL: defaults), refreshed first when
+ * it is older than the TTL and no other thread is refreshing it. */
+static struct snapshot *acquire(struct px_config_cache *c)
+{
+    pthread_mutex_lock(&c->mu);
+    int64_t t = now_ms();
+    bool due = !c->refreshing && (c->checked_ms == 0 || t - c->checked_ms >= c->ttl_ms);
+    if (due) {
+        c->refreshing = true;
+        pthread_mutex_unlock(&c->mu);
+        struct snapshot *fresh = NULL;
+        px_rc rc = load(c, &fresh);
+        pthread_mutex_lock(&c->mu);
+        t = now_ms();
+        c->refreshing = false;
+        c->checked_ms = t;
+        if (!rc) {
+            snap_release(c->snap);
+            c->snap = fresh;
+            c->good_ms = t;
+            px_metrics_config(PX_METRICS_CONFIG_REFRESHED);
+        } else if (c->snap && t - c->good_ms <= c->stale_max_ms) {
+            PX_WARN(NULL, "config store unavailable (%s): serving the values read %lld ms ago",
+                    px_strerror(rc), (long long)(t - c->good_ms));
+            px_metrics_config(PX_METRICS_CONFIG_STALE);
+        } else {
+            PX_WARN(NULL, "config store unavailable (%s): serving the defaults", px_strerror(rc));
+            snap_release(c->snap);
+            c->snap = NULL;
+            px_metrics_config(PX_METRICS_CONFIG_DEFAULTS);
+        }
+    }
+    struct snapshot *s = c->snap;
+    if (s)
+        atomic_fetch_add(&s->refs, 1);
+    pthread_mutex_unlock(&c->mu);
+    return s;
+}
+
+bool px_config_flag_bool(struct px_config_cache *c, const char *key, const struct px_flag_ctx *ctx,
+                         bool def)
+{
+    if (!c || !key)
+        return def;
+    struct snapshot *s = acquire(c);
+    bool out = def;
+    for (size_t i = 0; s && i < s->nflags; i++) {
+        if (strcmp(s->flags[i].key, key) != 0)
+            continue;
+        struct px_flag_result r;
+        px_flag_eval(s->flags[i].flag, key, ctx, &r);
+        if (r.value && json_is_boolean(r.value))
+            out = json_is_true(r.value);
+        break;
+    }
+    snap_release(s);
+    return out;
+}
+
+json_t *px_config_value(struct px_config_cache *c, const char *key)
+{
+    if (!c || !key)
+        return NULL;
+    struct snapshot *s = acquire(c);
+    json_t *v = s ? json_incref(json_object_get(s->values, key)) : NULL;
+    snap_release(s);
+    return v;
+}
+
+void px_config_cache_invalidate(struct px_config_cache *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->checked_ms = 0;
+    pthread_mutex_unlock(&c->mu);
+}
