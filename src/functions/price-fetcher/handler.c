@@ -5,6 +5,7 @@
 #include "dto.h"
 #include "repository.h"
 #include "service.h"
+#include "kernel/config_cache.h"
 #include "kernel/errors.h"
 #include "kernel/log.h"
 
@@ -26,6 +27,30 @@ static void validation_failed(struct px_request *req, struct px_response *resp,
                       v->ndetails);
 }
 
+/* Seconds a client is told to wait while flags.maintenance is on; the config
+ * value maintenance.retry_after_s (an integer 1-86400) overrides it. */
+#define MAINTENANCE_RETRY_AFTER_S 60
+
+/* true after answering 503 MAINTENANCE: flags.maintenance is on for this
+ * look-up. Nothing is looked up, so nothing is audited (CONTRACT §9). */
+static bool in_maintenance(struct px_app *app, struct px_request *req, struct px_response *resp,
+                           const struct px_flag_ctx *ctx)
+{
+    struct px_config_cache *cc = px_app_config_cache(app);
+    if (!px_config_flag_bool(cc, "flags.maintenance", ctx, false))
+        return false;
+    long after = MAINTENANCE_RETRY_AFTER_S;
+    json_t *v = px_config_value(cc, "maintenance.retry_after_s");
+    if (json_is_integer(v) && json_integer_value(v) >= 1 && json_integer_value(v) <= 86400)
+        after = (long)json_integer_value(v);
+    json_decref(v);
+    px_error_response(req, resp, PX_E_MAINTENANCE, NULL, NULL, 0);
+    const char *ra = px_arena_printf(req->arena, "%ld", after);
+    if (!ra || px_response_header(resp, "Retry-After", ra))
+        PX_WARN(req->request_id, "Retry-After could not be added");
+    return true;
+}
+
 static px_rc get_price(struct px_app *app, struct px_request *req, struct px_response *resp)
 {
     struct px_pf_price_in in;
@@ -37,6 +62,17 @@ static px_rc get_price(struct px_app *app, struct px_request *req, struct px_res
     }
     if (rc)
         return rc;
+
+    /* Flags are evaluated for the user (targeting key) and the product. */
+    json_t *attrs = json_pack("{s:s}", "productId", in.id);
+    const struct px_flag_ctx fctx = {.targeting_key = in.user_id, .attributes = attrs};
+    bool maintenance = in_maintenance(app, req, resp, &fctx);
+    /* The rollout flag of docs/internals/config.md: observable per user, changes nothing else. */
+    bool rollout = !maintenance && px_config_flag_bool(px_app_config_cache(app),
+                                                       "flags.price-rollout-header", &fctx, false);
+    json_decref(attrs);
+    if (maintenance)
+        return PX_OK;
 
     /* In the arena: the record must outlive this call until the transport has it durable. */
     struct px_pf_lookup *l = px_arena_alloc(req->arena, sizeof(*l));
@@ -51,6 +87,8 @@ static px_rc get_price(struct px_app *app, struct px_request *req, struct px_res
         rc = px_pf_price_json(&l->price, &b);
         if (!rc)
             rc = send_buf(req, resp, 200, &b);
+        if (!rc && rollout)
+            rc = px_response_header(resp, "X-Pricing-Rollout", "on");
         if (rc) {
             /* A stored value we cannot render is our fault, and still a look-up. */
             PX_ERROR(req->request_id, "price of a product cannot be rendered: %s", px_strerror(rc));
