@@ -33,6 +33,7 @@ struct px_app {
     struct px_product_store *_Atomic products; /* opened on first use */
     pthread_mutex_t config_mu;
     struct px_config_store *_Atomic config; /* opened on first use */
+    bool config_open_failed;                /* logged once until an open succeeds */
     struct px_config_cache *config_cache;   /* built with the app; reads open config lazily */
 };
 
@@ -223,10 +224,14 @@ struct px_config_store *px_app_config_store(struct px_app *app)
     if (!app->config) {
         char err[512] = "";
         const struct px_config_store_opts o = {.timeout_ms = 10000, .create = false};
-        if (px_config_store_open(app->cfg.config_store, &o, &s, err, sizeof(err)) == PX_OK)
+        if (px_config_store_open(app->cfg.config_store, &o, &s, err, sizeof(err)) == PX_OK) {
             app->config = s;
-        else
+            app->config_open_failed = false;
+        } else if (!app->config_open_failed) {
+            /* The cache retries every CONFIG_CACHE_TTL_S: one line, not one per retry. */
             PX_ERROR(NULL, "%s", err);
+            app->config_open_failed = true;
+        }
     }
     s = app->config;
     pthread_mutex_unlock(&app->config_mu);

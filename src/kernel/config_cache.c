@@ -37,7 +37,10 @@ struct px_config_cache {
     int64_t checked_ms;    /* last refresh attempt */
     int64_t good_ms;       /* last successful read; 0: never */
     bool refreshing;
+    int state; /* STATE_*: a WARN line marks each change, not each failed refresh */
 };
+
+enum { STATE_OK, STATE_STALE, STATE_DEFAULTS };
 
 static int64_t now_ms(void)
 {
@@ -157,13 +160,23 @@ static struct snapshot *acquire(struct px_config_cache *c)
             snap_release(c->snap);
             c->snap = fresh;
             c->good_ms = t;
+            if (c->state != STATE_OK)
+                PX_WARN(NULL, "config store available again: serving its values");
+            c->state = STATE_OK;
             px_metrics_config(PX_METRICS_CONFIG_REFRESHED);
         } else if (c->snap && t - c->good_ms <= c->stale_max_ms) {
-            PX_WARN(NULL, "config store unavailable (%s): serving the values read %lld ms ago",
-                    px_strerror(rc), (long long)(t - c->good_ms));
+            if (c->state != STATE_STALE)
+                PX_WARN(NULL,
+                        "config store unavailable (%s): serving the last known values for up "
+                        "to CONFIG_STALE_MAX_S=%ld s",
+                        px_strerror(rc), c->stale_max_ms / 1000);
+            c->state = STATE_STALE;
             px_metrics_config(PX_METRICS_CONFIG_STALE);
         } else {
-            PX_WARN(NULL, "config store unavailable (%s): serving the defaults", px_strerror(rc));
+            if (c->state != STATE_DEFAULTS)
+                PX_WARN(NULL, "config store unavailable (%s): serving the defaults",
+                        px_strerror(rc));
+            c->state = STATE_DEFAULTS;
             snap_release(c->snap);
             c->snap = NULL;
             px_metrics_config(PX_METRICS_CONFIG_DEFAULTS);
