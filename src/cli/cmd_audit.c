@@ -131,7 +131,8 @@ int px_cmd_audit(int argc, char **argv)
         status = rc == PX_ERR_INVALID ? PX_EXIT_USAGE : PX_EXIT_FAIL;
     } else {
         struct px_buf line;
-        px_buf_init(&line, 64 * 1024);
+        /* a write's record carries before and after, each up to PX_AUDIT_CHANGE_MAX */
+        px_buf_init(&line, 2 * PX_AUDIT_CHANGE_MAX + 64 * 1024);
         for (size_t i = 0; i < page.nitems && !rc; i++) {
             px_buf_clear(&line);
             rc = px_audit_record_json(&page.items[i], &line);
@@ -143,6 +144,8 @@ int px_cmd_audit(int argc, char **argv)
         px_buf_free(&line);
         if (page.next_cursor)
             fprintf(stderr, "next cursor: %s\n", page.next_cursor);
+        if (rc)
+            fprintf(stderr, "pricing audit: a record cannot be printed: %s\n", px_strerror(rc));
         if (rc || fflush(stdout) != 0)
             status = PX_EXIT_FAIL;
     }

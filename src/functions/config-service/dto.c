@@ -94,7 +94,8 @@ px_rc px_cs_ofrep_in_parse(const char *body, size_t len, struct px_cs_ofrep_in *
     memset(in, 0, sizeof(*in));
     json_error_t jerr;
     json_t *doc = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!doc) {
+    if (!json_is_object(doc)) {
+        json_decref(doc);
         *code = "PARSE_ERROR";
         *why = "the request body must be a JSON object";
         return PX_ERR_INVALID;
