@@ -260,6 +260,7 @@ step "package, infra, smoke ($1)" "$PYTHON" tests/integration/test_package.py --
 step "lambda runtime + emulator ($1)" "$PYTHON" tests/integration/test_lambda.py --binary "$1/pricing" # lambda (main build only)
 step "PostgreSQL: seed, serve, faults ($1)" "$PYTHON" tests/integration/test_pg.py --binary "$1/pricing" # backends (main build only)
 step "DynamoDB/dynalite: records, faults ($1)" "$PYTHON" tests/integration/test_dynamodb.py "$1/pricing" # backends
+step "config-service on DynamoDB/dynalite ($1)" "$PYTHON" tests/integration/test_config_dynamodb.py "$1/pricing" # backends
 step "scale-out: 2 processes, shared stores ($1)" "$PYTHON" tests/integration/test_scaleout.py --binary "$1/pricing" # backends
 if [ $# -ge 2 ]; then
   run_build "$2" 1

@@ -109,7 +109,15 @@ static int products(const char *what, const struct px_config *cfg, bool seed)
 static int config_items(const char *what, const struct px_config *cfg)
 {
     char err[1024];
-    const struct px_config_store_opts o = {.timeout_ms = 30000, .create = true};
+    const struct px_config_store_opts o = {
+        .timeout_ms = 30000,
+        .create = true,
+        .region = cfg->aws_region[0] ? cfg->aws_region : NULL,
+        .endpoint = cfg->dynamodb_endpoint[0] ? cfg->dynamodb_endpoint : NULL,
+        .access_key_id = cfg->aws_access_key_id[0] ? cfg->aws_access_key_id : NULL,
+        .secret_access_key = cfg->aws_secret_access_key[0] ? cfg->aws_secret_access_key : NULL,
+        .session_token = cfg->aws_session_token[0] ? cfg->aws_session_token : NULL,
+    };
     struct px_config_store *s = NULL;
     if (px_config_store_open(cfg->config_store, &o, &s, err, sizeof(err)) != PX_OK) {
         fprintf(stderr, "pricing %s: %s\n", what, err);

@@ -223,7 +223,15 @@ struct px_config_store *px_app_config_store(struct px_app *app)
     pthread_mutex_lock(&app->config_mu);
     if (!app->config) {
         char err[512] = "";
-        const struct px_config_store_opts o = {.timeout_ms = 10000, .create = false};
+        const struct px_config_store_opts o = {
+            .timeout_ms = 10000,
+            .create = false,
+            .region = or_null(app->cfg.aws_region),
+            .endpoint = or_null(app->cfg.dynamodb_endpoint),
+            .access_key_id = or_null(app->cfg.aws_access_key_id),
+            .secret_access_key = or_null(app->cfg.aws_secret_access_key),
+            .session_token = or_null(app->cfg.aws_session_token),
+        };
         if (px_config_store_open(app->cfg.config_store, &o, &s, err, sizeof(err)) == PX_OK) {
             app->config = s;
             app->config_open_failed = false;

@@ -78,7 +78,7 @@ static const struct setting settings[] = {
     {"PRODUCT_STORE", NULL, NULL, NULL, "--product-store", STR(product_store), 0, 0, false,
      "product catalogue store: sqlite:PATH"},
     {"CONFIG_STORE", NULL, NULL, NULL, "--config-store", STR(config_store), 0, 0, false,
-     "configuration and feature flag store: sqlite:PATH"},
+     "configuration and feature flag store: sqlite:PATH or dynamodb:TABLE"},
     {"CONFIG_CACHE_TTL_S", NULL, NULL, NULL, "--config-cache-ttl", INT(config_cache_ttl_s), 0, 3600,
      false, "seconds a function may serve cached config and flags before reading them again"},
     {"CONFIG_STALE_MAX_S", NULL, NULL, NULL, "--config-stale-max", INT(config_stale_max_s), 0,
@@ -394,10 +394,13 @@ px_rc px_config_check(const struct px_config *cfg, char *err, size_t errlen)
                  scheme);
         return PX_ERR_CONFIG;
     }
-    if (!starts_with(cfg->config_store, "sqlite:") || !cfg->config_store[7]) {
+    if (!(starts_with(cfg->config_store, "sqlite:") && cfg->config_store[7]) &&
+        !(starts_with(cfg->config_store, "dynamodb:") && cfg->config_store[9])) {
         scheme_of(cfg->config_store, scheme, sizeof(scheme));
         snprintf(err, errlen,
-                 "CONFIG_STORE (--config-store): must be sqlite:PATH (got scheme \"%s\")", scheme);
+                 "CONFIG_STORE (--config-store): must be sqlite:PATH or dynamodb:TABLE (got "
+                 "scheme \"%s\")",
+                 scheme);
         return PX_ERR_CONFIG;
     }
     if (cfg->auth_mode == PX_AUTH_JWT && !cfg->jwt_secret_file[0] && !cfg->jwks_file[0]) {

@@ -301,8 +301,11 @@ px_rc px_ddb_cursor_decode(const char *cursor, const struct px_audit_query *q, j
         if (strcmp(attr_s(k, "pk"), pk) != 0)
             goto bad;
     } else {
-        char gpk[96];
-        snprintf(gpk, sizeof(gpk), "PRODUCT#%s", q->product_id);
+        char gpk[PX_AUDIT_GSI1PK_MAX];
+        if (q->config_key)
+            snprintf(gpk, sizeof(gpk), "CONFIG#%s", q->config_key);
+        else
+            snprintf(gpk, sizeof(gpk), "PRODUCT#%s", q->product_id);
         if (strcmp(attr_s(k, "gsi1pk"), gpk) != 0 || strcmp(attr_s(k, "gsi1sk"), attr_s(k, "sk")))
             goto bad;
     }
@@ -443,9 +446,11 @@ static px_rc query_page(struct store *s, const struct px_audit_query *q, const c
                         const char *hi, long want, json_t *start, int64_t deadline, json_t **resp)
 {
     bool by_user = q->user_id != NULL;
-    char part[128], now[32];
+    char part[PX_AUDIT_GSI1PK_MAX], now[32];
     if (by_user)
         user_pk(q->user_id, part, sizeof(part));
+    else if (q->config_key)
+        snprintf(part, sizeof(part), "CONFIG#%s", q->config_key);
     else
         snprintf(part, sizeof(part), "PRODUCT#%s", q->product_id);
     snprintf(now, sizeof(now), "%lld", (long long)q->now);
@@ -496,10 +501,13 @@ static px_rc ddb_query(void *impl, const struct px_audit_query *q, struct px_are
     size_t need = (size_t)q->limit;
 
     memset(out, 0, sizeof(*out));
-    if (q->limit < 1 || q->limit > 1000 || (!q->user_id == !q->product_id))
+    if (q->limit < 1 || q->limit > 1000 ||
+        (q->user_id != NULL) + (q->product_id != NULL) + (q->config_key != NULL) != 1)
         return PX_ERR_INVALID;
     if ((by_user && strlen(q->user_id) > PX_UUID_LEN) ||
-        (!by_user && strlen(q->product_id) > PX_MAX_PRODUCT_ID))
+        (q->product_id && strlen(q->product_id) > PX_MAX_PRODUCT_ID) ||
+        (q->config_key &&
+         strlen(q->config_key) >= sizeof(((struct px_audit_record *)0)->config_key)))
         return PX_ERR_INVALID;
     if ((q->from && px_audit_ts_ms(q->from, from)) || (q->to && px_audit_ts_ms(q->to, to)))
         return PX_ERR_INVALID;

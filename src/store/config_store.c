@@ -34,8 +34,17 @@ px_rc px_config_store_open(const char *spec, const struct px_config_store_opts *
 {
     static const struct px_config_store_opts defaults = {.timeout_ms = 5000};
     *out = NULL;
-    if (!spec || strncmp(spec, "sqlite:", 7) != 0 || !spec[7]) {
-        snprintf(err, errlen, "CONFIG_STORE: unsupported store \"%.64s\" (use sqlite:PATH)",
+    const struct px_config_store_ops *ops = NULL;
+    const char *target = NULL;
+    if (spec && strncmp(spec, "sqlite:", 7) == 0 && spec[7]) {
+        ops = &px_config_store_sqlite_ops;
+        target = spec + 7;
+    } else if (spec && strncmp(spec, "dynamodb:", 9) == 0 && spec[9]) {
+        ops = &px_config_store_dynamodb_ops;
+        target = spec + 9;
+    } else {
+        snprintf(err, errlen,
+                 "CONFIG_STORE: unsupported store \"%.64s\" (use sqlite:PATH or dynamodb:TABLE)",
                  spec ? spec : "");
         return PX_ERR_CONFIG;
     }
@@ -44,8 +53,8 @@ px_rc px_config_store_open(const char *spec, const struct px_config_store_opts *
         snprintf(err, errlen, "CONFIG_STORE: out of memory");
         return PX_ERR_NOMEM;
     }
-    s->ops = &px_config_store_sqlite_ops;
-    px_rc rc = s->ops->open(spec + 7, opts ? opts : &defaults, &s->impl, err, errlen);
+    s->ops = ops;
+    px_rc rc = s->ops->open(target, opts ? opts : &defaults, &s->impl, err, errlen);
     if (rc) {
         free(s);
         return rc;

@@ -1,13 +1,14 @@
 /* config_store.h: the configuration store (config-service, CONTRACT §9), one
  * interface over its backends behind a small function table, like product.h.
  *
- * Spec "sqlite:PATH" (config_store_sqlite.c). Items are versioned: version 1
+ * Spec "sqlite:PATH" (config_store_sqlite.c) or "dynamodb:TABLE"
+ * (config_store_dynamodb.c, key design in docs/internals/config.md). Items are versioned: version 1
  * on create, +1 on every write. Writes go through px_config_store_apply(): the
  * store holds the item's write lock (SQLite: the file's write transaction)
- * while the caller's callback makes the change's audit record durable, so two
- * writers holding the same version can never both win and nothing changes
- * without its record. Every item belongs to a tenant ("default" while
- * TENANCY is off, CONTRACT §12); the key of an item is (tenant, key).
+ * while the caller's callback makes the change's audit record durable
+ * (DynamoDB: a put conditional on the version read), so two writers holding
+ * the same version can never both win and nothing changes without its record. Every item belongs to
+ * a tenant ("default" while TENANCY is off, CONTRACT §12); the key of an item is (tenant, key).
  * Strings of items read from a store live in the caller's arena. */
 #ifndef PX_CONFIG_STORE_H
 #define PX_CONFIG_STORE_H
@@ -32,8 +33,10 @@ struct px_config_item {
 };
 
 struct px_config_store_opts {
-    long timeout_ms; /* bound on waiting for the write lock */
-    bool create;     /* create the file and schema (db seed / db migrate) */
+    long timeout_ms; /* bound on waiting for the write lock (SQLite), on one call (DynamoDB) */
+    bool create;     /* create the file and schema, or the table (db seed / db migrate) */
+    /* DynamoDB settings (ignored by SQLite); borrowed for the open call only */
+    const char *region, *endpoint, *access_key_id, *secret_access_key, *session_token;
 };
 
 enum px_config_expect {
@@ -86,5 +89,6 @@ struct px_config_store_ops {
 };
 
 extern const struct px_config_store_ops px_config_store_sqlite_ops;
+extern const struct px_config_store_ops px_config_store_dynamodb_ops;
 
 #endif
