@@ -31,8 +31,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# npm packages pinned by package-lock.json (dynalite for the DynamoDB tests).
-if [ -f package-lock.json ] && [ ! -d node_modules/dynalite ]; then
+# npm packages pinned by package-lock.json (dynalite for the DynamoDB tests, the
+# OpenFeature SDK and its OFREP provider for the config-service tests).
+if [ -f package-lock.json ] && { [ ! -d node_modules/dynalite ] ||
+  [ ! -d node_modules/@openfeature/ofrep-provider ]; }; then
   echo "install-deps: npm ci" >&2
   npm ci --no-audit --no-fund --loglevel=error >/dev/null
 fi

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -314,6 +315,58 @@ class ConfigTest(ConfigCase):
             self.assertEqual(self.server.price("PROD-101", u).header("x-pricing-rollout"),
                              "on" if expect else None)
         self.assertTrue(0 < on < len(users))
+
+
+class OpenFeatureSdkTest(ConfigCase):
+    """The OpenFeature JavaScript server SDK with its OFREP provider (npm, pinned in
+    package.json) uses the service as its flag backend: values, reasons, variants
+    and the SDK's own handling of FLAG_NOT_FOUND and TARGETING_KEY_MISSING."""
+
+    def test_sdk_reads_flags(self):
+        root = Path(__file__).resolve().parents[2]
+        script = root / "tests" / "e2e" / "js" / "ofrep_client.cjs"
+        if not (root / "node_modules" / "@openfeature" / "ofrep-provider").is_dir() or \
+                not shutil.which("node"):
+            self.skipTest("node or the OpenFeature packages are missing (npm ci)")
+        tag = uuid.uuid4().hex[:8]
+        flags = {
+            "sdk-bool-" + tag: {"default": False, "rules": [
+                {"when": {"attribute": "plan", "in": ["gold"]}, "value": True}]},
+            "sdk-str-" + tag: {"default": "blue", "rules": [{"percentage": 100, "value": "green"}]},
+            "sdk-num-" + tag: {"default": 1.5},
+            "sdk-obj-" + tag: {"default": {"a": 1}, "rules": [
+                {"when": {"attribute": "targetingKey", "in": ["vip"]}, "value": {"a": 2}}]},
+        }
+        for name, flag in flags.items():
+            self.assertStatus(self.put("flags." + name, flag, create=True), 201)
+        spec = [
+            {"flag": "sdk-bool-" + tag, "type": "boolean", "default": False,
+             "context": {"targetingKey": "u1", "plan": "gold"}},
+            {"flag": "sdk-bool-" + tag, "type": "boolean", "default": True,
+             "context": {"targetingKey": "u1", "plan": "free"}},
+            {"flag": "sdk-str-" + tag, "type": "string", "default": "x",
+             "context": {"targetingKey": "u2"}},
+            {"flag": "sdk-str-" + tag, "type": "string", "default": "x", "context": {}},
+            {"flag": "sdk-num-" + tag, "type": "number", "default": 0, "context": {}},
+            {"flag": "sdk-obj-" + tag, "type": "object", "default": {},
+             "context": {"targetingKey": "vip"}},
+            {"flag": "sdk-missing-" + tag, "type": "boolean", "default": True,
+             "context": {"targetingKey": "u1"}},
+        ]
+        r = subprocess.run(["node", str(script), "http://127.0.0.1:%d" % self.server.port,
+                            json.dumps(spec)], capture_output=True, text=True, timeout=120,
+                           cwd=str(root))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+        self.assertEqual([(g["value"], g["reason"], g["variant"], g["errorCode"]) for g in got], [
+            (True, "TARGETING_MATCH", "rule-1", None),
+            (False, "DEFAULT", "default", None),
+            ("green", "SPLIT", "rule-1", None),
+            ("x", "ERROR", None, "TARGETING_KEY_MISSING"),
+            (1.5, "STATIC", "default", None),
+            ({"a": 2}, "TARGETING_MATCH", "rule-1", None),
+            (True, "ERROR", None, "FLAG_NOT_FOUND"),
+        ])
 
 
 class ConfigAuthTest(ConfigCase):
