@@ -581,25 +581,28 @@ def template_problems(t):
         if "RetentionInDays" not in r.get("Properties", {}):
             p.append("%s: no retention" % lid)
 
-    # ---- audit table
+    # ---- audit table (AuditTable) and config table (ConfigTable, config-service)
     tables = by_type.get("AWS::DynamoDB::Table", [])
-    if len(tables) != 1:
-        p.append("want exactly one DynamoDB table")
-    table_id = tables[0][0] if tables else None
+    if sorted(lid for lid, _ in tables) != ["AuditTable", "ConfigTable"]:
+        p.append("want exactly two DynamoDB tables, AuditTable and ConfigTable")
+    table_id = "AuditTable"
     for lid, r in tables:
         tp = r.get("Properties", {})
+        audit = lid == "AuditTable"
         attrs = {a["AttributeName"]: a["AttributeType"] for a in tp.get("AttributeDefinitions", [])}
-        if attrs != {"pk": "S", "sk": "S", "gsi1pk": "S", "gsi1sk": "S"}:
+        if audit and attrs != {"pk": "S", "sk": "S", "gsi1pk": "S", "gsi1sk": "S"}:
             p.append("%s: attributes are not pk/sk/gsi1pk/gsi1sk (S)" % lid)
+        if not audit and attrs != {"pk": "S", "sk": "S"}:
+            p.append("%s: attributes are not pk/sk (S)" % lid)
         ks = [(k["AttributeName"], k["KeyType"]) for k in tp.get("KeySchema", [])]
         if ks != [("pk", "HASH"), ("sk", "RANGE")]:
             p.append("%s: key is not pk/sk" % lid)
         gsis = {g["IndexName"]: [(k["AttributeName"], k["KeyType"]) for k in g["KeySchema"]]
                 for g in tp.get("GlobalSecondaryIndexes", [])}
-        if gsis.get("gsi1") != [("gsi1pk", "HASH"), ("gsi1sk", "RANGE")]:
+        if audit and gsis.get("gsi1") != [("gsi1pk", "HASH"), ("gsi1sk", "RANGE")]:
             p.append("%s: no GSI gsi1 (gsi1pk/gsi1sk)" % lid)
         ttl = tp.get("TimeToLiveSpecification", {})
-        if ttl.get("AttributeName") != "expiresAt" or ttl.get("Enabled") is not True:
+        if audit and (ttl.get("AttributeName") != "expiresAt" or ttl.get("Enabled") is not True):
             p.append("%s: TTL not on expiresAt" % lid)
         if tp.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled") is not True:
             p.append("%s: point-in-time recovery off" % lid)
@@ -617,6 +620,7 @@ def template_problems(t):
     # ---- IAM: every statement anywhere in the template
     table_arn = {"Fn::GetAtt": [table_id, "Arn"]}
     gsi_arn = {"Fn::Sub": "${%s.Arn}/index/gsi1" % table_id}
+    config_arn = {"Fn::GetAtt": ["ConfigTable", "Arn"]}
     allowed, denied = {}, set()
     for node in walk(res):
         if not (isinstance(node, dict) and "Effect" in node and ("Action" in node or "NotAction" in node)):
@@ -635,13 +639,17 @@ def template_problems(t):
         elif ddb:
             for a in ddb:
                 allowed.setdefault(a, []).extend(as_list(node.get("Resource")))
-    if set(allowed) != {"dynamodb:PutItem", "dynamodb:Query"}:
-        p.append("allowed DynamoDB actions are %s, want PutItem and Query" % sorted(allowed))
-    if allowed.get("dynamodb:PutItem", []) != [table_arn]:
-        p.append("PutItem is not limited to the audit table")
+    if set(allowed) != {"dynamodb:PutItem", "dynamodb:Query", "dynamodb:GetItem"}:
+        p.append("allowed DynamoDB actions are %s, want PutItem, Query and GetItem"
+                 % sorted(allowed))
+    puts = allowed.get("dynamodb:PutItem", [])
+    if table_arn not in puts or any(x not in (table_arn, config_arn) for x in puts):
+        p.append("PutItem is not limited to the audit table and the config table")
+    if any(x != config_arn for x in allowed.get("dynamodb:GetItem", [])):
+        p.append("GetItem is not limited to the config table")
     q = allowed.get("dynamodb:Query", [])
-    if not q or any(x not in (table_arn, gsi_arn) for x in q):
-        p.append("Query is not limited to the audit table and gsi1")
+    if not q or any(x not in (table_arn, gsi_arn, config_arn) for x in q):
+        p.append("Query is not limited to the audit table, gsi1 and the config table")
     if not DENY_ACTIONS <= denied:
         p.append("not denied explicitly: %s" % sorted(DENY_ACTIONS - denied))
     if "ApiUrl" not in t.get("Outputs", {}):
@@ -682,6 +690,17 @@ def test_template():
 
     planted("UpdateItem allowed", add_update, "allowed DynamoDB actions")
     planted("tracing off", lambda m: m["Globals"]["Function"].pop("Tracing"), "tracing")
+
+    def get_audit(m):
+        role = m[res]["ConfigServiceRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+        role["Statement"][1]["Action"].append("dynamodb:GetItem")
+
+    planted("config-service reads audit items one by one", get_audit,
+            "GetItem is not limited to the config table")
+    planted("no config table", lambda m: m[res].pop("ConfigTable"), "ConfigTable")
+    planted("config-service handler",
+            lambda m: m[res]["ConfigServiceFunction"]["Properties"].update(Handler="config"),
+            "Handler")
     planted("table untagged", lambda m: m[res]["AuditTable"]["Properties"].pop("Tags"),
             "AuditTable lacks tags")
     planted("no TTL", lambda m: m[res]["AuditTable"]["Properties"].pop("TimeToLiveSpecification"),
