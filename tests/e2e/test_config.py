@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 import threading
@@ -367,6 +368,33 @@ class OpenFeatureSdkTest(ConfigCase):
             ({"a": 2}, "TARGETING_MATCH", "rule-1", None),
             (True, "ERROR", None, "FLAG_NOT_FOUND"),
         ])
+
+
+class ConfigFailClosedTest(ConfigCase):
+    """No change without its durable audit record: with the audit trail locked a
+    write answers 503 AUDIT_UNAVAILABLE and the item stays as it was."""
+
+    server_env = {"AUDIT_TIMEOUT_MS": "300"}
+
+    def test_audit_locked_nothing_changes(self):
+        if self.stores.audit_sqlite is None:
+            self.skipTest("needs the embedded (sqlite) audit store")
+        k = key("fc")
+        self.assertStatus(self.put(k, "before", create=True), 201)
+        con = sqlite3.connect(str(self.stores.audit_sqlite), timeout=10, isolation_level=None)
+        try:
+            con.execute("BEGIN EXCLUSIVE")
+            r = self.put(k, "after", if_match=1)
+            self.assertError(r, 503, "AUDIT_UNAVAILABLE")
+            r = self.put(key("fc"), "new", create=True)
+            self.assertError(r, 503, "AUDIT_UNAVAILABLE")
+        finally:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            con.close()
+        g = self.server.get("/config/" + k).json()
+        self.assertEqual((g["value"], g["version"]), ("before", 1))
+        self.assertStatus(self.put(k, "after", if_match=1), 200)
 
 
 class ConfigAuthTest(ConfigCase):
