@@ -189,23 +189,31 @@ static struct snapshot *acquire(struct px_config_cache *c)
     return s;
 }
 
+void px_config_flags_bool(struct px_config_cache *c, const char *const *keys, size_t n,
+                          const struct px_flag_ctx *ctx, const bool *defs, bool *out)
+{
+    for (size_t k = 0; k < n; k++)
+        out[k] = defs[k];
+    struct snapshot *s = c ? acquire(c) : NULL;
+    for (size_t k = 0; s && k < n; k++) {
+        for (size_t i = 0; keys[k] && i < s->nflags; i++) {
+            if (strcmp(s->flags[i].key, keys[k]) != 0)
+                continue;
+            struct px_flag_result r;
+            px_flag_eval(s->flags[i].flag, keys[k], ctx, &r);
+            if (r.value && json_is_boolean(r.value))
+                out[k] = json_is_true(r.value);
+            break;
+        }
+    }
+    snap_release(s);
+}
+
 bool px_config_flag_bool(struct px_config_cache *c, const char *key, const struct px_flag_ctx *ctx,
                          bool def)
 {
-    if (!c || !key)
-        return def;
-    struct snapshot *s = acquire(c);
     bool out = def;
-    for (size_t i = 0; s && i < s->nflags; i++) {
-        if (strcmp(s->flags[i].key, key) != 0)
-            continue;
-        struct px_flag_result r;
-        px_flag_eval(s->flags[i].flag, key, ctx, &r);
-        if (r.value && json_is_boolean(r.value))
-            out = json_is_true(r.value);
-        break;
-    }
-    snap_release(s);
+    px_config_flags_bool(c, &key, 1, ctx, &def, &out);
     return out;
 }
 

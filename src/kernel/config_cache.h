@@ -29,6 +29,10 @@ void px_config_cache_free(struct px_config_cache *c);
  * store has been out for longer than the hard bound. NULL c: def. */
 bool px_config_flag_bool(struct px_config_cache *c, const char *key, const struct px_flag_ctx *ctx,
                          bool def);
+/* px_config_flag_bool() for n flags under one look at the cache (a hot path's
+ * several flags): out[i] for keys[i], defs[i] its default. */
+void px_config_flags_bool(struct px_config_cache *c, const char *const *keys, size_t n,
+                          const struct px_flag_ctx *ctx, const bool *defs, bool *out);
 /* A new reference to the value of `key`, or NULL when absent (or unknown
  * because of an outage past the bound). The caller decrefs. */
 json_t *px_config_value(struct px_config_cache *c, const char *key);

@@ -237,16 +237,27 @@ unsigned px_flag_bucket(const char *flag_key, const char *targeting_key)
     return (unsigned)(x % PX_FLAG_BUCKETS);
 }
 
-/* The context's value of attribute name: the targeting key, or an attribute. */
-static const json_t *attribute_of(const struct px_flag_ctx *c, const char *name, json_t *scratch)
+/* A string value of the context's attribute name (the targeting key, or one of
+ * attrs), or NULL. */
+static const char *string_attribute(const struct px_flag_ctx *c, const char *name)
 {
-    if (strcmp(name, "targetingKey") == 0) {
-        if (!c->targeting_key || !c->targeting_key[0])
-            return NULL;
-        json_string_set(scratch, c->targeting_key);
-        return scratch;
+    if (strcmp(name, "targetingKey") == 0)
+        return c->targeting_key && c->targeting_key[0] ? c->targeting_key : NULL;
+    for (size_t i = 0; i < c->nattrs; i++)
+        if (c->attrs[i].name && strcmp(c->attrs[i].name, name) == 0)
+            return c->attrs[i].value;
+    return NULL;
+}
+
+static bool in_strings(const char *x, const json_t *list)
+{
+    size_t n = json_array_size(list);
+    for (size_t i = 0; i < n; i++) {
+        const json_t *y = json_array_get(list, i);
+        if (json_is_string(y) && strcmp(json_string_value(y), x) == 0)
+            return true;
     }
-    return c->attributes ? json_object_get(c->attributes, name) : NULL;
+    return false;
 }
 
 static bool in_list(const json_t *x, const json_t *list)
@@ -266,6 +277,18 @@ static bool in_list(const json_t *x, const json_t *list)
     return false;
 }
 
+/* Whether the context's attribute name equals one of list (no allocation). */
+static bool attribute_in(const struct px_flag_ctx *c, const char *name, const json_t *list)
+{
+    const json_t *j = c->attributes && strcmp(name, "targetingKey") != 0
+                          ? json_object_get(c->attributes, name)
+                          : NULL;
+    if (j)
+        return in_list(j, list);
+    const char *s = string_attribute(c, name);
+    return s && in_strings(s, list);
+}
+
 void px_flag_eval(const struct px_flag *f, const char *flag_key, const struct px_flag_ctx *c,
                   struct px_flag_result *r)
 {
@@ -283,14 +306,12 @@ void px_flag_eval(const struct px_flag *f, const char *flag_key, const struct px
     }
     bool have_key = c->targeting_key && c->targeting_key[0];
     long bucket = -1; /* computed on first need */
-    json_t *scratch = json_string("");
     for (size_t i = 0; i < f->nrules; i++) {
         const struct rule *ru = &f->rules[i];
-        if (ru->attribute && !in_list(attribute_of(c, ru->attribute, scratch), ru->in))
+        if (ru->attribute && !attribute_in(c, ru->attribute, ru->in))
             continue;
         if (ru->bp >= 0) {
             if (!have_key) {
-                json_decref(scratch);
                 r->reason = PX_FLAG_ERROR;
                 r->error = PX_FLAG_TARGETING_KEY_MISSING;
                 return;
@@ -300,13 +321,11 @@ void px_flag_eval(const struct px_flag *f, const char *flag_key, const struct px
             if (bucket >= ru->bp)
                 continue;
         }
-        json_decref(scratch);
         r->value = ru->value;
         r->reason = ru->bp >= 0 ? PX_FLAG_SPLIT : PX_FLAG_TARGETING_MATCH;
         snprintf(r->variant, sizeof(r->variant), "rule-%u", (unsigned)(i + 1) % 1000u);
         return;
     }
-    json_decref(scratch);
     r->value = f->def;
     r->reason = PX_FLAG_DEFAULT;
     memcpy(r->variant, "default", sizeof("default"));

@@ -47,9 +47,18 @@ enum px_flag_error {
 struct px_flag;
 
 /* The context of one evaluation: both borrowed. */
+struct px_flag_attr {
+    const char *name;
+    const char *value;
+};
+
 struct px_flag_ctx {
     const char *targeting_key; /* NULL or "" when the caller has none */
     const json_t *attributes;  /* JSON object of attributes, NULL when none */
+    /* String attributes without a JSON object (a hot path's, on the stack),
+     * looked up when `attributes` has no such member; NULL when none. */
+    const struct px_flag_attr *attrs;
+    size_t nattrs;
 };
 
 struct px_flag_result {

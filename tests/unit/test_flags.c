@@ -110,6 +110,49 @@ static void test_eval_table(void **state)
     px_arena_free(a);
 }
 
+/* String attributes on the stack (price-fetcher's hot path) match like JSON ones;
+ * a JSON member of the same name wins; targetingKey is always the targeting key. */
+static void test_string_attrs(void **state)
+{
+    (void)state;
+    struct px_arena *a = px_arena_new(1 << 20);
+    struct px_flag *f =
+        parse_ok("{\"default\":0,\"rules\":["
+                 "{\"when\":{\"attribute\":\"productId\",\"in\":[\"P-1\"]},\"value\":1},"
+                 "{\"when\":{\"attribute\":\"targetingKey\",\"in\":[\"u9\"]},"
+                 "\"value\":2},"
+                 "{\"when\":{\"attribute\":\"tier\",\"in\":[3]},\"value\":3}]}",
+                 a);
+    const struct px_flag_attr p1[] = {{"productId", "P-1"}};
+    const struct px_flag_attr p2[] = {{"productId", "P-2"}, {"tier", "3"}};
+    struct px_flag_result r;
+    const struct px_flag_ctx c1 = {.targeting_key = "u1", .attrs = p1, .nattrs = 1};
+    px_flag_eval(f, "flags.s", &c1, &r);
+    assert_string_equal(r.variant, "rule-1");
+    const struct px_flag_ctx c2 = {.targeting_key = "u9", .attrs = p2, .nattrs = 2};
+    px_flag_eval(f, "flags.s", &c2, &r);
+    assert_string_equal(r.variant, "rule-2");
+    /* a string "3" is not the number 3 */
+    const struct px_flag_ctx c3 = {.targeting_key = "u1", .attrs = p2, .nattrs = 2};
+    px_flag_eval(f, "flags.s", &c3, &r);
+    assert_int_equal(r.reason, PX_FLAG_DEFAULT);
+    /* the JSON object's member wins over a string attribute of the same name */
+    json_t *j = json_pack("{s:s}", "productId", "P-2");
+    const struct px_flag_ctx c4 = {
+        .targeting_key = "u1", .attributes = j, .attrs = p1, .nattrs = 1};
+    px_flag_eval(f, "flags.s", &c4, &r);
+    assert_int_equal(r.reason, PX_FLAG_DEFAULT);
+    /* targetingKey in the JSON object does not override the targeting key */
+    json_t *k = json_pack("{s:s}", "targetingKey", "u9");
+    const struct px_flag_ctx c5 = {.targeting_key = "u1", .attributes = k};
+    px_flag_eval(f, "flags.s", &c5, &r);
+    assert_int_equal(r.reason, PX_FLAG_DEFAULT);
+    json_decref(j);
+    json_decref(k);
+    px_flag_free(f);
+    px_arena_free(a);
+}
+
 /* One user always gets the same answer; the bucket depends on the flag too. */
 static void test_bucket_stable(void **state)
 {
@@ -247,9 +290,8 @@ static void test_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_eval_table),
-        cmocka_unit_test(test_bucket_stable),
-        cmocka_unit_test(test_distribution),
+        cmocka_unit_test(test_eval_table),    cmocka_unit_test(test_string_attrs),
+        cmocka_unit_test(test_bucket_stable), cmocka_unit_test(test_distribution),
         cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -31,16 +31,12 @@ static void validation_failed(struct px_request *req, struct px_response *resp,
  * value maintenance.retry_after_s (an integer 1-86400) overrides it. */
 #define MAINTENANCE_RETRY_AFTER_S 60
 
-/* true after answering 503 MAINTENANCE: flags.maintenance is on for this
+/* Answers 503 MAINTENANCE with Retry-After: flags.maintenance is on for this
  * look-up. Nothing is looked up, so nothing is audited (CONTRACT §9). */
-static bool in_maintenance(struct px_app *app, struct px_request *req, struct px_response *resp,
-                           const struct px_flag_ctx *ctx)
+static void maintenance(struct px_app *app, struct px_request *req, struct px_response *resp)
 {
-    struct px_config_cache *cc = px_app_config_cache(app);
-    if (!px_config_flag_bool(cc, "flags.maintenance", ctx, false))
-        return false;
     long after = MAINTENANCE_RETRY_AFTER_S;
-    json_t *v = px_config_value(cc, "maintenance.retry_after_s");
+    json_t *v = px_config_value(px_app_config_cache(app), "maintenance.retry_after_s");
     if (json_is_integer(v) && json_integer_value(v) >= 1 && json_integer_value(v) <= 86400)
         after = (long)json_integer_value(v);
     json_decref(v);
@@ -48,7 +44,6 @@ static bool in_maintenance(struct px_app *app, struct px_request *req, struct px
     const char *ra = px_arena_printf(req->arena, "%ld", after);
     if (!ra || px_response_header(resp, "Retry-After", ra))
         PX_WARN(req->request_id, "Retry-After could not be added");
-    return true;
 }
 
 static px_rc get_price(struct px_app *app, struct px_request *req, struct px_response *resp)
@@ -63,16 +58,20 @@ static px_rc get_price(struct px_app *app, struct px_request *req, struct px_res
     if (rc)
         return rc;
 
-    /* Flags are evaluated for the user (targeting key) and the product. */
-    json_t *attrs = json_pack("{s:s}", "productId", in.id);
-    const struct px_flag_ctx fctx = {.targeting_key = in.user_id, .attributes = attrs};
-    bool maintenance = in_maintenance(app, req, resp, &fctx);
-    /* The rollout flag of docs/internals/config.md: observable per user, changes nothing else. */
-    bool rollout = !maintenance && px_config_flag_bool(px_app_config_cache(app),
-                                                       "flags.price-rollout-header", &fctx, false);
-    json_decref(attrs);
-    if (maintenance)
+    /* Flags are evaluated for the user (targeting key) and the product, in one
+     * look at the cache. flags.price-rollout-header is the rollout flag of
+     * docs/internals/config.md: observable per user, changes nothing else. */
+    static const char *const flag_keys[] = {"flags.maintenance", "flags.price-rollout-header"};
+    static const bool flag_defs[] = {false, false};
+    bool flag_on[2];
+    const struct px_flag_attr attrs[] = {{"productId", in.id}};
+    const struct px_flag_ctx fctx = {.targeting_key = in.user_id, .attrs = attrs, .nattrs = 1};
+    px_config_flags_bool(px_app_config_cache(app), flag_keys, 2, &fctx, flag_defs, flag_on);
+    if (flag_on[0]) {
+        maintenance(app, req, resp);
         return PX_OK;
+    }
+    bool rollout = flag_on[1];
 
     /* In the arena: the record must outlive this call until the transport has it durable. */
     struct px_pf_lookup *l = px_arena_alloc(req->arena, sizeof(*l));
