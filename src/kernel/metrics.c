@@ -147,6 +147,13 @@ void px_metrics_config(enum px_metrics_config what)
         atomic_fetch_add_explicit(&m.config_refresh[what], 1, memory_order_relaxed);
 }
 
+unsigned long px_metrics_config_total(enum px_metrics_config what)
+{
+    return (unsigned)what < PX_COUNTOF(m.config_refresh)
+               ? atomic_load_explicit(&m.config_refresh[what], memory_order_relaxed)
+               : 0;
+}
+
 void px_metrics_price(bool found)
 {
     atomic_fetch_add_explicit(found ? &m.price_found : &m.price_not_found, 1, memory_order_relaxed);

@@ -28,6 +28,8 @@ enum px_metrics_config {
 };
 /* Counts one config cache refresh by its outcome. */
 void px_metrics_config(enum px_metrics_config what);
+/* Refreshes of that outcome so far (Lambda's metric line reports the change). */
+unsigned long px_metrics_config_total(enum px_metrics_config what);
 
 /* Appends every metric, with HELP and TYPE lines, to out. */
 px_rc px_metrics_render(struct px_buf *out) PX_WUR;
