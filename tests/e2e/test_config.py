@@ -278,7 +278,7 @@ class ConfigTest(ConfigCase):
         r = self.ofrep(None, {"targetingKey": "user-7"})
         self.assertStatus(r, 200)
         flags = {f["key"]: f for f in r.json()["flags"]}
-        want = 2 if bucket(name, "user-7") < 5000 else 1
+        want = 2 if bucket("flags." + name, "user-7") < 5000 else 1
         self.assertEqual(flags[name]["value"], want)
         self.assertEqual(flags[name]["reason"], "SPLIT" if want == 2 else "DEFAULT")
         etag = r.header("etag")
@@ -315,6 +315,9 @@ class ConfigTest(ConfigCase):
             # the same user gets the same answer again
             self.assertEqual(self.server.price("PROD-101", u).header("x-pricing-rollout"),
                              "on" if expect else None)
+            # and OFREP gives an SDK the same answer for that user
+            o = self.ofrep("price-rollout-header", {"targetingKey": u, "productId": "PROD-101"})
+            self.assertEqual(o.json()["value"], expect, u)
         self.assertTrue(0 < on < len(users))
 
 

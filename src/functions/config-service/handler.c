@@ -276,7 +276,8 @@ static px_rc ofrep_one(struct px_app *app, struct px_request *req, struct px_res
     json_decref(doc);
     const struct px_flag_ctx ctx = {.targeting_key = in.targeting_key, .attributes = in.context};
     struct px_flag_result r;
-    px_flag_eval(f, name, &ctx, &r);
+    /* bucketed by the config key, so OFREP and the functions agree on every user */
+    px_flag_eval(f, cfg_key, &ctx, &r);
     struct px_buf b;
     px_buf_init(&b, OUT_CAP);
     rc = px_cs_ofrep_result_json(key, &r, &b);
@@ -359,7 +360,7 @@ static px_rc ofrep_bulk(struct px_app *app, struct px_request *req, struct px_re
                                         &b);
         } else {
             struct px_flag_result r;
-            px_flag_eval(f, name, &ctx, &r);
+            px_flag_eval(f, items[i].key, &ctx, &r);
             rc = px_cs_ofrep_result_json(name, &r, &b);
         }
         px_flag_free(f);
