@@ -224,7 +224,12 @@ struct px_config_store *px_app_config_store(struct px_app *app)
     if (!app->config) {
         char err[512] = "";
         const struct px_config_store_opts o = {
-            .timeout_ms = 10000,
+            /* SQLite: the wait for the write lock (writers queue behind each other's
+             * audit fsync); DynamoDB: one call, bounded like an audit write, since
+             * the config cache's refresh runs on a request's thread. */
+            .timeout_ms = strncmp(app->cfg.config_store, "dynamodb:", 9) == 0
+                              ? app->cfg.audit_timeout_ms
+                              : 10000,
             .create = false,
             .region = or_null(app->cfg.aws_region),
             .endpoint = or_null(app->cfg.dynamodb_endpoint),

@@ -37,7 +37,8 @@ struct px_config_cache {
     int64_t checked_ms;    /* last refresh attempt */
     int64_t good_ms;       /* last successful read; 0: never */
     bool refreshing;
-    int state; /* STATE_*: a WARN line marks each change, not each failed refresh */
+    int state;      /* STATE_*: a WARN line marks each change, not each failed refresh */
+    unsigned fails; /* refreshes failed in a row: the next waits longer (see due_ms) */
 };
 
 enum { STATE_OK, STATE_STALE, STATE_DEFAULTS };
@@ -140,13 +141,41 @@ static px_rc load(struct px_config_cache *c, struct snapshot **out)
     return PX_OK;
 }
 
+/* How long after the last attempt the next refresh is due: the TTL while the
+ * store answers; while it does not, the TTL doubled per failure up to
+ * RETRY_MAX_MS, because the request that refreshes waits for the store's bound
+ * (AUDIT_TIMEOUT_MS on DynamoDB) and an outage should delay few requests. */
+#define RETRY_MAX_MS 30000
+static int64_t due_ms(const struct px_config_cache *c)
+{
+    int64_t d = c->ttl_ms;
+    for (unsigned i = 0; i < c->fails && d < RETRY_MAX_MS; i++)
+        d = d ? d * 2 : 1000;
+    return c->fails && d > RETRY_MAX_MS ? RETRY_MAX_MS : d;
+}
+
+/* The store failed past CONFIG_STALE_MAX_S: the defaults from now on. Caller holds mu. */
+static void to_defaults(struct px_config_cache *c, px_rc why)
+{
+    if (c->state != STATE_DEFAULTS)
+        PX_WARN(NULL, "config store unavailable (%s): serving the defaults", px_strerror(why));
+    c->state = STATE_DEFAULTS;
+    snap_release(c->snap);
+    c->snap = NULL;
+}
+
 /* A reference to the current snapshot (NULL: defaults), refreshed first when
- * it is older than the TTL and no other thread is refreshing it. */
+ * it is due (due_ms) and no other thread is refreshing it. */
 static struct snapshot *acquire(struct px_config_cache *c)
 {
     pthread_mutex_lock(&c->mu);
     int64_t t = now_ms();
-    bool due = !c->refreshing && (c->checked_ms == 0 || t - c->checked_ms >= c->ttl_ms);
+    /* The hard bound holds between refresh attempts too (they back off). */
+    if (c->fails && c->snap && t - c->good_ms > c->stale_max_ms) {
+        to_defaults(c, PX_ERR_UNAVAILABLE);
+        px_metrics_config(PX_METRICS_CONFIG_DEFAULTS);
+    }
+    bool due = !c->refreshing && (c->checked_ms == 0 || t - c->checked_ms >= due_ms(c));
     if (due) {
         c->refreshing = true;
         pthread_mutex_unlock(&c->mu);
@@ -160,26 +189,25 @@ static struct snapshot *acquire(struct px_config_cache *c)
             snap_release(c->snap);
             c->snap = fresh;
             c->good_ms = t;
+            c->fails = 0;
             if (c->state != STATE_OK)
                 PX_WARN(NULL, "config store available again: serving its values");
             c->state = STATE_OK;
             px_metrics_config(PX_METRICS_CONFIG_REFRESHED);
-        } else if (c->snap && t - c->good_ms <= c->stale_max_ms) {
-            if (c->state != STATE_STALE)
-                PX_WARN(NULL,
-                        "config store unavailable (%s): serving the last known values for up "
-                        "to CONFIG_STALE_MAX_S=%ld s",
-                        px_strerror(rc), c->stale_max_ms / 1000);
-            c->state = STATE_STALE;
-            px_metrics_config(PX_METRICS_CONFIG_STALE);
         } else {
-            if (c->state != STATE_DEFAULTS)
-                PX_WARN(NULL, "config store unavailable (%s): serving the defaults",
-                        px_strerror(rc));
-            c->state = STATE_DEFAULTS;
-            snap_release(c->snap);
-            c->snap = NULL;
-            px_metrics_config(PX_METRICS_CONFIG_DEFAULTS);
+            c->fails++;
+            if (c->snap && t - c->good_ms <= c->stale_max_ms) {
+                if (c->state != STATE_STALE)
+                    PX_WARN(NULL,
+                            "config store unavailable (%s): serving the last known values for "
+                            "up to CONFIG_STALE_MAX_S=%ld s",
+                            px_strerror(rc), c->stale_max_ms / 1000);
+                c->state = STATE_STALE;
+                px_metrics_config(PX_METRICS_CONFIG_STALE);
+            } else {
+                to_defaults(c, rc);
+                px_metrics_config(PX_METRICS_CONFIG_DEFAULTS);
+            }
         }
     }
     struct snapshot *s = c->snap;
