@@ -43,9 +43,13 @@
 #define BROKEN_MAX           8
 #define VALUE_VERSION        1
 #define VALUE_VERSION_CHANGE 2 /* a write's record: before / after follow */
+#define VALUE_VERSION_CONFIG 3 /* a config change: as 2, then its config key */
 #define CHANGE_ABSENT        0xffffffffu
-#define KEY_MAX              (1 + PX_MAX_PRODUCT_ID + 1 + PX_AUDIT_CURSOR_MAX + 1 + PX_UUID_LEN + 1)
+#define CONFIG_KEY_MAX       128 /* struct px_audit_record config_key, NUL excluded */
+#define KEY_MAX              (1 + CONFIG_KEY_MAX + 1 + PX_AUDIT_CURSOR_MAX + 1 + PX_UUID_LEN + 1)
 #define VALUE_MAX            1024
+_Static_assert(sizeof(((struct px_audit_record *)0)->config_key) == CONFIG_KEY_MAX + 1,
+               "CONFIG_KEY_MAX is the record's config_key");
 /* Memtable size: bounds RSS per sub-store (two of them at most) and how much
  * log a secondary replays when it opens. */
 #define MEMTABLE_BYTES (4u << 20)
@@ -124,10 +128,13 @@ static size_t actor_key(char *k, const char *principal, const char *sk)
     return n > 0 && n < KEY_MAX ? (size_t)n : 0;
 }
 
-/* 'P' product NUL sk NUL user: a product's records in sort-key order. */
-static size_t product_key(char *k, const char *product, const char *sk, const char *user)
+/* 'P' product NUL sk NUL user: a product's records in sort-key order; 'C' key
+ * NUL sk NUL: a config key's changes (CONTRACT §9, gsi1pk CONFIG#<key>). */
+static size_t product_key(char *k, const struct px_audit_record *r, const char *sk)
 {
-    int n = snprintf(k, KEY_MAX, "P%s%c%s%c%s", product, 0, sk, 0, user);
+    int n = r->config_key[0]
+                ? snprintf(k, KEY_MAX, "C%s%c%s%c", r->config_key, 0, sk, 0)
+                : snprintf(k, KEY_MAX, "P%s%c%s%c%s", r->product_id, 0, sk, 0, r->user_id);
     return n > 0 && n < KEY_MAX ? (size_t)n : 0;
 }
 
@@ -146,9 +153,10 @@ static size_t put_str(unsigned char *v, size_t at, const char *s)
  * version 1, byte for byte what it always was. v holds value_size(r) bytes. */
 static size_t encode(const struct px_audit_record *r, unsigned char *v)
 {
-    bool change = r->before || r->after;
+    bool config = r->config_key[0] != '\0';
+    bool change = r->before || r->after || config;
     size_t at = 0;
-    v[at++] = change ? VALUE_VERSION_CHANGE : VALUE_VERSION;
+    v[at++] = config ? VALUE_VERSION_CONFIG : change ? VALUE_VERSION_CHANGE : VALUE_VERSION;
     uint64_t e = (uint64_t)r->expires_at;
     for (int i = 7; i >= 0; i--)
         v[at++] = (unsigned char)(e >> (i * 8));
@@ -168,6 +176,8 @@ static size_t encode(const struct px_audit_record *r, unsigned char *v)
             at += n;
         }
     }
+    if (config)
+        at = put_str(v, at, r->config_key);
     return at;
 }
 
@@ -175,7 +185,7 @@ static size_t encode(const struct px_audit_record *r, unsigned char *v)
 static size_t value_size(const struct px_audit_record *r)
 {
     return VALUE_MAX + (r->before ? strlen(r->before) + 4 : 4) +
-           (r->after ? strlen(r->after) + 4 : 4);
+           (r->after ? strlen(r->after) + 4 : 4) + 1 + CONFIG_KEY_MAX;
 }
 
 static bool get_str(const unsigned char *v, size_t len, size_t *at, char *dst, size_t cap)
@@ -221,7 +231,8 @@ static px_rc decode(const char *val, size_t len, struct px_audit_record *r, stru
     const unsigned char *v = (const unsigned char *)val;
     memset(ch, 0, sizeof(*ch));
     r->before = r->after = NULL;
-    if (len < 9 || (v[0] != VALUE_VERSION && v[0] != VALUE_VERSION_CHANGE))
+    if (len < 9 ||
+        (v[0] != VALUE_VERSION && v[0] != VALUE_VERSION_CHANGE && v[0] != VALUE_VERSION_CONFIG))
         return PX_ERR_PROTOCOL;
     uint64_t e = 0;
     for (int i = 1; i <= 8; i++)
@@ -237,9 +248,12 @@ static px_rc decode(const char *val, size_t len, struct px_audit_record *r, stru
               get_str(v, len, &at, r->ts, sizeof(r->ts)) &&
               get_str(v, len, &at, r->principal, sizeof(r->principal)) &&
               get_str(v, len, &at, r->api_request_id, sizeof(r->api_request_id));
-    if (ok && v[0] == VALUE_VERSION_CHANGE)
+    if (ok && v[0] != VALUE_VERSION)
         ok = get_change(v, len, &at, &ch->before, &ch->before_len) &&
              get_change(v, len, &at, &ch->after, &ch->after_len);
+    r->config_key[0] = '\0';
+    if (ok && v[0] == VALUE_VERSION_CONFIG)
+        ok = get_str(v, len, &at, r->config_key, sizeof(r->config_key)) && r->config_key[0];
     return ok && at == len ? PX_OK : PX_ERR_PROTOCOL;
 }
 
@@ -429,7 +443,7 @@ static void write_items(void *ctx, struct px_aq_item **items, size_t n, int64_t 
         }
         size_t len = encode(&it->rec, v);
         rocksdb_writebatch_wi_put(wb, k, kl, (const char *)v, len);
-        kl = product_key(k, it->rec.product_id, sk, it->rec.user_id);
+        kl = product_key(k, &it->rec, sk);
         if (kl)
             rocksdb_writebatch_wi_put(wb, k, kl, (const char *)v, len);
         if (v != small)
@@ -834,23 +848,30 @@ static px_rc audit_query(void *impl, const struct px_audit_query *q, struct px_a
                          struct px_audit_page *out)
 {
     struct lsm_audit *a = impl;
-    if (!a || !q || !ar || !out || !q->user_id == !q->product_id || q->limit < 1 || q->limit > 1000)
+    if (!a || !q || !ar || !out ||
+        (q->user_id != NULL) + (q->product_id != NULL) + (q->config_key != NULL) != 1 ||
+        q->limit < 1 || q->limit > 1000)
         return PX_ERR_INVALID;
     memset(out, 0, sizeof(*out));
     char lower[PX_AUDIT_CURSOR_MAX + 1], upper[40];
     if (px_audit_bounds(q, lower, upper))
         return PX_ERR_INVALID;
-    const char *id = q->user_id ? q->user_id : q->product_id;
-    if (strnlen(id, PX_MAX_PRODUCT_ID + 1) > PX_MAX_PRODUCT_ID)
+    const char *id = q->user_id ? q->user_id : q->product_id ? q->product_id : q->config_key;
+    size_t id_max = q->config_key ? CONFIG_KEY_MAX : PX_MAX_PRODUCT_ID;
+    if (strnlen(id, id_max + 1) > id_max)
         return PX_ERR_INVALID;
-    char prefix[PX_MAX_PRODUCT_ID + 3], seek[KEY_MAX];
-    int plen = snprintf(prefix, sizeof(prefix), "%c%s%c", q->user_id ? 'U' : 'P', id, 0);
+    char prefix[CONFIG_KEY_MAX + 3], seek[KEY_MAX];
+    int plen = snprintf(prefix, sizeof(prefix), "%c%s%c",
+                        q->user_id      ? 'U'
+                        : q->product_id ? 'P'
+                                        : 'C',
+                        id, 0);
     memcpy(seek, prefix, (size_t)plen);
     size_t seekl = (size_t)plen + strlen(lower);
     memcpy(seek + plen, lower, strlen(lower));
     const struct scan sc = {.prefix = prefix,
                             .plen = (size_t)plen,
-                            .by_product = q->product_id != NULL,
+                            .by_product = q->user_id == NULL, /* product or config key */
                             .lower = lower,
                             .upper = upper,
                             .now = q->now};
