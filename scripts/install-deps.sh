@@ -33,8 +33,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # npm packages pinned by package-lock.json (dynalite for the DynamoDB tests,
-# fauxqs for the SQS/SNS event tests).
-if [ -f package-lock.json ] && { [ ! -d node_modules/dynalite ] || [ ! -d node_modules/fauxqs ]; }; then
+# fauxqs for the SQS/SNS event tests, the OpenFeature SDK and its OFREP provider
+# for the config-service tests).
+if [ -f package-lock.json ] && { [ ! -d node_modules/dynalite ] || [ ! -d node_modules/fauxqs ] ||
+  [ ! -d node_modules/@openfeature/ofrep-provider ]; }; then
   echo "install-deps: npm ci" >&2
   npm ci --no-audit --no-fund --loglevel=error >/dev/null
 fi

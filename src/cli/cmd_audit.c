@@ -7,6 +7,7 @@
 #include "kernel/validate.h"
 #include "store/audit.h"
 #include "store/audit_chain.h"
+#include "store/config_store.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -141,10 +142,12 @@ static int purge(const struct px_config *cfg)
 int px_cmd_audit(int argc, char **argv)
 {
     const char *user = NULL, *product = NULL, *from = NULL, *to = NULL, *limit_s = NULL,
-               *cursor = NULL, *out = NULL, *pubkey = NULL, *max_pages = NULL, *export_dir = NULL;
+               *cursor = NULL, *out = NULL, *pubkey = NULL, *max_pages = NULL, *export_dir = NULL,
+               *config_key = NULL;
     const struct px_cli_flag flags[] = {
         {"--user", true, &user, NULL, "user id (UUID)"},
         {"--product", true, &product, NULL, "product id"},
+        {"--config", true, &config_key, NULL, "config key: its CONFIG_CHANGE records"},
         {"--from", true, &from, NULL,
          "query: RFC 3339 UTC lower bound (inclusive); migrate: sqlite:PATH"},
         {"--to", true, &to, NULL,
@@ -163,9 +166,9 @@ int px_cmd_audit(int argc, char **argv)
     const struct px_cli_cmd cmd = {
         .name = "audit",
         .synopsis =
-            "audit query --user UUID | --product ID [--from TS] [--to TS] [--limit N] "
-            "[--cursor C] | audit migrate --from sqlite:OLD --to SPEC | audit count | audit "
-            "keygen --out PREFIX | audit verify [--from TS] [--to TS] [--public-key F] "
+            "audit query --user UUID | --product ID | --config KEY [--from TS] [--to TS] "
+            "[--limit N] [--cursor C] | audit migrate --from sqlite:OLD --to SPEC | audit count | "
+            "audit keygen --out PREFIX | audit verify [--from TS] [--to TS] [--public-key F] "
             "[--max-pages N] | audit export --from TS --to TS --out DIR | audit verify "
             "--export DIR --public-key F | audit purge",
         .summary = "print audit records, oldest first, as JSON lines (next cursor on stderr)",
@@ -257,8 +260,10 @@ int px_cmd_audit(int argc, char **argv)
     char ts[25]; /* the store converts --from/--to with px_audit_ts_ms(): check with it */
     if (strcmp(args[0], "query") != 0)
         bad = "unknown action (query, migrate, count, keygen, verify, export, purge)";
-    else if (!user == !product)
-        bad = "exactly one of --user or --product is required";
+    else if ((user != NULL) + (product != NULL) + (config_key != NULL) != 1)
+        bad = "exactly one of --user, --product or --config is required";
+    else if (config_key && !px_config_key_valid(config_key))
+        bad = "--config must be a config key (1-128 of a-z 0-9 . _ -)";
     else if (user && !px_valid_uuid(user))
         bad = "--user must be a UUID";
     else if (product && !px_valid_product_id(product))
@@ -296,6 +301,7 @@ int px_cmd_audit(int argc, char **argv)
     struct px_audit_query q = {
         .user_id = user,
         .product_id = product,
+        .config_key = config_key,
         .from = from,
         .to = to,
         .limit = limit,
@@ -312,7 +318,8 @@ int px_cmd_audit(int argc, char **argv)
         status = rc == PX_ERR_INVALID ? PX_EXIT_USAGE : PX_EXIT_FAIL;
     } else {
         struct px_buf line;
-        px_buf_init(&line, 64 * 1024);
+        /* a write's record carries before and after, each up to PX_AUDIT_CHANGE_MAX */
+        px_buf_init(&line, 2 * PX_AUDIT_CHANGE_MAX + 64 * 1024);
         for (size_t i = 0; i < page.nitems && !rc; i++) {
             px_buf_clear(&line);
             rc = px_audit_record_json(&page.items[i], &line);
@@ -324,6 +331,8 @@ int px_cmd_audit(int argc, char **argv)
         px_buf_free(&line);
         if (page.next_cursor)
             fprintf(stderr, "next cursor: %s\n", page.next_cursor);
+        if (rc)
+            fprintf(stderr, "pricing audit: a record cannot be printed: %s\n", px_strerror(rc));
         if (rc || fflush(stdout) != 0)
             status = PX_EXIT_FAIL;
     }

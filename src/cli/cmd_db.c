@@ -10,6 +10,7 @@
 #include "store/audit_chain.h"
 #include "store/price.h"
 #include "store/product.h"
+#include "store/config_store.h"
 #include "store/sql_assets.h"
 
 #include <errno.h>
@@ -112,6 +113,30 @@ static int products(const char *what, const struct px_config *cfg, bool seed)
     return 0;
 }
 
+/* Creates or upgrades the config store (config-service); it starts empty:
+ * every reader has its defaults. */
+static int config_items(const char *what, const struct px_config *cfg)
+{
+    char err[1024];
+    const struct px_config_store_opts o = {
+        .timeout_ms = 30000,
+        .create = true,
+        .region = cfg->aws_region[0] ? cfg->aws_region : NULL,
+        .endpoint = cfg->dynamodb_endpoint[0] ? cfg->dynamodb_endpoint : NULL,
+        .access_key_id = cfg->aws_access_key_id[0] ? cfg->aws_access_key_id : NULL,
+        .secret_access_key = cfg->aws_secret_access_key[0] ? cfg->aws_secret_access_key : NULL,
+        .session_token = cfg->aws_session_token[0] ? cfg->aws_session_token : NULL,
+    };
+    struct px_config_store *s = NULL;
+    if (px_config_store_open(cfg->config_store, &o, &s, err, sizeof(err)) != PX_OK) {
+        fprintf(stderr, "pricing %s: %s\n", what, err);
+        return 1;
+    }
+    px_config_store_close(s);
+    printf("config: store ready\n");
+    return 0;
+}
+
 int px_cmd_db(int argc, char **argv)
 {
     const char *seed_file = NULL;
@@ -186,6 +211,8 @@ int px_cmd_db(int argc, char **argv)
         e = px_fs_make_parent(cfg.product_store + 7, 0755);
     if (!e && strncmp(cfg.audit_store, "sqlite:", 7) == 0)
         e = px_fs_make_parent(cfg.audit_store + 7, 0755);
+    if (!e && strncmp(cfg.config_store, "sqlite:", 7) == 0)
+        e = px_fs_make_parent(cfg.config_store + 7, 0755);
     if (e) {
         fprintf(stderr, "pricing %s: cannot create the store directory: %s\n", what, strerror(e));
         return PX_EXIT_FAIL;
@@ -242,5 +269,7 @@ int px_cmd_db(int argc, char **argv)
         return PX_EXIT_FAIL;
     px_audit_close(audit);
     printf("audit: store ready\n");
-    return products(what, &cfg, seed) ? PX_EXIT_FAIL : PX_EXIT_OK;
+    if (products(what, &cfg, seed))
+        return PX_EXIT_FAIL;
+    return config_items(what, &cfg) ? PX_EXIT_FAIL : PX_EXIT_OK;
 }

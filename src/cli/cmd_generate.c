@@ -44,7 +44,7 @@ static px_rc add_header(struct px_buf *out, bool v1, const char *name, const cha
 int px_cmd_generate_event(int argc, char **argv)
 {
     const char *path = "/price", *query = "", *method = "GET", *body = NULL;
-    const char *if_match = NULL, *idem_key = NULL;
+    const char *if_match = NULL, *idem_key = NULL, *if_none_match = NULL;
     const struct px_cli_flag flags[] = {
         {"--path", true, &path, NULL, "request path (default /price)"},
         {"--query", true, &query, NULL, "raw query string, e.g. 'id=PROD-101&userId=...'"},
@@ -52,11 +52,14 @@ int px_cmd_generate_event(int argc, char **argv)
         {"--body", true, &body, NULL, "request body (sent as application/json)"},
         {"--if-match", true, &if_match, NULL, "If-Match header, e.g. '\"1\"' (product writes)"},
         {"--idempotency-key", true, &idem_key, NULL, "Idempotency-Key header"},
+        {"--if-none-match", true, &if_none_match, NULL,
+         "If-None-Match header: '*' creates a config key"},
     };
     const struct px_cli_cmd cmd = {
         .name = "generate-event",
         .synopsis = "generate-event apigateway aws-proxy|http-api [--path P] [--query Q] "
-                    "[--method M] [--body B] [--if-match V] [--idempotency-key K]",
+                    "[--method M] [--body B] [--if-match V] [--idempotency-key K] "
+                    "[--if-none-match V]",
         .summary = "print an API Gateway proxy event (REST 1.0 or HTTP API 2.0) for invoke",
         .flags = flags,
         .nflags = PX_COUNTOF(flags),
@@ -87,7 +90,8 @@ int px_cmd_generate_event(int argc, char **argv)
         fprintf(stderr, "pricing generate-event: --path must start with /\n");
         return PX_EXIT_USAGE;
     }
-    if ((if_match && !header_value_ok(if_match)) || (idem_key && !header_value_ok(idem_key))) {
+    if ((if_match && !header_value_ok(if_match)) || (idem_key && !header_value_ok(idem_key)) ||
+        (if_none_match && !header_value_ok(if_none_match))) {
         fprintf(stderr, "pricing generate-event: header values are 1-256 printable ASCII\n");
         return PX_EXIT_USAGE;
     }
@@ -99,6 +103,8 @@ int px_cmd_generate_event(int argc, char **argv)
         rc = add_header(&out, v1, v1 ? "If-Match" : "if-match", if_match);
     if (!rc && idem_key)
         rc = add_header(&out, v1, v1 ? "Idempotency-Key" : "idempotency-key", idem_key);
+    if (!rc && if_none_match)
+        rc = add_header(&out, v1, v1 ? "If-None-Match" : "if-none-match", if_none_match);
     if (rc) {
         fprintf(stderr, "pricing generate-event: %s (check --query encoding)\n", px_strerror(rc));
         px_buf_free(&out);

@@ -2,12 +2,14 @@
 #include "kernel/app.h"
 #include "price-fetcher/handler.h"
 #include "product-service/handler.h"
+#include "config-service/handler.h"
 
 #include <string.h>
 
 static const struct px_function *const functions[] = {
     &px_fn_price_fetcher,
     &px_fn_product_service,
+    &px_fn_config_service,
 };
 
 const struct px_function *const *px_functions(size_t *n)

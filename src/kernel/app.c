@@ -13,6 +13,8 @@
 #include "../store/audit.h"
 #include "../store/price.h"
 #include "../store/product.h"
+#include "../store/config_store.h"
+#include "config_cache.h"
 
 #include <pthread.h>
 
@@ -29,6 +31,10 @@ struct px_app {
     struct px_ratelimit *ratelimit; /* NULL when RATE_LIMIT_RPS is 0 */
     pthread_mutex_t products_mu;
     struct px_product_store *_Atomic products; /* opened on first use */
+    pthread_mutex_t config_mu;
+    struct px_config_store *_Atomic config; /* opened on first use */
+    bool config_open_failed;                /* logged once until an open succeeds */
+    struct px_config_cache *config_cache;   /* built with the app; reads open config lazily */
 };
 
 /* A spec for an error line: a URI's password never reaches stderr. */
@@ -78,6 +84,7 @@ px_rc px_app_new(const struct px_config *cfg, struct px_app **out, char *err, si
     }
     app->cfg = *cfg;
     pthread_mutex_init(&app->products_mu, NULL);
+    pthread_mutex_init(&app->config_mu, NULL);
 
     /* Keys first: a bad key file is a configuration error, found before any store is touched. */
     rc = px_auth_new(&app->cfg, &app->auth, err, errlen);
@@ -128,6 +135,12 @@ px_rc px_app_new(const struct px_config *cfg, struct px_app **out, char *err, si
         open_error("AUDIT_STORE", app->cfg.audit_store, reason, err, errlen);
         goto out;
     }
+    rc = px_config_cache_new(app, &app->config_cache);
+    if (rc) {
+        snprintf(err, errlen, "CONFIG_CACHE_TTL_S: cannot set up the config cache: %s",
+                 px_strerror(rc));
+        goto out;
+    }
     *out = app;
     app = NULL;
 out:
@@ -148,6 +161,11 @@ void px_app_free(struct px_app *app)
     px_product_close(app->products);
     app->products = NULL;
     pthread_mutex_destroy(&app->products_mu);
+    px_config_cache_free(app->config_cache);
+    app->config_cache = NULL;
+    px_config_store_close(app->config);
+    app->config = NULL;
+    pthread_mutex_destroy(&app->config_mu);
     px_auth_free(app->auth);
     app->auth = NULL;
     px_ratelimit_free(app->ratelimit);
@@ -202,6 +220,49 @@ struct px_product_store *px_app_products(struct px_app *app)
     s = app->products;
     pthread_mutex_unlock(&app->products_mu);
     return s;
+}
+
+struct px_config_store *px_app_config_store(struct px_app *app)
+{
+    if (!app)
+        return NULL;
+    struct px_config_store *s = app->config;
+    if (s)
+        return s;
+    pthread_mutex_lock(&app->config_mu);
+    if (!app->config) {
+        char err[512] = "";
+        const struct px_config_store_opts o = {
+            /* SQLite: the wait for the write lock (writers queue behind each other's
+             * audit fsync); DynamoDB: one call, bounded like an audit write, since
+             * the config cache's refresh runs on a request's thread. */
+            .timeout_ms = strncmp(app->cfg.config_store, "dynamodb:", 9) == 0
+                              ? app->cfg.audit_timeout_ms
+                              : 10000,
+            .create = false,
+            .region = or_null(app->cfg.aws_region),
+            .endpoint = or_null(app->cfg.dynamodb_endpoint),
+            .access_key_id = or_null(app->cfg.aws_access_key_id),
+            .secret_access_key = or_null(app->cfg.aws_secret_access_key),
+            .session_token = or_null(app->cfg.aws_session_token),
+        };
+        if (px_config_store_open(app->cfg.config_store, &o, &s, err, sizeof(err)) == PX_OK) {
+            app->config = s;
+            app->config_open_failed = false;
+        } else if (!app->config_open_failed) {
+            /* The cache retries every CONFIG_CACHE_TTL_S: one line, not one per retry. */
+            PX_ERROR(NULL, "%s", err);
+            app->config_open_failed = true;
+        }
+    }
+    s = app->config;
+    pthread_mutex_unlock(&app->config_mu);
+    return s;
+}
+
+struct px_config_cache *px_app_config_cache(struct px_app *app)
+{
+    return app ? app->config_cache : NULL;
 }
 
 struct px_audit_store *px_app_audit(struct px_app *app)

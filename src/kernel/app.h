@@ -14,6 +14,8 @@ struct px_app;
 struct px_price_store;
 struct px_audit_store;
 struct px_product_store;
+struct px_config_store;
+struct px_config_cache;
 struct px_auth;
 struct px_ratelimit;
 
@@ -49,6 +51,11 @@ struct px_audit_store *px_app_audit(struct px_app *app);
  * serving look-ups only never needs the catalogue file. NULL when it cannot be
  * opened (logged once per attempt); a later call tries again. Thread-safe. */
 struct px_product_store *px_app_products(struct px_app *app);
+/* The config store (CONFIG_STORE), opened on first use like the product
+ * store. NULL when it cannot be opened now; a later call tries again. */
+struct px_config_store *px_app_config_store(struct px_app *app);
+/* The process-wide cache of config and flags (config_cache.h); NULL app: NULL. */
+struct px_config_cache *px_app_config_cache(struct px_app *app);
 /* The access control built from AUTH_MODE (NULL app: none). */
 const struct px_auth *px_app_auth(const struct px_app *app);
 /* The throttle built from RATE_LIMIT_RPS / RATE_LIMIT_BURST (NULL: off). */

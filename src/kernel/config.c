@@ -16,6 +16,9 @@ const struct px_config px_config_defaults = {
     .price_db = "sqlite:./var/prices.db",
     .audit_store = "sqlite:./var/audit.db",
     .product_store = "sqlite:./var/products.db",
+    .config_store = "sqlite:./var/config.db",
+    .config_cache_ttl_s = 5,
+    .config_stale_max_s = 300,
     .aws_region = "",
     .aws_access_key_id = "",
     .aws_secret_access_key = "",
@@ -86,6 +89,13 @@ static const struct setting settings[] = {
      "product catalogue store: sqlite:PATH or dynamodb:TABLE"},
     {"TABLE_PRODUCTS", NULL, "PRODUCT_STORE", "dynamodb:", NULL, STR(product_store), 0, 0, false,
      "DynamoDB product table (same as PRODUCT_STORE=dynamodb:TABLE)"},
+    {"CONFIG_STORE", NULL, NULL, NULL, "--config-store", STR(config_store), 0, 0, false,
+     "configuration and feature flag store: sqlite:PATH or dynamodb:TABLE"},
+    {"CONFIG_CACHE_TTL_S", NULL, NULL, NULL, "--config-cache-ttl", INT(config_cache_ttl_s), 0, 3600,
+     false, "seconds a function may serve cached config and flags before reading them again"},
+    {"CONFIG_STALE_MAX_S", NULL, NULL, NULL, "--config-stale-max", INT(config_stale_max_s), 0,
+     86400, false,
+     "seconds a config store outage serves the last known values before the defaults"},
     {"AUDIT_RETENTION_DAYS", NULL, NULL, NULL, "--audit-retention-days", INT(audit_retention_days),
      1, 3650, false, "days until an audit record expires"},
     {"LOG_LEVEL", NULL, NULL, NULL, "--log-level", S_LOGLEVEL,
@@ -436,6 +446,15 @@ px_rc px_config_check(const struct px_config *cfg, char *err, size_t errlen)
         scheme_of(ps, scheme, sizeof(scheme));
         snprintf(err, errlen,
                  "PRODUCT_STORE (--product-store): must be sqlite:PATH or dynamodb:TABLE (got "
+                 "scheme \"%s\")",
+                 scheme);
+        return PX_ERR_CONFIG;
+    }
+    if (!(starts_with(cfg->config_store, "sqlite:") && cfg->config_store[7]) &&
+        !(starts_with(cfg->config_store, "dynamodb:") && cfg->config_store[9])) {
+        scheme_of(cfg->config_store, scheme, sizeof(scheme));
+        snprintf(err, errlen,
+                 "CONFIG_STORE (--config-store): must be sqlite:PATH or dynamodb:TABLE (got "
                  "scheme \"%s\")",
                  scheme);
         return PX_ERR_CONFIG;

@@ -21,6 +21,9 @@ struct px_config {
     char price_db[1024];      /* PRICE_DB, --price-db */
     char audit_store[1024];   /* AUDIT_STORE, --audit-store (TABLE_AUDIT -> dynamodb:TABLE) */
     char product_store[1024]; /* PRODUCT_STORE, --product-store, TABLE_PRODUCTS */
+    char config_store[1024];  /* CONFIG_STORE, --config-store (sqlite:PATH) */
+    long config_cache_ttl_s;  /* CONFIG_CACHE_TTL_S: age bound of cached config/flags, 0..3600 */
+    long config_stale_max_s;  /* CONFIG_STALE_MAX_S: how long an outage serves last known values */
     char aws_region[64];      /* AWS_REGION */
     char aws_access_key_id[128];
     char aws_secret_access_key[256];

@@ -35,6 +35,7 @@ static const struct {
                                     "this write needs an If-Match header"},
     [PX_E_IDEMPOTENCY_KEY_REUSED] = {422, "IDEMPOTENCY_KEY_REUSED",
                                      "this Idempotency-Key was used with another request body"},
+    [PX_E_MAINTENANCE] = {503, "MAINTENANCE", "the service is in maintenance; retry later"},
 };
 
 /* Static bodies for when the arena cannot hold the real one: same code,

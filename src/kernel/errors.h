@@ -25,6 +25,7 @@ enum px_ecode {
     PX_E_PRECONDITION_FAILED,    /* 412: If-Match names an older version */
     PX_E_PRECONDITION_REQUIRED,  /* 428: a write without If-Match */
     PX_E_IDEMPOTENCY_KEY_REUSED, /* 422: Idempotency-Key seen with another body */
+    PX_E_MAINTENANCE,            /* 503: flags.maintenance is on (CONTRACT §9), with Retry-After */
     PX_E__COUNT
 };
 

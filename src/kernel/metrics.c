@@ -53,6 +53,7 @@ static struct {
     atomic_ulong ev_published, ev_failed, ev_parked;
     atomic_llong ev_waiting, ev_parked_now, ev_lag_ms;
     atomic_int ev_relay; /* a relay runs in this process: render its series */
+    atomic_ulong config_refresh[3];
 } m;
 
 static size_t status_index(int status)
@@ -160,6 +161,19 @@ void px_metrics_audit_write(double write_ms)
 void px_metrics_audit_wait(double wait_ms)
 {
     hist_add(&m.audit_wait, wait_ms);
+}
+
+void px_metrics_config(enum px_metrics_config what)
+{
+    if ((unsigned)what < PX_COUNTOF(m.config_refresh))
+        atomic_fetch_add_explicit(&m.config_refresh[what], 1, memory_order_relaxed);
+}
+
+unsigned long px_metrics_config_total(enum px_metrics_config what)
+{
+    return (unsigned)what < PX_COUNTOF(m.config_refresh)
+               ? atomic_load_explicit(&m.config_refresh[what], memory_order_relaxed)
+               : 0;
 }
 
 void px_metrics_price(bool found)
@@ -326,6 +340,18 @@ px_rc px_metrics_render(struct px_buf *out)
             (long long)atomic_load_explicit(&m.ev_waiting, memory_order_relaxed),
             (long long)atomic_load_explicit(&m.ev_parked_now, memory_order_relaxed),
             (double)atomic_load_explicit(&m.ev_lag_ms, memory_order_relaxed) / 1000.0);
+    if (!rc)
+        rc = px_buf_printf(
+            out,
+            "# HELP pricing_config_refreshes_total Config cache refreshes: read, or the store "
+            "failed and the last known values (stale) or the defaults were served.\n"
+            "# TYPE pricing_config_refreshes_total counter\n"
+            "pricing_config_refreshes_total{result=\"ok\"} %lu\n"
+            "pricing_config_refreshes_total{result=\"stale\"} %lu\n"
+            "pricing_config_refreshes_total{result=\"defaults\"} %lu\n",
+            atomic_load_explicit(&m.config_refresh[0], memory_order_relaxed),
+            atomic_load_explicit(&m.config_refresh[1], memory_order_relaxed),
+            atomic_load_explicit(&m.config_refresh[2], memory_order_relaxed));
     return rc;
 }
 

@@ -29,6 +29,16 @@ void px_metrics_price(bool found);
 void px_metrics_events(unsigned published, unsigned failed, unsigned parked);
 /* Sets the relay's outbox gauges: waiting and parked events, lag (ms). */
 void px_metrics_events_gauges(int64_t waiting, int64_t parked, int64_t lag_ms);
+/* What a config cache refresh did (config_cache.h). */
+enum px_metrics_config {
+    PX_METRICS_CONFIG_REFRESHED, /* read the store */
+    PX_METRICS_CONFIG_STALE,     /* the store failed: last known values kept */
+    PX_METRICS_CONFIG_DEFAULTS,  /* the store failed past the hard bound: defaults */
+};
+/* Counts one config cache refresh by its outcome. */
+void px_metrics_config(enum px_metrics_config what);
+/* Refreshes of that outcome so far (Lambda's metric line reports the change). */
+unsigned long px_metrics_config_total(enum px_metrics_config what);
 
 /* Appends every metric, with HELP and TYPE lines, to out. */
 px_rc px_metrics_render(struct px_buf *out) PX_WUR;

@@ -198,7 +198,8 @@ px_rc px_audit_query(struct px_audit_store *s, const struct px_audit_query *q, s
 {
     if (!s || !q || !a || !out)
         return PX_ERR_INVALID;
-    if (!q->user_id == !q->product_id || q->limit < 1 || q->limit > 1000)
+    if ((q->user_id != NULL) + (q->product_id != NULL) + (q->config_key != NULL) != 1 ||
+        q->limit < 1 || q->limit > 1000)
         return PX_ERR_INVALID;
     memset(out, 0, sizeof(*out));
     return s->ops->query(s->impl, q, a, out);
@@ -244,20 +245,23 @@ px_rc px_audit_count(struct px_audit_store *s, uint64_t *count)
 }
 
 void px_audit_keys(const struct px_audit_record *r, char pk[PX_AUDIT_PK_MAX], char sk[128],
-                   char gsi1pk[96])
+                   char gsi1pk[PX_AUDIT_GSI1PK_MAX])
 {
     if (r->user_id[0])
         snprintf(pk, PX_AUDIT_PK_MAX, "USER#%s", r->user_id);
     else
         snprintf(pk, PX_AUDIT_PK_MAX, "ACTOR#%s", r->principal);
     snprintf(sk, 128, "AUDIT#%s#%s", r->ts, r->request_id);
-    snprintf(gsi1pk, 96, "PRODUCT#%s", r->product_id);
+    if (r->config_key[0])
+        snprintf(gsi1pk, PX_AUDIT_GSI1PK_MAX, "CONFIG#%s", r->config_key);
+    else
+        snprintf(gsi1pk, PX_AUDIT_GSI1PK_MAX, "PRODUCT#%s", r->product_id);
 }
 
 px_rc px_audit_record_json(const struct px_audit_record *r, void *buf)
 {
     struct px_buf *b = buf;
-    char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[96];
+    char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[PX_AUDIT_GSI1PK_MAX];
     px_audit_keys(r, pk, sk, gsi1pk);
     const struct px_kv fields[] = {
         {"pk", pk},
@@ -267,7 +271,8 @@ px_rc px_audit_record_json(const struct px_audit_record *r, void *buf)
         {"action", r->action},
         {"status", r->status},
         {"userId", r->user_id[0] ? r->user_id : NULL},
-        {"productId", r->product_id},
+        {"productId", r->config_key[0] && !r->product_id[0] ? NULL : r->product_id},
+        {"configKey", r->config_key[0] ? r->config_key : NULL},
         {"requestId", r->request_id},
         {"correlationId", r->correlation_id},
         {"ts", r->ts},

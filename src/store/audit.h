@@ -34,17 +34,23 @@ struct px_audit_record {
      * copies them with the record, queries return arena copies. */
     const char *before;
     const char *after;
+    /* A config change (CONTRACT §9): the key changed; "" otherwise. Its
+     * gsi1pk is CONFIG#<key> instead of PRODUCT#<product>. */
+    char config_key[128 + 1];
 };
 
 /* Bound on each of before / after (a product body is at most 64 KiB). */
 #define PX_AUDIT_CHANGE_MAX (160 * 1024)
+/* Size of the gsi1pk buffer px_audit_keys() needs ("CONFIG#" + a config key). */
+#define PX_AUDIT_GSI1PK_MAX 160
 /* Size of the pk buffer px_audit_keys() needs ("ACTOR#" + a principal). */
 #define PX_AUDIT_PK_MAX 160
 
 /* Derived keys: pk = USER#<user> (look-ups) or ACTOR#<principal> (writes, which
- * carry no user id), sk = gsi1sk = AUDIT#<ts>#<request>, gsi1pk = PRODUCT#<product>. */
+ * carry no user id), sk = gsi1sk = AUDIT#<ts>#<request>, gsi1pk = PRODUCT#<product>
+ * or, for a config change, CONFIG#<key>. */
 void px_audit_keys(const struct px_audit_record *r, char pk[PX_AUDIT_PK_MAX], char sk[128],
-                   char gsi1pk[96]);
+                   char gsi1pk[PX_AUDIT_GSI1PK_MAX]);
 
 /* Bytes px_audit_record_copy() needs beyond the struct for r's before/after. */
 size_t px_audit_record_extra(const struct px_audit_record *r);
@@ -74,12 +80,13 @@ struct px_audit_opts {
 typedef void (*px_audit_done_fn)(void *arg, px_rc rc);
 
 struct px_audit_query {
-    const char *user_id; /* exactly one of user_id / product_id */
+    const char *user_id; /* exactly one of user_id / product_id / config_key */
     const char *product_id;
-    const char *from, *to; /* RFC 3339 bounds, inclusive; NULL = open */
-    long limit;            /* 1..1000 */
-    const char *cursor;    /* opaque, from a previous page; NULL = first page */
-    int64_t now;           /* epoch seconds; records with expires_at <= now are hidden */
+    const char *config_key; /* config changes of one key (SQLite store only) */
+    const char *from, *to;  /* RFC 3339 bounds, inclusive; NULL = open */
+    long limit;             /* 1..1000 */
+    const char *cursor;     /* opaque, from a previous page; NULL = first page */
+    int64_t now;            /* epoch seconds; records with expires_at <= now are hidden */
 };
 
 struct px_audit_page {

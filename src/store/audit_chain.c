@@ -85,6 +85,11 @@ void px_chain_hash(const char *writer, uint64_t wseq, const struct px_audit_reco
         put_field(md, f[i]);
     put_field(md, r->before);
     put_field(md, r->after);
+    /* A config change's key is the one field that says what it changed (its
+     * gsi1pk, CONFIG#<key>, is derived from it). Absent for every other
+     * record, so their hashes stay what they were. */
+    if (r->config_key[0])
+        put_field(md, r->config_key);
     EVP_DigestUpdate(md, prev, PX_CHAIN_HASH_LEN);
     EVP_DigestFinal_ex(md, out, &n);
     EVP_MD_CTX_free(md);

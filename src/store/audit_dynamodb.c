@@ -99,7 +99,7 @@ static px_rc put_s(struct px_buf *b, bool first, const char *name, const char *v
 
 px_rc px_ddb_audit_item_json(const struct px_audit_record *r, struct px_buf *b)
 {
-    char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[96];
+    char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[PX_AUDIT_GSI1PK_MAX];
     if (!terminated(r->user_id, sizeof(r->user_id)) ||
         !terminated(r->product_id, sizeof(r->product_id)) ||
         !terminated(r->request_id, sizeof(r->request_id)) ||
@@ -109,7 +109,8 @@ px_rc px_ddb_audit_item_json(const struct px_audit_record *r, struct px_buf *b)
         !terminated(r->ts, sizeof(r->ts)) || !terminated(r->action, sizeof(r->action)) ||
         !terminated(r->status, sizeof(r->status)))
         return PX_ERR_INVALID;
-    if (!px_audit_record_subject_ok(r) || !r->product_id[0] || !r->request_id[0] || !r->ts[0] ||
+    if (!px_audit_record_subject_ok(r) || (!r->product_id[0] && !r->config_key[0]) ||
+        !terminated(r->config_key, sizeof(r->config_key)) || !r->request_id[0] || !r->ts[0] ||
         !r->action[0] || !r->status[0])
         return PX_ERR_INVALID;
     px_audit_keys(r, pk, sk, gsi1pk);
@@ -130,8 +131,10 @@ px_rc px_ddb_audit_item_json(const struct px_audit_record *r, struct px_buf *b)
     /* A write has no user id (its pk is the actor): no empty attribute for it. */
     if (!rc && r->user_id[0])
         rc = put_s(b, false, "userId", r->user_id);
-    if (!rc)
+    if (!rc && r->product_id[0])
         rc = put_s(b, false, "productId", r->product_id);
+    if (!rc && r->config_key[0])
+        rc = put_s(b, false, "configKey", r->config_key);
     if (!rc)
         rc = put_s(b, false, "requestId", r->request_id);
     /* DynamoDB takes empty strings, older emulators do not: an absent
@@ -192,7 +195,9 @@ px_rc px_ddb_audit_item_parse(const json_t *item, struct px_audit_record *r)
     /* Writes carry no userId; px_audit_record_subject_ok() wants one of userId / principal. */
     px_rc rc = copy_field(item, "userId", r->user_id, sizeof(r->user_id), false);
     if (!rc)
-        rc = copy_field(item, "productId", r->product_id, sizeof(r->product_id), true);
+        rc = copy_field(item, "configKey", r->config_key, sizeof(r->config_key), false);
+    if (!rc)
+        rc = copy_field(item, "productId", r->product_id, sizeof(r->product_id), !r->config_key[0]);
     if (!rc)
         rc = copy_field(item, "requestId", r->request_id, sizeof(r->request_id), true);
     if (!rc)
@@ -317,8 +322,11 @@ px_rc px_ddb_cursor_decode(const char *cursor, const struct px_audit_query *q, j
         if (strcmp(attr_s(k, "pk"), pk) != 0)
             goto bad;
     } else {
-        char gpk[96];
-        snprintf(gpk, sizeof(gpk), "PRODUCT#%s", q->product_id);
+        char gpk[PX_AUDIT_GSI1PK_MAX];
+        if (q->config_key)
+            snprintf(gpk, sizeof(gpk), "CONFIG#%s", q->config_key);
+        else
+            snprintf(gpk, sizeof(gpk), "PRODUCT#%s", q->product_id);
         if (strcmp(attr_s(k, "gsi1pk"), gpk) != 0 || strcmp(attr_s(k, "gsi1sk"), attr_s(k, "sk")))
             goto bad;
     }
@@ -556,9 +564,11 @@ static px_rc query_page(struct store *s, const struct px_audit_query *q, const c
                         const char *hi, long want, json_t *start, int64_t deadline, json_t **resp)
 {
     bool by_user = q->user_id != NULL;
-    char part[128], now[32];
+    char part[PX_AUDIT_GSI1PK_MAX], now[32];
     if (by_user)
         user_pk(q->user_id, part, sizeof(part));
+    else if (q->config_key)
+        snprintf(part, sizeof(part), "CONFIG#%s", q->config_key);
     else
         snprintf(part, sizeof(part), "PRODUCT#%s", q->product_id);
     snprintf(now, sizeof(now), "%lld", (long long)q->now);
@@ -590,7 +600,7 @@ static px_rc query_page(struct store *s, const struct px_audit_query *q, const c
 /* The key a query would resume after record r (the same shape as LastEvaluatedKey). */
 static json_t *key_of(const struct px_audit_record *r, bool by_user)
 {
-    char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[96];
+    char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[PX_AUDIT_GSI1PK_MAX];
     px_audit_keys(r, pk, sk, gsi1pk);
     if (by_user)
         return json_pack("{s:{s:s}, s:{s:s}}", "pk", "S", pk, "sk", "S", sk);
@@ -609,10 +619,13 @@ static px_rc ddb_query(void *impl, const struct px_audit_query *q, struct px_are
     size_t need = (size_t)q->limit;
 
     memset(out, 0, sizeof(*out));
-    if (q->limit < 1 || q->limit > 1000 || (!q->user_id == !q->product_id))
+    if (q->limit < 1 || q->limit > 1000 ||
+        (q->user_id != NULL) + (q->product_id != NULL) + (q->config_key != NULL) != 1)
         return PX_ERR_INVALID;
     if ((by_user && strlen(q->user_id) > PX_UUID_LEN) ||
-        (!by_user && strlen(q->product_id) > PX_MAX_PRODUCT_ID))
+        (q->product_id && strlen(q->product_id) > PX_MAX_PRODUCT_ID) ||
+        (q->config_key &&
+         strlen(q->config_key) >= sizeof(((struct px_audit_record *)0)->config_key)))
         return PX_ERR_INVALID;
     if ((q->from && px_audit_ts_ms(q->from, from)) || (q->to && px_audit_ts_ms(q->to, to)))
         return PX_ERR_INVALID;
@@ -927,7 +940,7 @@ static bool item_entry(const json_t *item, struct px_arena *ar, struct ventry *e
     *what = "unreadable record item";
     if (px_ddb_audit_item_parse(item, &r) || changes_parse(item, ar, &r))
         return false;
-    char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[96];
+    char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[PX_AUDIT_GSI1PK_MAX];
     px_audit_keys(&r, pk, sk, gsi1pk);
     const char *ipk = attr_s(item, "pk"), *isk = attr_s(item, "sk");
     const char *ig = attr_s(item, "gsi1pk"), *igs = attr_s(item, "gsi1sk");

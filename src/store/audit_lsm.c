@@ -45,13 +45,19 @@
 #define BROKEN_MAX           8
 #define VALUE_VERSION        1
 #define VALUE_VERSION_CHANGE 2 /* a write's record: before / after follow */
+#define VALUE_VERSION_CONFIG 3 /* a config change's body: as 2, then its config key */
 #define CHANGE_ABSENT        0xffffffffu
-/* Versions 3 and 4 are 1 and 2 followed by the chain trailer: writer id,
- * wseq (8 bytes big-endian), prev hash, hash (docs/internals/audit-integrity.md). */
-#define VALUE_CHAINED 2
-#define TRAILER_LEN   (PX_CHAIN_WRITER_LEN + 8 + 2 * PX_CHAIN_HASH_LEN)
-#define KEY_MAX       (1 + PX_MAX_PRODUCT_ID + 1 + PX_AUDIT_CURSOR_MAX + 1 + PX_UUID_LEN + 1)
-#define VALUE_MAX     1024
+/* Stored values are chained: versions 3, 4 and 5 are the bodies 1, 2 and 3
+ * followed by the chain trailer: writer id, wseq (8 bytes big-endian), prev
+ * hash, hash (docs/internals/audit-integrity.md). Versions 1 and 2 are records
+ * written before the chain; a config change (body 3) is only ever chained. */
+#define VALUE_CHAINED  2
+#define TRAILER_LEN    (PX_CHAIN_WRITER_LEN + 8 + 2 * PX_CHAIN_HASH_LEN)
+#define CONFIG_KEY_MAX 128 /* struct px_audit_record config_key, NUL excluded */
+#define KEY_MAX        (1 + CONFIG_KEY_MAX + 1 + PX_AUDIT_CURSOR_MAX + 1 + PX_UUID_LEN + 1)
+#define VALUE_MAX      1024
+_Static_assert(sizeof(((struct px_audit_record *)0)->config_key) == CONFIG_KEY_MAX + 1,
+               "CONFIG_KEY_MAX is the record's config_key");
 /* Memtable size: bounds RSS per sub-store (two of them at most) and how much
  * log a secondary replays when it opens. */
 #define MEMTABLE_BYTES (4u << 20)
@@ -144,10 +150,13 @@ static size_t actor_key(char *k, const char *principal, const char *sk)
     return n > 0 && n < KEY_MAX ? (size_t)n : 0;
 }
 
-/* 'P' product NUL sk NUL user: a product's records in sort-key order. */
-static size_t product_key(char *k, const char *product, const char *sk, const char *user)
+/* 'P' product NUL sk NUL user: a product's records in sort-key order; 'C' key
+ * NUL sk NUL: a config key's changes (CONTRACT §9, gsi1pk CONFIG#<key>). */
+static size_t product_key(char *k, const struct px_audit_record *r, const char *sk)
 {
-    int n = snprintf(k, KEY_MAX, "P%s%c%s%c%s", product, 0, sk, 0, user);
+    int n = r->config_key[0]
+                ? snprintf(k, KEY_MAX, "C%s%c%s%c", r->config_key, 0, sk, 0)
+                : snprintf(k, KEY_MAX, "P%s%c%s%c%s", r->product_id, 0, sk, 0, r->user_id);
     return n > 0 && n < KEY_MAX ? (size_t)n : 0;
 }
 
@@ -166,9 +175,10 @@ static size_t put_str(unsigned char *v, size_t at, const char *s)
  * version 1, byte for byte what it always was. v holds value_size(r) bytes. */
 static size_t encode_body(const struct px_audit_record *r, unsigned char *v)
 {
-    bool change = r->before || r->after;
+    bool config = r->config_key[0] != '\0';
+    bool change = r->before || r->after || config;
     size_t at = 0;
-    v[at++] = change ? VALUE_VERSION_CHANGE : VALUE_VERSION;
+    v[at++] = config ? VALUE_VERSION_CONFIG : change ? VALUE_VERSION_CHANGE : VALUE_VERSION;
     uint64_t e = (uint64_t)r->expires_at;
     for (int i = 7; i >= 0; i--)
         v[at++] = (unsigned char)(e >> (i * 8));
@@ -188,6 +198,8 @@ static size_t encode_body(const struct px_audit_record *r, unsigned char *v)
             at += n;
         }
     }
+    if (config)
+        at = put_str(v, at, r->config_key);
     return at;
 }
 
@@ -216,7 +228,7 @@ static size_t encode(const struct px_audit_record *r, const struct link *l, unsi
 static size_t value_size(const struct px_audit_record *r)
 {
     return VALUE_MAX + TRAILER_LEN + (r->before ? strlen(r->before) + 4 : 4) +
-           (r->after ? strlen(r->after) + 4 : 4);
+           (r->after ? strlen(r->after) + 4 : 4) + 1 + CONFIG_KEY_MAX;
 }
 
 static bool get_str(const unsigned char *v, size_t len, size_t *at, char *dst, size_t cap)
@@ -264,7 +276,7 @@ static px_rc decode_link(const char *val, size_t len, struct px_audit_record *r,
     memset(ch, 0, sizeof(*ch));
     memset(l, 0, sizeof(*l));
     r->before = r->after = NULL;
-    if (len < 9 || v[0] < VALUE_VERSION || v[0] > VALUE_VERSION_CHANGE + VALUE_CHAINED)
+    if (len < 9 || v[0] < VALUE_VERSION || v[0] > VALUE_VERSION_CONFIG + VALUE_CHAINED)
         return PX_ERR_PROTOCOL;
     unsigned version = v[0];
     if (version > VALUE_VERSION_CHANGE) {
@@ -298,9 +310,12 @@ static px_rc decode_link(const char *val, size_t len, struct px_audit_record *r,
               get_str(v, len, &at, r->ts, sizeof(r->ts)) &&
               get_str(v, len, &at, r->principal, sizeof(r->principal)) &&
               get_str(v, len, &at, r->api_request_id, sizeof(r->api_request_id));
-    if (ok && version == VALUE_VERSION_CHANGE)
+    if (ok && version != VALUE_VERSION)
         ok = get_change(v, len, &at, &ch->before, &ch->before_len) &&
              get_change(v, len, &at, &ch->after, &ch->after_len);
+    r->config_key[0] = '\0';
+    if (ok && version == VALUE_VERSION_CONFIG)
+        ok = get_str(v, len, &at, r->config_key, sizeof(r->config_key)) && r->config_key[0];
     return ok && at == len ? PX_OK : PX_ERR_PROTOCOL;
 }
 
@@ -514,7 +529,7 @@ static void write_items(void *ctx, struct px_aq_item **items, size_t n, int64_t 
     pthread_rwlock_rdlock(&a->lk);
     for (size_t i = 0; !fail && i < n; i++) {
         struct px_aq_item *it = items[i];
-        char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[96], k[KEY_MAX];
+        char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[PX_AUDIT_GSI1PK_MAX], k[KEY_MAX];
         unsigned char small[VALUE_MAX], *v = small;
         px_audit_keys(&it->rec, pk, sk, gsi1pk);
         size_t kl = it->rec.user_id[0] ? user_key(k, it->rec.user_id, sk)
@@ -549,7 +564,7 @@ static void write_items(void *ctx, struct px_aq_item **items, size_t n, int64_t 
         px_chain_hash(c.writer, l.wseq, &it->rec, c.head, l.hash);
         size_t len = encode(&it->rec, &l, v);
         rocksdb_writebatch_wi_put(wb, k, kl, (const char *)v, len);
-        kl = product_key(k, it->rec.product_id, sk, it->rec.user_id);
+        kl = product_key(k, &it->rec, sk);
         if (kl)
             rocksdb_writebatch_wi_put(wb, k, kl, (const char *)v, len);
         if (v != small)
@@ -1023,23 +1038,30 @@ static px_rc audit_query(void *impl, const struct px_audit_query *q, struct px_a
                          struct px_audit_page *out)
 {
     struct lsm_audit *a = impl;
-    if (!a || !q || !ar || !out || !q->user_id == !q->product_id || q->limit < 1 || q->limit > 1000)
+    if (!a || !q || !ar || !out ||
+        (q->user_id != NULL) + (q->product_id != NULL) + (q->config_key != NULL) != 1 ||
+        q->limit < 1 || q->limit > 1000)
         return PX_ERR_INVALID;
     memset(out, 0, sizeof(*out));
     char lower[PX_AUDIT_CURSOR_MAX + 1], upper[40];
     if (px_audit_bounds(q, lower, upper))
         return PX_ERR_INVALID;
-    const char *id = q->user_id ? q->user_id : q->product_id;
-    if (strnlen(id, PX_MAX_PRODUCT_ID + 1) > PX_MAX_PRODUCT_ID)
+    const char *id = q->user_id ? q->user_id : q->product_id ? q->product_id : q->config_key;
+    size_t id_max = q->config_key ? CONFIG_KEY_MAX : PX_MAX_PRODUCT_ID;
+    if (strnlen(id, id_max + 1) > id_max)
         return PX_ERR_INVALID;
-    char prefix[PX_MAX_PRODUCT_ID + 3], seek[KEY_MAX];
-    int plen = snprintf(prefix, sizeof(prefix), "%c%s%c", q->user_id ? 'U' : 'P', id, 0);
+    char prefix[CONFIG_KEY_MAX + 3], seek[KEY_MAX];
+    int plen = snprintf(prefix, sizeof(prefix), "%c%s%c",
+                        q->user_id      ? 'U'
+                        : q->product_id ? 'P'
+                                        : 'C',
+                        id, 0);
     memcpy(seek, prefix, (size_t)plen);
     size_t seekl = (size_t)plen + strlen(lower);
     memcpy(seek + plen, lower, strlen(lower));
     const struct scan sc = {.prefix = prefix,
                             .plen = (size_t)plen,
-                            .by_product = q->product_id != NULL,
+                            .by_product = q->user_id == NULL, /* product or config key */
                             .lower = lower,
                             .upper = upper,
                             .now = q->now};
@@ -1241,7 +1263,7 @@ static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, si
                 px_chain_verifier_checkpoint(v, val, vl, where);
                 continue;
             }
-            if (!kl || (k[0] != 'U' && k[0] != 'A' && k[0] != 'P')) {
+            if (!kl || (k[0] != 'U' && k[0] != 'A' && k[0] != 'P' && k[0] != 'C')) {
                 snprintf(where, sizeof(where), "w-%02d key %.*s", sub, (int)(kl > 80 ? 80 : kl), k);
                 px_chain_verifier_fail(v, where, "a key of no known kind (inserted)");
                 continue;
@@ -1251,7 +1273,7 @@ static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, si
             struct link l;
             memset(&r, 0, sizeof(r));
             px_rc dr = decode_link(val, vl, &r, &ch, &l);
-            char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[96], want[KEY_MAX];
+            char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[PX_AUDIT_GSI1PK_MAX], want[KEY_MAX];
             size_t wl = 0;
             if (!dr) {
                 /* before / after point into the value: hashed before the iterator moves. */
@@ -1265,7 +1287,9 @@ static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, si
                 if ((ch.before && !b) || (ch.after && !af))
                     dr = PX_ERR_NOMEM;
                 px_audit_keys(&r, pk, sk, gsi1pk);
-                wl = k[0] == 'P'   ? product_key(want, r.product_id, sk, r.user_id)
+                /* The index copy: P<product> or, for a config change, C<key>. */
+                bool index_copy = k[0] == 'P' || k[0] == 'C';
+                wl = index_copy    ? product_key(want, &r, sk)
                      : k[0] == 'U' ? user_key(want, r.user_id, sk)
                                    : actor_key(want, r.principal, sk);
                 unsigned char h[PX_CHAIN_HASH_LEN];
@@ -1282,13 +1306,16 @@ static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, si
                     break;
                 }
                 snprintf(where, sizeof(where), "w-%02d %s key of sk %s", sub,
-                         k[0] == 'P' ? "product" : "user", sk);
+                         k[0] == 'P'   ? "product"
+                         : k[0] == 'C' ? "config"
+                                       : "user",
+                         sk);
                 if (wl != kl || memcmp(want, k, kl) != 0) {
                     px_chain_verifier_fail(v, where, "changed: its key does not match its fields");
                     continue;
                 }
                 /* Written before the chain: kept once, by its product copy. */
-                if (!chained && k[0] != 'P')
+                if (!chained && k[0] != 'P' && k[0] != 'C')
                     continue;
                 if (n == cap) {
                     size_t ncap = cap ? cap * 2 : 1024;
@@ -1306,7 +1333,7 @@ static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, si
                 struct ventry *e = &es[n++];
                 e->l = l;
                 e->ok = hash_ok;
-                e->kind = k[0] == 'P' ? 'P' : 'U';
+                e->kind = k[0] == 'P' || k[0] == 'C' ? 'P' : 'U';
                 e->sub = sub;
                 memcpy(e->ts, r.ts, sizeof(e->ts));
                 snprintf(e->sk, sizeof(e->sk), "%s", sk);

@@ -271,10 +271,12 @@ void px_aq_stats(struct px_aq *q, uint64_t *batches, uint64_t *records, uint64_t
 bool px_audit_record_ok(const struct px_audit_record *r)
 {
     char ts[25];
-    if (!px_audit_record_subject_ok(r) || !FIELD_OK(r->product_id, true) ||
-        !FIELD_OK(r->request_id, true) || !FIELD_OK(r->correlation_id, false) ||
-        !FIELD_OK(r->principal, false) || !FIELD_OK(r->api_request_id, false) ||
-        !FIELD_OK(r->ts, true) || !FIELD_OK(r->action, true) || !FIELD_OK(r->status, true))
+    /* A record names a product, or (a config change) a config key. */
+    if (!px_audit_record_subject_ok(r) || !FIELD_OK(r->config_key, false) ||
+        !FIELD_OK(r->product_id, !r->config_key[0]) || !FIELD_OK(r->request_id, true) ||
+        !FIELD_OK(r->correlation_id, false) || !FIELD_OK(r->principal, false) ||
+        !FIELD_OK(r->api_request_id, false) || !FIELD_OK(r->ts, true) ||
+        !FIELD_OK(r->action, true) || !FIELD_OK(r->status, true))
         return false;
     return px_audit_ts_ms(r->ts, ts) == PX_OK && strcmp(ts, r->ts) == 0;
 }

@@ -112,7 +112,7 @@ static const char CHECKPOINT_SQL[] =
  * upper bound, ?4 now, ?5 limit + 1. */
 #define SELECT_COLS_NOFROM                                                                         \
     "SELECT action, status, user_id, product_id, request_id, correlation_id, ts, expires_at,"      \
-    " principal, api_request_id, sk, before_json, after_json"
+    " principal, api_request_id, sk, before_json, after_json, gsi1pk"
 #define SELECT_COLS SELECT_COLS_NOFROM " FROM audit "
 static const char BY_USER_SQL[] =
     SELECT_COLS "WHERE pk = ?1 AND sk > ?2 AND sk < ?3 AND expires_at > ?4 ORDER BY sk LIMIT ?5";
@@ -480,7 +480,7 @@ static int insert(struct sqlite_audit *a, const struct px_audit_record *r, const
     char prev_hex[PX_CHAIN_HEX_LEN + 1], hash_hex[PX_CHAIN_HEX_LEN + 1];
     px_chain_hex(c->head, prev_hex);
     px_chain_hex(hash, hash_hex);
-    char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[96];
+    char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[PX_AUDIT_GSI1PK_MAX];
     px_audit_keys(r, pk, sk, gsi1pk);
     sqlite3_stmt *st = a->ins;
     const char *text[] = {pk,
@@ -903,6 +903,14 @@ static px_rc row_to_record(sqlite3_stmt *st, struct px_audit_record *r, char sk[
         rc = col_dup(st, 11, ar, &r->before);
     if (!rc)
         rc = col_dup(st, 12, ar, &r->after);
+    const unsigned char *g = sqlite3_column_text(st, 13);
+    /* A config change's key lives only in its gsi1pk (CONFIG#<key>). */
+    if (!rc && g && strncmp((const char *)g, "CONFIG#", 7) == 0) {
+        size_t n = strlen((const char *)g + 7);
+        if (n >= sizeof(r->config_key))
+            return PX_ERR_PROTOCOL;
+        memcpy(r->config_key, g + 7, n + 1);
+    }
     return rc;
 }
 
@@ -910,20 +918,27 @@ static px_rc audit_query(void *impl, const struct px_audit_query *q, struct px_a
                          struct px_audit_page *out)
 {
     struct sqlite_audit *a = impl;
-    if (!a || !q || !ar || !out || !q->user_id == !q->product_id || q->limit < 1 || q->limit > 1000)
+    if (!a || !q || !ar || !out ||
+        (q->user_id != NULL) + (q->product_id != NULL) + (q->config_key != NULL) != 1 ||
+        q->limit < 1 || q->limit > 1000)
         return PX_ERR_INVALID;
     memset(out, 0, sizeof(*out));
 
     char lower[CURSOR_MAX + 1], upper[40];
     if (px_audit_bounds(q, lower, upper))
         return PX_ERR_INVALID;
-    if (strnlen(q->user_id ? q->user_id : q->product_id, PX_MAX_PRODUCT_ID + 1) > PX_MAX_PRODUCT_ID)
+    const char *subject = q->user_id ? q->user_id : q->product_id ? q->product_id : q->config_key;
+    size_t subject_max =
+        q->config_key ? sizeof(((struct px_audit_record *)0)->config_key) - 1 : PX_MAX_PRODUCT_ID;
+    if (strnlen(subject, subject_max + 1) > subject_max)
         return PX_ERR_INVALID;
-    char key[96];
+    char key[PX_AUDIT_GSI1PK_MAX];
     if (q->user_id)
         snprintf(key, sizeof(key), "USER#%s", q->user_id);
-    else
+    else if (q->product_id)
         snprintf(key, sizeof(key), "PRODUCT#%s", q->product_id);
+    else
+        snprintf(key, sizeof(key), "CONFIG#%s", q->config_key);
 
     px_rc rc = PX_OK;
     size_t cap = 0, n = 0;
@@ -1085,27 +1100,27 @@ static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, si
         px_arena_reset(ar);
         px_rc rr = row_to_record(recs, &r, sk, ar);
         snprintf(where, sizeof(where), "audit seq %lld (sk %.160s)",
-                 (long long)sqlite3_column_int64(recs, 17), sk);
+                 (long long)sqlite3_column_int64(recs, 18), sk);
         if (rr) {
             px_chain_verifier_fail(v, where, "unreadable record (a field too long or not text)");
             continue;
         }
         /* The keys are derived from the hashed fields: a changed key (a record
          * moved to another user or time in queries) shows here. */
-        char pk[PX_AUDIT_PK_MAX], want_sk[128], gsi1pk[96];
+        char pk[PX_AUDIT_PK_MAX], want_sk[128], gsi1pk[PX_AUDIT_GSI1PK_MAX];
         px_audit_keys(&r, pk, want_sk, gsi1pk);
-        const char *spk = (const char *)sqlite3_column_text(recs, 18);
-        const char *sg = (const char *)sqlite3_column_text(recs, 19);
-        const char *sgs = (const char *)sqlite3_column_text(recs, 20);
+        const char *spk = (const char *)sqlite3_column_text(recs, 19);
+        const char *sg = (const char *)sqlite3_column_text(recs, 20);
+        const char *sgs = (const char *)sqlite3_column_text(recs, 21);
         if (!spk || !sg || !sgs || strcmp(spk, pk) || strcmp(sk, want_sk) || strcmp(sg, gsi1pk) ||
             strcmp(sgs, want_sk)) {
             px_chain_verifier_fail(v, where, "changed: its keys do not match its fields");
             continue;
         }
-        px_chain_verifier_record(v, &r, (const char *)sqlite3_column_text(recs, 13),
-                                 sqlite3_column_int64(recs, 14),
-                                 (const char *)sqlite3_column_text(recs, 15),
-                                 (const char *)sqlite3_column_text(recs, 16), where);
+        px_chain_verifier_record(v, &r, (const char *)sqlite3_column_text(recs, 14),
+                                 sqlite3_column_int64(recs, 15),
+                                 (const char *)sqlite3_column_text(recs, 16),
+                                 (const char *)sqlite3_column_text(recs, 17), where);
     }
     if (e != SQLITE_DONE) {
         set_err(err, errlen, "cannot read %s: %s", a->path, sqlite3_errmsg(db));

@@ -5,6 +5,7 @@
 #include "kernel/app.h"
 #include "kernel/config.h"
 #include "kernel/log.h"
+#include "kernel/metrics.h"
 #include "kernel/validate.h"
 
 #include <curl/curl.h>
@@ -412,7 +413,9 @@ struct px_lambda_runtime {
     size_t max_response;
     unsigned long max_invocations;
     unsigned long invocations;
-    double init_ms;    /* main's share of the init: configuration, stores (not the loader) */
+    double init_ms; /* main's share of the init: configuration, stores (not the loader) */
+    /* config cache fallbacks already reported by an earlier metric line */
+    unsigned long config_stale_seen, config_defaults_seen;
     struct px_buf out; /* the proxy response or error body of the current invocation */
 };
 
@@ -585,7 +588,8 @@ static void emit_metrics(struct px_lambda_runtime *rt, const char *request_id,
                          const struct px_invoke_result *res, double latency_ms, bool cold)
 {
     static const char *const names[] = {"PriceFetched",     "PriceNotFound", "ValidationFailed",
-                                        "AuditWriteFailed", "Latency",       "ColdStart"};
+                                        "AuditWriteFailed", "Latency",       "ColdStart",
+                                        "ConfigStale",      "ConfigDefaults"};
     const char *ns = rt->cfg.metrics_namespace[0] ? rt->cfg.metrics_namespace : "Pricing";
     const char *svc = rt->cfg.metrics_service[0] ? rt->cfg.metrics_service : "pricing";
     bool price = res && is_route(res->route, "/price");
@@ -594,6 +598,13 @@ static void emit_metrics(struct px_lambda_runtime *rt, const char *request_id,
     int not_found = price && code && strcmp(code, "NOT_FOUND") == 0;
     int invalid = code && strcmp(code, "VALIDATION_FAILED") == 0;
     int audit_failed = res && res->audit_failed;
+    /* Config cache refreshes that fell back (config_cache.h) since the last line. */
+    unsigned long stale = px_metrics_config_total(PX_METRICS_CONFIG_STALE);
+    unsigned long dflt = px_metrics_config_total(PX_METRICS_CONFIG_DEFAULTS);
+    unsigned long stale_new = stale - rt->config_stale_seen;
+    unsigned long dflt_new = dflt - rt->config_defaults_seen;
+    rt->config_stale_seen = stale;
+    rt->config_defaults_seen = dflt;
 
     struct px_buf b;
     px_buf_init(&b, EMF_MAX);
@@ -624,8 +635,10 @@ static void emit_metrics(struct px_lambda_runtime *rt, const char *request_id,
     if (!rc)
         rc = px_buf_printf(&b,
                            ",\"PriceFetched\":%d,\"PriceNotFound\":%d,\"ValidationFailed\":%d,"
-                           "\"AuditWriteFailed\":%d,\"Latency\":%.3f,\"ColdStart\":%d}\n",
-                           fetched, not_found, invalid, audit_failed, latency_ms, cold ? 1 : 0);
+                           "\"AuditWriteFailed\":%d,\"Latency\":%.3f,\"ColdStart\":%d,"
+                           "\"ConfigStale\":%lu,\"ConfigDefaults\":%lu}\n",
+                           fetched, not_found, invalid, audit_failed, latency_ms, cold ? 1 : 0,
+                           stale_new, dflt_new);
     if (!rc)
         write_all(STDOUT_FILENO, b.data, b.len);
     px_buf_free(&b);

@@ -33,6 +33,9 @@ def record_hash(row, writer, wseq, prev):
         h.update(field(f))
     h.update(field(row["before_json"]))
     h.update(field(row["after_json"]))
+    gsi1pk = row["gsi1pk"] if "gsi1pk" in row.keys() else ""
+    if gsi1pk.startswith("CONFIG#"):  # a config change binds its key
+        h.update(field(gsi1pk[len("CONFIG#"):]))
     h.update(prev)
     return h.hexdigest()
 

@@ -13,10 +13,12 @@ ERROR_CODES = {
     "METHOD_NOT_ALLOWED", "CONFLICT", "PAYLOAD_TOO_LARGE", "UNSUPPORTED_MEDIA_TYPE",
     "HEADERS_TOO_LARGE", "TOO_MANY_REQUESTS", "AUDIT_UNAVAILABLE", "DEPENDENCY_UNAVAILABLE",
     "INTERNAL", "PRECONDITION_FAILED", "PRECONDITION_REQUIRED", "IDEMPOTENCY_KEY_REUSED",
+    "MAINTENANCE",
 }
 AUDIT_FIELDS = {
     "pk", "sk", "gsi1pk", "gsi1sk", "action", "status", "userId", "productId", "requestId",
     "correlationId", "ts", "expiresAt", "principal", "apiRequestId", "before", "after",
+    "configKey",
 }
 HDRS = {"x-request-id": "0f8fad5b-d9cb-469f-a165-70867728950e",
         "x-correlation-id": "0f8fad5b-d9cb-469f-a165-70867728950e",
@@ -40,7 +42,9 @@ class OpenApiTest(unittest.TestCase):
     def test_document(self):
         self.assertEqual(self.spec.raw["openapi"][:4], "3.1.")
         self.assertEqual(set(self.spec.raw["paths"]), {"/price", "/audit", "/health", "/ready", "/metrics", "/products",
-                          "/products/{id}", "/products/{id}/price", "/products/{id}/price-history"})
+                          "/products/{id}", "/products/{id}/price", "/products/{id}/price-history",
+                          "/config", "/config/{key}", "/ofrep/v1/evaluate/flags/{key}",
+                          "/ofrep/v1/evaluate/flags"})
         for s in self.spec.schemas():
             jsonschema.Draft202012Validator.check_schema(s)
 
@@ -62,7 +66,10 @@ class OpenApiTest(unittest.TestCase):
         self.assertEqual(set(rec["properties"]), AUDIT_FIELDS)
         # userId: look-ups only; before/after: writes only (CONTRACT §8).
         self.assertEqual(set(rec["required"]),
-                         AUDIT_FIELDS - {"principal", "apiRequestId", "userId", "before", "after"})
+                         AUDIT_FIELDS - {"principal", "apiRequestId", "userId", "before", "after",
+                                         "productId", "configKey"})
+        # a record names its product or, for a config change, its key
+        self.assertEqual(rec["oneOf"], [{"required": ["productId"]}, {"required": ["configKey"]}])
         self.assertIs(rec["additionalProperties"], False)
 
     def test_validator_accepts_and_rejects(self):

@@ -285,7 +285,8 @@ class LambdaTest(unittest.TestCase):
         self.assertEqual(cw["Dimensions"], [["service"]])
         self.assertEqual({m["Name"]: m["Unit"] for m in cw["Metrics"]}, {
             "PriceFetched": "Count", "PriceNotFound": "Count", "ValidationFailed": "Count",
-            "AuditWriteFailed": "Count", "Latency": "Milliseconds", "ColdStart": "Count"})
+            "AuditWriteFailed": "Count", "Latency": "Milliseconds", "ColdStart": "Count",
+            "ConfigStale": "Count", "ConfigDefaults": "Count"})
         self.assertEqual(emf[0]["service"], "pricing")
         self.assertEqual((emf[0]["PriceFetched"], emf[0]["ColdStart"]), (1, 1))
         self.assertEqual(emf[0]["requestId"], lambda_id)

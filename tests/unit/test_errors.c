@@ -34,6 +34,7 @@ static void test_codes_table(void **state)
         {PX_E_PRECONDITION_FAILED, 412, "PRECONDITION_FAILED"},
         {PX_E_PRECONDITION_REQUIRED, 428, "PRECONDITION_REQUIRED"},
         {PX_E_IDEMPOTENCY_KEY_REUSED, 422, "IDEMPOTENCY_KEY_REUSED"},
+        {PX_E_MAINTENANCE, 503, "MAINTENANCE"},
     };
     assert_int_equal(PX_COUNTOF(cases), PX_E__COUNT);
     for (size_t i = 0; i < PX_COUNTOF(cases); i++) {

@@ -189,6 +189,8 @@ static void lambda_env(const char *handler)
     setenv("AWS_LAMBDA_RUNTIME_API", api, 1);
     setenv("PRICE_DB", price_spec, 1);
     setenv("AUDIT_STORE", audit_spec, 1);
+    /* never created: the config cache serves the defaults (a metric says so) */
+    setenv("CONFIG_STORE", "sqlite:/nonexistent-dir/config.db", 1);
     setenv("METRICS_NAMESPACE", "PricingTest", 1);
     setenv("METRICS_SERVICE", "svc \"q\"", 1);
     unsetenv("AUDIT_RETENTION_DAYS");
@@ -233,7 +235,7 @@ static json_t *metric_line(const char *line)
     json_t *cw = json_array_get(json_object_get(aws, "CloudWatchMetrics"), 0);
     assert_string_equal(json_string_value(json_object_get(cw, "Namespace")), "PricingTest");
     assert_string_equal(json_string_value(json_object_get(j, "service")), "svc \"q\"");
-    assert_int_equal(json_array_size(json_object_get(cw, "Metrics")), 6);
+    assert_int_equal(json_array_size(json_object_get(cw, "Metrics")), 8);
     return j;
 }
 
@@ -288,6 +290,9 @@ static void test_runtime_handle(void **state)
     assert_int_equal(metric(m, "PriceFetched"), 1);
     assert_int_equal(metric(m, "ColdStart"), 1);
     assert_int_equal(metric(m, "ValidationFailed"), 0);
+    /* no config store here: the cache's first read fell back to the defaults */
+    assert_int_equal(metric(m, "ConfigDefaults"), 1);
+    assert_int_equal(metric(m, "ConfigStale"), 0);
     assert_string_equal(json_string_value(json_object_get(m, "requestId")), RID);
     json_decref(m);
     free(line);
@@ -305,6 +310,7 @@ static void test_runtime_handle(void **state)
     assert_int_equal(metric(m, "ColdStart"), 0);
     assert_int_equal(metric(m, "ValidationFailed"), 1);
     assert_int_equal(metric(m, "PriceFetched"), 0);
+    assert_int_equal(metric(m, "ConfigDefaults"), 0); /* reported once, not again */
     json_decref(m);
     free(line);
 

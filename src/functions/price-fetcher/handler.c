@@ -5,6 +5,7 @@
 #include "dto.h"
 #include "repository.h"
 #include "service.h"
+#include "kernel/config_cache.h"
 #include "kernel/errors.h"
 #include "kernel/log.h"
 
@@ -26,6 +27,25 @@ static void validation_failed(struct px_request *req, struct px_response *resp,
                       v->ndetails);
 }
 
+/* Seconds a client is told to wait while flags.maintenance is on; the config
+ * value maintenance.retry_after_s (an integer 1-86400) overrides it. */
+#define MAINTENANCE_RETRY_AFTER_S 60
+
+/* Answers 503 MAINTENANCE with Retry-After: flags.maintenance is on for this
+ * look-up. Nothing is looked up, so nothing is audited (CONTRACT §9). */
+static void maintenance(struct px_app *app, struct px_request *req, struct px_response *resp)
+{
+    long after = MAINTENANCE_RETRY_AFTER_S;
+    json_t *v = px_config_value(px_app_config_cache(app), "maintenance.retry_after_s");
+    if (json_is_integer(v) && json_integer_value(v) >= 1 && json_integer_value(v) <= 86400)
+        after = (long)json_integer_value(v);
+    json_decref(v);
+    px_error_response(req, resp, PX_E_MAINTENANCE, NULL, NULL, 0);
+    const char *ra = px_arena_printf(req->arena, "%ld", after);
+    if (!ra || px_response_header(resp, "Retry-After", ra))
+        PX_WARN(req->request_id, "Retry-After could not be added");
+}
+
 static px_rc get_price(struct px_app *app, struct px_request *req, struct px_response *resp)
 {
     struct px_pf_price_in in;
@@ -37,6 +57,21 @@ static px_rc get_price(struct px_app *app, struct px_request *req, struct px_res
     }
     if (rc)
         return rc;
+
+    /* Flags are evaluated for the user (targeting key) and the product, in one
+     * look at the cache. flags.price-rollout-header is the rollout flag of
+     * docs/internals/config.md: observable per user, changes nothing else. */
+    static const char *const flag_keys[] = {"flags.maintenance", "flags.price-rollout-header"};
+    static const bool flag_defs[] = {false, false};
+    bool flag_on[2];
+    const struct px_flag_attr attrs[] = {{"productId", in.id}};
+    const struct px_flag_ctx fctx = {.targeting_key = in.user_id, .attrs = attrs, .nattrs = 1};
+    px_config_flags_bool(px_app_config_cache(app), flag_keys, 2, &fctx, flag_defs, flag_on);
+    if (flag_on[0]) {
+        maintenance(app, req, resp);
+        return PX_OK;
+    }
+    bool rollout = flag_on[1];
 
     /* In the arena: the record must outlive this call until the transport has it durable. */
     struct px_pf_lookup *l = px_arena_alloc(req->arena, sizeof(*l));
@@ -51,6 +86,8 @@ static px_rc get_price(struct px_app *app, struct px_request *req, struct px_res
         rc = px_pf_price_json(&l->price, &b);
         if (!rc)
             rc = send_buf(req, resp, 200, &b);
+        if (!rc && rollout)
+            rc = px_response_header(resp, "X-Pricing-Rollout", "on");
         if (rc) {
             /* A stored value we cannot render is our fault, and still a look-up. */
             PX_ERROR(req->request_id, "price of a product cannot be rendered: %s", px_strerror(rc));
