@@ -1,5 +1,6 @@
 /* flags.c: feature flag validation and evaluation (flags.h). */
 #include "flags.h"
+#include "ossl.h"
 
 #include <math.h>
 #include <openssl/evp.h>
@@ -224,7 +225,7 @@ unsigned px_flag_bucket(const char *flag_key, const char *targeting_key)
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+    bool ok = ctx && EVP_DigestInit_ex(ctx, px_ossl_sha256(), NULL) &&
               EVP_DigestUpdate(ctx, flag_key, strlen(flag_key)) && EVP_DigestUpdate(ctx, "\n", 1) &&
               EVP_DigestUpdate(ctx, targeting_key, strlen(targeting_key)) &&
               EVP_DigestFinal_ex(ctx, md, &mdlen) && mdlen >= 8;

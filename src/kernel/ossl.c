@@ -35,3 +35,17 @@ px_rc px_ossl_init(void)
         return PX_ERR_NOMEM;
     return once_rc;
 }
+
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static EVP_MD *sha256_md;
+
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+const EVP_MD *px_ossl_sha256(void)
+{
+    pthread_once(&sha256_once, sha256_fetch);
+    return sha256_md;
+}

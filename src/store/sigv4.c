@@ -5,6 +5,7 @@
  * encoded %20 in the raw path becomes %2520). Output buffers are fixed-size;
  * going past one is an error, never a truncation. */
 #include "sigv4.h"
+#include "../kernel/ossl.h"
 
 #include <openssl/evp.h>
 
@@ -97,16 +98,6 @@ static void hex_encode(const unsigned char *d, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-/* SHA-256 fetched once: the implicit fetch inside EVP_sha256()-based one-shot
- * calls (EVP_Digest, HMAC) costs more than the hashing of a small request. */
-static EVP_MD *sha256_md;
-static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
-
-static void sha256_fetch(void)
-{
-    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
-}
-
 /* One digest context per signature, reused for every hash of it. */
 struct hasher {
     EVP_MD_CTX *ctx;
@@ -116,7 +107,7 @@ static bool digest(struct hasher *h, const void *a, size_t an, const void *b, si
                    unsigned char out[32])
 {
     unsigned int len = 0;
-    return EVP_DigestInit_ex(h->ctx, sha256_md, NULL) && EVP_DigestUpdate(h->ctx, a, an) &&
+    return EVP_DigestInit_ex(h->ctx, px_ossl_sha256(), NULL) && EVP_DigestUpdate(h->ctx, a, an) &&
            (!bn || EVP_DigestUpdate(h->ctx, b, bn)) && EVP_DigestFinal_ex(h->ctx, out, &len) &&
            len == 32;
 }
@@ -538,8 +529,7 @@ px_rc px_sigv4_sign(const struct px_sigv4_input *in, struct px_sigv4_output *out
 {
     if (in && in->secret_access_key && strlen(in->secret_access_key) > KEY_SECRET_MAX)
         return PX_ERR_TOO_LARGE;
-    pthread_once(&sha256_once, sha256_fetch);
-    struct hasher hs = {sha256_md ? EVP_MD_CTX_new() : NULL};
+    struct hasher hs = {px_ossl_sha256() ? EVP_MD_CTX_new() : NULL};
     if (!hs.ctx)
         return PX_ERR_INTERNAL;
     px_rc rc = sign_with(&hs, in, out);
