@@ -19,9 +19,10 @@
   bundled libc (also under another name), a missing dependency, a DT_RUNPATH;
   package.sh refuses to write a zip when the glibc limit is below what it needs.
 - infra/template.yaml parsed with a loader that knows CloudFormation's tags:
-  runtime, architectures, handler, environment, routes, JWT authorizer, the
-  audit table's settings, least-privilege IAM, log retention, tracing, tags; the
-  same checks find the faults planted in altered copies.
+  runtime, architectures, handler, environment, routes and their JWT scopes,
+  the settings of the audit, products and config tables, least-privilege IAM
+  per role, log retention, tracing, tags; the same checks find the faults
+  planted in altered copies.
 - infra/Dockerfile's structure, with planted faults found the same way.
 - yamllint with the repository's .yamllint.
 - `pricing smoke` against a real `pricing serve` on a free loopback port with
@@ -473,11 +474,13 @@ def tags_of(props):
 TAGGABLE = {"AWS::DynamoDB::Table", "AWS::Logs::LogGroup", "AWS::KMS::Key", "AWS::IAM::Role",
             "AWS::CloudWatch::Alarm", "AWS::Serverless::HttpApi", "AWS::Serverless::Function",
             "AWS::Serverless::Api", "AWS::SQS::Queue", "AWS::SNS::Topic", "AWS::S3::Bucket"}
-# Logical id -> (attributes, GSIs) of the tables the stack owns.
+# Logical id -> (attributes, GSIs, TTL on expiresAt) of the tables the stack owns.
 TABLES = {
-    "AuditTable": ({"pk": "S", "sk": "S", "gsi1pk": "S", "gsi1sk": "S"}, ("gsi1",)),
+    "AuditTable": ({"pk": "S", "sk": "S", "gsi1pk": "S", "gsi1sk": "S"}, ("gsi1",), True),
     "ProductsTable": ({n: "S" for n in ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk",
-                                        "gsi3pk", "gsi3sk")}, ("gsi1", "gsi2", "gsi3")),
+                                        "gsi3pk", "gsi3sk")}, ("gsi1", "gsi2", "gsi3"), True),
+    # config items live until changed: no TTL (docs/internals/config.md)
+    "ConfigTable": ({"pk": "S", "sk": "S"}, (), False),
 }
 # product-service's routes and the one scope the JWT authorizer requires (CONTRACT §8).
 PRODUCT_ROUTES = {
@@ -488,6 +491,14 @@ PRODUCT_ROUTES = {
     ("DELETE", "/products/{id}"): "product:write",
     ("PUT", "/products/{id}/price"): "price:write",
     ("GET", "/products/{id}/price-history"): "price:read",
+}
+# config-service's routes and their scopes (CONTRACT §9).
+CONFIG_ROUTES = {
+    ("GET", "/config"): "config:read",
+    ("GET", "/config/{key}"): "config:read",
+    ("PUT", "/config/{key}"): "config:write",
+    ("POST", "/ofrep/v1/evaluate/flags/{key}"): "config:read",
+    ("POST", "/ofrep/v1/evaluate/flags"): "config:read",
 }
 DENY_ACTIONS = {"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
                 "dynamodb:TransactWriteItems", "dynamodb:PartiQLInsert", "dynamodb:PartiQLUpdate",
@@ -566,6 +577,12 @@ def template_problems(t):
         if fp.get("Handler") == "product-service" and \
                 "dynamodb:${ProductsTable}" not in json.dumps(env.get("PRODUCT_STORE")):
             p.append("%s: PRODUCT_STORE is not dynamodb:<products table>" % lid)
+        if fp.get("Handler") in ("price-fetcher", "config-service") and \
+                "dynamodb:${ConfigTable}" not in json.dumps(env.get("CONFIG_STORE")):
+            p.append("%s: CONFIG_STORE is not dynamodb:<config table>" % lid)
+        if fp.get("Handler") == "price-fetcher" and \
+                env.get("CONFIG_CACHE_TTL_S") != {"Ref": "ConfigCacheTtlSeconds"}:
+            p.append("%s: CONFIG_CACHE_TTL_S is not the ConfigCacheTtlSeconds parameter" % lid)
         for ev in fp.get("Events", {}).values():
             ep = ev.get("Properties", {})
             if ev.get("Type") == "HttpApi":
@@ -586,7 +603,7 @@ def template_problems(t):
     for want in (("GET", "/price"), ("GET", "/audit")):
         if want not in routes:
             p.append("route %s %s missing" % want)
-    for (method, path), scope in PRODUCT_ROUTES.items():
+    for (method, path), scope in list(PRODUCT_ROUTES.items()) + list(CONFIG_ROUTES.items()):
         if (method, path) not in routes:
             p.append("route %s %s missing" % (method, path))
         elif scopes.get((method, path)) != [scope]:
@@ -611,12 +628,12 @@ def template_problems(t):
         if "RetentionInDays" not in r.get("Properties", {}):
             p.append("%s: no retention" % lid)
 
-    # ---- tables: the audit trail and the product catalogue
+    # ---- tables: the audit trail, the product catalogue and the config
     tables = dict(by_type.get("AWS::DynamoDB::Table", []))
     if set(tables) != set(TABLES):
         p.append("DynamoDB tables are %s, want %s" % (sorted(tables), sorted(TABLES)))
     for lid, r in tables.items():
-        want_attrs, want_gsis = TABLES.get(lid, ({}, ()))
+        want_attrs, want_gsis, want_ttl = TABLES.get(lid, ({}, (), True))
         tp = r.get("Properties", {})
         attrs = {a["AttributeName"]: a["AttributeType"] for a in tp.get("AttributeDefinitions", [])}
         if attrs != want_attrs:
@@ -630,7 +647,7 @@ def template_problems(t):
             if gsis.get(g) != [(g + "pk", "HASH"), (g + "sk", "RANGE")]:
                 p.append("%s: no GSI %s (%spk/%ssk)" % (lid, g, g, g))
         ttl = tp.get("TimeToLiveSpecification", {})
-        if ttl.get("AttributeName") != "expiresAt" or ttl.get("Enabled") is not True:
+        if want_ttl and (ttl.get("AttributeName") != "expiresAt" or ttl.get("Enabled") is not True):
             p.append("%s: TTL not on expiresAt" % lid)
         if tp.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled") is not True:
             p.append("%s: point-in-time recovery off" % lid)
@@ -659,14 +676,18 @@ def template_problems(t):
     audit_gsi = {"Fn::Sub": "${AuditTable.Arn}/index/gsi1"}
     products_arn = {"Fn::GetAtt": ["ProductsTable", "Arn"]}
     products_gsis = [{"Fn::Sub": "${ProductsTable.Arn}/index/gsi%d" % i} for i in (1, 2, 3)]
+    config_arn = {"Fn::GetAtt": ["ConfigTable", "Arn"]}
     want_roles = {
         "PriceFetcherRole": {"dynamodb:PutItem": [audit_arn],
-                             "dynamodb:Query": [audit_arn, audit_gsi]},
+                             "dynamodb:Query": [audit_arn, audit_gsi, config_arn]},
         "ProductServiceRole": {"dynamodb:GetItem": [products_arn],
                                "dynamodb:PutItem": [products_arn, audit_arn],
                                "dynamodb:UpdateItem": [products_arn],
                                "dynamodb:DeleteItem": [products_arn],
                                "dynamodb:Query": products_gsis},
+        "ConfigServiceRole": {"dynamodb:GetItem": [config_arn],
+                              "dynamodb:Query": [config_arn],
+                              "dynamodb:PutItem": [config_arn, audit_arn]},
     }
     for lid, r in by_type.get("AWS::IAM::Role", []):
         allowed, denied = {}, set()
@@ -772,6 +793,40 @@ def test_template():
     planted("product-service on SQLite",
             lambda m: m[res]["ProductServiceFunction"]["Properties"]["Environment"]["Variables"]
             .update(PRODUCT_STORE="sqlite:/tmp/products.db"), "PRODUCT_STORE")
+
+    def config_get_audit(m):
+        role = m[res]["ConfigServiceRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+        role["Statement"][1]["Action"].append("dynamodb:GetItem")
+
+    planted("config-service reads audit items one by one", config_get_audit,
+            "ConfigServiceRole: dynamodb:GetItem is not limited")
+
+    def fetcher_writes_config(m):
+        role = m[res]["PriceFetcherRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+        role["Statement"][0]["Resource"] = [role["Statement"][0]["Resource"],
+                                            {"Fn::GetAtt": ["ConfigTable", "Arn"]}]
+
+    planted("price-fetcher may write the config table", fetcher_writes_config,
+            "PriceFetcherRole: dynamodb:PutItem is not limited")
+    planted("no config table", lambda m: m[res].pop("ConfigTable"), "ConfigTable")
+    planted("config table without deletion protection",
+            lambda m: m[res]["ConfigTable"]["Properties"].pop("DeletionProtectionEnabled"),
+            "ConfigTable: deletion protection off")
+    planted("config-service handler",
+            lambda m: m[res]["ConfigServiceFunction"]["Properties"].update(Handler="config"),
+            "Handler")
+    planted("config write route with the read scope",
+            lambda m: m[res]["ConfigServiceFunction"]["Properties"]["Events"]["PutConfig"]
+            ["Properties"]["Auth"].update(AuthorizationScopes=["config:read"]),
+            "route PUT /config/{key}: scopes")
+    planted("OFREP route missing",
+            lambda m: m[res]["ConfigServiceFunction"]["Properties"]["Events"]
+            .pop("OfrepEvaluateFlags"), "route POST /ofrep/v1/evaluate/flags missing")
+    planted("price-fetcher without CONFIG_STORE",
+            lambda m: m[res]["PriceFetcherFunction"]["Properties"]["Environment"]["Variables"]
+            .pop("CONFIG_STORE"), "PriceFetcherFunction: CONFIG_STORE")
+    planted("no config-service role",
+            lambda m: m[res].pop("ConfigServiceRole"), "role ConfigServiceRole missing")
     planted("plain PRICE_DB",
             lambda m: m[res]["PriceFetcherFunction"]["Properties"]["Environment"]["Variables"]
             .update(PRICE_DB="postgresql://u:p@db/prices"), "dynamic reference")
