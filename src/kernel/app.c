@@ -135,6 +135,11 @@ px_rc px_app_new(const struct px_config *cfg, struct px_app **out, char *err, si
         open_error("AUDIT_STORE", app->cfg.audit_store, reason, err, errlen);
         goto out;
     }
+    /* Records are still chained, but a tail written since the last checkpoint
+     * can be cut off unseen, and verify reports the trail as not proven. */
+    if (!aopts.signing_key_file)
+        PX_WARN(NULL, "no audit signing key (AUDIT_SIGNING_KEY_FILE): records are chained but "
+                      "no checkpoints are signed; `pricing audit keygen` makes one");
     rc = px_config_cache_new(app, &app->config_cache);
     if (rc) {
         snprintf(err, errlen, "CONFIG_CACHE_TTL_S: cannot set up the config cache: %s",
