@@ -290,7 +290,8 @@ class PgTest(unittest.TestCase):
             r = subprocess.run(
                 [str(exe), "db"] + list(args) + ["--price-db", uri,
                                                  "--audit-store", "sqlite:%s/audit.db" % where,
-                                                 "--product-store", "sqlite:%s/products.db" % where],
+                                                 "--product-store", "sqlite:%s/products.db" % where,
+                                                 "--config-store", "sqlite:%s/config.db" % where],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120,
                 cwd=str(run_dir), env=clean_env({}))
             self.assertIsNone(SANITIZER_RE.search(r.stderr), r.stderr)
