@@ -6,6 +6,7 @@
 #include "errors.h"
 #include "log.h"
 #include "metrics.h"
+#include "ossl.h"
 #include "ratelimit.h"
 #include "router.h"
 #include "security.h"
@@ -77,6 +78,13 @@ px_rc px_app_new(const struct px_config *cfg, struct px_app **out, char *err, si
     px_rc rc = PX_OK;
     char reason[512] = "";
     *out = NULL;
+    /* main() has done it already; an embedder (a test, a fuzz harness) gets the
+     * same OpenSSL set-up here, before any store thread can be the first to
+     * touch OpenSSL and load its configuration from that thread. */
+    if (px_ossl_init() != PX_OK) {
+        snprintf(err, errlen, "cannot initialise OpenSSL");
+        return PX_ERR_NOMEM;
+    }
     struct px_app *app = calloc(1, sizeof(*app));
     if (!app) {
         snprintf(err, errlen, "out of memory");
