@@ -7,6 +7,7 @@
  * holding the same If-Match (or both If-None-Match: *) exactly one finds the
  * item as it expects. Every value is a bound parameter. */
 #include "config_store.h"
+#include "sqlite_store.h"
 
 #include <sqlite3.h>
 #include <stdio.h>
@@ -55,17 +56,7 @@ static px_rc map_error(int e)
 
 static px_rc connect(struct sqlite_config *p, bool create, sqlite3 **out)
 {
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
-    sqlite3 *db = NULL;
-    *out = NULL;
-    if (sqlite3_open_v2(p->path, &db, flags, NULL) != SQLITE_OK) {
-        sqlite3_close_v2(db);
-        return PX_ERR_UNAVAILABLE;
-    }
-    sqlite3_busy_timeout(db, (int)p->timeout_ms);
-    sqlite3_exec(db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
-    *out = db;
-    return PX_OK;
+    return px_sqlite_store_connect(p->path, p->timeout_ms, create, out);
 }
 
 static void config_close(void *impl)
@@ -79,40 +70,8 @@ static void config_close(void *impl)
 
 static px_rc migrate(sqlite3 *db, char *err, size_t errlen, const char *path)
 {
-    sqlite3_stmt *st = NULL;
-    int version = -1;
-    if (sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "CONFIG_STORE: cannot lock %s: %s", path, sqlite3_errmsg(db));
-        return PX_ERR_UNAVAILABLE;
-    }
-    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        version = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    px_rc rc = PX_OK;
-    if (version < 0 || version > SCHEMA_VERSION) {
-        snprintf(err, errlen, "CONFIG_STORE: %s has schema version %d, not one this binary knows",
-                 path, version);
-        rc = PX_ERR_CONFIG;
-    }
-    for (int v = version; !rc && v < SCHEMA_VERSION; v++) {
-        char sql[64];
-        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
-        if (sqlite3_exec(db, migrations[v], NULL, NULL, NULL) != SQLITE_OK ||
-            sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
-            snprintf(err, errlen, "CONFIG_STORE: schema migration %d on %s failed: %s", v + 1, path,
-                     sqlite3_errmsg(db));
-            rc = PX_ERR_IO;
-        }
-    }
-    if (!rc && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "CONFIG_STORE: cannot commit to %s: %s", path, sqlite3_errmsg(db));
-        rc = PX_ERR_IO;
-    }
-    if (rc && !sqlite3_get_autocommit(db))
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    return rc;
+    return px_sqlite_store_migrate(db, "CONFIG_STORE", path, migrations, SCHEMA_VERSION, err,
+                                   errlen);
 }
 
 static px_rc config_open(const char *target, const struct px_config_store_opts *opts, void **impl,
