@@ -438,6 +438,31 @@ static px_rc set_scopes(struct px_arena *a, struct px_request *r, json_t *arr, c
     return PX_OK;
 }
 
+/* The tenancy claims: `tenant` as text, `tenants` read like `roles` (a JSON
+ * array in 1.0, the flattened "[a b]" string in 2.0). Values are judged by
+ * the tenant resolution (tenant.c). */
+static px_rc set_tenants(struct px_arena *a, struct px_request *r, json_t *claims)
+{
+    const char *t = NULL;
+    size_t tn = 0;
+    px_rc rc = opt_text(claims, "tenant", &t, &tn);
+    if (!rc && t) {
+        r->identity.tenant = px_arena_strndup(a, t, tn);
+        if (!r->identity.tenant)
+            rc = PX_ERR_NOMEM;
+    }
+    json_t *list = get(claims, "tenants");
+    if (rc || !list || json_is_null(list))
+        return rc;
+    struct perms p = {px_arena_calloc(a, (MAX_SCOPES + 1) * sizeof(*p.sc)), 0};
+    if (!p.sc)
+        return PX_ERR_NOMEM;
+    rc = perm_add_roles(a, &p, list);
+    if (!rc)
+        r->identity.tenants = p.sc;
+    return rc;
+}
+
 static px_rc parse_identity(struct px_arena *a, json_t *ctx, enum px_apigw_format fmt,
                             struct px_request *r)
 {
@@ -467,6 +492,8 @@ static px_rc parse_identity(struct px_arena *a, json_t *ctx, enum px_apigw_forma
         rc = set_subject(a, r, sub, subn);
     if (!rc)
         rc = set_scopes(a, r, scopes, scope, scopen, get(claims, "roles"));
+    if (!rc)
+        rc = set_tenants(a, r, claims);
     return rc;
 }
 
@@ -579,6 +606,8 @@ px_rc px_apigw_parse(struct px_arena *a, const char *json, size_t len, struct px
     r.query_invalid = false;
     r.identity.subject = NULL;
     r.identity.scopes = NULL;
+    r.identity.tenant = NULL;
+    r.identity.tenants = NULL;
 
     if (!json || !a)
         return PX_ERR_INVALID;

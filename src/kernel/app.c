@@ -286,6 +286,7 @@ struct px_audit_store *px_app_audit(struct px_app *app)
 px_rc px_app_prepare(struct px_app *app, struct px_request *req)
 {
     PX_UNUSED(app);
+    px_log_set_tenant(NULL);
     if (!req->request_id) {
         char *id = px_arena_alloc(req->arena, 37);
         if (!id)
@@ -307,6 +308,7 @@ void px_app_dispatch(struct px_app *app, const char *function, struct px_request
         const struct px_function *const *fns = px_functions(&n);
         if (!px_cors_preflight(cors, fns, n, req, resp))
             px_router_dispatch(app, fns, n, req, resp);
+        px_log_set_tenant(NULL);
         return;
     }
     const struct px_function *fn = px_function_find(function);
@@ -320,6 +322,7 @@ void px_app_dispatch(struct px_app *app, const char *function, struct px_request
     const struct px_function *one[1] = {fn};
     if (!px_cors_preflight(cors, one, 1, req, resp))
         px_router_dispatch(app, one, 1, req, resp);
+    px_log_set_tenant(NULL);
 }
 
 void px_app_complete(struct px_app *app, struct px_request *req, struct px_response *resp,

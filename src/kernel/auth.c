@@ -187,6 +187,8 @@ static px_rc authenticate_jwt(const struct px_auth *auth, struct px_request *req
     }
     req->identity.subject = claims.subject;
     req->identity.scopes = claims.scopes;
+    req->identity.tenant = claims.tenant;
+    req->identity.tenants = claims.tenants;
     return PX_OK;
 }
 
@@ -200,6 +202,8 @@ px_rc px_auth_authenticate(const struct px_auth *auth, struct px_request *req, i
         /* Only what this service verified may name the caller. */
         req->identity.subject = NULL;
         req->identity.scopes = NULL;
+        req->identity.tenant = NULL;
+        req->identity.tenants = NULL;
         return authenticate_jwt(auth, req, now, resp);
     case PX_AUTH_APIGW:
         if (req->identity.subject)

@@ -56,9 +56,10 @@ const struct px_config px_config_defaults = {
     .event_lease_ms = 30000,
     .event_batch = 64,
     .event_poll_ms = 500,
+    .tenancy = false,
 };
 
-enum stype { S_STRING, S_INT, S_LOGLEVEL, S_AUTHMODE };
+enum stype { S_STRING, S_INT, S_LOGLEVEL, S_AUTHMODE, S_ONOFF };
 
 struct setting {
     const char *env;          /* NULL: flag only */
@@ -172,6 +173,9 @@ static const struct setting settings[] = {
      "events a relay claims per outbox per round"},
     {"EVENT_POLL_MS", NULL, NULL, NULL, "--event-poll-ms", INT(event_poll_ms), 10, 600000, false,
      "relay's wait between rounds that found nothing to publish"},
+    {"TENANCY", NULL, NULL, NULL, "--tenancy", S_ONOFF, offsetof(struct px_config, tenancy),
+     sizeof(bool), 0, 0, false,
+     "off or on: on scopes every request to one tenant (token claim or X-Tenant-ID)"},
 };
 
 static const char *const auth_mode_names[] = {
@@ -290,6 +294,13 @@ static px_rc apply(struct px_config *cfg, const struct setting *s, const char *n
             }
         }
         return fail_value(s, name, value, "must be one of none, jwt, apigw", err, errlen);
+    case S_ONOFF: {
+        bool on = strcasecmp(value, "on") == 0;
+        if (!on && strcasecmp(value, "off") != 0)
+            return fail_value(s, name, value, "must be off or on", err, errlen);
+        memcpy(field, &on, sizeof(on));
+        return PX_OK;
+    }
     }
     snprintf(err, errlen, "%s: unsupported setting type", name);
     return PX_ERR_INTERNAL;
@@ -495,6 +506,12 @@ static void default_text(const struct setting *s, char *out, size_t outlen)
     case S_AUTHMODE:
         snprintf(out, outlen, "%s", px_auth_mode_name(px_config_defaults.auth_mode));
         return;
+    case S_ONOFF: {
+        bool on;
+        memcpy(&on, field, sizeof(on));
+        snprintf(out, outlen, "%s", on ? "on" : "off");
+        return;
+    }
     }
     out[0] = '\0';
 }

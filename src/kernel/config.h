@@ -62,6 +62,7 @@ struct px_config {
     long event_lease_ms;      /* EVENT_LEASE_MS: how long a relay owns a claimed event */
     long event_batch;         /* EVENT_BATCH: events claimed per outbox per round */
     long event_poll_ms;       /* EVENT_POLL_MS: idle wait between empty rounds */
+    bool tenancy;             /* TENANCY, --tenancy: on = every request names its tenant (§12) */
 };
 
 /* Built-in defaults (CONTRACT §6). */

@@ -733,6 +733,48 @@ static enum px_jwt_why read_scopes(json_t *p, struct px_arena *a, struct px_jwt_
     return PX_JWT_OK;
 }
 
+/* The tenancy claims (TENANCY=on, tenant.c): `tenant` a string, `tenants`
+ * an array of at most PX_JWT_MAX_SCOPES strings. Their values are judged by
+ * the tenant resolution, which answers 403 for a name it cannot use. */
+static enum px_jwt_why read_tenants(json_t *p, struct px_arena *a, struct px_jwt_claims *c,
+                                    px_rc *rc)
+{
+    json_t *tenant = json_object_get(p, "tenant");
+    json_t *tenants = json_object_get(p, "tenants");
+    *rc = PX_OK;
+    if ((tenant && !json_is_string(tenant)) || (tenants && !json_is_array(tenants)) ||
+        (tenants && json_array_size(tenants) > PX_JWT_MAX_SCOPES))
+        return PX_JWT_BAD_CLAIMS;
+    if (tenant) {
+        c->tenant = px_arena_strndup(a, json_string_value(tenant), json_string_length(tenant));
+        if (!c->tenant) {
+            *rc = PX_ERR_NOMEM;
+            return PX_JWT_OK;
+        }
+    }
+    if (!tenants)
+        return PX_JWT_OK;
+    const char **list = px_arena_calloc(a, (json_array_size(tenants) + 1) * sizeof(*list));
+    if (!list) {
+        *rc = PX_ERR_NOMEM;
+        return PX_JWT_OK;
+    }
+    size_t i;
+    json_t *e;
+    json_array_foreach(tenants, i, e)
+    {
+        if (!json_is_string(e))
+            return PX_JWT_BAD_CLAIMS;
+        list[i] = px_arena_strndup(a, json_string_value(e), json_string_length(e));
+        if (!list[i]) {
+            *rc = PX_ERR_NOMEM;
+            return PX_JWT_OK;
+        }
+    }
+    c->tenants = list;
+    return PX_JWT_OK;
+}
+
 static enum px_jwt_why check_claims(const struct px_jwt_verifier *v, json_t *p, int64_t now,
                                     struct px_arena *a, struct px_jwt_claims *c, px_rc *rc)
 {
@@ -764,6 +806,9 @@ static enum px_jwt_why check_claims(const struct px_jwt_verifier *v, json_t *p, 
         return PX_JWT_BAD_AUDIENCE;
 
     enum px_jwt_why why = read_scopes(p, a, c, rc);
+    if (why || *rc)
+        return why;
+    why = read_tenants(p, a, c, rc);
     if (why || *rc)
         return why;
     c->subject = px_arena_strdup(a, subject);

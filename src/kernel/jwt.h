@@ -61,6 +61,9 @@ struct px_jwt_claims {
     double exp;          /* seconds since the epoch */
     enum px_jwt_alg alg; /* the key's algorithm */
     const char *kid;     /* the token's kid, NULL when absent */
+    const char *tenant;  /* `tenant` claim (a string), NULL when absent */
+    const char *
+        *tenants; /* `tenants` claim (array of strings), NULL-terminated; NULL when absent */
 };
 
 /* Builds a verifier. Keys of a JWKS that this verifier cannot use (use other

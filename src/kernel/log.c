@@ -31,6 +31,10 @@ static atomic_int log_level = PX_LOG_INFO;
 static atomic_int log_fd = STDOUT_FILENO;
 static atomic_int cold_start = -1; /* -1: not reported */
 static char log_function[64];
+/* The tenant of the request this thread is running (TENANCY=on), for every
+ * line written meanwhile; NULL otherwise. It points into the request arena,
+ * so it is cleared before the request ends (px_app_dispatch). */
+static _Thread_local const char *log_tenant;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -372,9 +376,9 @@ struct req_part {
 
 static bool reserved_key(const char *k)
 {
-    static const char *const names[] = {"ts",        "level",     "msg",      "function",
-                                        "requestId", "method",    "route",    "status",
-                                        "latencyMs", "coldStart", "truncated"};
+    static const char *const names[] = {"ts",        "level",     "msg",       "function",
+                                        "requestId", "method",    "route",     "status",
+                                        "latencyMs", "coldStart", "truncated", "tenantId"};
     for (size_t i = 0; i < PX_COUNTOF(names); i++) {
         if (strcmp(k, names[i]) == 0)
             return true;
@@ -447,8 +451,8 @@ static void write_line(const char *p, size_t n)
 }
 
 static px_rc build_rest(struct px_buf *rest, const char *function, const char *request_id,
-                        const struct req_part *rq, const struct px_kv *fields, size_t nfields,
-                        bool *truncated)
+                        const char *tenant, const struct req_part *rq, const struct px_kv *fields,
+                        size_t nfields, bool *truncated)
 {
     px_rc rc = px_buf_adds(rest, ",\"function\":");
     if (!rc)
@@ -462,6 +466,11 @@ static px_rc build_rest(struct px_buf *rest, const char *function, const char *r
             rc = px_buf_json_strz(rest, request_id);
         else
             rc = add_scrubbed(rest, request_id);
+    }
+    if (!rc && tenant) {
+        rc = px_buf_adds(rest, ",\"tenantId\":");
+        if (!rc)
+            rc = add_scrubbed(rest, tenant);
     }
     if (!rc && rq) {
         char lat[48];
@@ -491,7 +500,7 @@ static px_rc build_rest(struct px_buf *rest, const char *function, const char *r
 }
 
 static void emit(enum px_log_level level, const char *function, const char *request_id,
-                 const char *msg, const struct px_kv *fields, size_t nfields,
+                 const char *tenant, const char *msg, const struct px_kv *fields, size_t nfields,
                  const struct req_part *rq)
 {
     if ((unsigned)level > PX_LOG_ERROR)
@@ -508,7 +517,7 @@ static void emit(enum px_log_level level, const char *function, const char *requ
     struct px_buf rest, line;
     px_buf_init(&rest, REST_MAX_BYTES);
     px_buf_init(&line, LINE_MAX_BYTES);
-    if (build_rest(&rest, function, request_id, rq, fields, nfields, &truncated))
+    if (build_rest(&rest, function, request_id, tenant, rq, fields, nfields, &truncated))
         goto out;
 
     px_rc rc =
@@ -547,7 +556,7 @@ void px_log_fields(enum px_log_level level, const char *request_id, const char *
 {
     if (!px_log_enabled(level))
         return;
-    emit(level, log_function, request_id, msg, fields, nfields, NULL);
+    emit(level, log_function, request_id, log_tenant, msg, fields, nfields, NULL);
 }
 
 void px_log_msg(enum px_log_level level, const char *request_id, const char *fmt, ...)
@@ -561,7 +570,7 @@ void px_log_msg(enum px_log_level level, const char *request_id, const char *fmt
     va_end(ap);
     if (n < 0)
         msg[0] = '\0';
-    emit(level, log_function, request_id, msg, NULL, 0, NULL);
+    emit(level, log_function, request_id, log_tenant, msg, NULL, 0, NULL);
 }
 
 void px_log_request(const struct px_request *req, const struct px_response *resp, double latency_ms)
@@ -578,5 +587,10 @@ void px_log_request(const struct px_request *req, const struct px_response *resp
         .latency_ms = latency_ms,
     };
     const char *function = req->function ? req->function : log_function;
-    emit(level, function, req->request_id, "request", NULL, 0, &rq);
+    emit(level, function, req->request_id, req->tenant, "request", NULL, 0, &rq);
+}
+
+void px_log_set_tenant(const char *tenant)
+{
+    log_tenant = tenant;
 }

@@ -29,7 +29,11 @@ void px_log_fields(enum px_log_level level, const char *request_id, const char *
 /* printf-style message without extra fields. */
 void px_log_msg(enum px_log_level level, const char *request_id, const char *fmt, ...)
     PX_PRINTF(3, 4);
-/* The access line of one request. */
+/* Names the tenant of the request this thread runs (NULL: none): every line
+ * the thread writes until it is cleared carries it as `tenantId`. The string
+ * must outlive that; clear it before the request's arena goes. */
+void px_log_set_tenant(const char *tenant);
+/* The access line of one request (with req->tenant when set). */
 void px_log_request(const struct px_request *req, const struct px_response *resp,
                     double latency_ms);
 

@@ -377,14 +377,24 @@ bool px_ratelimit_request(struct px_ratelimit *rl, struct px_request *req, struc
         kind = "anonymous";
         who = "";
     }
+    /* TENANCY=on: one bucket per tenant and caller, so a subject acting for
+     * several tenants spends each tenant's allowance apart ("t:<tenant>|" is
+     * unambiguous: tenant names hold no '|'). Off: the key it always was. */
+    const char *t = req->tenant ? req->tenant : "";
+    size_t tl = req->tenant ? strlen(t) + 3 : 0;
     size_t kl = strlen(kind), wl = strlen(who);
-    char *key = px_arena_alloc(req->arena, kl + wl + 1);
+    char *key = px_arena_alloc(req->arena, tl + kl + wl + 1);
     long retry = 0;
     bool ok;
     if (key) {
-        memcpy(key, kind, kl);
-        memcpy(key + kl, who, wl + 1);
-        ok = px_ratelimit_take(rl, key, kl + wl, &retry);
+        if (tl) {
+            memcpy(key, "t:", 2);
+            memcpy(key + 2, t, tl - 3);
+            key[tl - 1] = '|';
+        }
+        memcpy(key + tl, kind, kl);
+        memcpy(key + tl + kl, who, wl + 1);
+        ok = px_ratelimit_take(rl, key, tl + kl + wl, &retry);
     } else {
         /* No room even for the key: the request could not be answered anyway. */
         ok = true;

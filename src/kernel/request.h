@@ -19,8 +19,10 @@ struct px_kv {
 
 /* Who the caller is, once authenticated (by the service or by API Gateway). */
 struct px_identity {
-    const char *subject; /* NULL when unauthenticated */
-    const char **scopes; /* permissions, NULL-terminated; NULL when none */
+    const char *subject;  /* NULL when unauthenticated */
+    const char **scopes;  /* permissions, NULL-terminated; NULL when none */
+    const char *tenant;   /* the `tenant` claim as given; NULL when none (checked by tenant.c) */
+    const char **tenants; /* the `tenants` claim, NULL-terminated; NULL when none */
 };
 
 struct px_request {
@@ -44,6 +46,9 @@ struct px_request {
     size_t npath_params;
     struct px_identity identity;
     int64_t deadline_ms; /* epoch ms by which the answer is due; 0 = none */
+    /* The request's tenant (TENANCY=on, set once by the router, tenant.h);
+     * NULL with TENANCY=off, where every store uses the implicit "default". */
+    const char *tenant;
 };
 
 #define PX_MAX_RESP_HEADERS 16

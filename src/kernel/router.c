@@ -5,6 +5,7 @@
 #include "errors.h"
 #include "log.h"
 #include "ratelimit.h"
+#include "tenant.h"
 
 #include <string.h>
 
@@ -185,6 +186,12 @@ void px_router_dispatch(struct px_app *app, const struct px_function *const *fns
     /* Before the handler and its validation: a caller who may not use the
      * route learns nothing about its parameters or data. */
     px_rc access = px_auth_check(px_app_auth(app), req, route->permission, resp);
+    /* Once per request, for every way in: the stores below see only req->tenant. */
+    const struct px_config *cfg = px_app_config(app);
+    if (access == PX_OK && cfg)
+        access = px_tenant_resolve(cfg->tenancy, px_auth_mode(px_app_auth(app)), req, resp);
+    if (access == PX_OK)
+        px_log_set_tenant(req->tenant);
     /* Throttled whatever the verdict, so refused attempts count against the
      * caller (its address when unauthenticated); a throttled request reaches
      * no handler, so it is never an audited look-up. */

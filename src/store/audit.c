@@ -244,18 +244,45 @@ px_rc px_audit_count(struct px_audit_store *s, uint64_t *count)
     return s->ops->count(s->impl, count);
 }
 
+void px_audit_tenant_prefix(const char *tenant, char out[PX_AUDIT_TENANT_PREFIX_MAX])
+{
+    out[0] = '\0';
+    if (tenant && tenant[0] && strcmp(tenant, "default") != 0)
+        snprintf(out, PX_AUDIT_TENANT_PREFIX_MAX, "T#%.64s#", tenant);
+}
+
+const char *px_audit_tenant_from_key(struct px_audit_record *r, const char *key,
+                                     const char *q_tenant)
+{
+    r->tenant[0] = '\0';
+    if (key && strncmp(key, "T#", 2) == 0) {
+        const char *end = strchr(key + 2, '#');
+        size_t n = end ? (size_t)(end - key - 2) : 0;
+        if (n && n < sizeof(r->tenant)) {
+            memcpy(r->tenant, key + 2, n);
+            r->tenant[n] = '\0';
+            return end + 1;
+        }
+    }
+    if (q_tenant)
+        snprintf(r->tenant, sizeof(r->tenant), "default");
+    return key;
+}
+
 void px_audit_keys(const struct px_audit_record *r, char pk[PX_AUDIT_PK_MAX], char sk[128],
                    char gsi1pk[PX_AUDIT_GSI1PK_MAX])
 {
+    char t[PX_AUDIT_TENANT_PREFIX_MAX];
+    px_audit_tenant_prefix(r->tenant, t);
     if (r->user_id[0])
-        snprintf(pk, PX_AUDIT_PK_MAX, "USER#%s", r->user_id);
+        snprintf(pk, PX_AUDIT_PK_MAX, "%sUSER#%s", t, r->user_id);
     else
-        snprintf(pk, PX_AUDIT_PK_MAX, "ACTOR#%s", r->principal);
+        snprintf(pk, PX_AUDIT_PK_MAX, "%sACTOR#%s", t, r->principal);
     snprintf(sk, 128, "AUDIT#%s#%s", r->ts, r->request_id);
     if (r->config_key[0])
-        snprintf(gsi1pk, PX_AUDIT_GSI1PK_MAX, "CONFIG#%s", r->config_key);
+        snprintf(gsi1pk, PX_AUDIT_GSI1PK_MAX, "%sCONFIG#%s", t, r->config_key);
     else
-        snprintf(gsi1pk, PX_AUDIT_GSI1PK_MAX, "PRODUCT#%s", r->product_id);
+        snprintf(gsi1pk, PX_AUDIT_GSI1PK_MAX, "%sPRODUCT#%s", t, r->product_id);
 }
 
 px_rc px_audit_record_json(const struct px_audit_record *r, void *buf)
@@ -278,6 +305,7 @@ px_rc px_audit_record_json(const struct px_audit_record *r, void *buf)
         {"ts", r->ts},
         {"principal", r->principal[0] ? r->principal : NULL},
         {"apiRequestId", r->api_request_id[0] ? r->api_request_id : NULL},
+        {"tenantId", r->tenant[0] ? r->tenant : NULL},
     };
     size_t start = b->len;
     px_rc rc = px_buf_add(b, "{", 1);

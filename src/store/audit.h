@@ -37,18 +37,23 @@ struct px_audit_record {
     /* A config change (CONTRACT §9): the key changed; "" otherwise. Its
      * gsi1pk is CONFIG#<key> instead of PRODUCT#<product>. */
     char config_key[128 + 1];
+    /* TENANCY=on (CONTRACT §12): the tenant the record belongs to, written as
+     * tenantId; "" with TENANCY=off, where the record is what it always was.
+     * A tenant other than "default" prefixes pk and gsi1pk with T#<tenant>#. */
+    char tenant[64 + 1];
 };
 
 /* Bound on each of before / after (a product body is at most 64 KiB). */
 #define PX_AUDIT_CHANGE_MAX (160 * 1024)
 /* Size of the gsi1pk buffer px_audit_keys() needs ("CONFIG#" + a config key). */
-#define PX_AUDIT_GSI1PK_MAX 160
+#define PX_AUDIT_GSI1PK_MAX 240
 /* Size of the pk buffer px_audit_keys() needs ("ACTOR#" + a principal). */
-#define PX_AUDIT_PK_MAX 160
+#define PX_AUDIT_PK_MAX 240
 
 /* Derived keys: pk = USER#<user> (look-ups) or ACTOR#<principal> (writes, which
  * carry no user id), sk = gsi1sk = AUDIT#<ts>#<request>, gsi1pk = PRODUCT#<product>
- * or, for a config change, CONFIG#<key>. */
+ * or, for a config change, CONFIG#<key>; pk and gsi1pk of a tenant other than
+ * "default" start with T#<tenant>#, so the default tenant keeps today's keys. */
 void px_audit_keys(const struct px_audit_record *r, char pk[PX_AUDIT_PK_MAX], char sk[128],
                    char gsi1pk[PX_AUDIT_GSI1PK_MAX]);
 
@@ -87,6 +92,9 @@ struct px_audit_query {
     long limit;             /* 1..1000 */
     const char *cursor;     /* opaque, from a previous page; NULL = first page */
     int64_t now;            /* epoch seconds; records with expires_at <= now are hidden */
+    /* The tenant whose records are read (TENANCY=on); NULL: "default" with
+     * records left as written (TENANCY=off). Only its partition is read. */
+    const char *tenant;
 };
 
 struct px_audit_page {
@@ -188,6 +196,16 @@ px_rc px_audit_ts_ms(const char *in, char out[25]) PX_WUR;
  * sort-key bounds compare as text. Digits past the millisecond are truncated.
  * PX_ERR_INVALID when in is not such a timestamp. out receives 24 characters + NUL. */
 px_rc px_audit_ts_ms(const char *in, char out[25]) PX_WUR;
+
+/* The key prefix of a tenant into out[PX_AUDIT_TENANT_PREFIX_MAX]: "" for
+ * NULL, "" and "default", else T#<tenant>#. */
+#define PX_AUDIT_TENANT_PREFIX_MAX (64 + 4)
+void px_audit_tenant_prefix(const char *tenant, char out[PX_AUDIT_TENANT_PREFIX_MAX]);
+/* Fills r->tenant after a store read r back from key (its pk or gsi1pk): the
+ * T#<tenant># prefix, else "default" when the query named a tenant (q_tenant
+ * non-NULL), else "". Returns key past the prefix. */
+const char *px_audit_tenant_from_key(struct px_audit_record *r, const char *key,
+                                     const char *q_tenant);
 
 /* Writes r as one JSON object (CONTRACT §5 attribute names) into buf (a struct px_buf *). */
 px_rc px_audit_record_json(const struct px_audit_record *r, void *buf) PX_WUR;

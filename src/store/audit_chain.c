@@ -124,6 +124,10 @@ void px_chain_hash(const char *writer, uint64_t wseq, const struct px_audit_reco
      * record, so their hashes stay what they were. */
     if (r->config_key[0])
         put_field(md, r->config_key);
+    /* A tenant other than "default" (CONTRACT §12): whose record it is. The
+     * default tenant's records hash as they always did, tenancy on or off. */
+    if (r->tenant[0] && strcmp(r->tenant, "default") != 0)
+        put_field(md, r->tenant);
     EVP_DigestUpdate(md, prev, PX_CHAIN_HASH_LEN);
     EVP_DigestFinal_ex(md, out, &n);
     EVP_MD_CTX_free(md);

@@ -877,7 +877,7 @@ static px_rc col_dup(sqlite3_stmt *st, int col, struct px_arena *ar, const char 
 }
 
 static px_rc row_to_record(sqlite3_stmt *st, struct px_audit_record *r, char sk[CURSOR_MAX + 1],
-                           struct px_arena *ar)
+                           struct px_arena *ar, const char *q_tenant)
 {
     px_rc rc = col_copy(st, 0, r->action, sizeof(r->action));
     if (!rc)
@@ -904,6 +904,9 @@ static px_rc row_to_record(sqlite3_stmt *st, struct px_audit_record *r, char sk[
     if (!rc)
         rc = col_dup(st, 12, ar, &r->after);
     const unsigned char *g = sqlite3_column_text(st, 13);
+    /* The tenant lives only in the keys (T#<tenant># before them). */
+    if (!rc && g)
+        g = (const unsigned char *)px_audit_tenant_from_key(r, (const char *)g, q_tenant);
     /* A config change's key lives only in its gsi1pk (CONFIG#<key>). */
     if (!rc && g && strncmp((const char *)g, "CONFIG#", 7) == 0) {
         size_t n = strlen((const char *)g + 7);
@@ -932,13 +935,14 @@ static px_rc audit_query(void *impl, const struct px_audit_query *q, struct px_a
         q->config_key ? sizeof(((struct px_audit_record *)0)->config_key) - 1 : PX_MAX_PRODUCT_ID;
     if (strnlen(subject, subject_max + 1) > subject_max)
         return PX_ERR_INVALID;
-    char key[PX_AUDIT_GSI1PK_MAX];
+    char key[PX_AUDIT_GSI1PK_MAX], t[PX_AUDIT_TENANT_PREFIX_MAX];
+    px_audit_tenant_prefix(q->tenant, t);
     if (q->user_id)
-        snprintf(key, sizeof(key), "USER#%s", q->user_id);
+        snprintf(key, sizeof(key), "%sUSER#%s", t, q->user_id);
     else if (q->product_id)
-        snprintf(key, sizeof(key), "PRODUCT#%s", q->product_id);
+        snprintf(key, sizeof(key), "%sPRODUCT#%s", t, q->product_id);
     else
-        snprintf(key, sizeof(key), "CONFIG#%s", q->config_key);
+        snprintf(key, sizeof(key), "%sCONFIG#%s", t, q->config_key);
 
     px_rc rc = PX_OK;
     size_t cap = 0, n = 0;
@@ -987,7 +991,7 @@ static px_rc audit_query(void *impl, const struct px_audit_query *q, struct px_a
             cap = ncap;
         }
         memset(&items[n], 0, sizeof(items[n]));
-        rc = row_to_record(st, &items[n], last_sk, ar);
+        rc = row_to_record(st, &items[n], last_sk, ar, q->tenant);
         if (rc)
             break;
         n++;
@@ -1098,7 +1102,7 @@ static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, si
         char sk[CURSOR_MAX + 1] = "";
         memset(&r, 0, sizeof(r));
         px_arena_reset(ar);
-        px_rc rr = row_to_record(recs, &r, sk, ar);
+        px_rc rr = row_to_record(recs, &r, sk, ar, NULL);
         snprintf(where, sizeof(where), "audit seq %lld (sk %.160s)",
                  (long long)sqlite3_column_int64(recs, 18), sk);
         if (rr) {
@@ -1164,7 +1168,7 @@ static px_rc audit_scan(void *impl, const char *from, const char *to, px_audit_s
         char sk[CURSOR_MAX + 1];
         memset(&r, 0, sizeof(r));
         px_arena_reset(ar);
-        rc = row_to_record(st, &r, sk, ar);
+        rc = row_to_record(st, &r, sk, ar, NULL);
         if (rc)
             set_err(err, errlen, "unreadable record in %s", a->path);
         else

@@ -312,10 +312,10 @@ static void test_permits(void **state)
 {
     (void)state;
     static const char *scopes[] = {"price:read", "audit:read", NULL};
-    struct px_identity none = {NULL, NULL};
-    struct px_identity bare = {"s", NULL};
-    struct px_identity some = {"s", scopes};
-    struct px_identity anon = {NULL, scopes};
+    struct px_identity none = {.subject = NULL, .scopes = NULL};
+    struct px_identity bare = {.subject = "s", .scopes = NULL};
+    struct px_identity some = {.subject = "s", .scopes = scopes};
+    struct px_identity anon = {.subject = NULL, .scopes = scopes};
     assert_false(px_auth_permits(NULL, NULL));
     assert_false(px_auth_permits(&none, NULL));
     assert_false(px_auth_permits(&anon, "price:read"));

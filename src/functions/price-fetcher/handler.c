@@ -129,6 +129,7 @@ static px_rc get_audit(struct px_app *app, struct px_request *req, struct px_res
         .limit = in.limit,
         .cursor = in.cursor,
         .now = (int64_t)time(NULL),
+        .tenant = req->tenant,
     };
     struct px_audit_page page;
     rc = px_pf_repo_audit_page(app, &q, req->arena, &page);

@@ -21,6 +21,8 @@ void px_pf_audit_record_init(struct px_audit_record *r, const struct px_request 
     copy(r->request_id, sizeof(r->request_id), req->request_id);
     copy(r->correlation_id, sizeof(r->correlation_id), req->correlation_id);
     copy(r->principal, sizeof(r->principal), req->identity.subject);
+    if (req->tenant) /* TENANCY=on only: off leaves the record as it was */
+        copy(r->tenant, sizeof(r->tenant), req->tenant);
     /* The gateway's id comes from the event: an oversized one is left out, not cut. */
     if (req->api_request_id && strlen(req->api_request_id) < sizeof(r->api_request_id))
         copy(r->api_request_id, sizeof(r->api_request_id), req->api_request_id);

@@ -332,6 +332,8 @@ px_rc px_ps_write(struct px_app *app, const struct px_request *req, struct px_ps
     copy(r->request_id, sizeof(r->request_id), req->request_id);
     copy(r->correlation_id, sizeof(r->correlation_id), req->correlation_id);
     copy(r->principal, sizeof(r->principal), px_ps_principal(req));
+    if (req->tenant) /* TENANCY=on only: off leaves the record as it was */
+        copy(r->tenant, sizeof(r->tenant), req->tenant);
     if (req->api_request_id && strlen(req->api_request_id) < sizeof(r->api_request_id))
         copy(r->api_request_id, sizeof(r->api_request_id), req->api_request_id);
     int64_t now_ms = px_now_rfc3339(r->ts);
