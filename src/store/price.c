@@ -71,9 +71,15 @@ void px_price_close(struct px_price_store *s)
 
 px_rc px_price_get(struct px_price_store *s, const char *product_id, struct px_price *out)
 {
+    return px_price_get_in(s, NULL, product_id, out);
+}
+
+px_rc px_price_get_in(struct px_price_store *s, const char *tenant, const char *product_id,
+                      struct px_price *out)
+{
     if (!s || !product_id || !out)
         return PX_ERR_INVALID;
-    return s->ops->get(s->impl, product_id, out);
+    return s->ops->get(s->impl, tenant, product_id, out);
 }
 
 px_rc px_price_ping(struct px_price_store *s)
@@ -170,10 +176,17 @@ px_rc px_price_set(struct px_price_store *s, const struct px_price_change *c)
 px_rc px_price_history(struct px_price_store *s, const char *product_id, size_t max,
                        struct px_arena *a, struct px_price_history_row **rows, size_t *n)
 {
+    return px_price_history_in(s, NULL, product_id, max, a, rows, n);
+}
+
+px_rc px_price_history_in(struct px_price_store *s, const char *tenant, const char *product_id,
+                          size_t max, struct px_arena *a, struct px_price_history_row **rows,
+                          size_t *n)
+{
     if (!s || !product_id || !a || !rows || !n || max == 0)
         return PX_ERR_INVALID;
     *rows = NULL;
     *n = 0;
-    return s->ops->history ? s->ops->history(s->impl, product_id, max, a, rows, n)
+    return s->ops->history ? s->ops->history(s->impl, tenant, product_id, max, a, rows, n)
                            : PX_ERR_UNAVAILABLE;
 }

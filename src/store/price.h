@@ -33,6 +33,12 @@ void px_price_close(struct px_price_store *s);
 /* Reads one price. PX_ERR_NOT_FOUND when absent; PX_ERR_UNAVAILABLE or
  * PX_ERR_TIMEOUT when the database cannot answer in time. Thread-safe. */
 px_rc px_price_get(struct px_price_store *s, const char *product_id, struct px_price *out) PX_WUR;
+/* Longest tenant name (tenant.h). */
+#define PX_TENANT_NAME_MAX 64
+/* px_price_get() within tenant (NULL or "default": the default tenant, whose
+ * prices keep their keys). No tenant ever reads another's price. */
+px_rc px_price_get_in(struct px_price_store *s, const char *tenant, const char *product_id,
+                      struct px_price *out) PX_WUR;
 /* PX_OK when the database answers a trivial query now (readiness). */
 px_rc px_price_ping(struct px_price_store *s) PX_WUR;
 /* Brings the schema up to date with the migrations built into the binary
@@ -49,6 +55,7 @@ px_rc px_price_seed(struct px_price_store *s, const char *sql_path, char *err,
 /* One price change (product-service): the new price of product_id, or its
  * withdrawal when amount is NULL. All strings borrowed for the call. */
 struct px_price_change {
+    const char *tenant; /* CONTRACT §12; NULL: "default" */
     const char *product_id;
     const char *amount;         /* plain decimal text, kept as given ("12.50"); NULL: withdraw */
     const char *currency;       /* ISO 4217, with amount */
@@ -78,6 +85,10 @@ px_rc px_price_set(struct px_price_store *s, const struct px_price_change *c) PX
  * a (*rows, *n). Thread-safe. */
 px_rc px_price_history(struct px_price_store *s, const char *product_id, size_t max,
                        struct px_arena *a, struct px_price_history_row **rows, size_t *n) PX_WUR;
+/* px_price_history() within tenant (NULL: "default"). */
+px_rc px_price_history_in(struct px_price_store *s, const char *tenant, const char *product_id,
+                          size_t max, struct px_arena *a, struct px_price_history_row **rows,
+                          size_t *n) PX_WUR;
 
 /* Backend function table; one per file (price_sqlite.c, price_pg.c). */
 struct px_price_ops {
@@ -85,14 +96,14 @@ struct px_price_ops {
     px_rc (*open)(const char *spec, const struct px_price_opts *opts, void **impl, char *err,
                   size_t errlen);
     void (*close)(void *impl);
-    px_rc (*get)(void *impl, const char *product_id, struct px_price *out);
+    px_rc (*get)(void *impl, const char *tenant, const char *product_id, struct px_price *out);
     px_rc (*ping)(void *impl);
     /* Migrations, then sql unless it is NULL, in one transaction. */
     px_rc (*seed)(void *impl, const char *name, const char *sql, char *err, size_t errlen);
     /* Writes (product-service); NULL when the backend has none yet. */
     px_rc (*set)(void *impl, const struct px_price_change *c);
-    px_rc (*history)(void *impl, const char *product_id, size_t max, struct px_arena *a,
-                     struct px_price_history_row **rows, size_t *n);
+    px_rc (*history)(void *impl, const char *tenant, const char *product_id, size_t max,
+                     struct px_arena *a, struct px_price_history_row **rows, size_t *n);
 };
 
 extern const struct px_price_ops px_price_sqlite_ops;

@@ -618,11 +618,20 @@ out:
     return rc;
 }
 
-static px_rc pg_get(void *impl, const char *product_id, struct px_price *out)
+/* Tenants other than "default" have no rows here yet (CONTRACT §12): the
+ * backend refuses them rather than answer with the default tenant's data. */
+static bool other_tenant(const char *tenant)
+{
+    return tenant && strcmp(tenant, "default") != 0;
+}
+
+static px_rc pg_get(void *impl, const char *tenant, const char *product_id, struct px_price *out)
 {
     struct pg_store *s = impl;
     if (!s || !product_id || !out)
         return PX_ERR_INVALID;
+    if (other_tenant(tenant))
+        return PX_ERR_UNAVAILABLE;
     size_t len = strnlen(product_id, PX_MAX_PRODUCT_ID + 1);
     if (len == 0 || len > PX_MAX_PRODUCT_ID)
         return PX_ERR_INVALID;
@@ -1021,6 +1030,8 @@ static px_rc pg_set(void *impl, const struct px_price_change *pc)
     bool in_tx = false;
     if (!s || !pc)
         return PX_ERR_INVALID;
+    if (other_tenant(pc->tenant))
+        return PX_ERR_UNAVAILABLE;
     struct call c = {.deadline = now_ms() + s->timeout_ms};
     px_rc rc = slot_ready(s, &c, &sl);
     if (rc)
@@ -1070,10 +1081,12 @@ static px_rc pg_set(void *impl, const struct px_price_change *pc)
     return rc;
 }
 
-static px_rc pg_history(void *impl, const char *product_id, size_t max, struct px_arena *a,
-                        struct px_price_history_row **rows, size_t *n)
+static px_rc pg_history(void *impl, const char *tenant, const char *product_id, size_t max,
+                        struct px_arena *a, struct px_price_history_row **rows, size_t *n)
 {
     struct pg_store *s = impl;
+    if (other_tenant(tenant))
+        return PX_ERR_UNAVAILABLE;
     struct slot *sl = NULL;
     PGresult *r = NULL;
     char err[WHY_LEN + 64], lim[24];

@@ -42,7 +42,7 @@
 #define POOL_MAX        64
 #define TIMEOUT_DEFAULT 2000
 #define TIMEOUT_MAX     60000
-#define SCHEMA_VERSION  3
+#define SCHEMA_VERSION  4
 /* Cached rows: CACHE_SETS sets (a power of two) of CACHE_WAYS, 32768 rows
  * (4 MB) at most, so a catalogue of tens of thousands of products stays in. */
 #define CACHE_SETS 8192
@@ -74,26 +74,52 @@ static const char *const migrations[SCHEMA_VERSION] = {
     /* v3: the outbox of domain events (outbox.h), filled in the price change's
      * transaction; the text is built in outbox_sqlite.c. */
     px_outbox_sqlite_schema,
+    /* v4: tenants (CONTRACT §12). product_prices stays the default tenant's
+     * table exactly as it was (its key, and seed files upserting on
+     * product_id, keep working); every other tenant's prices live in
+     * tenant_prices under (tenant, product_id). History rows name their
+     * tenant; rows written before belong to "default". */
+    "CREATE TABLE IF NOT EXISTS tenant_prices ("
+    " tenant TEXT NOT NULL CHECK (length(tenant) BETWEEN 1 AND 64"
+    "  AND tenant NOT GLOB '*[^a-z0-9-]*' AND tenant <> 'default'),"
+    " product_id TEXT NOT NULL CHECK (length(product_id) BETWEEN 1 AND 64"
+    "  AND product_id GLOB '[A-Za-z0-9]*' AND product_id NOT GLOB '*[^A-Za-z0-9-]*'),"
+    " price TEXT NOT NULL CHECK (length(price) BETWEEN 1 AND 40"
+    "  AND price GLOB '*[0-9]*' AND price NOT GLOB '*[^0-9.]*' AND price NOT GLOB '*.*.*'),"
+    " currency TEXT NOT NULL CHECK (length(currency) = 3 AND currency GLOB '[A-Z][A-Z][A-Z]'),"
+    " PRIMARY KEY (tenant, product_id)) WITHOUT ROWID;"
+    "ALTER TABLE price_history ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';"
+    "CREATE INDEX IF NOT EXISTS price_history_tenant ON price_history (tenant, product_id, seq);",
 };
 
+/* Parameters of the writes: ?1..?6 as exec_bound() lists them, ?7 the tenant. */
 static const char SET_SQL[] =
     "INSERT INTO product_prices (product_id, price, currency) VALUES (?1, ?2, ?3)"
     " ON CONFLICT (product_id) DO UPDATE SET price = excluded.price, currency = excluded.currency";
+static const char SET_T_SQL[] =
+    "INSERT INTO tenant_prices (tenant, product_id, price, currency) VALUES (?7, ?1, ?2, ?3)"
+    " ON CONFLICT (tenant, product_id) DO UPDATE SET price = excluded.price,"
+    " currency = excluded.currency";
 static const char HISTORY_INSERT_SQL[] =
     "INSERT INTO price_history (product_id, amount, currency, effective_from, changed_by,"
-    " request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+    " request_id, tenant) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 static const char WITHDRAW_SQL[] = "DELETE FROM product_prices WHERE product_id = ?1";
+static const char WITHDRAW_T_SQL[] =
+    "DELETE FROM tenant_prices WHERE tenant = ?7 AND product_id = ?1";
 static const char HISTORY_SQL[] =
     "SELECT amount, currency, effective_from, changed_by, request_id FROM price_history"
-    " WHERE product_id = ?1 ORDER BY seq LIMIT ?2";
+    " WHERE tenant = ?3 AND product_id = ?1 ORDER BY seq LIMIT ?2";
 
 static const char GET_SQL[] = "SELECT price, currency FROM product_prices WHERE product_id = ?1";
+static const char GET_T_SQL[] =
+    "SELECT price, currency FROM tenant_prices WHERE tenant = ?2 AND product_id = ?1";
 /* Readiness reads the table itself: "SELECT 1" alone would not touch the file. */
 static const char PING_SQL[] = "SELECT 1 FROM product_prices LIMIT 1";
 
 struct conn {
     sqlite3 *db;
     sqlite3_stmt *get;
+    sqlite3_stmt *get_t; /* another tenant's price; NULL on a file not migrated to v4 */
     sqlite3_stmt *ping;
 };
 
@@ -101,6 +127,7 @@ struct conn {
 struct cached {
     bool used;
     uint32_t gen;
+    char tenant[PX_TENANT_NAME_MAX + 1]; /* "" for the default tenant */
     struct px_price price;
 };
 
@@ -131,9 +158,10 @@ static long clamp_timeout(long ms)
 static void conn_close(struct conn *c)
 {
     sqlite3_finalize(c->get);
+    sqlite3_finalize(c->get_t);
     sqlite3_finalize(c->ping);
     sqlite3_close_v2(c->db);
-    c->get = c->ping = NULL;
+    c->get = c->get_t = c->ping = NULL;
     c->db = NULL;
 }
 
@@ -292,6 +320,10 @@ static px_rc conn_open(struct sqlite_price *p, struct conn *c, char *err, size_t
             snprintf(err, errlen, "PRICE_DB: cannot read %s: %s", p->path, msg);
         return PX_ERR_UNAVAILABLE;
     }
+    /* A file from before v4 still serves the default tenant. */
+    if (sqlite3_prepare_v3(c->db, GET_T_SQL, -1, SQLITE_PREPARE_PERSISTENT, &c->get_t, NULL) !=
+        SQLITE_OK)
+        c->get_t = NULL;
     return PX_OK;
 }
 
@@ -440,23 +472,27 @@ static bool change_counter(const struct sqlite_price *p, uint32_t *out)
     return true;
 }
 
-static struct cached *set_of(struct sqlite_price *p, const char *id, size_t len)
+static struct cached *set_of(struct sqlite_price *p, const char *tenant, const char *id, size_t len)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
+    uint32_t h = 2166136261u; /* FNV-1a over tenant NUL id */
+    for (size_t i = 0; tenant[i]; i++)
+        h = (h ^ (unsigned char)tenant[i]) * 16777619u;
+    h *= 16777619u;
     for (size_t i = 0; i < len; i++)
         h = (h ^ (unsigned char)id[i]) * 16777619u;
     return &p->cache[(size_t)(h & (CACHE_SETS - 1)) * CACHE_WAYS];
 }
 
-static bool cache_get(struct sqlite_price *p, const char *id, size_t len, uint32_t gen,
-                      struct px_price *out)
+static bool cache_get(struct sqlite_price *p, const char *tenant, const char *id, size_t len,
+                      uint32_t gen, struct px_price *out)
 {
-    struct cached *set = set_of(p, id, len);
+    struct cached *set = set_of(p, tenant, id, len);
     bool hit = false;
     pthread_mutex_lock(&p->cmu);
     for (unsigned w = 0; w < CACHE_WAYS && !hit; w++) {
         const struct cached *c = &set[w];
-        if (c->used && c->gen == gen && strcmp(c->price.product_id, id) == 0) {
+        if (c->used && c->gen == gen && strcmp(c->price.product_id, id) == 0 &&
+            strcmp(c->tenant, tenant) == 0) {
             *out = c->price;
             hit = true;
         }
@@ -467,12 +503,14 @@ static bool cache_get(struct sqlite_price *p, const char *id, size_t len, uint32
 
 /* Into the way that holds the same product, else a free or outdated one,
  * else the next round-robin victim. */
-static void cache_put(struct sqlite_price *p, size_t len, uint32_t gen, const struct px_price *v)
+static void cache_put(struct sqlite_price *p, const char *tenant, size_t len, uint32_t gen,
+                      const struct px_price *v)
 {
-    struct cached *set = set_of(p, v->product_id, len), *c = NULL;
+    struct cached *set = set_of(p, tenant, v->product_id, len), *c = NULL;
     pthread_mutex_lock(&p->cmu);
     for (unsigned w = 0; w < CACHE_WAYS && !c; w++)
-        if (set[w].used && strcmp(set[w].price.product_id, v->product_id) == 0)
+        if (set[w].used && strcmp(set[w].price.product_id, v->product_id) == 0 &&
+            strcmp(set[w].tenant, tenant) == 0)
             c = &set[w];
     for (unsigned w = 0; w < CACHE_WAYS && !c; w++)
         if (!set[w].used || set[w].gen != gen)
@@ -481,46 +519,62 @@ static void cache_put(struct sqlite_price *p, size_t len, uint32_t gen, const st
         c = &set[p->evict++ % CACHE_WAYS];
     c->used = true;
     c->gen = gen;
+    snprintf(c->tenant, sizeof(c->tenant), "%s", tenant);
     c->price = *v;
     pthread_mutex_unlock(&p->cmu);
 }
 
-static px_rc price_get(void *impl, const char *product_id, struct px_price *out)
+/* "" for the default tenant (product_prices), else the tenant (tenant_prices). */
+static const char *tenant_key(const char *tenant)
+{
+    return tenant && strcmp(tenant, "default") != 0 ? tenant : "";
+}
+
+static px_rc price_get(void *impl, const char *tenant, const char *product_id, struct px_price *out)
 {
     struct sqlite_price *p = impl;
     struct conn *c = NULL;
     size_t idlen = product_id ? strnlen(product_id, PX_MAX_PRODUCT_ID + 1) : 0;
-    if (!p || !out || idlen == 0 || idlen > PX_MAX_PRODUCT_ID)
+    tenant = tenant_key(tenant);
+    if (!p || !out || idlen == 0 || idlen > PX_MAX_PRODUCT_ID ||
+        strnlen(tenant, PX_TENANT_NAME_MAX + 1) > PX_TENANT_NAME_MAX)
         return PX_ERR_INVALID;
     uint32_t gen = 0;
-    if (change_counter(p, &gen) && cache_get(p, product_id, idlen, gen, out))
+    if (change_counter(p, &gen) && cache_get(p, tenant, product_id, idlen, gen, out))
         return PX_OK;
     px_rc rc = acquire(p, &c);
     if (rc)
         return rc;
-    if (sqlite3_bind_text(c->get, 1, product_id, (int)idlen, SQLITE_STATIC) != SQLITE_OK) {
+    sqlite3_stmt *st = tenant[0] ? c->get_t : c->get;
+    if (!st) {
+        rc = PX_ERR_UNAVAILABLE; /* a file from before `db migrate` has no tenant table */
+        release(p, c);
+        return rc;
+    }
+    if (sqlite3_bind_text(st, 1, product_id, (int)idlen, SQLITE_STATIC) != SQLITE_OK ||
+        (tenant[0] && sqlite3_bind_text(st, 2, tenant, -1, SQLITE_STATIC) != SQLITE_OK)) {
         rc = PX_ERR_INTERNAL;
         goto out;
     }
-    int e = sqlite3_step(c->get);
+    int e = sqlite3_step(st);
     if (e == SQLITE_DONE) {
         rc = PX_ERR_NOT_FOUND;
     } else if (e == SQLITE_ROW) {
         memcpy(out->product_id, product_id, idlen);
         out->product_id[idlen] = '\0';
-        rc = copy_text(c->get, 0, out->price, sizeof(out->price), 0);
+        rc = copy_text(st, 0, out->price, sizeof(out->price), 0);
         if (!rc)
-            rc = copy_text(c->get, 1, out->currency, sizeof(out->currency), 3);
+            rc = copy_text(st, 1, out->currency, sizeof(out->currency), 3);
         /* The statement still holds its shared lock: no commit can be under
          * way, so the counter read now is the one of the row just read. */
         if (!rc && change_counter(p, &gen))
-            cache_put(p, idlen, gen, out);
+            cache_put(p, tenant, idlen, gen, out);
     } else {
         rc = map_step_error(e);
     }
 out:
-    sqlite3_reset(c->get);
-    sqlite3_clear_bindings(c->get);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
     release(p, c);
     return rc;
 }
@@ -558,8 +612,13 @@ static int exec_bound(sqlite3 *db, const char *sql, const struct px_price_change
     int e = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
     if (e != SQLITE_OK)
         return e;
-    const char *v[] = {c->product_id,     c->amount,     c->currency,
-                       c->effective_from, c->changed_by, c->request_id};
+    const char *v[] = {c->product_id,
+                       c->amount,
+                       c->currency,
+                       c->effective_from,
+                       c->changed_by,
+                       c->request_id,
+                       c->tenant && c->tenant[0] ? c->tenant : "default"};
     int np = sqlite3_bind_parameter_count(st);
     for (int i = 0; i < np && i < (int)PX_COUNTOF(v); i++)
         sqlite3_bind_text(st, i + 1, v[i] ? v[i] : "", -1, SQLITE_STATIC);
@@ -583,8 +642,11 @@ static px_rc price_set(void *impl, const struct px_price_change *c)
     int e = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     if (e == SQLITE_OK && c->amount)
         e = exec_bound(db, HISTORY_INSERT_SQL, c);
+    bool other = tenant_key(c->tenant)[0] != '\0';
     if (e == SQLITE_OK)
-        e = exec_bound(db, c->amount ? SET_SQL : WITHDRAW_SQL, c);
+        e = exec_bound(
+            db, c->amount ? (other ? SET_T_SQL : SET_SQL) : (other ? WITHDRAW_T_SQL : WITHDRAW_SQL),
+            c);
     if (e == SQLITE_OK && c->event)
         e = px_outbox_sqlite_insert(db, c->event);
     if (e == SQLITE_OK)
@@ -598,8 +660,8 @@ static px_rc price_set(void *impl, const struct px_price_change *c)
     return rc;
 }
 
-static px_rc price_history(void *impl, const char *product_id, size_t max, struct px_arena *a,
-                           struct px_price_history_row **rows, size_t *n)
+static px_rc price_history(void *impl, const char *tenant, const char *product_id, size_t max,
+                           struct px_arena *a, struct px_price_history_row **rows, size_t *n)
 {
     struct sqlite_price *p = impl;
     struct conn *c = NULL;
@@ -618,6 +680,7 @@ static px_rc price_history(void *impl, const char *product_id, size_t max, struc
     }
     sqlite3_bind_text(st, 1, product_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+    sqlite3_bind_text(st, 3, tenant ? tenant : "default", -1, SQLITE_STATIC);
     size_t k = 0;
     int e = SQLITE_DONE;
     while (!rc && (e = sqlite3_step(st)) == SQLITE_ROW && k < max) {

@@ -587,6 +587,51 @@ static void test_pool_opens_lazily(void **state)
     px_price_close(s);
 }
 
+/* CONTRACT §12: the same product id in three tenants; each read, write,
+ * withdrawal and history stays in its tenant (the cache included), and the
+ * default tenant is the table a file without tenants always had. */
+static void test_tenants_apart(void **state)
+{
+    struct fixture *f = *state;
+    struct px_price_store *s = open_seeded(f, 1000);
+    struct px_price p;
+    assert_int_equal(px_price_get_in(s, "acme", "PROD-101", &p), PX_ERR_NOT_FOUND);
+    struct px_price_change ch = {.tenant = "acme",
+                                 .product_id = "PROD-101",
+                                 .amount = "5.00",
+                                 .currency = "EUR",
+                                 .effective_from = "2026-12-03T12:00:00.000Z",
+                                 .changed_by = "test",
+                                 .request_id = "r-acme"};
+    assert_int_equal(px_price_set(s, &ch), PX_OK);
+    assert_int_equal(px_price_get_in(s, "acme", "PROD-101", &p), PX_OK);
+    assert_string_equal(p.price, "5.00");
+    expect_price(s, "PROD-101", "99.99", "USD"); /* default untouched */
+    assert_int_equal(px_price_get_in(s, "default", "PROD-101", &p), PX_OK);
+    assert_string_equal(p.price, "99.99");
+    assert_int_equal(px_price_get_in(s, "globex", "PROD-101", &p), PX_ERR_NOT_FOUND);
+    assert_int_equal(count_rows(f->db), 10005);
+
+    struct px_arena *a = px_arena_new(1 << 16);
+    struct px_price_history_row *rows = NULL;
+    size_t n = 0;
+    assert_int_equal(px_price_history_in(s, "acme", "PROD-101", 10, a, &rows, &n), PX_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0].request_id, "r-acme");
+    assert_int_equal(px_price_history(s, "PROD-101", 10, a, &rows, &n), PX_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(px_price_history_in(s, "globex", "PROD-101", 10, a, &rows, &n), PX_OK);
+    assert_int_equal(n, 0);
+    px_arena_free(a);
+
+    /* withdrawn in acme only */
+    ch.amount = ch.currency = NULL;
+    assert_int_equal(px_price_set(s, &ch), PX_OK);
+    assert_int_equal(px_price_get_in(s, "acme", "PROD-101", &p), PX_ERR_NOT_FOUND);
+    expect_price(s, "PROD-101", "99.99", "USD");
+    px_price_close(s);
+}
+
 static void test_bad_spec(void **state)
 {
     (void)state;
@@ -611,6 +656,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wal_file_converted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_shared, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tenants_apart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_opens_lazily, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_spec, setup, teardown),
     };

@@ -9,6 +9,7 @@
 #include "functions/product-service/handler.h"
 #include "kernel/errors.h"
 #include "kernel/log.h"
+#include "kernel/tenant.h"
 
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -111,7 +112,7 @@ static px_rc list_config(struct px_app *app, struct px_request *req, struct px_r
     struct px_config_store *s = px_cs_repo_store(app);
     struct px_config_item *items = NULL;
     size_t n = 0;
-    px_rc rc = s ? px_config_store_list(s, PX_CONFIG_TENANT_DEFAULT, "", req->arena, &items, &n)
+    px_rc rc = s ? px_config_store_list(s, px_tenant_of(req), "", req->arena, &items, &n)
                  : PX_ERR_UNAVAILABLE;
     if (rc) {
         store_failed(req, resp, rc);
@@ -133,8 +134,8 @@ static px_rc get_config(struct px_app *app, struct px_request *req, struct px_re
         return PX_OK;
     struct px_config_store *s = px_cs_repo_store(app);
     struct px_config_item it;
-    px_rc rc = s ? px_config_store_get(s, PX_CONFIG_TENANT_DEFAULT, key, req->arena, &it)
-                 : PX_ERR_UNAVAILABLE;
+    px_rc rc =
+        s ? px_config_store_get(s, px_tenant_of(req), key, req->arena, &it) : PX_ERR_UNAVAILABLE;
     if (rc == PX_ERR_NOT_FOUND) {
         px_error_response(req, resp, PX_E_NOT_FOUND, "no such config key", NULL, 0);
         return PX_OK;
@@ -253,7 +254,7 @@ static px_rc ofrep_one(struct px_app *app, struct px_request *req, struct px_res
         rc = ofrep_send(req, resp, 404, key, "FLAG_NOT_FOUND", "no flag has this key");
         goto out;
     }
-    rc = s ? px_config_store_get(s, PX_CONFIG_TENANT_DEFAULT, cfg_key, req->arena, &it)
+    rc = s ? px_config_store_get(s, px_tenant_of(req), cfg_key, req->arena, &it)
            : PX_ERR_UNAVAILABLE;
     if (rc == PX_ERR_NOT_FOUND) {
         rc = ofrep_send(req, resp, 404, key, "FLAG_NOT_FOUND", "no flag has this key");
@@ -326,9 +327,8 @@ static px_rc ofrep_bulk(struct px_app *app, struct px_request *req, struct px_re
     struct px_config_store *s = px_cs_repo_store(app);
     struct px_config_item *items = NULL;
     size_t n = 0;
-    px_rc rc =
-        s ? px_config_store_list(s, PX_CONFIG_TENANT_DEFAULT, FLAG_PREFIX, req->arena, &items, &n)
-          : PX_ERR_UNAVAILABLE;
+    px_rc rc = s ? px_config_store_list(s, px_tenant_of(req), FLAG_PREFIX, req->arena, &items, &n)
+                 : PX_ERR_UNAVAILABLE;
     if (rc) {
         PX_WARN(req->request_id, "config store failed: %s", px_strerror(rc));
         json_decref(in.context);

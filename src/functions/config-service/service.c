@@ -2,6 +2,7 @@
 #include "repository.h"
 #include "kernel/config_cache.h"
 #include "kernel/log.h"
+#include "kernel/tenant.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -113,7 +114,7 @@ px_rc px_cs_write(struct px_app *app, const struct px_request *req, struct px_cs
     r->expires_at = now_ms / 1000 + px_app_config(app)->audit_retention_days * 86400L;
     copy(r->action, sizeof(r->action), "CONFIG_CHANGE");
     copy(r->status, sizeof(r->status), "SUCCESS");
-    px_rc rc = px_config_store_apply(s, PX_CONFIG_TENANT_DEFAULT, w->key,
+    px_rc rc = px_config_store_apply(s, px_tenant_of(req), w->key,
                                      w->create ? PX_CONFIG_MUST_NOT_EXIST : PX_CONFIG_AT_VERSION,
                                      w->if_match, on_apply, c, req->arena);
     if (rc && c->recorded && !c->failure_recorded)

@@ -35,7 +35,7 @@ void px_pf_lookup(struct px_app *app, const struct px_request *req, const struct
                   struct px_pf_lookup *out)
 {
     memset(out, 0, sizeof(*out));
-    px_rc rc = px_pf_repo_price(app, in->id, &out->price);
+    px_rc rc = px_pf_repo_price(app, req->tenant, in->id, &out->price);
     const char *status;
     if (rc == PX_OK) {
         out->outcome = PX_PF_FOUND;

@@ -466,7 +466,7 @@ static px_rc price_history(struct px_app *app, struct px_request *req, struct px
     const char *id = p.id;
     struct px_price_history_row *rows = NULL;
     size_t n = 0;
-    rc = px_ps_repo_history(app, id, req->arena, &rows, &n);
+    rc = px_ps_repo_history(app, req->tenant, id, req->arena, &rows, &n);
     if (rc)
         return rc;
     struct px_buf b;

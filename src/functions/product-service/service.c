@@ -295,6 +295,7 @@ static px_rc on_apply(void *arg, const struct px_product *cur, struct px_product
     c->recorded = true;
     if (price_write) {
         const struct px_price_change pc = {
+            .tenant = c->req->tenant,
             .product_id = w->id,
             .amount = w->op == PX_PS_PRICE ? next->amount : NULL,
             .currency = w->op == PX_PS_PRICE ? next->currency : NULL,
