@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "kernel/buf.h"
 #include "kernel/log.h"
+#include "kernel/tenant.h"
 #include "kernel/validate.h"
 #include "store/audit.h"
 #include "store/audit_chain.h"
@@ -143,8 +144,10 @@ int px_cmd_audit(int argc, char **argv)
 {
     const char *user = NULL, *product = NULL, *from = NULL, *to = NULL, *limit_s = NULL,
                *cursor = NULL, *out = NULL, *pubkey = NULL, *max_pages = NULL, *export_dir = NULL,
-               *config_key = NULL;
+               *config_key = NULL, *tenant = NULL;
     const struct px_cli_flag flags[] = {
+        {"--tenant", true, &tenant, NULL,
+         "query: the tenant whose records are read (CONTRACT §12; default: default)"},
         {"--user", true, &user, NULL, "user id (UUID)"},
         {"--product", true, &product, NULL, "product id"},
         {"--config", true, &config_key, NULL, "config key: its CONFIG_CHANGE records"},
@@ -166,7 +169,8 @@ int px_cmd_audit(int argc, char **argv)
     const struct px_cli_cmd cmd = {
         .name = "audit",
         .synopsis =
-            "audit query --user UUID | --product ID | --config KEY [--from TS] [--to TS] "
+            "audit query --user UUID | --product ID | --config KEY [--tenant NAME] [--from TS] "
+            "[--to TS] "
             "[--limit N] [--cursor C] | audit migrate --from sqlite:OLD --to SPEC | audit count | "
             "audit keygen --out PREFIX | audit verify [--from TS] [--to TS] [--public-key F] "
             "[--max-pages N] | audit export --from TS --to TS --out DIR | audit verify "
@@ -186,6 +190,15 @@ int px_cmd_audit(int argc, char **argv)
         return st;
     const char *bad = NULL;
     long limit = 100;
+    if (tenant && strcmp(args[0], "query") != 0) {
+        /* verify and export read the whole trail: one chain spans every tenant */
+        fprintf(stderr, "pricing audit: --tenant applies to audit query only\n");
+        return PX_EXIT_USAGE;
+    }
+    if (tenant && !px_tenant_valid(tenant)) {
+        fprintf(stderr, "pricing audit: --tenant must be 1-64 of a-z 0-9 -\n");
+        return PX_EXIT_USAGE;
+    }
     if (strcmp(args[0], "migrate") == 0) {
         if (!from || !to) {
             fprintf(stderr, "pricing audit: migrate needs --from sqlite:OLD and --to SPEC\n");
@@ -307,6 +320,10 @@ int px_cmd_audit(int argc, char **argv)
         .limit = limit,
         .cursor = cursor,
         .now = (int64_t)time(NULL),
+        /* TENANCY=on without --tenant: the default tenant, records with tenantId */
+        .tenant = tenant        ? tenant
+                  : cfg.tenancy ? "default"
+                                : NULL,
     };
     struct px_audit_page page;
     px_rc rc = arena ? px_audit_query(store, &q, arena, &page) : PX_ERR_NOMEM;

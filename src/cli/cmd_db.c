@@ -6,6 +6,7 @@
 #include "kernel/app.h"
 #include "kernel/fs.h"
 #include "kernel/log.h"
+#include "kernel/tenant.h"
 #include "store/audit.h"
 #include "store/audit_chain.h"
 #include "store/price.h"
@@ -72,7 +73,7 @@ static size_t catalogue(struct px_product *items, size_t cap, const char *now)
 }
 
 /* Creates or upgrades the product store; seed also loads the catalogue. */
-static int products(const char *what, const struct px_config *cfg, bool seed)
+static int products(const char *what, const struct px_config *cfg, bool seed, const char *tenant)
 {
     char err[1024];
     const struct px_product_opts o = {
@@ -97,7 +98,7 @@ static int products(const char *what, const struct px_config *cfg, bool seed)
         char now[25];
         px_now_rfc3339(now);
         n = items ? catalogue(items, CATALOGUE_MAX, now) : 0;
-        rc = items ? px_product_seed(s, items, n, err, sizeof(err)) : PX_ERR_NOMEM;
+        rc = items ? px_product_seed_in(s, tenant, items, n, err, sizeof(err)) : PX_ERR_NOMEM;
         free(items);
     }
     px_product_close(s);
@@ -140,13 +141,16 @@ static int config_items(const char *what, const struct px_config *cfg)
 int px_cmd_db(int argc, char **argv)
 {
     const char *seed_file = NULL;
+    const char *tenant = NULL;
     const struct px_cli_flag flags[] = {
         {"--seed-file", true, &seed_file, NULL,
          "SQL file of prices to load instead of the built-in sample prices"},
+        {"--tenant", true, &tenant, NULL,
+         "load the prices and catalogue into this tenant (CONTRACT §12; default: default)"},
     };
     const struct px_cli_cmd seed_cmd = {
         .name = "db seed",
-        .synopsis = "db seed [--seed-file F] [configuration flags]",
+        .synopsis = "db seed [--seed-file F] [--tenant NAME] [configuration flags]",
         .summary = "create or upgrade the price and audit stores and load the sample prices "
                    "built into the binary (idempotent)",
         .flags = flags,
@@ -194,9 +198,17 @@ int px_cmd_db(int argc, char **argv)
         px_cli_usage(&db_cmd, stderr);
         return PX_EXIT_USAGE;
     }
-    if (!seed && seed_file) {
-        fprintf(stderr, "pricing db migrate: --seed-file belongs to db seed\n");
+    if (!seed && (seed_file || tenant)) {
+        fprintf(stderr, "pricing db migrate: %s belongs to db seed\n",
+                seed_file ? "--seed-file" : "--tenant");
         px_cli_usage(&migrate_cmd, stderr);
+        return PX_EXIT_USAGE;
+    }
+    if (tenant && !px_tenant_valid(tenant)) {
+        fprintf(stderr,
+                "pricing db seed: --tenant: \"%.64s\" is not a tenant name (1-64 of "
+                "a-z 0-9 -)\n",
+                tenant);
         return PX_EXIT_USAGE;
     }
     const char *what = seed ? "db seed" : "db migrate";
@@ -229,10 +241,10 @@ int px_cmd_db(int argc, char **argv)
     if (!seed)
         rc = px_price_migrate(prices, err, sizeof(err));
     else if (seed_file)
-        rc = px_price_seed(prices, seed_file, err, sizeof(err));
+        rc = px_price_seed_in(prices, tenant, seed_file, err, sizeof(err));
     else
-        rc = px_price_seed_sql(prices, px_sql_assets_seed.name, px_sql_assets_seed.text, err,
-                               sizeof(err));
+        rc = px_price_seed_sql_in(prices, tenant, px_sql_assets_seed.name, px_sql_assets_seed.text,
+                                  err, sizeof(err));
     px_price_close(prices);
     if (rc) {
         fprintf(stderr, "pricing %s: %s\n", what, err);
@@ -241,10 +253,11 @@ int px_cmd_db(int argc, char **argv)
     if (!seed)
         printf("prices: schema ready\n");
     else if (seed_file)
-        printf("prices: schema ready, %s loaded\n", seed_file);
+        printf("prices: schema ready, %s loaded%s%s\n", seed_file, tenant ? " into tenant " : "",
+               tenant ? tenant : "");
     else
-        printf("prices: schema ready, built-in sample prices (%s) loaded\n",
-               px_sql_assets_seed.name);
+        printf("prices: schema ready, built-in sample prices (%s) loaded%s%s\n",
+               px_sql_assets_seed.name, tenant ? " into tenant " : "", tenant ? tenant : "");
 
     /* CONTRACT §11: the embedded default trail gets a signing key of its own
      * when none is configured, so its checkpoints are signed from the start. */
@@ -269,7 +282,7 @@ int px_cmd_db(int argc, char **argv)
         return PX_EXIT_FAIL;
     px_audit_close(audit);
     printf("audit: store ready\n");
-    if (products(what, &cfg, seed))
+    if (products(what, &cfg, seed, tenant))
         return PX_EXIT_FAIL;
     return config_items(what, &cfg) ? PX_EXIT_FAIL : PX_EXIT_OK;
 }

@@ -149,6 +149,8 @@ px_rc px_ddb_audit_item_json(const struct px_audit_record *r, struct px_buf *b)
         rc = put_s(b, false, "principal", r->principal);
     if (!rc && r->api_request_id[0])
         rc = put_s(b, false, "apiRequestId", r->api_request_id);
+    if (!rc && r->tenant[0])
+        rc = put_s(b, false, "tenantId", r->tenant);
     if (!rc && r->before)
         rc = put_s(b, false, "before", r->before);
     if (!rc && r->after)
@@ -206,6 +208,8 @@ px_rc px_ddb_audit_item_parse(const json_t *item, struct px_audit_record *r)
         rc = copy_field(item, "principal", r->principal, sizeof(r->principal), false);
     if (!rc)
         rc = copy_field(item, "apiRequestId", r->api_request_id, sizeof(r->api_request_id), false);
+    if (!rc)
+        rc = copy_field(item, "tenantId", r->tenant, sizeof(r->tenant), false);
     if (!rc)
         rc = copy_field(item, "ts", r->ts, sizeof(r->ts), true);
     if (!rc)
@@ -279,9 +283,13 @@ static bool string_attr_ok(const json_t *v)
     return json_is_string(s) && json_string_length(s) > 0 && json_string_length(s) <= 1024;
 }
 
-static void user_pk(const char *user, char *out, size_t cap)
+/* Partition keys of a query: T#<tenant># first for a tenant other than
+ * "default" (px_audit_keys()), so a query never reaches another tenant. */
+static void user_pk(const char *tenant, const char *user, char *out, size_t cap)
 {
-    size_t j = (size_t)snprintf(out, cap, "USER#");
+    char t[PX_AUDIT_TENANT_PREFIX_MAX];
+    px_audit_tenant_prefix(tenant, t);
+    size_t j = (size_t)snprintf(out, cap, "%sUSER#", t);
     for (size_t i = 0; user[i] && j + 1 < cap; i++)
         out[j++] = (char)tolower((unsigned char)user[i]);
     out[j < cap ? j : cap - 1] = '\0';
@@ -311,22 +319,26 @@ px_rc px_ddb_cursor_decode(const char *cursor, const struct px_audit_query *q, j
     for (size_t i = 0; i < nwant; i++)
         if (!string_attr_ok(json_object_get(k, want[i])))
             goto bad;
-    /* A product's trail holds look-ups (USER#) and writes (ACTOR#). */
-    if (strncmp(attr_s(k, "sk"), "AUDIT#", 6) != 0 ||
-        (strncmp(attr_s(k, "pk"), "USER#", 5) != 0 &&
-         (by_user || strncmp(attr_s(k, "pk"), "ACTOR#", 6) != 0)))
+    /* A product's trail holds look-ups (USER#) and writes (ACTOR#), of the
+     * query's tenant only: a cursor from another tenant is refused. */
+    char t[PX_AUDIT_TENANT_PREFIX_MAX];
+    px_audit_tenant_prefix(q->tenant, t);
+    size_t tl = strlen(t);
+    const char *kpk = attr_s(k, "pk");
+    if (strncmp(attr_s(k, "sk"), "AUDIT#", 6) != 0 || strncmp(kpk, t, tl) != 0 ||
+        (strncmp(kpk + tl, "USER#", 5) != 0 && (by_user || strncmp(kpk + tl, "ACTOR#", 6) != 0)))
         goto bad;
     if (by_user) {
-        char pk[64];
-        user_pk(q->user_id, pk, sizeof(pk));
+        char pk[PX_AUDIT_PK_MAX];
+        user_pk(q->tenant, q->user_id, pk, sizeof(pk));
         if (strcmp(attr_s(k, "pk"), pk) != 0)
             goto bad;
     } else {
         char gpk[PX_AUDIT_GSI1PK_MAX];
         if (q->config_key)
-            snprintf(gpk, sizeof(gpk), "CONFIG#%s", q->config_key);
+            snprintf(gpk, sizeof(gpk), "%sCONFIG#%s", t, q->config_key);
         else
-            snprintf(gpk, sizeof(gpk), "PRODUCT#%s", q->product_id);
+            snprintf(gpk, sizeof(gpk), "%sPRODUCT#%s", t, q->product_id);
         if (strcmp(attr_s(k, "gsi1pk"), gpk) != 0 || strcmp(attr_s(k, "gsi1sk"), attr_s(k, "sk")))
             goto bad;
     }
@@ -564,13 +576,14 @@ static px_rc query_page(struct store *s, const struct px_audit_query *q, const c
                         const char *hi, long want, json_t *start, int64_t deadline, json_t **resp)
 {
     bool by_user = q->user_id != NULL;
-    char part[PX_AUDIT_GSI1PK_MAX], now[32];
+    char part[PX_AUDIT_GSI1PK_MAX], now[32], t[PX_AUDIT_TENANT_PREFIX_MAX];
+    px_audit_tenant_prefix(q->tenant, t);
     if (by_user)
-        user_pk(q->user_id, part, sizeof(part));
+        user_pk(q->tenant, q->user_id, part, sizeof(part));
     else if (q->config_key)
-        snprintf(part, sizeof(part), "CONFIG#%s", q->config_key);
+        snprintf(part, sizeof(part), "%sCONFIG#%s", t, q->config_key);
     else
-        snprintf(part, sizeof(part), "PRODUCT#%s", q->product_id);
+        snprintf(part, sizeof(part), "%sPRODUCT#%s", t, q->product_id);
     snprintf(now, sizeof(now), "%lld", (long long)q->now);
     json_t *req = json_pack(
         "{s:s, s:s, s:s, s:{s:s, s:s, s:s}, s:{s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}}, s:I, s:b}",

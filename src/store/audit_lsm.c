@@ -1064,6 +1064,9 @@ static px_rc audit_query(void *impl, const struct px_audit_query *q, struct px_a
         q->limit < 1 || q->limit > 1000)
         return PX_ERR_INVALID;
     memset(out, 0, sizeof(*out));
+    /* No tenant in this store's keys yet (TENANCY=on refuses it at start). */
+    if (q->tenant && strcmp(q->tenant, "default") != 0)
+        return PX_ERR_UNAVAILABLE;
     char lower[PX_AUDIT_CURSOR_MAX + 1], upper[40];
     if (px_audit_bounds(q, lower, upper))
         return PX_ERR_INVALID;

@@ -156,12 +156,32 @@ out:
 
 px_rc px_price_seed(struct px_price_store *s, const char *sql_path, char *err, size_t errlen)
 {
+    return px_price_seed_in(s, NULL, sql_path, err, errlen);
+}
+
+px_rc px_price_seed_sql_in(struct px_price_store *s, const char *tenant, const char *name,
+                           const char *sql, char *err, size_t errlen)
+{
+    if (!tenant || strcmp(tenant, "default") == 0)
+        return px_price_seed_sql(s, name, sql, err, errlen);
+    if (!s || !name || !sql)
+        return PX_ERR_INVALID;
+    if (!s->ops->seed_tenant) {
+        snprintf(err, errlen, "PRICE_DB: this store keeps the default tenant only");
+        return PX_ERR_CONFIG;
+    }
+    return s->ops->seed_tenant(s->impl, tenant, name, sql, err, errlen);
+}
+
+px_rc px_price_seed_in(struct px_price_store *s, const char *tenant, const char *sql_path,
+                       char *err, size_t errlen)
+{
     char *sql = NULL;
     if (!s || !sql_path)
         return PX_ERR_INVALID;
     px_rc rc = read_sql(sql_path, &sql, err, errlen);
     if (!rc)
-        rc = s->ops->seed(s->impl, sql_path, sql, err, errlen);
+        rc = px_price_seed_sql_in(s, tenant, sql_path, sql, err, errlen);
     free(sql);
     return rc;
 }

@@ -48,6 +48,13 @@ px_rc px_price_migrate(struct px_price_store *s, char *err, size_t errlen) PX_WU
  * messages) in the same transaction: all of it or nothing. sql is borrowed. */
 px_rc px_price_seed_sql(struct px_price_store *s, const char *name, const char *sql, char *err,
                         size_t errlen) PX_WUR;
+/* px_price_seed_sql() into tenant's prices (NULL or "default": the same);
+ * the SQL is written as for the default tenant (INSERT INTO product_prices). */
+px_rc px_price_seed_sql_in(struct px_price_store *s, const char *tenant, const char *name,
+                           const char *sql, char *err, size_t errlen) PX_WUR;
+/* px_price_seed_sql_in() with the file at sql_path. */
+px_rc px_price_seed_in(struct px_price_store *s, const char *tenant, const char *sql_path,
+                       char *err, size_t errlen) PX_WUR;
 /* px_price_seed_sql() with the file at sql_path (at most 64 MiB, no NUL bytes). */
 px_rc px_price_seed(struct px_price_store *s, const char *sql_path, char *err,
                     size_t errlen) PX_WUR;
@@ -100,6 +107,10 @@ struct px_price_ops {
     px_rc (*ping)(void *impl);
     /* Migrations, then sql unless it is NULL, in one transaction. */
     px_rc (*seed)(void *impl, const char *name, const char *sql, char *err, size_t errlen);
+    /* Optional: seed's sql loaded into tenant's prices instead (NULL: the
+     * backend keeps the default tenant only). */
+    px_rc (*seed_tenant)(void *impl, const char *tenant, const char *name, const char *sql,
+                         char *err, size_t errlen);
     /* Writes (product-service); NULL when the backend has none yet. */
     px_rc (*set)(void *impl, const struct px_price_change *c);
     px_rc (*history)(void *impl, const char *tenant, const char *product_id, size_t max,

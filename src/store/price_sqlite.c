@@ -260,8 +260,35 @@ static px_rc use_rollback_journal(sqlite3 *db, const char *path, char *err, size
 
 /* Migrates the file at path and, unless sql is NULL, runs sql, all in one
  * BEGIN IMMEDIATE transaction on a read-write connection of its own. */
-static px_rc apply(const char *path, bool create, long timeout_ms, const char *name,
-                   const char *sql, char *err, size_t errlen)
+/* A seed for a tenant other than "default" runs against a temporary
+ * product_prices, which hides the main one for unqualified names, so any
+ * seed file written for the default tenant loads unchanged; its rows then
+ * move into tenant_prices, in the same transaction. */
+static const char TENANT_SEED_BEGIN[] =
+    "CREATE TEMP TABLE product_prices (product_id TEXT PRIMARY KEY, price TEXT NOT NULL,"
+    " currency TEXT NOT NULL)";
+static const char TENANT_SEED_MOVE[] =
+    "INSERT INTO main.tenant_prices (tenant, product_id, price, currency)"
+    " SELECT ?1, product_id, price, currency FROM temp.product_prices WHERE true"
+    " ON CONFLICT (tenant, product_id) DO UPDATE SET price = excluded.price,"
+    " currency = excluded.currency";
+
+static int tenant_seed_move(sqlite3 *db, const char *tenant)
+{
+    sqlite3_stmt *st = NULL;
+    int e = sqlite3_prepare_v2(db, TENANT_SEED_MOVE, -1, &st, NULL);
+    if (e == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+        e = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
+    }
+    sqlite3_finalize(st);
+    if (e == SQLITE_OK)
+        e = sqlite3_exec(db, "DROP TABLE temp.product_prices", NULL, NULL, NULL);
+    return e;
+}
+
+static px_rc apply(const char *path, bool create, long timeout_ms, const char *tenant,
+                   const char *name, const char *sql, char *err, size_t errlen)
 {
     sqlite3 *db = NULL;
     px_rc rc = open_rw(path, create, timeout_ms, &db, err, errlen);
@@ -276,6 +303,11 @@ static px_rc apply(const char *path, bool create, long timeout_ms, const char *n
         goto out;
     }
     rc = migrate(db, path, err, errlen);
+    bool other = sql && tenant && strcmp(tenant, "default") != 0;
+    if (!rc && other && sqlite3_exec(db, TENANT_SEED_BEGIN, NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "PRICE_DB: cannot seed tenant %s: %s", tenant, sqlite3_errmsg(db));
+        rc = PX_ERR_IO;
+    }
     if (!rc && sql) {
         char *msg = NULL;
         if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -283,6 +315,11 @@ static px_rc apply(const char *path, bool create, long timeout_ms, const char *n
             rc = PX_ERR_INVALID;
         }
         sqlite3_free(msg);
+    }
+    if (!rc && other && tenant_seed_move(db, tenant) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: cannot load into tenant %s: %s", name ? name : "seed", tenant,
+                 sqlite3_errmsg(db));
+        rc = PX_ERR_INVALID;
     }
     if (!rc && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "PRICE_DB: cannot commit to %s: %s", path, sqlite3_errmsg(db));
@@ -369,7 +406,7 @@ static px_rc price_open(const char *spec, const struct px_price_opts *opts, void
     p->sync_init = true;
 
     if (opts && opts->create) {
-        rc = apply(p->path, true, p->timeout_ms, NULL, NULL, err, errlen);
+        rc = apply(p->path, true, p->timeout_ms, NULL, NULL, NULL, err, errlen);
         if (rc)
             goto out;
     }
@@ -601,7 +638,16 @@ static px_rc price_seed(void *impl, const char *name, const char *sql, char *err
     struct sqlite_price *p = impl;
     if (!p)
         return PX_ERR_INVALID;
-    return apply(p->path, false, p->timeout_ms, name, sql, err, errlen);
+    return apply(p->path, false, p->timeout_ms, NULL, name, sql, err, errlen);
+}
+
+static px_rc price_seed_tenant(void *impl, const char *tenant, const char *name, const char *sql,
+                               char *err, size_t errlen)
+{
+    struct sqlite_price *p = impl;
+    if (!p)
+        return PX_ERR_INVALID;
+    return apply(p->path, false, p->timeout_ms, tenant, name, sql, err, errlen);
 }
 
 /* Runs sql with the change's strings bound as ?1..?6 (product, amount,
@@ -712,6 +758,7 @@ const struct px_price_ops px_price_sqlite_ops = {
     .get = price_get,
     .ping = price_ping,
     .seed = price_seed,
+    .seed_tenant = price_seed_tenant,
     .set = price_set,
     .history = price_history,
 };

@@ -59,9 +59,15 @@ void px_product_close(struct px_product_store *s)
 px_rc px_product_get(struct px_product_store *s, const char *id, struct px_arena *a,
                      struct px_product *out)
 {
+    return px_product_get_in(s, NULL, id, a, out);
+}
+
+px_rc px_product_get_in(struct px_product_store *s, const char *tenant, const char *id,
+                        struct px_arena *a, struct px_product *out)
+{
     if (!s || !id || !a || !out)
         return PX_ERR_INVALID;
-    return s->ops->get(s->impl, id, a, out);
+    return s->ops->get(s->impl, tenant, id, a, out);
 }
 
 px_rc px_product_list(struct px_product_store *s, const struct px_product_query *q,
@@ -78,9 +84,16 @@ px_rc px_product_list(struct px_product_store *s, const struct px_product_query 
 px_rc px_product_apply(struct px_product_store *s, const char *id, enum px_product_expect expect,
                        long version, px_product_apply_fn fn, void *arg, struct px_arena *a)
 {
+    return px_product_apply_in(s, NULL, id, expect, version, fn, arg, a);
+}
+
+px_rc px_product_apply_in(struct px_product_store *s, const char *tenant, const char *id,
+                          enum px_product_expect expect, long version, px_product_apply_fn fn,
+                          void *arg, struct px_arena *a)
+{
     if (!s || !id || !fn || !a)
         return PX_ERR_INVALID;
-    return s->ops->apply(s->impl, id, expect, version, fn, arg, a);
+    return s->ops->apply(s->impl, tenant, id, expect, version, fn, arg, a);
 }
 
 px_rc px_product_idem_begin(struct px_product_store *s, const char *principal, const char *route,
@@ -112,9 +125,15 @@ void px_product_idem_abort(struct px_product_store *s, const char *principal, co
 px_rc px_product_seed(struct px_product_store *s, const struct px_product *items, size_t n,
                       char *err, size_t errlen)
 {
+    return px_product_seed_in(s, NULL, items, n, err, errlen);
+}
+
+px_rc px_product_seed_in(struct px_product_store *s, const char *tenant,
+                         const struct px_product *items, size_t n, char *err, size_t errlen)
+{
     if (!s || (n && !items))
         return PX_ERR_INVALID;
-    return s->ops->seed(s->impl, items, n, err, errlen);
+    return s->ops->seed(s->impl, tenant, items, n, err, errlen);
 }
 
 px_rc px_product_ping(struct px_product_store *s)

@@ -51,6 +51,7 @@ struct px_product_query {
     const char *status;   /* NULL: any */
     const char *after_id; /* exclusive; NULL: from the first */
     long limit;           /* 1..1000 */
+    const char *tenant;   /* CONTRACT §12; NULL: "default" */
 };
 
 /* What px_product_apply() checks before calling back. */
@@ -90,6 +91,10 @@ void px_product_close(struct px_product_store *s);
 /* One product; PX_ERR_NOT_FOUND when absent. Thread-safe. */
 px_rc px_product_get(struct px_product_store *s, const char *id, struct px_arena *a,
                      struct px_product *out) PX_WUR;
+/* px_product_get() within tenant (NULL: "default"); likewise the _in forms
+ * below. No tenant ever reads or changes another's products. */
+px_rc px_product_get_in(struct px_product_store *s, const char *tenant, const char *id,
+                        struct px_arena *a, struct px_product *out) PX_WUR;
 /* Up to q->limit products ordered by id after q->after_id; *more tells whether
  * another page follows. Array and strings in a. */
 px_rc px_product_list(struct px_product_store *s, const struct px_product_query *q,
@@ -98,6 +103,9 @@ px_rc px_product_list(struct px_product_store *s, const struct px_product_query 
  * calls fn, then stores next, all under the product's write lock. */
 px_rc px_product_apply(struct px_product_store *s, const char *id, enum px_product_expect expect,
                        long version, px_product_apply_fn fn, void *arg, struct px_arena *a) PX_WUR;
+px_rc px_product_apply_in(struct px_product_store *s, const char *tenant, const char *id,
+                          enum px_product_expect expect, long version, px_product_apply_fn fn,
+                          void *arg, struct px_arena *a) PX_WUR;
 /* Looks up or claims (principal, route, key) for a body with hash body_hash
  * (hex); sweeps expired records. saved is filled for PX_IDEM_REPLAY. */
 px_rc px_product_idem_begin(struct px_product_store *s, const char *principal, const char *route,
@@ -114,6 +122,8 @@ void px_product_idem_abort(struct px_product_store *s, const char *principal, co
 /* Inserts the products that do not exist yet (db seed); existing ones are kept. */
 px_rc px_product_seed(struct px_product_store *s, const struct px_product *items, size_t n,
                       char *err, size_t errlen) PX_WUR;
+px_rc px_product_seed_in(struct px_product_store *s, const char *tenant,
+                         const struct px_product *items, size_t n, char *err, size_t errlen) PX_WUR;
 /* PX_OK when the store answers now (readiness). */
 px_rc px_product_ping(struct px_product_store *s) PX_WUR;
 
@@ -123,18 +133,20 @@ struct px_product_ops {
     px_rc (*open)(const char *target, const struct px_product_opts *opts, void **impl, char *err,
                   size_t errlen);
     void (*close)(void *impl);
-    px_rc (*get)(void *impl, const char *id, struct px_arena *a, struct px_product *out);
+    px_rc (*get)(void *impl, const char *tenant, const char *id, struct px_arena *a,
+                 struct px_product *out);
     px_rc (*list)(void *impl, const struct px_product_query *q, struct px_arena *a,
                   struct px_product **items, size_t *n, bool *more);
-    px_rc (*apply)(void *impl, const char *id, enum px_product_expect expect, long version,
-                   px_product_apply_fn fn, void *arg, struct px_arena *a);
+    px_rc (*apply)(void *impl, const char *tenant, const char *id, enum px_product_expect expect,
+                   long version, px_product_apply_fn fn, void *arg, struct px_arena *a);
     px_rc (*idem_begin)(void *impl, const char *principal, const char *route, const char *key,
                         const char *body_hash, int64_t now_s, struct px_arena *a,
                         enum px_idem_state *state, struct px_idem_saved *saved);
     px_rc (*idem_finish)(void *impl, const char *principal, const char *route, const char *key,
                          const struct px_idem_saved *saved, int64_t now_s);
     void (*idem_abort)(void *impl, const char *principal, const char *route, const char *key);
-    px_rc (*seed)(void *impl, const struct px_product *items, size_t n, char *err, size_t errlen);
+    px_rc (*seed)(void *impl, const char *tenant, const struct px_product *items, size_t n,
+                  char *err, size_t errlen);
     px_rc (*ping)(void *impl);
 };
 

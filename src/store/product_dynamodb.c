@@ -273,9 +273,19 @@ static px_rc get_item(struct store *s, const char *id, struct px_arena *a, struc
     return rc;
 }
 
-static px_rc ddb_get(void *impl, const char *id, struct px_arena *a, struct px_product *out)
+/* Keys carry T#default# only so far (CONTRACT §12): another tenant is
+ * refused rather than answered from the default tenant's items. */
+static bool other_tenant(const char *tenant)
+{
+    return tenant && tenant[0] && strcmp(tenant, TENANT) != 0;
+}
+
+static px_rc ddb_get(void *impl, const char *tenant, const char *id, struct px_arena *a,
+                     struct px_product *out)
 {
     struct store *s = impl;
+    if (other_tenant(tenant))
+        return PX_ERR_UNAVAILABLE;
     return get_item(s, id, a, out, deadline_of(s));
 }
 
@@ -370,6 +380,8 @@ static px_rc ddb_list(void *impl, const struct px_product_query *q, struct px_ar
                       struct px_product **items, size_t *n, bool *more)
 {
     struct store *s = impl;
+    if (other_tenant(q->tenant))
+        return PX_ERR_UNAVAILABLE;
     size_t need = (size_t)q->limit + 1; /* one more tells whether a page follows */
     int64_t deadline = px_ddb_now_ms() + 3 * s->timeout_ms;
     json_t *acc = json_array();
@@ -544,10 +556,13 @@ static px_rc put_product(struct store *s, const struct px_product *cur,
     return rc;
 }
 
-static px_rc ddb_apply(void *impl, const char *id, enum px_product_expect expect, long version,
-                       px_product_apply_fn fn, void *arg, struct px_arena *a)
+static px_rc ddb_apply(void *impl, const char *tenant, const char *id,
+                       enum px_product_expect expect, long version, px_product_apply_fn fn,
+                       void *arg, struct px_arena *a)
 {
     struct store *s = impl;
+    if (other_tenant(tenant))
+        return PX_ERR_UNAVAILABLE;
     struct px_product cur, next;
     char pk[128], owner[37];
     product_pk(id, pk, sizeof(pk));
@@ -903,9 +918,14 @@ static void *seed_part_run(void *arg)
 
 /* Conditional puts, one item each (BatchWriteItem takes no condition and would
  * overwrite), from SEED_THREADS threads: the round trips overlap. */
-static px_rc ddb_seed(void *impl, const struct px_product *items, size_t n, char *err,
-                      size_t errlen)
+static px_rc ddb_seed(void *impl, const char *tenant, const struct px_product *items, size_t n,
+                      char *err, size_t errlen)
 {
+    if (other_tenant(tenant)) {
+        snprintf(err, errlen,
+                 "PRODUCT_STORE: the DynamoDB product store keeps tenant default only");
+        return PX_ERR_CONFIG;
+    }
     enum { SEED_THREADS = 4 };
     struct seed_part parts[SEED_THREADS];
     pthread_t th[SEED_THREADS];

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define TIMEOUT_MAX    60000
 
 static const char *const migrations[SCHEMA_VERSION] = {
@@ -36,28 +36,49 @@ static const char *const migrations[SCHEMA_VERSION] = {
     "CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency (expires_at);",
     /* v2: the outbox of domain events (outbox.h), filled in the write's transaction. */
     px_outbox_sqlite_schema,
+    /* v3: tenants (CONTRACT §12): the tenant leads every product key and
+     * index; rows written before belong to "default". (Idempotency keys carry
+     * the tenant in their principal, see product-service.) */
+    "CREATE TABLE products_v3 ("
+    " tenant TEXT NOT NULL DEFAULT 'default', id TEXT NOT NULL, name TEXT NOT NULL,"
+    " description TEXT NOT NULL, category TEXT NOT NULL, status TEXT NOT NULL,"
+    " attributes TEXT NOT NULL, price_amount TEXT, price_currency TEXT,"
+    " price_effective_from TEXT, version INTEGER NOT NULL CHECK (version >= 1),"
+    " created_at TEXT NOT NULL, updated_at TEXT NOT NULL,"
+    " PRIMARY KEY (tenant, id)) WITHOUT ROWID;"
+    "INSERT INTO products_v3 (tenant, id, name, description, category, status, attributes,"
+    " price_amount, price_currency, price_effective_from, version, created_at, updated_at)"
+    " SELECT 'default', id, name, description, category, status, attributes, price_amount,"
+    " price_currency, price_effective_from, version, created_at, updated_at FROM products;"
+    "DROP TABLE products;"
+    "ALTER TABLE products_v3 RENAME TO products;"
+    "CREATE INDEX products_by_category ON products (tenant, category, id);"
+    "CREATE INDEX products_by_status ON products (tenant, status, id);",
 };
 
 #define COLS                                                                                       \
     "SELECT id, name, description, category, status, attributes, price_amount, price_currency,"    \
     " price_effective_from, version, created_at, updated_at FROM products "
 
-static const char GET_SQL[] = COLS "WHERE id = ?1";
-static const char LIST_SQL[] = COLS "WHERE (?1 IS NULL OR category = ?1) AND (?2 IS NULL OR "
-                                    "status = ?2) AND id > ?3 ORDER BY id LIMIT ?4";
+/* ?13 is the tenant everywhere. */
+static const char GET_SQL[] = COLS "WHERE tenant = ?13 AND id = ?1";
+static const char LIST_SQL[] = COLS "WHERE tenant = ?13 AND (?1 IS NULL OR category = ?1) AND"
+                                    " (?2 IS NULL OR status = ?2) AND id > ?3 ORDER BY id LIMIT ?4";
 static const char PUT_SQL[] =
     "INSERT INTO products (id, name, description, category, status, attributes, price_amount,"
-    " price_currency, price_effective_from, version, created_at, updated_at)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-    " ON CONFLICT (id) DO UPDATE SET name = excluded.name, description = excluded.description,"
+    " price_currency, price_effective_from, version, created_at, updated_at, tenant)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    " ON CONFLICT (tenant, id) DO UPDATE SET name = excluded.name, description = "
+    "excluded.description,"
     " category = excluded.category, status = excluded.status, attributes = excluded.attributes,"
     " price_amount = excluded.price_amount, price_currency = excluded.price_currency,"
     " price_effective_from = excluded.price_effective_from, version = excluded.version,"
     " updated_at = excluded.updated_at";
 static const char SEED_SQL[] =
     "INSERT INTO products (id, name, description, category, status, attributes, price_amount,"
-    " price_currency, price_effective_from, version, created_at, updated_at)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (id) DO NOTHING";
+    " price_currency, price_effective_from, version, created_at, updated_at, tenant)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    " ON CONFLICT (tenant, id) DO NOTHING";
 
 struct sqlite_product {
     char *path;
@@ -119,6 +140,7 @@ static px_rc product_open(const char *target, const struct px_product_opts *opts
         rc = migrate(db, err, errlen, target);
     } else {
         sqlite3_stmt *st = NULL;
+        /* A file from before v3 has no tenant column: migrate first. */
         if (sqlite3_prepare_v2(db, GET_SQL, -1, &st, NULL) != SQLITE_OK) {
             snprintf(err, errlen, "PRODUCT_STORE: no product table in %s (run: pricing db migrate)",
                      target);
@@ -166,13 +188,20 @@ static px_rc row_to_product(sqlite3_stmt *st, struct px_arena *a, struct px_prod
     return p->name && p->description && p->category && p->attributes ? PX_OK : PX_ERR_NOMEM;
 }
 
-static px_rc get_on(sqlite3 *db, const char *id, struct px_arena *a, struct px_product *out)
+static const char *tenant_of(const char *tenant)
+{
+    return tenant && tenant[0] ? tenant : "default";
+}
+
+static px_rc get_on(sqlite3 *db, const char *tenant, const char *id, struct px_arena *a,
+                    struct px_product *out)
 {
     sqlite3_stmt *st = NULL;
     int e = sqlite3_prepare_v2(db, GET_SQL, -1, &st, NULL);
     if (e != SQLITE_OK)
         return map_error(e);
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 13, tenant_of(tenant), -1, SQLITE_STATIC);
     e = sqlite3_step(st);
     px_rc rc = e == SQLITE_ROW    ? row_to_product(st, a, out)
                : e == SQLITE_DONE ? PX_ERR_NOT_FOUND
@@ -181,12 +210,13 @@ static px_rc get_on(sqlite3 *db, const char *id, struct px_arena *a, struct px_p
     return rc;
 }
 
-static px_rc product_get(void *impl, const char *id, struct px_arena *a, struct px_product *out)
+static px_rc product_get(void *impl, const char *tenant, const char *id, struct px_arena *a,
+                         struct px_product *out)
 {
     sqlite3 *db = NULL;
     px_rc rc = connect(impl, false, &db);
     if (!rc)
-        rc = get_on(db, id, a, out);
+        rc = get_on(db, tenant, id, a, out);
     sqlite3_close_v2(db);
     return rc;
 }
@@ -211,6 +241,7 @@ static px_rc product_list(void *impl, const struct px_product_query *q, struct p
         sqlite3_bind_text(st, 2, q->status, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, q->after_id ? q->after_id : "", -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, q->limit + 1);
+    sqlite3_bind_text(st, 13, tenant_of(q->tenant), -1, SQLITE_STATIC);
     size_t k = 0;
     while (!rc && (e = sqlite3_step(st)) == SQLITE_ROW) {
         if (k == (size_t)q->limit) {
@@ -229,7 +260,7 @@ out:
     return rc;
 }
 
-static int put_on(sqlite3 *db, const char *sql, const struct px_product *p)
+static int put_on(sqlite3 *db, const char *sql, const char *tenant, const struct px_product *p)
 {
     sqlite3_stmt *st = NULL;
     int e = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
@@ -249,13 +280,15 @@ static int put_on(sqlite3 *db, const char *sql, const struct px_product *p)
     sqlite3_bind_int64(st, 10, p->version);
     sqlite3_bind_text(st, 11, p->created_at, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 12, p->updated_at, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 13, tenant_of(tenant), -1, SQLITE_STATIC);
     e = sqlite3_step(st);
     sqlite3_finalize(st);
     return e == SQLITE_DONE ? SQLITE_OK : e;
 }
 
-static px_rc product_apply(void *impl, const char *id, enum px_product_expect expect, long version,
-                           px_product_apply_fn fn, void *arg, struct px_arena *a)
+static px_rc product_apply(void *impl, const char *tenant, const char *id,
+                           enum px_product_expect expect, long version, px_product_apply_fn fn,
+                           void *arg, struct px_arena *a)
 {
     sqlite3 *db = NULL;
     struct px_product cur, next;
@@ -267,7 +300,7 @@ static px_rc product_apply(void *impl, const char *id, enum px_product_expect ex
         rc = map_error(e);
         goto out;
     }
-    rc = get_on(db, id, a, &cur);
+    rc = get_on(db, tenant, id, a, &cur);
     bool exists = rc == PX_OK;
     if (rc && rc != PX_ERR_NOT_FOUND)
         goto out;
@@ -284,7 +317,7 @@ static px_rc product_apply(void *impl, const char *id, enum px_product_expect ex
     rc = fn(arg, exists ? &cur : NULL, &next);
     if (rc)
         goto out;
-    e = put_on(db, PUT_SQL, &next);
+    e = put_on(db, PUT_SQL, tenant, &next);
     /* The change's event commits with it, or neither does (outbox.h). */
     if (e == SQLITE_OK && next.event)
         e = px_outbox_sqlite_insert(db, next.event);
@@ -443,8 +476,8 @@ static void product_idem_abort(void *impl, const char *principal, const char *ro
     sqlite3_close_v2(db);
 }
 
-static px_rc product_seed(void *impl, const struct px_product *items, size_t n, char *err,
-                          size_t errlen)
+static px_rc product_seed(void *impl, const char *tenant, const struct px_product *items, size_t n,
+                          char *err, size_t errlen)
 {
     struct sqlite_product *p = impl;
     sqlite3 *db = NULL;
@@ -455,7 +488,7 @@ static px_rc product_seed(void *impl, const struct px_product *items, size_t n, 
     }
     int e = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     for (size_t i = 0; e == SQLITE_OK && i < n; i++)
-        e = put_on(db, SEED_SQL, &items[i]);
+        e = put_on(db, SEED_SQL, tenant, &items[i]);
     if (e == SQLITE_OK)
         e = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     if (e != SQLITE_OK) {

@@ -325,6 +325,43 @@ static void test_store_versions(void **state)
     assert_int_equal(p.version, 3);
 }
 
+/* CONTRACT §12: one product id in two tenants: versions, reads and lists
+ * stay apart; a file made before tenants keeps its rows as "default". */
+static void test_store_tenants(void **state)
+{
+    struct store_fx *f = *state;
+    struct apply_arg x = {0};
+    struct px_product p;
+    assert_int_equal(
+        px_product_apply(f->s, "PROD-1", PX_PRODUCT_MUST_NOT_EXIST, 0, make_next, &x, f->a), PX_OK);
+    assert_int_equal(px_product_get_in(f->s, "acme", "PROD-1", f->a, &p), PX_ERR_NOT_FOUND);
+    assert_int_equal(
+        px_product_apply_in(f->s, "acme", "PROD-1", PX_PRODUCT_AT_VERSION, 1, make_next, &x, f->a),
+        PX_ERR_NOT_FOUND);
+    assert_int_equal(px_product_apply_in(f->s, "acme", "PROD-1", PX_PRODUCT_MUST_NOT_EXIST, 0,
+                                         make_next, &x, f->a),
+                     PX_OK);
+    assert_int_equal(
+        px_product_apply_in(f->s, "acme", "PROD-1", PX_PRODUCT_AT_VERSION, 1, make_next, &x, f->a),
+        PX_OK);
+    assert_int_equal(px_product_get_in(f->s, "acme", "PROD-1", f->a, &p), PX_OK);
+    assert_int_equal(p.version, 2);
+    assert_int_equal(px_product_get(f->s, "PROD-1", f->a, &p), PX_OK);
+    assert_int_equal(p.version, 1);
+    assert_int_equal(px_product_get_in(f->s, "default", "PROD-1", f->a, &p), PX_OK);
+    assert_int_equal(p.version, 1);
+    struct px_product *items = NULL;
+    size_t n = 0;
+    bool more = false;
+    struct px_product_query q = {.limit = 10, .tenant = "globex"};
+    assert_int_equal(px_product_list(f->s, &q, f->a, &items, &n, &more), PX_OK);
+    assert_int_equal(n, 0);
+    q.tenant = "acme";
+    assert_int_equal(px_product_list(f->s, &q, f->a, &items, &n, &more), PX_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(items[0].version, 2);
+}
+
 static void test_idempotency_states(void **state)
 {
     struct store_fx *f = *state;
@@ -394,6 +431,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cursor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_versions, store_setup, store_teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_states, store_setup, store_teardown),
+        cmocka_unit_test_setup_teardown(test_store_tenants, store_setup, store_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -209,6 +209,13 @@ static bool idem_start(struct px_app *app, struct px_request *req, struct px_res
     snprintf(route, sizeof(route), "%s %s", req->method, req->path ? req->path : "");
     im->route = px_arena_strdup(req->arena, route);
     im->principal = px_ps_principal(req);
+    /* An Idempotency-Key belongs to its tenant too (CONTRACT §12): a tenant
+     * other than "default" scopes the principal the record is kept under as
+     * <tenant> US <principal>. No subject holds a control character (jwt.c,
+     * apigw.c), so no principal of the default tenant, whose keys stay as
+     * they were, can spell another tenant's. */
+    if (req->tenant && strcmp(req->tenant, "default") != 0)
+        im->principal = px_arena_printf(req->arena, "%s\x1f%s", req->tenant, im->principal);
     struct px_product_store *s = px_ps_repo_products(app);
     enum px_idem_state st = PX_IDEM_NEW;
     struct px_idem_saved saved;
@@ -299,8 +306,11 @@ static px_rc list_products(struct px_app *app, struct px_request *req, struct px
     struct px_product_store *s = px_ps_repo_products(app);
     if (!s)
         return PX_ERR_UNAVAILABLE;
-    const struct px_product_query q = {
-        .category = in.category, .status = in.status, .after_id = after, .limit = in.limit};
+    const struct px_product_query q = {.category = in.category,
+                                       .status = in.status,
+                                       .after_id = after,
+                                       .limit = in.limit,
+                                       .tenant = req->tenant};
     struct px_product *items = NULL;
     size_t n = 0;
     bool more = false;
@@ -331,7 +341,7 @@ static px_rc path_product(struct px_app *app, struct px_request *req, struct px_
     struct px_product_store *s = px_ps_repo_products(app);
     if (!s)
         return PX_ERR_UNAVAILABLE;
-    px_rc rc = px_product_get(s, id, req->arena, p);
+    px_rc rc = px_product_get_in(s, req->tenant, id, req->arena, p);
     if (rc == PX_ERR_NOT_FOUND) {
         px_error_response(req, resp, PX_E_NOT_FOUND, "no such product", NULL, 0);
         return PX_OK;

@@ -342,9 +342,10 @@ px_rc px_ps_write(struct px_app *app, const struct px_request *req, struct px_ps
     r->expires_at = now_ms / 1000 + px_app_config(app)->audit_retention_days * 86400L;
     copy(r->action, sizeof(r->action), action_of(w->op));
     copy(r->status, sizeof(r->status), "SUCCESS");
-    px_rc rc = px_product_apply(
-        s, w->id, w->op == PX_PS_CREATE ? PX_PRODUCT_MUST_NOT_EXIST : PX_PRODUCT_AT_VERSION,
-        w->if_match, on_apply, c, req->arena);
+    px_rc rc = px_product_apply_in(s, req->tenant, w->id,
+                                   w->op == PX_PS_CREATE ? PX_PRODUCT_MUST_NOT_EXIST
+                                                         : PX_PRODUCT_AT_VERSION,
+                                   w->if_match, on_apply, c, req->arena);
     if (rc && c->recorded && !c->failure_recorded)
         record_failure(c); /* the record is durable and the change is not: say so */
     return rc;
