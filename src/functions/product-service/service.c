@@ -216,6 +216,8 @@ static px_rc build_events(struct ctx *c, const struct px_product *cur,
         if (!rc)
             rc = px_event_build(ev, a, PX_EVENT_PRICE_CHANGED, EVENT_SOURCE, next->id,
                                 px_event_ord(next->version, 0), b.data);
+        if (!rc && c->req->tenant) /* the outbox row's tenant (CONTRACT §12) */
+            ev->tenant = c->req->tenant;
         if (!rc)
             *price_ev = ev;
     }
@@ -226,6 +228,8 @@ static px_rc build_events(struct ctx *c, const struct px_product *cur,
         if (!rc)
             rc = px_event_build(ev, a, event_type(c->w->op), EVENT_SOURCE, next->id,
                                 px_event_ord(next->version, 1), b.data);
+        if (!rc && c->req->tenant)
+            ev->tenant = c->req->tenant;
         if (!rc)
             c->product_ev = ev;
     }
