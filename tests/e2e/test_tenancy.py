@@ -26,14 +26,24 @@ ACME_SEED = (
 )
 
 
-def embedded_stores():
-    """Tenants other than default need the SQLite price and product stores
-    (PostgreSQL and the DynamoDB product store keep the default tenant only)."""
+def tenant_stores():
+    """Tenants other than default need the SQLite price store (PostgreSQL
+    keeps the default tenant only) and an audit store with tenant keys
+    (SQLite or DynamoDB; TENANCY=on refuses lsm)."""
     price = os.environ.get("PX_E2E_PRICE_DB", "")
-    product = os.environ.get("PX_E2E_PRODUCT_STORE", "")
     audit = os.environ.get("PX_E2E_AUDIT_STORE", "")
-    return (not price or price.startswith("sqlite:")) and (
-        not product or product.startswith("sqlite:")) and not audit.startswith("lsm:")
+    return (not price or price.startswith("sqlite:")) and not audit.startswith("lsm:")
+
+
+def tenant_products():
+    """The DynamoDB product store keeps the default tenant only so far."""
+    product = os.environ.get("PX_E2E_PRODUCT_STORE", "")
+    return not product or product.startswith("sqlite:")
+
+
+SKIP_STORES = ("tenants other than default need the SQLite price store and a SQLite or DynamoDB "
+               "audit store (PostgreSQL: default tenant only; lsm: refused)")
+SKIP_PRODUCTS = "the DynamoDB product store keeps the default tenant only"
 
 
 def pid():
@@ -45,8 +55,7 @@ def token(**kw):
     return hs256(claims(scope=scope, **kw))
 
 
-@unittest.skipUnless(embedded_stores(), "tenants other than default need the SQLite price and "
-                     "product stores (PostgreSQL and the DynamoDB product store: default only)")
+@unittest.skipUnless(tenant_stores(), SKIP_STORES)
 class TenancyJwtTest(harness.ServerCase):
     """serve --auth jwt --tenancy on, two seeded tenants: acme (its own prices)
     and globex (the sample prices), plus default from the ordinary seed."""
@@ -62,8 +71,11 @@ class TenancyJwtTest(harness.ServerCase):
             super().setUpClass()
             seed = cls.keydir / "acme.sql"
             seed.write_text(ACME_SEED)
+            flags = cls.stores.flags()
+            if not tenant_products():  # the catalogue then goes to a throw-away file
+                flags += ["--product-store", "sqlite:%s" % (cls.keydir / "products.db")]
             for args in (["--tenant", "acme", "--seed-file", str(seed)], ["--tenant", "globex"]):
-                r = run_cli(["db", "seed"] + args + cls.stores.flags(), timeout=300)
+                r = run_cli(["db", "seed"] + args + flags, timeout=300)
                 if r.rc != 0:
                     raise AssertionError("db seed %s: %r" % (args, r))
         except BaseException:
@@ -204,6 +216,7 @@ class TenancyJwtTest(harness.ServerCase):
 
     # ------------------------------------------------------------ products
 
+    @unittest.skipUnless(tenant_products(), SKIP_PRODUCTS)
     def test_products_apart(self):
         p = pid()
         doc = {"productId": p, "name": "Acme widget", "category": "tools"}
@@ -248,6 +261,7 @@ class TenancyJwtTest(harness.ServerCase):
         self.assertTrue(all(r["tenantId"] == "globex" for r in self.audit_cli("globex", product=p)))
         self.assertEqual(self.audit_cli(None, product=p), [])
 
+    @unittest.skipUnless(tenant_products(), SKIP_PRODUCTS)
     def test_idempotency_key_across_tenants(self):
         p = pid()
         key = {"Idempotency-Key": "same-key-" + p}
@@ -300,7 +314,7 @@ class TenancyJwtTest(harness.ServerCase):
         self.assertEqual(lines[0]["tenantId"], "acme")
 
 
-@unittest.skipUnless(embedded_stores(), "tenants other than default need the SQLite stores")
+@unittest.skipUnless(tenant_stores(), SKIP_STORES)
 class TenancyInvokeTest(harness.StoresCase):
     """invoke: AUTH_MODE=none takes X-Tenant-ID as given; apigw takes the claims."""
 

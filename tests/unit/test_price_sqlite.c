@@ -632,6 +632,48 @@ static void test_tenants_apart(void **state)
     px_price_close(s);
 }
 
+/* A price file from before tenants (schema v2) opens with them: its prices
+ * are the default tenant's, read with the keys they always had. */
+static void test_pre_tenant_file(void **state)
+{
+    struct fixture *f = *state;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "CREATE TABLE product_prices (product_id TEXT PRIMARY KEY, price TEXT NOT"
+                     " NULL, currency TEXT NOT NULL) WITHOUT ROWID;"
+                     "CREATE TABLE price_history (seq INTEGER PRIMARY KEY, product_id TEXT NOT"
+                     " NULL, amount TEXT NOT NULL, currency TEXT NOT NULL, effective_from TEXT NOT"
+                     " NULL, changed_by TEXT NOT NULL, request_id TEXT NOT NULL);"
+                     "INSERT INTO product_prices VALUES ('OLD-1', '1.50', 'EUR');"
+                     "INSERT INTO price_history (product_id, amount, currency, effective_from,"
+                     " changed_by, request_id) VALUES ('OLD-1', '1.50', 'EUR',"
+                     " '2026-01-01T00:00:00.000Z', 'x', 'r-old');"
+                     "PRAGMA user_version = 2;",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    struct px_price_opts opts = {.pool_size = 1, .timeout_ms = 1000, .create = true};
+    struct px_price_store *s = NULL;
+    char err[256] = "";
+    assert_int_equal(px_price_open(f->spec, &opts, &s, err, sizeof(err)), PX_OK);
+    assert_int_equal(px_price_migrate(s, err, sizeof(err)), PX_OK);
+    expect_price(s, "OLD-1", "1.50", "EUR");
+    struct px_price p;
+    assert_int_equal(px_price_get_in(s, "default", "OLD-1", &p), PX_OK);
+    assert_int_equal(px_price_get_in(s, "acme", "OLD-1", &p), PX_ERR_NOT_FOUND);
+    struct px_arena *a = px_arena_new(1 << 16);
+    struct px_price_history_row *rows = NULL;
+    size_t n = 0;
+    assert_int_equal(px_price_history_in(s, "default", "OLD-1", 10, a, &rows, &n), PX_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(px_price_history_in(s, "acme", "OLD-1", 10, a, &rows, &n), PX_OK);
+    assert_int_equal(n, 0);
+    px_arena_free(a);
+    px_price_close(s);
+}
+
 static void test_bad_spec(void **state)
 {
     (void)state;
@@ -657,6 +699,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_only_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_shared, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenants_apart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pre_tenant_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_opens_lazily, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_spec, setup, teardown),
     };

@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "px_test.h"
+
+#include <sqlite3.h>
 #include "kernel/arena.h"
 #include "store/product.h"
 #include "functions/product-service/dto.h"
@@ -362,6 +364,53 @@ static void test_store_tenants(void **state)
     assert_int_equal(items[0].version, 2);
 }
 
+/* A catalogue written before tenants (schema v1, rows keyed by id alone)
+ * opens with tenants: its rows belong to "default", and only there. */
+static void test_store_pre_tenant_file(void **state)
+{
+    (void)state;
+    char dir[64], path[128], spec[140], err[256];
+    assert_int_equal(px_test_tmpdir(dir, sizeof(dir), "product-v1"), 0);
+    snprintf(path, sizeof(path), "%s/products.db", dir);
+    snprintf(spec, sizeof(spec), "sqlite:%s", path);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "CREATE TABLE products (id TEXT PRIMARY KEY, name TEXT NOT NULL,"
+                     " description TEXT NOT NULL, category TEXT NOT NULL, status TEXT NOT NULL,"
+                     " attributes TEXT NOT NULL, price_amount TEXT, price_currency TEXT,"
+                     " price_effective_from TEXT, version INTEGER NOT NULL CHECK (version >= 1),"
+                     " created_at TEXT NOT NULL, updated_at TEXT NOT NULL) WITHOUT ROWID;"
+                     "CREATE INDEX products_by_category ON products (category, id);"
+                     "CREATE INDEX products_by_status ON products (status, id);"
+                     "CREATE TABLE idempotency (principal TEXT NOT NULL, route TEXT NOT NULL,"
+                     " key TEXT NOT NULL, body_hash TEXT NOT NULL, done INTEGER NOT NULL,"
+                     " status INTEGER, body TEXT, etag TEXT, location TEXT,"
+                     " created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,"
+                     " PRIMARY KEY (principal, route, key)) WITHOUT ROWID;"
+                     "INSERT INTO products VALUES ('OLD-1', 'old', '', 'c', 'ACTIVE', '{}', '1.00',"
+                     " 'EUR', '2026-01-01T00:00:00.000Z', 4, '2026-01-01T00:00:00.000Z',"
+                     " '2026-01-01T00:00:00.000Z');"
+                     "PRAGMA user_version = 1;",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    struct px_product_store *s = NULL;
+    const struct px_product_opts o = {.timeout_ms = 2000, .create = true};
+    assert_int_equal(px_product_open(spec, &o, &s, err, sizeof(err)), PX_OK);
+    struct px_arena *a = px_arena_new(1 << 16);
+    struct px_product p;
+    assert_int_equal(px_product_get(s, "OLD-1", a, &p), PX_OK);
+    assert_int_equal(p.version, 4);
+    assert_string_equal(p.amount, "1.00");
+    assert_int_equal(px_product_get_in(s, "default", "OLD-1", a, &p), PX_OK);
+    assert_int_equal(px_product_get_in(s, "acme", "OLD-1", a, &p), PX_ERR_NOT_FOUND);
+    px_arena_free(a);
+    px_product_close(s);
+    px_test_rmdir(dir);
+}
+
 static void test_idempotency_states(void **state)
 {
     struct store_fx *f = *state;
@@ -432,6 +481,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_versions, store_setup, store_teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_states, store_setup, store_teardown),
         cmocka_unit_test_setup_teardown(test_store_tenants, store_setup, store_teardown),
+        cmocka_unit_test(test_store_pre_tenant_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
