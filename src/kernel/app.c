@@ -343,4 +343,5 @@ void px_app_complete(struct px_app *app, struct px_request *req, struct px_respo
         px_metrics_audit(false);
     px_log_request(req, resp, latency_ms);
     px_metrics_request(req->function, req->route, resp->status, latency_ms);
+    px_metrics_tenant(req->tenant, resp->status);
 }

@@ -12,6 +12,9 @@
 
 #define ROUTE_SLOTS 64
 #define CLAIM_SPINS 100000
+/* TENANCY=on: tenants with series of their own; later ones count as "other",
+ * so a flood of tenant names cannot grow /metrics without bound. */
+#define TENANT_SLOTS 32
 
 /* Statuses counted exactly; others fall into their class (2xx, 4xx, ...). */
 static const int exact_status[] = {200, 201, 204, 400, 401, 403, 404, 405,
@@ -42,7 +45,17 @@ struct seconds_hist {
     atomic_ullong sum_us;
 };
 
+/* Requests of one tenant by status; the name is copied in (request strings
+ * die with their arena) before state = SLOT_READY publishes it. */
+struct tenant_slot {
+    atomic_int state;
+    char name[64 + 1];
+    atomic_ulong count[NSTATUS];
+};
+
 static struct {
+    struct tenant_slot tenants[TENANT_SLOTS];
+    struct tenant_slot tenant_overflow;
     struct route_slot slots[ROUTE_SLOTS];
     struct route_slot overflow; /* when every slot is taken */
     struct seconds_hist latency, audit_wait, audit_write;
@@ -129,6 +142,43 @@ static void hist_add(struct seconds_hist *h, double ms)
     if (us > 1e15)
         us = 1e15;
     atomic_fetch_add_explicit(&h->sum_us, (unsigned long long)llround(us), memory_order_relaxed);
+}
+
+static struct tenant_slot *find_tenant(const char *tenant)
+{
+    size_t n = strnlen(tenant, sizeof(m.tenant_overflow.name));
+    if (n >= sizeof(m.tenant_overflow.name))
+        return &m.tenant_overflow;
+    for (size_t i = 0; i < TENANT_SLOTS; i++) {
+        struct tenant_slot *s = &m.tenants[i];
+        int st = atomic_load_explicit(&s->state, memory_order_acquire);
+        if (st == SLOT_FREE) {
+            int expect = SLOT_FREE;
+            if (atomic_compare_exchange_strong_explicit(&s->state, &expect, SLOT_CLAIMING,
+                                                        memory_order_acq_rel,
+                                                        memory_order_acquire)) {
+                memcpy(s->name, tenant, n + 1);
+                atomic_store_explicit(&s->state, SLOT_READY, memory_order_release);
+                return s;
+            }
+            st = expect;
+        }
+        for (int spin = 0; st == SLOT_CLAIMING && spin < CLAIM_SPINS; spin++)
+            st = atomic_load_explicit(&s->state, memory_order_acquire);
+        if (st != SLOT_READY)
+            return &m.tenant_overflow;
+        if (strcmp(s->name, tenant) == 0)
+            return s;
+    }
+    return &m.tenant_overflow;
+}
+
+void px_metrics_tenant(const char *tenant, int status)
+{
+    if (!tenant)
+        return;
+    struct tenant_slot *s = find_tenant(tenant);
+    atomic_fetch_add_explicit(&s->count[status_index(status)], 1, memory_order_relaxed);
 }
 
 void px_metrics_request(const char *function, const char *route, int status, double latency_ms)
@@ -223,6 +273,43 @@ static px_rc render_slot(struct px_buf *out, struct route_slot *s, const char *f
     return rc;
 }
 
+static px_rc render_tenant(struct px_buf *out, struct tenant_slot *s, const char *name)
+{
+    px_rc rc = PX_OK;
+    for (size_t i = 0; !rc && i < NSTATUS; i++) {
+        unsigned long v = atomic_load_explicit(&s->count[i], memory_order_relaxed);
+        if (!v)
+            continue;
+        char code[8];
+        status_label(i, code);
+        rc = px_buf_adds(out, "pricing_tenant_requests_total{tenant=");
+        if (!rc)
+            rc = add_label(out, name);
+        if (!rc)
+            rc = px_buf_printf(out, ",code=\"%s\"} %lu\n", code, v);
+    }
+    return rc;
+}
+
+/* Only once a tenant was counted (TENANCY=on): off, /metrics is as it was. */
+static px_rc render_tenants(struct px_buf *out)
+{
+    if (atomic_load_explicit(&m.tenants[0].state, memory_order_acquire) == SLOT_FREE)
+        return PX_OK;
+    px_rc rc = px_buf_adds(out, "# HELP pricing_tenant_requests_total Requests answered, by "
+                                "tenant (the first 32 seen; the rest as other) and status.\n"
+                                "# TYPE pricing_tenant_requests_total counter\n");
+    for (size_t i = 0; !rc && i < TENANT_SLOTS; i++) {
+        struct tenant_slot *s = &m.tenants[i];
+        if (atomic_load_explicit(&s->state, memory_order_acquire) != SLOT_READY)
+            continue;
+        rc = render_tenant(out, s, s->name);
+    }
+    if (!rc)
+        rc = render_tenant(out, &m.tenant_overflow, "other");
+    return rc;
+}
+
 static px_rc render_requests(struct px_buf *out)
 {
     px_rc rc = px_buf_adds(out, "# HELP pricing_http_requests_total Requests answered, by "
@@ -284,6 +371,8 @@ static px_rc render_batches(struct px_buf *out)
 px_rc px_metrics_render(struct px_buf *out)
 {
     px_rc rc = render_requests(out);
+    if (!rc)
+        rc = render_tenants(out);
     if (!rc)
         rc = render_hist(out, &m.latency, "pricing_http_request_duration_seconds",
                          "Time from request to answer.");

@@ -13,6 +13,9 @@
  * static strings (the route table's own name and pattern) or NULL for a
  * request that matched no route. */
 void px_metrics_request(const char *function, const char *route, int status, double latency_ms);
+/* TENANCY=on: counts one answered request of tenant (copied; NULL: none) in
+ * pricing_tenant_requests_total; past 32 tenants they count as "other". */
+void px_metrics_tenant(const char *tenant, int status);
 /* Counts one audit record made durable (ok) or failed. */
 void px_metrics_audit(bool ok);
 /* Records the size of one group commit of audit records. */

@@ -169,12 +169,45 @@ static void test_label_escaping_and_overflow(void **state)
     free(t);
 }
 
+/* TENANCY=on: one series per tenant, at most 32 of them; the rest are "other".
+ * Before any tenant is counted (TENANCY=off) no tenant series is rendered. */
+static void test_tenants_bounded(void **state)
+{
+    (void)state;
+    char *t = render();
+    assert_null(strstr(t, "pricing_tenant_requests_total"));
+    free(t);
+    char name[16];
+    px_metrics_tenant(NULL, 200); /* tenancy off: nothing */
+    px_metrics_tenant("acme", 200);
+    px_metrics_tenant("acme", 200);
+    px_metrics_tenant("acme", 404);
+    for (int i = 0; i < 100; i++) {
+        snprintf(name, sizeof(name), "t%d", i); /* a buffer reused: names are copied */
+        px_metrics_tenant(name, 200);
+    }
+    t = render();
+    assert_true(sample(t, "pricing_tenant_requests_total{tenant=\"acme\",code=\"200\"}") == 2);
+    assert_true(sample(t, "pricing_tenant_requests_total{tenant=\"acme\",code=\"404\"}") == 1);
+    assert_true(sample(t, "pricing_tenant_requests_total{tenant=\"t0\",code=\"200\"}") == 1);
+    assert_true(sample(t, "pricing_tenant_requests_total{tenant=\"t30\",code=\"200\"}") == 1);
+    assert_true(sample(t, "pricing_tenant_requests_total{tenant=\"t31\",code=\"200\"}") < 0);
+    assert_true(sample(t, "pricing_tenant_requests_total{tenant=\"other\",code=\"200\"}") == 69);
+    size_t series = 0;
+    for (const char *p = strstr(t, "pricing_tenant_requests_total{"); p;
+         p = strstr(p + 1, "pricing_tenant_requests_total{"))
+        series++;
+    assert_int_equal(series, 32 + 1 + 1); /* 32 tenants, acme's 404, other */
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_render_format),
         cmocka_unit_test(test_concurrent_counts),
         cmocka_unit_test(test_label_escaping_and_overflow),
+        cmocka_unit_test(test_tenants_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
