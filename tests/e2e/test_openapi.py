@@ -18,7 +18,7 @@ ERROR_CODES = {
 AUDIT_FIELDS = {
     "pk", "sk", "gsi1pk", "gsi1sk", "action", "status", "userId", "productId", "requestId",
     "correlationId", "ts", "expiresAt", "principal", "apiRequestId", "before", "after",
-    "configKey",
+    "configKey", "tenantId",
 }
 HDRS = {"x-request-id": "0f8fad5b-d9cb-469f-a165-70867728950e",
         "x-correlation-id": "0f8fad5b-d9cb-469f-a165-70867728950e",
@@ -66,7 +66,7 @@ class OpenApiTest(unittest.TestCase):
         self.assertEqual(set(rec["properties"]), AUDIT_FIELDS)
         # userId: look-ups only; before/after: writes only (CONTRACT §8).
         self.assertEqual(set(rec["required"]),
-                         AUDIT_FIELDS - {"principal", "apiRequestId", "userId", "before", "after",
+                         AUDIT_FIELDS - {"principal", "apiRequestId", "userId", "before", "after", "tenantId",
                                          "productId", "configKey"})
         # a record names its product or, for a config change, its key
         self.assertEqual(rec["oneOf"], [{"required": ["productId"]}, {"required": ["configKey"]}])
