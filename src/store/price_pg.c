@@ -52,6 +52,11 @@
 
 #define GET_STMT "px_price_get"
 #define GET_SQL  "SELECT price::text, currency FROM product_prices WHERE product_id = $1"
+/* TENANCY=on: one tenant's price through the row-level security policies
+ * (infra/sql/004_tenancy.sql): the function sets pricing.tenant for its own
+ * statement, so one round trip still answers. */
+#define GET_T_STMT "px_price_get_t"
+#define GET_T_SQL  "SELECT price, currency FROM px_tenant_price($2, $1)"
 /* Advisory lock key of the migrations ("pricing" in ASCII). */
 #define MIGRATION_LOCK "31650994356579943"
 
@@ -59,6 +64,7 @@ struct slot {
     PGconn *conn; /* NULL when closed */
     bool in_use;
     bool prepared;
+    bool prepared_t; /* GET_T_STMT, prepared on the first request with a tenant */
 };
 
 struct pg_store {
@@ -336,7 +342,7 @@ static void slot_drop(struct slot *sl)
     if (sl->conn)
         PQfinish(sl->conn);
     sl->conn = NULL;
-    sl->prepared = false;
+    sl->prepared = sl->prepared_t = false;
 }
 
 /* true when an idle connection is still usable: a readable socket on an idle
@@ -406,7 +412,8 @@ static px_rc slot_result(struct slot *sl, struct call *c, ExecStatusType want, P
         c->lost = true;
         *retry = true;
     } else if (state && strcmp(state, "26000") == 0) {
-        sl->prepared = false; /* the statement vanished (DISCARD ALL, a pooler) */
+        /* the statements vanished (DISCARD ALL, a pooler) */
+        sl->prepared = sl->prepared_t = false;
         *retry = true;
     }
     /* A missing table (42P01) keeps `prepared` as it is: a failed PREPARE
@@ -418,12 +425,14 @@ static px_rc slot_result(struct slot *sl, struct call *c, ExecStatusType want, P
     return rc;
 }
 
-static px_rc slot_prepare(struct slot *sl, struct call *c, bool *retry)
+static px_rc slot_prepare(struct slot *sl, struct call *c, bool tenant, bool *retry)
 {
     *retry = false;
-    if (sl->prepared)
+    bool *done = tenant ? &sl->prepared_t : &sl->prepared;
+    if (*done)
         return PX_OK;
-    if (!PQsendPrepare(sl->conn, GET_STMT, GET_SQL, 1, NULL)) {
+    if (!PQsendPrepare(sl->conn, tenant ? GET_T_STMT : GET_STMT, tenant ? GET_T_SQL : GET_SQL,
+                       tenant ? 2 : 1, NULL)) {
         why_conn(c, sl->conn);
         slot_drop(sl);
         *retry = true;
@@ -433,7 +442,7 @@ static px_rc slot_prepare(struct slot *sl, struct call *c, bool *retry)
     px_rc rc = slot_result(sl, c, PGRES_COMMAND_OK, &r, retry);
     PQclear(r);
     if (!rc)
-        sl->prepared = true;
+        *done = true;
     return rc;
 }
 
@@ -450,14 +459,15 @@ static px_rc copy_value(const PGresult *r, int col, char *dst, size_t cap)
     return PX_OK;
 }
 
-static px_rc run_get(struct slot *sl, struct call *c, const char *id, struct px_price *out,
-                     bool *retry)
+static px_rc run_get(struct slot *sl, struct call *c, const char *tenant, const char *id,
+                     struct px_price *out, bool *retry)
 {
-    px_rc rc = slot_prepare(sl, c, retry);
+    px_rc rc = slot_prepare(sl, c, tenant != NULL, retry);
     if (rc)
         return rc;
-    const char *params[1] = {id};
-    if (!PQsendQueryPrepared(sl->conn, GET_STMT, 1, params, NULL, NULL, 0)) {
+    const char *params[2] = {id, tenant};
+    if (!PQsendQueryPrepared(sl->conn, tenant ? GET_T_STMT : GET_STMT, tenant ? 2 : 1, params, NULL,
+                             NULL, 0)) {
         why_conn(c, sl->conn);
         slot_drop(sl);
         *retry = true;
@@ -590,7 +600,8 @@ enum op { OP_GET, OP_PING };
 
 /* One bounded call: gate, borrow, (re)connect, run, retry once when a reused
  * connection turned out dead, give back. */
-static px_rc pg_call(struct pg_store *s, enum op op, const char *id, struct px_price *out)
+static px_rc pg_call(struct pg_store *s, enum op op, const char *tenant, const char *id,
+                     struct px_price *out)
 {
     struct call c = {.deadline = now_ms() + s->timeout_ms};
     struct slot *sl = NULL;
@@ -607,7 +618,7 @@ static px_rc pg_call(struct pg_store *s, enum op op, const char *id, struct px_p
         rc = slot_connect(s, sl, &c, &fresh);
         if (rc)
             break;
-        rc = op == OP_GET ? run_get(sl, &c, id, out, &retry) : run_ping(sl, &c, &retry);
+        rc = op == OP_GET ? run_get(sl, &c, tenant, id, out, &retry) : run_ping(sl, &c, &retry);
         if (!rc || !retry || fresh)
             break;
     }
@@ -618,8 +629,7 @@ out:
     return rc;
 }
 
-/* Tenants other than "default" have no rows here yet (CONTRACT §12): the
- * backend refuses them rather than answer with the default tenant's data. */
+/* A tenant other than "default" (CONTRACT §12): its rows are in tenant_prices. */
 static bool other_tenant(const char *tenant)
 {
     return tenant && strcmp(tenant, "default") != 0;
@@ -630,14 +640,13 @@ static px_rc pg_get(void *impl, const char *tenant, const char *product_id, stru
     struct pg_store *s = impl;
     if (!s || !product_id || !out)
         return PX_ERR_INVALID;
-    if (other_tenant(tenant))
-        return PX_ERR_UNAVAILABLE;
     size_t len = strnlen(product_id, PX_MAX_PRODUCT_ID + 1);
     if (len == 0 || len > PX_MAX_PRODUCT_ID)
         return PX_ERR_INVALID;
     memset(out, 0, sizeof(*out));
     memcpy(out->product_id, product_id, len);
-    px_rc rc = pg_call(s, OP_GET, product_id, out);
+    /* TENANCY=off (NULL): the statement it always was; on: through the policies */
+    px_rc rc = pg_call(s, OP_GET, tenant, product_id, out);
     if (rc) {
         out->price[0] = out->currency[0] = '\0';
     }
@@ -649,7 +658,7 @@ static px_rc pg_ping(void *impl)
     struct pg_store *s = impl;
     if (!s)
         return PX_ERR_INVALID;
-    return pg_call(s, OP_PING, NULL, NULL);
+    return pg_call(s, OP_PING, NULL, NULL, NULL);
 }
 
 static void pg_close(void *impl)
@@ -801,7 +810,7 @@ static px_rc pg_open(const char *spec, const struct px_price_opts *opts, void **
         goto out;
     }
     if (!opts || !opts->create) {
-        rc = slot_prepare(&s->slots[0], &c, &retry);
+        rc = slot_prepare(&s->slots[0], &c, false, &retry);
         if (rc) {
             const char *hint = strstr(c.why, "does not exist") ? " (run: pricing db seed)" : "";
             snprintf(err, errlen, "PRICE_DB: %s: cannot prepare the price look-up: %s%s", s->shown,
@@ -1000,6 +1009,28 @@ static const char WITHDRAW_SQL[] = "DELETE FROM product_prices WHERE product_id 
 static const char HISTORY_SQL[] =
     "SELECT amount::text, currency, effective_from, changed_by, request_id FROM price_history"
     " WHERE product_id = $1 ORDER BY seq LIMIT $2";
+/* TENANCY=on, inside a transaction whose pricing.tenant is $7 (or $3). */
+static const char SET_T_SQL[] =
+    "WITH h AS (INSERT INTO price_history (product_id, amount, currency, effective_from,"
+    " changed_by, request_id, tenant_id) VALUES ($1, $2::numeric, $3, $4, $5, $6, $7)"
+    " RETURNING 1)"
+    " INSERT INTO tenant_prices (tenant_id, product_id, price, currency)"
+    " SELECT $7, $1, $2::numeric, $3 FROM h"
+    " ON CONFLICT (tenant_id, product_id) DO UPDATE SET price = EXCLUDED.price,"
+    " currency = EXCLUDED.currency";
+static const char SET_DEFAULT_T_SQL[] =
+    "WITH h AS (INSERT INTO price_history (product_id, amount, currency, effective_from,"
+    " changed_by, request_id, tenant_id) VALUES ($1, $2::numeric, $3, $4, $5, $6, $7)"
+    " RETURNING 1)"
+    " INSERT INTO product_prices (product_id, price, currency)"
+    " SELECT $1, $2::numeric, $3 FROM h"
+    " ON CONFLICT (product_id) DO UPDATE SET price = EXCLUDED.price, currency = EXCLUDED.currency";
+static const char WITHDRAW_T_SQL[] =
+    "DELETE FROM tenant_prices WHERE tenant_id = $2 AND product_id = $1";
+static const char HISTORY_T_SQL[] =
+    "SELECT amount::text, currency, effective_from, changed_by, request_id FROM price_history"
+    " WHERE tenant_id = $3 AND product_id = $1 ORDER BY seq LIMIT $2";
+static const char TENANT_TX_SQL[] = "SELECT set_config('pricing.tenant', $1, true)";
 
 /* Borrows a connected slot for one write or history read. */
 static px_rc slot_ready(struct pg_store *s, struct call *c, struct slot **out)
@@ -1030,24 +1061,33 @@ static px_rc pg_set(void *impl, const struct px_price_change *pc)
     bool in_tx = false;
     if (!s || !pc)
         return PX_ERR_INVALID;
-    if (other_tenant(pc->tenant))
-        return PX_ERR_UNAVAILABLE;
     struct call c = {.deadline = now_ms() + s->timeout_ms};
     px_rc rc = slot_ready(s, &c, &sl);
     if (rc)
         return rc;
-    const char *p[6] = {pc->product_id,     pc->amount,     pc->currency,
-                        pc->effective_from, pc->changed_by, pc->request_id};
-    if (pc->event) {
+    /* TENANCY=on: a transaction whose pricing.tenant names the tenant, so the
+     * row-level security policies check every row written. */
+    const char *t = pc->tenant;
+    const char *p[7] = {
+        pc->product_id, pc->amount, pc->currency, pc->effective_from, pc->changed_by,
+        pc->request_id, t};
+    const char *pw[2] = {pc->product_id, t};
+    if (pc->event || t) {
         rc = seed_exec(sl, &c, "BEGIN", "BEGIN", 0, NULL, PGRES_COMMAND_OK, NULL, err, sizeof(err));
         in_tx = !rc;
     }
+    if (!rc && t)
+        rc = seed_exec(sl, &c, "tenant", TENANT_TX_SQL, 1, &t, PGRES_TUPLES_OK, NULL, err,
+                       sizeof(err));
     if (!rc && pc->amount)
-        rc = seed_exec(sl, &c, "price change", SET_SQL, 6, p, PGRES_COMMAND_OK, NULL, err,
-                       sizeof(err));
+        rc = seed_exec(sl, &c, "price change",
+                       !t                ? SET_SQL
+                       : other_tenant(t) ? SET_T_SQL
+                                         : SET_DEFAULT_T_SQL,
+                       t ? 7 : 6, p, PGRES_COMMAND_OK, NULL, err, sizeof(err));
     else if (!rc)
-        rc = seed_exec(sl, &c, "price withdrawal", WITHDRAW_SQL, 1, p, PGRES_COMMAND_OK, NULL, err,
-                       sizeof(err));
+        rc = seed_exec(sl, &c, "price withdrawal", other_tenant(t) ? WITHDRAW_T_SQL : WITHDRAW_SQL,
+                       other_tenant(t) ? 2 : 1, pw, PGRES_COMMAND_OK, NULL, err, sizeof(err));
     if (!rc && pc->event) {
         const struct px_event *ev = pc->event;
         char ord[24], created[24];
@@ -1085,19 +1125,38 @@ static px_rc pg_history(void *impl, const char *tenant, const char *product_id, 
                         struct px_arena *a, struct px_price_history_row **rows, size_t *n)
 {
     struct pg_store *s = impl;
-    if (other_tenant(tenant))
-        return PX_ERR_UNAVAILABLE;
     struct slot *sl = NULL;
     PGresult *r = NULL;
     char err[WHY_LEN + 64], lim[24];
+    bool in_tx = false;
     struct call c = {.deadline = now_ms() + s->timeout_ms};
     px_rc rc = slot_ready(s, &c, &sl);
     if (rc)
         return rc;
     snprintf(lim, sizeof(lim), "%zu", max);
-    const char *p[2] = {product_id, lim};
-    rc = seed_exec(sl, &c, "price history", HISTORY_SQL, 2, p, PGRES_TUPLES_OK, &r, err,
-                   sizeof(err));
+    const char *p[3] = {product_id, lim, tenant};
+    if (tenant) { /* TENANCY=on: read through the policies, like pg_set */
+        rc = seed_exec(sl, &c, "BEGIN", "BEGIN", 0, NULL, PGRES_COMMAND_OK, NULL, err, sizeof(err));
+        in_tx = !rc;
+        if (!rc)
+            rc = seed_exec(sl, &c, "tenant", TENANT_TX_SQL, 1, &tenant, PGRES_TUPLES_OK, NULL, err,
+                           sizeof(err));
+    }
+    if (!rc)
+        rc = seed_exec(sl, &c, "price history", tenant ? HISTORY_T_SQL : HISTORY_SQL,
+                       tenant ? 3 : 2, p, PGRES_TUPLES_OK, &r, err, sizeof(err));
+    if (!rc && in_tx) {
+        rc = seed_exec(sl, &c, "COMMIT", "COMMIT", 0, NULL, PGRES_COMMAND_OK, NULL, err,
+                       sizeof(err));
+        in_tx = !!rc;
+    }
+    if (in_tx && sl->conn) {
+        char ignore[WHY_LEN + 64];
+        struct call rb = {.deadline = now_ms() + s->timeout_ms};
+        if (seed_exec(sl, &rb, "ROLLBACK", "ROLLBACK", 0, NULL, PGRES_COMMAND_OK, NULL, ignore,
+                      sizeof(ignore)) != PX_OK)
+            slot_drop(sl);
+    }
     if (rc) {
         PX_WARN(NULL, "%s", err);
         goto out;

@@ -409,6 +409,85 @@ class PgTest(unittest.TestCase):
         self.assertIsNone(SANITIZER_RE.search(out), out)
 
 
+    def test_6_tenancy_row_level_security(self):
+        """CONTRACT §12 on PostgreSQL: an application role that owns nothing,
+        with no tenant set, reads zero rows from every tenant table; with
+        pricing.tenant set for its transaction it reads that tenant's rows
+        only; `pricing` connected as that role with TENANCY=on answers each
+        tenant from its own rows."""
+        app_pw = "app" + uuid.uuid4().hex
+        pg("psql", self.pgdir, "-c",
+           "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pricing_app') "
+           "THEN CREATE ROLE pricing_app LOGIN; END IF; END $$;"
+           "ALTER ROLE pricing_app PASSWORD '%s';"
+           "GRANT USAGE ON SCHEMA public TO pricing_app;"
+           "GRANT SELECT, INSERT, UPDATE, DELETE ON product_prices, tenant_prices, price_history,"
+           " outbox TO pricing_app;"
+           "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO pricing_app;"
+           "INSERT INTO tenant_prices (tenant_id, product_id, price, currency)"
+           " VALUES ('acme', 'PROD-101', 5.50, 'EUR') ON CONFLICT DO NOTHING;"
+           "INSERT INTO price_history (product_id, amount, currency, effective_from, changed_by,"
+           " request_id, tenant_id) VALUES ('PROD-101', 5.50, 'EUR', '2026-01-01T00:00:00.000Z',"
+           " 'seed', 'r-acme', 'acme');" % app_pw)
+        tables = ("product_prices", "tenant_prices", "price_history")
+        counts = " ".join("SELECT count(*) FROM %s;" % t for t in tables)
+        # no tenant set: nothing, from every tenant table
+        out = pg("psql", self.pgdir, "-tAc", "SET ROLE pricing_app; " + counts)
+        self.assertEqual(out.split(), ["0", "0", "0"])
+        # the owner sees everything (owners bypass the policies)
+        out = pg("psql", self.pgdir, "-tAc", "SET ROLE pricing; " + counts)
+        self.assertTrue(all(int(n) > 0 for n in out.split()), out)
+        # a tenant set for the transaction: that tenant's rows only, gone after it
+        out = pg("psql", self.pgdir, "-tAc",
+                 "BEGIN; SET LOCAL ROLE pricing_app; SET LOCAL pricing.tenant = 'acme'; "
+                 + counts + " COMMIT; SET ROLE pricing_app; " + counts)
+        self.assertEqual(out.split(), ["0", "1", "1", "0", "0", "0"])
+        out = pg("psql", self.pgdir, "-tAc",
+                 "BEGIN; SET LOCAL ROLE pricing_app; "
+                 "SELECT set_config('pricing.tenant', 'default', true); " + counts + " COMMIT;")
+        vals = out.split()  # set_config's answer, then the three counts
+        self.assertEqual(vals[0], "default")
+        self.assertGreater(int(vals[1]), 0)  # the default tenant's prices
+        self.assertEqual(vals[2], "0")  # and none of another tenant's
+        # rows of another tenant cannot be written under this one
+        bad = subprocess.run(
+            [str(PG_SH), "psql", self.pgdir, "-tAc",
+             "BEGIN; SET LOCAL ROLE pricing_app; SET LOCAL pricing.tenant = 'acme'; "
+             "INSERT INTO tenant_prices VALUES ('globex', 'PROD-101', 1, 'USD'); COMMIT;"],
+            capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(bad.returncode, 0)
+        self.assertIn("row-level security", bad.stderr)
+
+        # pricing itself, as the application role, with TENANCY=on
+        rest = self.uri.split("://", 1)[1].split("@", 1)[1]
+        app_uri = "postgresql://pricing_app:%s@%s" % (app_pw, rest)
+        ev = json.loads((REPO / "infra/events/price-event.json").read_text())
+        answers = {}
+        for tenant in ("acme", "default", "globex"):
+            ev["headers"] = {"X-Tenant-ID": tenant}
+            r = subprocess.run(
+                [binary(), "invoke", "price-fetcher", "--event", "-", "--price-db", app_uri,
+                 "--audit-store", self.audit],
+                input=json.dumps(ev), capture_output=True, text=True, timeout=60, cwd=self.work,
+                env=clean_env({"TENANCY": "on", "AUTH_MODE": "none"}))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            resp = json.loads(r.stdout.strip().splitlines()[-1])
+            answers[tenant] = (resp["statusCode"], resp["body"])
+            self.assertNotIn(app_pw, r.stdout + r.stderr)
+        self.assertEqual(answers["acme"],
+                         (200, '{"productId":"PROD-101","price":5.50,"currency":"EUR"}'))
+        self.assertEqual(answers["default"],
+                         (200, '{"productId":"PROD-101","price":99.99,"currency":"USD"}'))
+        self.assertEqual(answers["globex"][0], 404)
+        # TENANCY=off as the application role: no tenant, so no rows at all
+        ev.pop("headers")
+        r = subprocess.run(
+            [binary(), "invoke", "price-fetcher", "--event", "-", "--price-db", app_uri,
+             "--audit-store", self.audit],
+            input=json.dumps(ev), capture_output=True, text=True, timeout=60, cwd=self.work,
+            env=clean_env({"AUTH_MODE": "none"}))
+        self.assertEqual(json.loads(r.stdout.strip().splitlines()[-1])["statusCode"], 404)
+
 if __name__ == "__main__":
     argv = list(sys.argv[1:])
     if "--binary" in argv:
