@@ -897,8 +897,22 @@ static bool applied(const PGresult *r, long version)
     return false;
 }
 
-static px_rc seed_in_tx(struct slot *sl, struct call *c, const long *versions, const char *name,
-                        const char *sql, long timeout_ms, char *err, size_t errlen)
+/* A seed for a tenant other than "default" runs against a temporary
+ * product_prices (pg_temp comes first in the search path), so a seed file
+ * written for the default tenant loads unchanged; its rows then move into
+ * tenant_prices in the same transaction. */
+static const char TENANT_SEED_BEGIN[] =
+    "CREATE TEMP TABLE product_prices (product_id TEXT PRIMARY KEY, price NUMERIC NOT NULL,"
+    " currency CHAR(3) NOT NULL) ON COMMIT DROP";
+static const char TENANT_SEED_MOVE[] =
+    "INSERT INTO tenant_prices (tenant_id, product_id, price, currency)"
+    " SELECT $1, product_id, price, currency FROM pg_temp.product_prices"
+    " ON CONFLICT (tenant_id, product_id) DO UPDATE SET price = EXCLUDED.price,"
+    " currency = EXCLUDED.currency";
+
+static px_rc seed_in_tx(struct slot *sl, struct call *c, const long *versions, const char *tenant,
+                        const char *name, const char *sql, long timeout_ms, char *err,
+                        size_t errlen)
 {
     char tmo[24], ver[24], what[NAME_MAX + 32];
     PGresult *done = NULL;
@@ -934,16 +948,24 @@ static px_rc seed_in_tx(struct slot *sl, struct call *c, const long *versions, c
                            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 2,
                            p_rec, PGRES_COMMAND_OK, NULL, err, errlen);
     }
+    bool other = sql && tenant && strcmp(tenant, "default") != 0;
+    if (!rc && other)
+        rc = seed_exec(sl, c, "a tenant's seed table", TENANT_SEED_BEGIN, 0, NULL, PGRES_COMMAND_OK,
+                       NULL, err, errlen);
     if (!rc && sql) {
         rc = seed_exec(sl, c, "loading the seed", sql, 0, NULL, ANY_OK, NULL, err, errlen);
         if (rc)
             snprintf(err, errlen, "%s: %s", name ? name : "seed", c->why);
     }
+    if (!rc && other)
+        rc = seed_exec(sl, c, "moving the seed into its tenant", TENANT_SEED_MOVE, 1, &tenant,
+                       PGRES_COMMAND_OK, NULL, err, errlen);
     PQclear(done);
     return rc;
 }
 
-static px_rc pg_seed(void *impl, const char *name, const char *sql, char *err, size_t errlen)
+static px_rc seed_run(void *impl, const char *tenant, const char *name, const char *sql, char *err,
+                      size_t errlen)
 {
     struct pg_store *s = impl;
     struct slot *sl = NULL;
@@ -978,7 +1000,7 @@ static px_rc pg_seed(void *impl, const char *name, const char *sql, char *err, s
     if (rc)
         goto out;
     in_tx = true;
-    rc = seed_in_tx(sl, &c, versions, name, sql, timeout, err, errlen);
+    rc = seed_in_tx(sl, &c, versions, tenant, name, sql, timeout, err, errlen);
     if (rc)
         goto out;
     rc = seed_exec(sl, &c, "COMMIT", "COMMIT", 0, NULL, PGRES_COMMAND_OK, NULL, err, errlen);
@@ -995,6 +1017,17 @@ out:
         slot_release(s, sl);
     free(versions);
     return rc;
+}
+
+static px_rc pg_seed(void *impl, const char *name, const char *sql, char *err, size_t errlen)
+{
+    return seed_run(impl, NULL, name, sql, err, errlen);
+}
+
+static px_rc pg_seed_tenant(void *impl, const char *tenant, const char *name, const char *sql,
+                            char *err, size_t errlen)
+{
+    return seed_run(impl, tenant, name, sql, err, errlen);
 }
 
 /* One statement, so the history row and the price commit together (an
@@ -1201,6 +1234,7 @@ const struct px_price_ops px_price_pg_ops = {
     .get = pg_get,
     .ping = pg_ping,
     .seed = pg_seed,
+    .seed_tenant = pg_seed_tenant,
     .set = pg_set,
     .history = pg_history,
 };
