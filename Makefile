@@ -10,7 +10,7 @@ PORT       ?= 3000
 .PHONY: all deps build build-asan build-fuzz run test test-fast test-asan unit e2e fuzz bench format \
         format-check lint clean
 .PHONY: package coverage
-.PHONY: bench-backends bench-events
+.PHONY: bench-backends bench-events bench-tenancy
 
 all: build
 
@@ -64,11 +64,17 @@ fuzz: build-fuzz
 
 bench: build
 	bench/run.sh $(BUILD)/pricing
+	bench/tenancy.sh $(BUILD)/pricing
 
 # The same load with prices in PostgreSQL and the audit trail in dynalite;
 # appends its section to bench/RESULTS.md.
 bench-backends: build
 	bench/run-backends.sh $(BUILD)/pricing
+
+# Look-ups with TENANCY=on vs off in the same run; appends "## Tenancy" to
+# bench/RESULTS.md (docs/internals/tenancy.md).
+bench-tenancy: build
+	bench/tenancy.sh $(BUILD)/pricing
 
 # Event relay throughput and lag to RabbitMQ and SQS (fauxqs), brokers started
 # and stopped by the script (docs/internals/events.md).

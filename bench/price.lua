@@ -3,10 +3,16 @@
 -- done() prints one machine-readable "BENCH ..." line that bench/run.sh parses.
 --
 -- Settings (environment): BENCH_USERS (pool size, default 1000),
--- BENCH_PRODUCTS (PROD-00001..PROD-N, default 10000; PROD-101 is added).
+-- BENCH_PRODUCTS (PROD-00001..PROD-N, default 10000; PROD-101 is added),
+-- BENCH_TENANT (sent as X-Tenant-ID when set: TENANCY=on, AUTH_MODE=none).
 
 local users_n = tonumber(os.getenv("BENCH_USERS") or "") or 1000
 local products_n = tonumber(os.getenv("BENCH_PRODUCTS") or "") or 10000
+local tenant = os.getenv("BENCH_TENANT")
+local headers = nil
+if tenant and tenant ~= "" then
+   headers = { ["X-Tenant-ID"] = tenant }
+end
 
 local threads = {}
 local next_id = 0
@@ -57,7 +63,8 @@ function request()
    else
       id = string.format("PROD-%05d", n)
    end
-   return wrk.format("GET", "/price?id=" .. id .. "&userId=" .. users[math.random(1, users_n)])
+   return wrk.format("GET", "/price?id=" .. id .. "&userId=" .. users[math.random(1, users_n)],
+                     headers)
 end
 
 function response(status, headers, body)
