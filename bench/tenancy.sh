@@ -112,11 +112,13 @@ section=$(
   echo "| TENANCY=on (acme) | $on_rps | $(fmt_ms "$on_p50") | $(fmt_ms "$on_p99") |"
   echo
   echo "On vs off: $delta % req/s (per round: $(for ((r = 1; r <= ROUNDS; r++)); do
-    printf '%s/%s ' "${RPS[off.$r]}" "${RPS[on.$r]}"; done)req/s off/on)."
+    printf '%s/%s ' "${RPS[off.$r]}" "${RPS[on.$r]}"; done)req/s off/on); load average" \
+    "at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
 )
 if [ -f "$RESULTS" ]; then
+  # Every other section stays byte for byte; an earlier "## Tenancy" goes.
   awk '/^## Tenancy$/ { skip = 1; next } /^## / { skip = 0 } !skip' "$RESULTS" >"$TMP/results"
-  { cat "$TMP/results"; echo; echo "$section"; } | cat -s >"$RESULTS"
+  { cat "$TMP/results"; [ -z "$(tail -n 1 "$TMP/results")" ] || echo; echo "$section"; } >"$RESULTS"
 else
   echo "$section" >"$RESULTS"
 fi

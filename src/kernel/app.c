@@ -18,6 +18,7 @@
 #include "config_cache.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,12 @@ struct px_app {
     struct px_config_store *_Atomic config; /* opened on first use */
     bool config_open_failed;                /* logged once until an open succeeds */
     struct px_config_cache *config_cache;   /* built with the app; reads open config lazily */
+    /* TENANCY=on: the caches of other tenants, made on first use and kept
+     * until the app goes; slots [0, ntenant_caches) are published. */
+    pthread_mutex_t tenant_cache_mu;
+    struct px_config_cache *tenant_caches[PX_APP_TENANT_CACHES];
+    atomic_size_t ntenant_caches;
+    atomic_bool tenant_caches_full_logged;
 };
 
 /* A spec for an error line: a URI's password never reaches stderr. */
@@ -93,6 +100,7 @@ px_rc px_app_new(const struct px_config *cfg, struct px_app **out, char *err, si
     app->cfg = *cfg;
     pthread_mutex_init(&app->products_mu, NULL);
     pthread_mutex_init(&app->config_mu, NULL);
+    pthread_mutex_init(&app->tenant_cache_mu, NULL);
 
     /* Keys first: a bad key file is a configuration error, found before any store is touched. */
     rc = px_auth_new(&app->cfg, &app->auth, err, errlen);
@@ -176,6 +184,10 @@ void px_app_free(struct px_app *app)
     pthread_mutex_destroy(&app->products_mu);
     px_config_cache_free(app->config_cache);
     app->config_cache = NULL;
+    for (size_t i = 0; i < atomic_load(&app->ntenant_caches); i++)
+        px_config_cache_free(app->tenant_caches[i]);
+    atomic_store(&app->ntenant_caches, 0);
+    pthread_mutex_destroy(&app->tenant_cache_mu);
     px_config_store_close(app->config);
     app->config = NULL;
     pthread_mutex_destroy(&app->config_mu);
@@ -276,6 +288,38 @@ struct px_config_store *px_app_config_store(struct px_app *app)
 struct px_config_cache *px_app_config_cache(struct px_app *app)
 {
     return app ? app->config_cache : NULL;
+}
+
+static struct px_config_cache *tenant_cache_find(struct px_app *app, const char *tenant, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(px_config_cache_tenant(app->tenant_caches[i]), tenant) == 0)
+            return app->tenant_caches[i];
+    return NULL;
+}
+
+struct px_config_cache *px_app_config_cache_for(struct px_app *app, const char *tenant)
+{
+    if (!app || !tenant || strcmp(tenant, "default") == 0)
+        return px_app_config_cache(app);
+    size_t n = atomic_load_explicit(&app->ntenant_caches, memory_order_acquire);
+    struct px_config_cache *c = tenant_cache_find(app, tenant, n);
+    if (c)
+        return c;
+    pthread_mutex_lock(&app->tenant_cache_mu);
+    n = atomic_load_explicit(&app->ntenant_caches, memory_order_relaxed);
+    c = tenant_cache_find(app, tenant, n);
+    if (!c && n < PX_APP_TENANT_CACHES && px_config_cache_new_for(app, tenant, &c) == PX_OK) {
+        app->tenant_caches[n] = c;
+        atomic_store_explicit(&app->ntenant_caches, n + 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&app->tenant_cache_mu);
+    if (!c && !atomic_exchange(&app->tenant_caches_full_logged, true))
+        PX_WARN(NULL,
+                "config cache: %d tenants have one already; the flags of further tenants "
+                "are their defaults in this process",
+                PX_APP_TENANT_CACHES);
+    return c;
 }
 
 struct px_audit_store *px_app_audit(struct px_app *app)

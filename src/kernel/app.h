@@ -56,6 +56,12 @@ struct px_product_store *px_app_products(struct px_app *app);
 struct px_config_store *px_app_config_store(struct px_app *app);
 /* The process-wide cache of config and flags (config_cache.h); NULL app: NULL. */
 struct px_config_cache *px_app_config_cache(struct px_app *app);
+/* Tenants (besides "default") with a config cache of their own per process. */
+#define PX_APP_TENANT_CACHES 256
+/* The cache of tenant's config and flags (TENANCY=on; NULL or "default": the
+ * process-wide one), made on first use. NULL past PX_APP_TENANT_CACHES
+ * tenants: their flags read as defaults (logged once). Thread-safe. */
+struct px_config_cache *px_app_config_cache_for(struct px_app *app, const char *tenant);
 /* The access control built from AUTH_MODE (NULL app: none). */
 const struct px_auth *px_app_auth(const struct px_app *app);
 /* The throttle built from RATE_LIMIT_RPS / RATE_LIMIT_BURST (NULL: off). */

@@ -31,6 +31,7 @@ struct snapshot {
 
 struct px_config_cache {
     struct px_app *app;
+    char tenant[64 + 1]; /* whose items it holds (CONTRACT §12) */
     long ttl_ms, stale_max_ms;
     pthread_mutex_t mu;
     struct snapshot *snap; /* NULL: nothing known (defaults) */
@@ -65,10 +66,23 @@ static void snap_release(struct snapshot *s)
 
 px_rc px_config_cache_new(struct px_app *app, struct px_config_cache **out)
 {
+    return px_config_cache_new_for(app, PX_CONFIG_TENANT_DEFAULT, out);
+}
+
+const char *px_config_cache_tenant(const struct px_config_cache *c)
+{
+    return c ? c->tenant : PX_CONFIG_TENANT_DEFAULT;
+}
+
+px_rc px_config_cache_new_for(struct px_app *app, const char *tenant, struct px_config_cache **out)
+{
     *out = NULL;
+    if (!tenant || strlen(tenant) > PX_CONFIG_TENANT_MAX)
+        return PX_ERR_INVALID;
     struct px_config_cache *c = calloc(1, sizeof(*c));
     if (!c)
         return PX_ERR_NOMEM;
+    memcpy(c->tenant, tenant, strlen(tenant) + 1);
     const struct px_config *cfg = px_app_config(app);
     c->app = app;
     c->ttl_ms = cfg->config_cache_ttl_s * 1000;
@@ -87,7 +101,7 @@ void px_config_cache_free(struct px_config_cache *c)
     free(c);
 }
 
-/* Reads every item of the default tenant into a new snapshot. */
+/* Reads every item of the cache's tenant into a new snapshot. */
 static px_rc load(struct px_config_cache *c, struct snapshot **out)
 {
     *out = NULL;
@@ -100,7 +114,7 @@ static px_rc load(struct px_config_cache *c, struct snapshot **out)
     size_t n = 0;
     px_rc rc = a && sn ? PX_OK : PX_ERR_NOMEM;
     if (!rc)
-        rc = px_config_store_list(s, PX_CONFIG_TENANT_DEFAULT, "", a, &items, &n);
+        rc = px_config_store_list(s, c->tenant, "", a, &items, &n);
     if (!rc && !(sn->values = json_object()))
         rc = PX_ERR_NOMEM;
     if (!rc && n && !(sn->flags = calloc(n, sizeof(*sn->flags))))

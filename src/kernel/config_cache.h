@@ -22,6 +22,12 @@ struct px_config_cache;
 
 /* A cache reading app's config store (px_app_config_store) with app's TTLs. */
 px_rc px_config_cache_new(struct px_app *app, struct px_config_cache **out) PX_WUR;
+/* The same for one tenant's items (CONTRACT §12): PX_ERR_INVALID for a name
+ * longer than a tenant's. */
+px_rc px_config_cache_new_for(struct px_app *app, const char *tenant,
+                              struct px_config_cache **out) PX_WUR;
+/* The tenant whose items c holds ("default" for NULL). */
+const char *px_config_cache_tenant(const struct px_config_cache *c);
 /* Frees the cache. Accepts NULL. */
 void px_config_cache_free(struct px_config_cache *c);
 /* Evaluates flag `key` (e.g. "flags.maintenance") for ctx. The flag's value

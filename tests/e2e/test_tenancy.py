@@ -278,6 +278,27 @@ class TenancyJwtTest(harness.ServerCase):
 
     # ------------------------------------------------------------ config and flags
 
+    def test_maintenance_flag_per_tenant(self):
+        """flags.maintenance of one tenant stops that tenant's look-ups only."""
+        user = new_user()
+        target = "/price?id=PROD-101&userId=" + user
+        r = self.call("PUT", "/config/flags.maintenance", self.ACME,
+                      {"default": True, "rules": []}, headers={"If-None-Match": "*"})
+        self.assertStatus(r, 201)
+        try:
+            r = self.server.get(target, headers=self.ACME)
+            self.assertError(r, 503, "MAINTENANCE")
+            self.assertTrue(r.header("retry-after"))
+            self.assertStatus(self.server.get(target, headers=self.GLOBEX), 200)
+            # nothing audited for the refused look-up, globex's is there
+            self.assertEqual(self.audit_cli("acme", user=user), [])
+            self.assertEqual(len(self.audit_cli("globex", user=user)), 1)
+        finally:
+            r = self.call("PUT", "/config/flags.maintenance", self.ACME,
+                          {"default": False, "rules": []}, headers={"If-Match": '"1"'})
+            self.assertStatus(r, 200)
+        self.assertStatus(self.server.get(target, headers=self.ACME), 200)
+
     def test_config_and_flags_apart(self):
         k = "flags.t%s" % uuid.uuid4().hex[:8]
         flag = {"default": False, "rules": [{"when": {"attribute": "country", "in": ["AT"]},

@@ -120,6 +120,6 @@ px_rc px_cs_write(struct px_app *app, const struct px_request *req, struct px_cs
     if (rc && c->recorded && !c->failure_recorded)
         record_failure(c); /* the record is durable and the change is not: say so */
     if (!rc)               /* this process sees its own change at once */
-        px_config_cache_invalidate(px_app_config_cache(app));
+        px_config_cache_invalidate(px_app_config_cache_for(app, req->tenant));
     return rc;
 }

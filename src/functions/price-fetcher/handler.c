@@ -36,7 +36,8 @@ static void validation_failed(struct px_request *req, struct px_response *resp,
 static void maintenance(struct px_app *app, struct px_request *req, struct px_response *resp)
 {
     long after = MAINTENANCE_RETRY_AFTER_S;
-    json_t *v = px_config_value(px_app_config_cache(app), "maintenance.retry_after_s");
+    json_t *v =
+        px_config_value(px_app_config_cache_for(app, req->tenant), "maintenance.retry_after_s");
     if (json_is_integer(v) && json_integer_value(v) >= 1 && json_integer_value(v) <= 86400)
         after = (long)json_integer_value(v);
     json_decref(v);
@@ -66,7 +67,8 @@ static px_rc get_price(struct px_app *app, struct px_request *req, struct px_res
     bool flag_on[2];
     const struct px_flag_attr attrs[] = {{"productId", in.id}};
     const struct px_flag_ctx fctx = {.targeting_key = in.user_id, .attrs = attrs, .nattrs = 1};
-    px_config_flags_bool(px_app_config_cache(app), flag_keys, 2, &fctx, flag_defs, flag_on);
+    px_config_flags_bool(px_app_config_cache_for(app, req->tenant), flag_keys, 2, &fctx, flag_defs,
+                         flag_on);
     if (flag_on[0]) {
         maintenance(app, req, resp);
         return PX_OK;
