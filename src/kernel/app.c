@@ -343,14 +343,26 @@ px_rc px_app_prepare(struct px_app *app, struct px_request *req)
     return PX_OK;
 }
 
+/* TENANCY=on: a browser may send X-Tenant-ID cross-origin too. Off, the
+ * preflight answer stays what it was. */
+static bool preflight(struct px_app *app, const struct px_function *const *fns, size_t n,
+                      struct px_request *req, struct px_response *resp)
+{
+    if (!px_cors_preflight(app ? app->cfg.cors_origins : NULL, fns, n, req, resp))
+        return false;
+    for (size_t i = 0; app && app->cfg.tenancy && i < resp->nheaders; i++)
+        if (strcasecmp(resp->headers[i].key, "Access-Control-Allow-Headers") == 0)
+            resp->headers[i].value = PX_CORS_ALLOW_HEADERS ", X-Tenant-ID";
+    return true;
+}
+
 void px_app_dispatch(struct px_app *app, const char *function, struct px_request *req,
                      struct px_response *resp)
 {
-    const char *cors = app ? app->cfg.cors_origins : NULL;
     if (!function) {
         size_t n = 0;
         const struct px_function *const *fns = px_functions(&n);
-        if (!px_cors_preflight(cors, fns, n, req, resp))
+        if (!preflight(app, fns, n, req, resp))
             px_router_dispatch(app, fns, n, req, resp);
         px_log_set_tenant(NULL);
         return;
@@ -364,7 +376,7 @@ void px_app_dispatch(struct px_app *app, const char *function, struct px_request
         return;
     }
     const struct px_function *one[1] = {fn};
-    if (!px_cors_preflight(cors, one, 1, req, resp))
+    if (!preflight(app, one, 1, req, resp))
         px_router_dispatch(app, one, 1, req, resp);
     px_log_set_tenant(NULL);
 }

@@ -63,7 +63,7 @@ class TenancyJwtTest(harness.ServerCase):
             cls.secret_file = cls.keydir / "jwt.secret"
             cls.secret_file.write_bytes(SECRET + b"\n")
             cls.server_env = {"AUTH_MODE": "jwt", "AUTH_JWT_SECRET_FILE": str(cls.secret_file),
-                              "TENANCY": "on"}
+                              "TENANCY": "on", "CORS_ALLOW_ORIGINS": "https://app.example.com"}
             super().setUpClass()
             seed = cls.keydir / "acme.sql"
             seed.write_text(ACME_SEED)
@@ -141,6 +141,15 @@ class TenancyJwtTest(harness.ServerCase):
         r = self.server.get(target, headers=dict(many, **{"X-Tenant-ID": "globex"}))
         self.assertStatus(r, 200)
         self.assertEqual(r.body, SAMPLE_101)
+
+    def test_cors_preflight_allows_the_header(self):
+        r = self.server.request("OPTIONS", "/price", headers={
+            "Origin": "https://app.example.com", "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization, x-tenant-id"}, validate=False)
+        self.assertStatus(r, 204)
+        allowed = [h.strip().lower() for h in r.header("access-control-allow-headers").split(",")]
+        self.assertIn("x-tenant-id", allowed)
+        self.assertIn("authorization", allowed)
 
     def test_tenant_in_log_lines(self):
         user = new_user()
