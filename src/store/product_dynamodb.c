@@ -58,9 +58,16 @@ struct store {
 
 /* ----------------------------------------------------------------- keys */
 
-static void product_pk(const char *id, char *out, size_t cap)
+/* The tenant of a key: every key starts T#<tenant># (CONTRACT §12), the
+ * implicit tenant "default" included, so no tenant's partitions meet. */
+static const char *tn(const char *tenant)
 {
-    snprintf(out, cap, "T#" TENANT "#PRODUCT#%s", id);
+    return tenant && tenant[0] ? tenant : TENANT;
+}
+
+static void product_pk(const char *tenant, const char *id, char *out, size_t cap)
+{
+    snprintf(out, cap, "T#%s#PRODUCT#%s", tn(tenant), id);
 }
 
 PX_STATIC unsigned px_ddb_product_shard(const char *id)
@@ -166,13 +173,13 @@ static bool attr_n(const json_t *item, const char *name, long long *out)
 
 /* ------------------------------------------------------------- products */
 
-PX_STATIC json_t *px_ddb_product_item(const struct px_product *p)
+PX_STATIC json_t *px_ddb_product_item(const char *tenant, const struct px_product *p)
 {
-    char pk[128], g1[512], g2[64], g3[64];
-    product_pk(p->id, pk, sizeof(pk));
-    snprintf(g1, sizeof(g1), "T#" TENANT "#CATEGORY#%s", p->category ? p->category : "");
-    snprintf(g2, sizeof(g2), "T#" TENANT "#STATUS#%s", p->status);
-    snprintf(g3, sizeof(g3), "T#" TENANT "#PRODUCTS#%u", px_ddb_product_shard(p->id));
+    char pk[160], g1[600], g2[128], g3[128];
+    product_pk(tenant, p->id, pk, sizeof(pk));
+    snprintf(g1, sizeof(g1), "T#%s#CATEGORY#%s", tn(tenant), p->category ? p->category : "");
+    snprintf(g2, sizeof(g2), "T#%s#STATUS#%s", tn(tenant), p->status);
+    snprintf(g3, sizeof(g3), "T#%s#PRODUCTS#%u", tn(tenant), px_ddb_product_shard(p->id));
     json_t *it = json_object();
     if (!it)
         return NULL;
@@ -255,12 +262,12 @@ PX_STATIC px_rc px_ddb_product_parse(const json_t *it, struct px_arena *a, struc
     return p->name && p->description && p->category && p->attributes ? PX_OK : PX_ERR_NOMEM;
 }
 
-static px_rc get_item(struct store *s, const char *id, struct px_arena *a, struct px_product *out,
-                      int64_t deadline)
+static px_rc get_item(struct store *s, const char *tenant, const char *id, struct px_arena *a,
+                      struct px_product *out, int64_t deadline)
 {
-    char pk[128];
+    char pk[160];
     json_t *resp = NULL;
-    product_pk(id, pk, sizeof(pk));
+    product_pk(tenant, id, pk, sizeof(pk));
     px_rc rc = call(s, "GetItem",
                     json_pack("{s:s, s:o, s:b}", "TableName", s->table, "Key", key_of(pk, "META"),
                               "ConsistentRead", 1),
@@ -273,20 +280,11 @@ static px_rc get_item(struct store *s, const char *id, struct px_arena *a, struc
     return rc;
 }
 
-/* Keys carry T#default# only so far (CONTRACT §12): another tenant is
- * refused rather than answered from the default tenant's items. */
-static bool other_tenant(const char *tenant)
-{
-    return tenant && tenant[0] && strcmp(tenant, TENANT) != 0;
-}
-
 static px_rc ddb_get(void *impl, const char *tenant, const char *id, struct px_arena *a,
                      struct px_product *out)
 {
     struct store *s = impl;
-    if (other_tenant(tenant))
-        return PX_ERR_UNAVAILABLE;
-    return get_item(s, id, a, out, deadline_of(s));
+    return get_item(s, tenant, id, a, out, deadline_of(s));
 }
 
 /* ---------------------------------------------------------------- lists */
@@ -380,8 +378,6 @@ static px_rc ddb_list(void *impl, const struct px_product_query *q, struct px_ar
                       struct px_product **items, size_t *n, bool *more)
 {
     struct store *s = impl;
-    if (other_tenant(q->tenant))
-        return PX_ERR_UNAVAILABLE;
     size_t need = (size_t)q->limit + 1; /* one more tells whether a page follows */
     int64_t deadline = px_ddb_now_ms() + 3 * s->timeout_ms;
     json_t *acc = json_array();
@@ -389,14 +385,14 @@ static px_rc ddb_list(void *impl, const struct px_product_query *q, struct px_ar
     char pkv[512];
     px_rc rc = acc ? PX_OK : PX_ERR_NOMEM;
     if (!rc && q->category) {
-        snprintf(pkv, sizeof(pkv), "T#" TENANT "#CATEGORY#%s", q->category);
+        snprintf(pkv, sizeof(pkv), "T#%s#CATEGORY#%s", tn(q->tenant), q->category);
         rc = query_partition(s, "gsi1", pkv, q->after_id, q->status, need, acc, deadline);
     } else if (!rc && q->status) {
-        snprintf(pkv, sizeof(pkv), "T#" TENANT "#STATUS#%s", q->status);
+        snprintf(pkv, sizeof(pkv), "T#%s#STATUS#%s", tn(q->tenant), q->status);
         rc = query_partition(s, "gsi2", pkv, q->after_id, NULL, need, acc, deadline);
     } else {
         for (unsigned sh = 0; !rc && sh < SHARDS; sh++) {
-            snprintf(pkv, sizeof(pkv), "T#" TENANT "#PRODUCTS#%u", sh);
+            snprintf(pkv, sizeof(pkv), "T#%s#PRODUCTS#%u", tn(q->tenant), sh);
             rc = query_partition(s, "gsi3", pkv, q->after_id, NULL, need, acc, deadline);
         }
     }
@@ -453,8 +449,8 @@ static px_rc check_expect(px_rc got, const struct px_product *cur, enum px_produ
  * this one's expectation can never hold again, and its answer (412, 409) need
  * not wait for the lock. PX_ERR_TIMEOUT when the lock stays taken until the
  * store's bound. */
-static px_rc lock_take(struct store *s, const char *pk, const char *owner, const char *id,
-                       enum px_product_expect expect, long version)
+static px_rc lock_take(struct store *s, const char *tenant, const char *pk, const char *owner,
+                       const char *id, enum px_product_expect expect, long version)
 {
     int64_t deadline = deadline_of(s);
     unsigned delay = 5;
@@ -491,7 +487,7 @@ static px_rc lock_take(struct store *s, const char *pk, const char *owner, const
         }
         px_arena_reset(scratch);
         struct px_product cur;
-        rc = check_expect(get_item(s, id, scratch, &cur, deadline), &cur, expect, version);
+        rc = check_expect(get_item(s, tenant, id, scratch, &cur, deadline), &cur, expect, version);
         if (rc)
             break; /* stale, or exists: final whoever holds the lock */
     }
@@ -517,10 +513,10 @@ static void lock_release(struct store *s, const char *pk, const char *owner)
 }
 
 /* Stores next: a create only when absent, an update only at cur's version. */
-static px_rc put_product(struct store *s, const struct px_product *cur,
+static px_rc put_product(struct store *s, const char *tenant, const struct px_product *cur,
                          const struct px_product *next)
 {
-    json_t *item = px_ddb_product_item(next);
+    json_t *item = px_ddb_product_item(tenant, next);
     json_t *req = item ? json_pack("{s:s, s:o}", "TableName", s->table, "Item", item) : NULL;
     if (!req)
         return PX_ERR_NOMEM;
@@ -545,7 +541,7 @@ static px_rc put_product(struct store *s, const struct px_product *cur,
         /* a retried put whose first attempt landed: the stored item is ours */
         struct px_arena *a = px_arena_new(1024 * 1024);
         struct px_product now;
-        if (a && get_item(s, next->id, a, &now, deadline_of(s)) == PX_OK &&
+        if (a && get_item(s, tenant, next->id, a, &now, deadline_of(s)) == PX_OK &&
             now.version == next->version && !strcmp(now.updated_at, next->updated_at))
             rc = PX_OK;
         px_arena_free(a);
@@ -561,21 +557,20 @@ static px_rc ddb_apply(void *impl, const char *tenant, const char *id,
                        void *arg, struct px_arena *a)
 {
     struct store *s = impl;
-    if (other_tenant(tenant))
-        return PX_ERR_UNAVAILABLE;
     struct px_product cur, next;
-    char pk[128], owner[37];
-    product_pk(id, pk, sizeof(pk));
+    char pk[160], owner[37];
+    product_pk(tenant, id, pk, sizeof(pk));
     /* A stale If-Match stays stale (versions only grow) and a product is never
      * removed: refuse those before queueing for the lock. */
-    px_rc rc = check_expect(get_item(s, id, a, &cur, deadline_of(s)), &cur, expect, version);
+    px_rc rc =
+        check_expect(get_item(s, tenant, id, a, &cur, deadline_of(s)), &cur, expect, version);
     if (rc)
         return rc;
     px_new_request_id(owner);
-    rc = lock_take(s, pk, owner, id, expect, version);
+    rc = lock_take(s, tenant, pk, owner, id, expect, version);
     if (rc)
         return rc;
-    px_rc got = get_item(s, id, a, &cur, deadline_of(s));
+    px_rc got = get_item(s, tenant, id, a, &cur, deadline_of(s));
     rc = check_expect(got, &cur, expect, version);
     if (rc)
         goto out;
@@ -583,7 +578,7 @@ static px_rc ddb_apply(void *impl, const char *tenant, const char *id,
     rc = fn(arg, got == PX_OK ? &cur : NULL, &next);
     if (rc)
         goto out;
-    if (put_product(s, got == PX_OK ? &cur : NULL, &next) != PX_OK)
+    if (put_product(s, tenant, got == PX_OK ? &cur : NULL, &next) != PX_OK)
         rc = PX_ERR_IO; /* the callback's effects are durable: the caller records the failure */
 out:
     lock_release(s, pk, owner);
@@ -894,6 +889,7 @@ static px_rc ensure_table(struct store *s, char *err, size_t errlen)
 /* One seeding thread's share: items[i] for i = first, first + step, ... */
 struct seed_part {
     struct store *s;
+    const char *tenant;
     const struct px_product *items;
     size_t n, first, step;
     px_rc rc;
@@ -904,7 +900,7 @@ static void *seed_part_run(void *arg)
 {
     struct seed_part *sp = arg;
     for (size_t i = sp->first; i < sp->n && !sp->rc; i += sp->step) {
-        json_t *item = px_ddb_product_item(&sp->items[i]);
+        json_t *item = px_ddb_product_item(sp->tenant, &sp->items[i]);
         px_rc rc = item ? call(sp->s, "PutItem",
                                json_pack("{s:s, s:o, s:s}", "TableName", sp->s->table, "Item", item,
                                          "ConditionExpression", "attribute_not_exists(pk)"),
@@ -921,18 +917,13 @@ static void *seed_part_run(void *arg)
 static px_rc ddb_seed(void *impl, const char *tenant, const struct px_product *items, size_t n,
                       char *err, size_t errlen)
 {
-    if (other_tenant(tenant)) {
-        snprintf(err, errlen,
-                 "PRODUCT_STORE: the DynamoDB product store keeps tenant default only");
-        return PX_ERR_CONFIG;
-    }
     enum { SEED_THREADS = 4 };
     struct seed_part parts[SEED_THREADS];
     pthread_t th[SEED_THREADS];
     bool started[SEED_THREADS] = {false};
     for (size_t t = 0; t < SEED_THREADS; t++) {
-        parts[t] =
-            (struct seed_part){.s = impl, .items = items, .n = n, .first = t, .step = SEED_THREADS};
+        parts[t] = (struct seed_part){
+            .s = impl, .tenant = tenant, .items = items, .n = n, .first = t, .step = SEED_THREADS};
         started[t] = pthread_create(&th[t], NULL, seed_part_run, &parts[t]) == 0;
         if (!started[t])
             seed_part_run(&parts[t]); /* no thread: this one's share here */

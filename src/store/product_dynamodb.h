@@ -9,9 +9,10 @@
 #include <jansson.h>
 
 #ifdef PX_UNIT_TEST
-/* p as a DynamoDB item (keys, GSI keys, attributes; empty strings left out);
- * a new reference (caller decrefs), NULL when out of memory. */
-json_t *px_ddb_product_item(const struct px_product *p);
+/* p of tenant (NULL: "default") as a DynamoDB item (keys and GSI keys under
+ * T#<tenant>#, attributes; empty strings left out); a new reference (caller
+ * decrefs), NULL when out of memory. */
+json_t *px_ddb_product_item(const char *tenant, const struct px_product *p);
 /* Fills p from an item; strings in a. PX_ERR_PROTOCOL when productId, version or
  * a fixed-size field is missing, mistyped or too long. */
 px_rc px_ddb_product_parse(const json_t *it, struct px_arena *a, struct px_product *p);

@@ -32,14 +32,7 @@ def tenant_stores():
     return not os.environ.get("PX_E2E_AUDIT_STORE", "").startswith("lsm:")
 
 
-def tenant_products():
-    """The DynamoDB product store keeps the default tenant only so far."""
-    product = os.environ.get("PX_E2E_PRODUCT_STORE", "")
-    return not product or product.startswith("sqlite:")
-
-
 SKIP_STORES = "TENANCY=on refuses the lsm: audit store (no tenant in its keys yet)"
-SKIP_PRODUCTS = "the DynamoDB product store keeps the default tenant only"
 
 
 def pid():
@@ -68,8 +61,6 @@ class TenancyJwtTest(harness.ServerCase):
             seed = cls.keydir / "acme.sql"
             seed.write_text(ACME_SEED)
             flags = cls.stores.flags()
-            if not tenant_products():  # the catalogue then goes to a throw-away file
-                flags += ["--product-store", "sqlite:%s" % (cls.keydir / "products.db")]
             for args in (["--tenant", "acme", "--seed-file", str(seed)], ["--tenant", "globex"]):
                 r = run_cli(["db", "seed"] + args + flags, timeout=300)
                 if r.rc != 0:
@@ -221,7 +212,6 @@ class TenancyJwtTest(harness.ServerCase):
 
     # ------------------------------------------------------------ products
 
-    @unittest.skipUnless(tenant_products(), SKIP_PRODUCTS)
     def test_products_apart(self):
         p = pid()
         doc = {"productId": p, "name": "Acme widget", "category": "tools"}
@@ -266,7 +256,6 @@ class TenancyJwtTest(harness.ServerCase):
         self.assertTrue(all(r["tenantId"] == "globex" for r in self.audit_cli("globex", product=p)))
         self.assertEqual(self.audit_cli(None, product=p), [])
 
-    @unittest.skipUnless(tenant_products(), SKIP_PRODUCTS)
     def test_idempotency_key_across_tenants(self):
         p = pid()
         key = {"Idempotency-Key": "same-key-" + p}

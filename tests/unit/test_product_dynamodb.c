@@ -43,9 +43,17 @@ static void test_item_keys_and_round_trip(void **state)
     struct px_arena *a = px_arena_new(1 << 16);
     assert_non_null(a);
     struct px_product p = sample(), q;
-    json_t *it = px_ddb_product_item(&p);
+    json_t *it = px_ddb_product_item(NULL, &p);
     assert_non_null(it);
     assert_string_equal(s_of(it, "pk"), "T#default#PRODUCT#PROD-101");
+    /* another tenant: every key of its own (CONTRACT §12) */
+    json_t *other = px_ddb_product_item("acme", &p);
+    assert_non_null(other);
+    assert_string_equal(s_of(other, "pk"), "T#acme#PRODUCT#PROD-101");
+    assert_string_equal(s_of(other, "gsi1pk"), "T#acme#CATEGORY#tools");
+    assert_string_equal(s_of(other, "gsi2pk"), "T#acme#STATUS#ACTIVE");
+    assert_int_equal(strncmp(s_of(other, "gsi3pk"), "T#acme#PRODUCTS#", 16), 0);
+    json_decref(other);
     assert_string_equal(s_of(it, "sk"), "META");
     assert_string_equal(s_of(it, "gsi1pk"), "T#default#CATEGORY#tools");
     assert_string_equal(s_of(it, "gsi2pk"), "T#default#STATUS#ACTIVE");
@@ -78,7 +86,7 @@ static void test_item_keys_and_round_trip(void **state)
     /* no price, no attributes: neither stored, both read back as before */
     p.has_price = false;
     p.attributes = "{}";
-    it = px_ddb_product_item(&p);
+    it = px_ddb_product_item(NULL, &p);
     assert_null(json_object_get(it, "priceAmount"));
     assert_null(json_object_get(it, "attributes"));
     assert_int_equal(px_ddb_product_parse(it, a, &q), PX_OK);
