@@ -4,6 +4,7 @@
 #include "kernel/errors.h"
 #include "store/audit.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -98,6 +99,7 @@ px_rc px_invoke_event(struct px_app *app, const char *function, const char *json
         result->audit_failed = audit_failed;
         result->error_code = error_code_of(&resp);
         result->route = req.route;
+        snprintf(result->tenant, sizeof(result->tenant), "%s", req.tenant ? req.tenant : "");
     }
     rc = px_apigw_render(&resp, fmt, out);
 out:

@@ -17,6 +17,7 @@ struct px_invoke_result {
     bool audit_failed;      /* the audit record could not be made durable (503) */
     const char *error_code; /* CONTRACT §4 code of an error response, else NULL */
     const char *route;      /* route pattern that matched, NULL when none */
+    char tenant[64 + 1];    /* the request's tenant (TENANCY=on), "" when none; a copy */
 };
 
 /* Runs json[0..len) (an API Gateway 1.0 or 2.0 event) through `function`

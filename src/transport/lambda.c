@@ -632,6 +632,12 @@ static void emit_metrics(struct px_lambda_runtime *rt, const char *request_id,
         if (!rc)
             rc = px_buf_json_strz(&b, request_id);
     }
+    /* TENANCY=on: a property of the line, not a dimension (tenants are many). */
+    if (!rc && res && res->tenant[0]) {
+        rc = px_buf_adds(&b, ",\"tenantId\":");
+        if (!rc)
+            rc = px_buf_json_strz(&b, res->tenant);
+    }
     if (!rc)
         rc = px_buf_printf(&b,
                            ",\"PriceFetched\":%d,\"PriceNotFound\":%d,\"ValidationFailed\":%d,"

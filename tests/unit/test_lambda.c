@@ -294,6 +294,7 @@ static void test_runtime_handle(void **state)
     assert_int_equal(metric(m, "ConfigDefaults"), 1);
     assert_int_equal(metric(m, "ConfigStale"), 0);
     assert_string_equal(json_string_value(json_object_get(m, "requestId")), RID);
+    assert_null(json_object_get(m, "tenantId")); /* TENANCY=off: the line as it was */
     json_decref(m);
     free(line);
 
@@ -382,6 +383,41 @@ static void test_runtime_handle(void **state)
     px_lambda_runtime_free(rt);
 }
 
+/* TENANCY=on: the tenant of the authorizer claims is the request's, and the
+ * metric line of the invocation names it (a property, not a dimension). */
+static void test_runtime_tenant(void **state)
+{
+    (void)state;
+    lambda_env("price-fetcher");
+    setenv("TENANCY", "on", 1);
+    char err[512];
+    struct px_lambda_runtime *rt = NULL;
+    assert_int_equal(px_lambda_runtime_new(NULL, &rt, err, sizeof(err)), PX_OK);
+    char ev[2048];
+    snprintf(ev, sizeof(ev),
+             "{\"version\":\"2.0\",\"routeKey\":\"$default\",\"rawPath\":\"/price\","
+             "\"rawQueryString\":\"id=PROD-101&userId=" USER "\",\"headers\":{\"host\":"
+             "\"localhost\"},\"requestContext\":{\"requestId\":\"JKJaXmPLvHcESHA=\","
+             "\"authorizer\":{\"jwt\":{\"claims\":{\"sub\":\"client-1\",\"scope\":"
+             "\"price:read\",\"tenant\":\"default\"},\"scopes\":null}},"
+             "\"http\":{\"method\":\"GET\",\"path\":\"/price\",\"sourceIp\":\"127.0.0.1\"}},"
+             "\"isBase64Encoded\":false}");
+    struct px_lambda_invocation inv;
+    px_lambda_invocation_clear(&inv);
+    snprintf(inv.request_id, sizeof(inv.request_id), RID);
+    inv.event = ev;
+    inv.event_len = strlen(ev);
+    struct px_lambda_post post;
+    char *line = handle_capture(rt, &inv, &post);
+    assert_non_null(strstr(post.body, "\"statusCode\":200"));
+    json_t *m = metric_line(line);
+    assert_string_equal(json_string_value(json_object_get(m, "tenantId")), "default");
+    json_decref(m);
+    free(line);
+    unsetenv("TENANCY");
+    px_lambda_runtime_free(rt);
+}
+
 static void test_init_errors(void **state)
 {
     (void)state;
@@ -422,6 +458,7 @@ int main(void)
         cmocka_unit_test(test_headers),
         cmocka_unit_test(test_trace_env),
         cmocka_unit_test_setup_teardown(test_runtime_handle, setup_stores, teardown_stores),
+        cmocka_unit_test_setup_teardown(test_runtime_tenant, setup_stores, teardown_stores),
         cmocka_unit_test_setup_teardown(test_init_errors, setup_stores, teardown_stores),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
