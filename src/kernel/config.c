@@ -470,13 +470,6 @@ px_rc px_config_check(const struct px_config *cfg, char *err, size_t errlen)
                  scheme);
         return PX_ERR_CONFIG;
     }
-    /* CONTRACT §12: a store that cannot keep tenants apart never serves them. */
-    if (cfg->tenancy && strncmp(cfg->audit_store, "lsm:", 4) == 0) {
-        snprintf(err, errlen,
-                 "TENANCY (--tenancy): on needs an audit store that keeps tenants apart "
-                 "(sqlite: or dynamodb:); the lsm: store has no tenant in its keys yet");
-        return PX_ERR_CONFIG;
-    }
     if (cfg->auth_mode == PX_AUTH_JWT && !cfg->jwt_secret_file[0] && !cfg->jwks_file[0]) {
         snprintf(err, errlen,
                  "AUTH_MODE (--auth): jwt needs AUTH_JWT_SECRET_FILE (--jwt-secret-file) or "

@@ -54,8 +54,10 @@
 #define VALUE_CHAINED  2
 #define TRAILER_LEN    (PX_CHAIN_WRITER_LEN + 8 + 2 * PX_CHAIN_HASH_LEN)
 #define CONFIG_KEY_MAX 128 /* struct px_audit_record config_key, NUL excluded */
-#define KEY_MAX        (1 + CONFIG_KEY_MAX + 1 + PX_AUDIT_CURSOR_MAX + 1 + PX_UUID_LEN + 1)
-#define VALUE_MAX      1024
+#define KEY_MAX                                                                                    \
+    (1 + PX_AUDIT_TENANT_PREFIX_MAX + CONFIG_KEY_MAX + 1 + PX_AUDIT_CURSOR_MAX + 1 + PX_UUID_LEN + \
+     1)
+#define VALUE_MAX 1024
 _Static_assert(sizeof(((struct px_audit_record *)0)->config_key) == CONFIG_KEY_MAX + 1,
                "CONFIG_KEY_MAX is the record's config_key");
 /* Memtable size: bounds RSS per sub-store (two of them at most) and how much
@@ -135,18 +137,25 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 
 /* ---- keys and values ------------------------------------------------------------------ */
 
+/* Every key below has the tenant's T#<tenant># (CONTRACT §12; "" for the
+ * default tenant, whose keys stay what they were) right after its type byte. */
+
 /* 'U' user NUL sk: a user's records in sort-key order. */
-static size_t user_key(char *k, const char *user, const char *sk)
+static size_t user_key(char *k, const char *tenant, const char *user, const char *sk)
 {
-    int n = snprintf(k, KEY_MAX, "U%s%c%s", user, 0, sk);
+    char t[PX_AUDIT_TENANT_PREFIX_MAX];
+    px_audit_tenant_prefix(tenant, t);
+    int n = snprintf(k, KEY_MAX, "U%s%s%c%s", t, user, 0, sk);
     return n > 0 && n < KEY_MAX ? (size_t)n : 0;
 }
 
 /* 'A' principal NUL sk: a write's record under its actor (CONTRACT §8 pk
  * ACTOR#<principal>); writes carry no user id. */
-static size_t actor_key(char *k, const char *principal, const char *sk)
+static size_t actor_key(char *k, const char *tenant, const char *principal, const char *sk)
 {
-    int n = snprintf(k, KEY_MAX, "A%s%c%s", principal, 0, sk);
+    char t[PX_AUDIT_TENANT_PREFIX_MAX];
+    px_audit_tenant_prefix(tenant, t);
+    int n = snprintf(k, KEY_MAX, "A%s%s%c%s", t, principal, 0, sk);
     return n > 0 && n < KEY_MAX ? (size_t)n : 0;
 }
 
@@ -154,10 +163,24 @@ static size_t actor_key(char *k, const char *principal, const char *sk)
  * NUL sk NUL: a config key's changes (CONTRACT §9, gsi1pk CONFIG#<key>). */
 static size_t product_key(char *k, const struct px_audit_record *r, const char *sk)
 {
+    char t[PX_AUDIT_TENANT_PREFIX_MAX];
+    px_audit_tenant_prefix(r->tenant, t);
     int n = r->config_key[0]
-                ? snprintf(k, KEY_MAX, "C%s%c%s%c", r->config_key, 0, sk, 0)
-                : snprintf(k, KEY_MAX, "P%s%c%s%c%s", r->product_id, 0, sk, 0, r->user_id);
+                ? snprintf(k, KEY_MAX, "C%s%s%c%s%c", t, r->config_key, 0, sk, 0)
+                : snprintf(k, KEY_MAX, "P%s%s%c%s%c%s", t, r->product_id, 0, sk, 0, r->user_id);
     return n > 0 && n < KEY_MAX ? (size_t)n : 0;
+}
+
+/* The record's tenant from its key k (type byte, then T#<tenant># or not). */
+static void tenant_from_key(struct px_audit_record *r, const char *k, size_t kl)
+{
+    char head[PX_AUDIT_TENANT_PREFIX_MAX + 2];
+    size_t n = kl > 1 ? kl - 1 : 0;
+    if (n > sizeof(head) - 1)
+        n = sizeof(head) - 1;
+    memcpy(head, k + 1, n);
+    head[n] = '\0';
+    px_audit_tenant_from_key(r, head, NULL);
 }
 
 static size_t put_str(unsigned char *v, size_t at, const char *s)
@@ -532,8 +555,8 @@ static void write_items(void *ctx, struct px_aq_item **items, size_t n, int64_t 
         char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[PX_AUDIT_GSI1PK_MAX], k[KEY_MAX];
         unsigned char small[VALUE_MAX], *v = small;
         px_audit_keys(&it->rec, pk, sk, gsi1pk);
-        size_t kl = it->rec.user_id[0] ? user_key(k, it->rec.user_id, sk)
-                                       : actor_key(k, it->rec.principal, sk);
+        size_t kl = it->rec.user_id[0] ? user_key(k, it->rec.tenant, it->rec.user_id, sk)
+                                       : actor_key(k, it->rec.tenant, it->rec.principal, sk);
         if (!kl) {
             it->rc = PX_ERR_INVALID;
             continue;
@@ -1064,9 +1087,6 @@ static px_rc audit_query(void *impl, const struct px_audit_query *q, struct px_a
         q->limit < 1 || q->limit > 1000)
         return PX_ERR_INVALID;
     memset(out, 0, sizeof(*out));
-    /* No tenant in this store's keys yet (TENANCY=on refuses it at start). */
-    if (q->tenant && strcmp(q->tenant, "default") != 0)
-        return PX_ERR_UNAVAILABLE;
     char lower[PX_AUDIT_CURSOR_MAX + 1], upper[40];
     if (px_audit_bounds(q, lower, upper))
         return PX_ERR_INVALID;
@@ -1074,12 +1094,14 @@ static px_rc audit_query(void *impl, const struct px_audit_query *q, struct px_a
     size_t id_max = q->config_key ? CONFIG_KEY_MAX : PX_MAX_PRODUCT_ID;
     if (strnlen(id, id_max + 1) > id_max)
         return PX_ERR_INVALID;
-    char prefix[CONFIG_KEY_MAX + 3], seek[KEY_MAX];
-    int plen = snprintf(prefix, sizeof(prefix), "%c%s%c",
+    char prefix[CONFIG_KEY_MAX + 3 + PX_AUDIT_TENANT_PREFIX_MAX], seek[KEY_MAX],
+        t[PX_AUDIT_TENANT_PREFIX_MAX];
+    px_audit_tenant_prefix(q->tenant, t); /* only the query's tenant is ever read */
+    int plen = snprintf(prefix, sizeof(prefix), "%c%s%s%c",
                         q->user_id      ? 'U'
                         : q->product_id ? 'P'
                                         : 'C',
-                        id, 0);
+                        t, id, 0);
     memcpy(seek, prefix, (size_t)plen);
     size_t seekl = (size_t)plen + strlen(lower);
     memcpy(seek + plen, lower, strlen(lower));
@@ -1137,6 +1159,8 @@ static px_rc audit_query(void *impl, const struct px_audit_query *q, struct px_a
             break;
         }
         items[n] = best->rec;
+        if (q->tenant) /* the value has no tenant: the key said it is the query's */
+            snprintf(items[n].tenant, sizeof(items[n].tenant), "%s", q->tenant);
         /* before / after live in the iterator's value: copied before it moves on. */
         if (best->ch.before &&
             !(items[n].before = px_arena_strndup(ar, best->ch.before, best->ch.before_len))) {
@@ -1310,12 +1334,15 @@ static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, si
                 r.after = af;
                 if ((ch.before && !b) || (ch.after && !af))
                     dr = PX_ERR_NOMEM;
+                /* The tenant is in the key only: a record moved to another
+                 * tenant's key fails its hash (the tenant is hashed). */
+                tenant_from_key(&r, k, kl);
                 px_audit_keys(&r, pk, sk, gsi1pk);
                 /* The index copy: P<product> or, for a config change, C<key>. */
                 bool index_copy = k[0] == 'P' || k[0] == 'C';
                 wl = index_copy    ? product_key(want, &r, sk)
-                     : k[0] == 'U' ? user_key(want, r.user_id, sk)
-                                   : actor_key(want, r.principal, sk);
+                     : k[0] == 'U' ? user_key(want, r.tenant, r.user_id, sk)
+                                   : actor_key(want, r.tenant, r.principal, sk);
                 unsigned char h[PX_CHAIN_HASH_LEN];
                 bool chained = l.writer[0] != '\0';
                 bool hash_ok = true;
@@ -1465,6 +1492,7 @@ static px_rc audit_scan(void *impl, const char *from, const char *to, px_audit_s
                 rc = PX_ERR_PROTOCOL;
                 break;
             }
+            tenant_from_key(&r, k, kl);
             if ((from && strcmp(r.ts, from) < 0) || (to && strcmp(r.ts, to) > 0))
                 continue;
             char *b = ch.before ? strndup(ch.before, ch.before_len) : NULL;

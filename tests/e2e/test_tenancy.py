@@ -4,7 +4,6 @@ user ids, every route and CLI command tried across them, and nothing of one
 is ever visible to or changed by the other."""
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -26,13 +25,6 @@ ACME_SEED = (
 )
 
 
-def tenant_stores():
-    """Tenants need an audit store with tenant keys (SQLite or DynamoDB;
-    TENANCY=on refuses lsm). Every price store keeps tenants."""
-    return not os.environ.get("PX_E2E_AUDIT_STORE", "").startswith("lsm:")
-
-
-SKIP_STORES = "TENANCY=on refuses the lsm: audit store (no tenant in its keys yet)"
 
 
 def pid():
@@ -44,7 +36,6 @@ def token(**kw):
     return hs256(claims(scope=scope, **kw))
 
 
-@unittest.skipUnless(tenant_stores(), SKIP_STORES)
 class TenancyJwtTest(harness.ServerCase):
     """serve --auth jwt --tenancy on, two seeded tenants: acme (its own prices)
     and globex (the sample prices), plus default from the ordinary seed."""
@@ -329,7 +320,6 @@ class TenancyJwtTest(harness.ServerCase):
         self.assertEqual(lines[0]["tenantId"], "acme")
 
 
-@unittest.skipUnless(tenant_stores(), SKIP_STORES)
 class TenancyInvokeTest(harness.StoresCase):
     """invoke: AUTH_MODE=none takes X-Tenant-ID as given; apigw takes the claims."""
 
@@ -384,13 +374,6 @@ class TenancyInvokeTest(harness.StoresCase):
         rec = self.stores.records(user=user)[0]
         self.assertNotIn("tenantId", rec)
         self.assertEqual(rec["pk"], "USER#" + user)
-
-    def test_lsm_refused_with_tenancy(self):
-        r = run_cli(["invoke", "price-fetcher", "--event", "-", "--audit-store", "lsm:/nonexistent",
-                     "--price-db", self.stores.price_db], env={"TENANCY": "on"},
-                    stdin=json.dumps(v2_event(new_user())))
-        self.assertEqual(r.rc, 2, r)
-        self.assertIn("TENANCY", r.stderr)
 
 
 if __name__ == "__main__":

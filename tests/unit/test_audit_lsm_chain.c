@@ -68,6 +68,10 @@ static int setup(void **state)
         snprintf(r.action, sizeof(r.action), "PRICE_FETCH");
         snprintf(r.status, sizeof(r.status), "SUCCESS");
         r.expires_at = (int64_t)time(NULL) + 86400;
+        /* every other record belongs to tenant acme: its keys say so, and
+         * verify must rebuild them (and the hash) from the key */
+        if (i % 2)
+            snprintf(r.tenant, sizeof(r.tenant), "acme");
         if (px_audit_append(s, &r) != PX_OK)
             return -1;
     }
@@ -230,6 +234,44 @@ static void test_untouched(void **state)
     assert_int_equal(rep.records, RECORDS);
 }
 
+/* CONTRACT §12: a query reads its tenant's records only, and says whose. */
+static void test_tenants_apart(void **state)
+{
+    PX_UNUSED(state);
+    char path[200], spec[260], err[256] = "";
+    copy_store(path, NULL, NULL);
+    snprintf(spec, sizeof(spec), "lsm:%s", path);
+    const struct px_audit_opts o = {.timeout_ms = 5000, .must_exist = true};
+    struct px_audit_store *s = NULL;
+    assert_int_equal(px_audit_open(spec, &o, &s, err, sizeof(err)), PX_OK);
+    struct px_arena *a = px_arena_new(1 << 22);
+    const char *tenants[] = {NULL, "default", "acme", "globex"};
+    size_t total[4] = {0};
+    for (size_t t = 0; t < 4; t++) {
+        for (int p = 101; p < 105; p++) {
+            char id[16];
+            snprintf(id, sizeof(id), "PROD-%d", p);
+            struct px_audit_query q = {
+                .product_id = id, .limit = 100, .now = (int64_t)time(NULL), .tenant = tenants[t]};
+            struct px_audit_page page;
+            px_arena_reset(a);
+            assert_int_equal(px_audit_query(s, &q, a, &page), PX_OK);
+            for (size_t i = 0; i < page.nitems; i++) {
+                long n = strtol(page.items[i].request_id + 4, NULL, 10);
+                assert_int_equal(n % 2, t == 2 ? 1 : 0); /* acme: the odd ones */
+                assert_string_equal(page.items[i].tenant, t == 0 ? "" : tenants[t]);
+            }
+            total[t] += page.nitems;
+        }
+    }
+    assert_int_equal(total[0], (RECORDS + 1) / 2);
+    assert_int_equal(total[1], (RECORDS + 1) / 2);
+    assert_int_equal(total[2], RECORDS / 2);
+    assert_int_equal(total[3], 0);
+    px_arena_free(a);
+    px_audit_close(s);
+}
+
 static void test_changed(void **state)
 {
     PX_UNUSED(state);
@@ -347,6 +389,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_untouched),
+        cmocka_unit_test(test_tenants_apart),
         cmocka_unit_test(test_changed),
         cmocka_unit_test(test_removed),
         cmocka_unit_test(test_one_copy_removed),
