@@ -12,6 +12,7 @@
 #include "kernel/fs.h"
 #include "store/audit.h"
 #include "store/audit_chain.h"
+#include "store/s3.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -30,6 +31,7 @@
 #define LINE_MAX_LEN  (2 * PX_AUDIT_CHANGE_MAX + 8192)
 #define DIGEST_PREFIX "digest-"
 #define ORIGIN        "pricing.audit/export/v1"
+#define S3_OBJECT_MAX (512 * 1024 * 1024) /* one uploaded file, read whole */
 
 /* SHA-256 of a whole file as hex; false when it cannot be read. */
 static bool file_sha256(const char *path, char hex[PX_CHAIN_HEX_LEN + 1])
@@ -95,6 +97,11 @@ static long last_digest(const char *dir)
     if (d)
         closedir(d);
     return max;
+}
+
+static int cmp_str_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* ---- export ------------------------------------------------------------------------------ */
@@ -189,55 +196,16 @@ static px_rc write_new_file(const char *path, const char *data, size_t len, char
     return PX_OK;
 }
 
-int px_audit_export(const struct px_config *cfg, const char *from, const char *to, const char *out)
+/* Exports the records of [f, t] into dir (which must exist) as export seq
+ * chained to prev (hex SHA-256 of the previous digest file); *dpath gets the
+ * digest's path. err gets one line on failure. */
+static px_rc export_run(const struct px_config *cfg, const struct px_chain_key *key, const char *f,
+                        const char *t, const char *dir, long seq, const char *prev, char *dpath,
+                        size_t dcap, uint64_t *total, size_t *files, char *err, size_t errlen)
 {
-    char err[1024] = "";
-    const char *keyfile = px_config_signing_key(cfg);
-    if (!keyfile) {
-        fprintf(stderr, "pricing audit export: no signing key: set AUDIT_SIGNING_KEY_FILE\n");
-        return PX_EXIT_USAGE;
-    }
-    if (strncmp(out, "s3://", 5) == 0) {
-        fprintf(stderr, "pricing audit export: s3:// destinations are not supported yet; export "
-                        "to a directory\n");
-        return PX_EXIT_USAGE;
-    }
-    struct px_chain_key *key = NULL;
-    if (px_chain_key_load(keyfile, true, &key, err, sizeof(err)) != PX_OK) {
-        fprintf(stderr, "pricing audit export: %s\n", err);
-        return PX_EXIT_USAGE;
-    }
-    char f[25] = "", t[25] = "";
-    if ((from && px_audit_ts_ms(from, f) != PX_OK) || (to && px_audit_ts_ms(to, t) != PX_OK)) {
-        px_chain_key_free(key);
-        fprintf(stderr, "pricing audit export: --from and --to must be RFC 3339 timestamps\n");
-        return PX_EXIT_USAGE;
-    }
-    char probe[4200];
-    snprintf(probe, sizeof(probe), "%s/x", out);
-    int e = px_fs_make_parent(probe, 0750);
-    if (e) {
-        px_chain_key_free(key);
-        fprintf(stderr, "pricing audit export: cannot create %s: %s\n", out, strerror(e));
-        return PX_EXIT_FAIL;
-    }
-    struct exporter x = {.dir = out};
+    struct exporter x = {.dir = dir, .seq = seq};
     px_buf_init(&x.line, LINE_MAX_LEN);
     px_buf_init(&x.text, PX_NOTE_MAX / 2);
-    x.seq = last_digest(out) + 1;
-    char prev[PX_CHAIN_HEX_LEN + 1];
-    memset(prev, '0', PX_CHAIN_HEX_LEN);
-    prev[PX_CHAIN_HEX_LEN] = '\0';
-    char dpath[4200];
-    if (x.seq > 1) {
-        snprintf(dpath, sizeof(dpath), "%s/" DIGEST_PREFIX "%06ld.txt", out, x.seq - 1);
-        if (!file_sha256(dpath, prev)) {
-            fprintf(stderr, "pricing audit export: cannot read %s\n", dpath);
-            px_chain_key_free(key);
-            return PX_EXIT_FAIL;
-        }
-    }
-    int status = PX_EXIT_FAIL;
     const struct px_audit_opts aopts = px_cli_audit_opts(cfg);
     struct px_audit_store *store = px_cli_audit_open("audit export", cfg, &aopts);
     char now[25];
@@ -247,11 +215,9 @@ int px_audit_export(const struct px_config *cfg, const char *from, const char *t
         rc = px_buf_printf(&x.text, ORIGIN "\nseq %ld\nprevious %s\nfrom %s\nto %s\ncreated %s\n",
                            x.seq, prev, f[0] ? f : "-", t[0] ? t : "-", now);
     if (!rc) {
-        rc = px_audit_scan(store, f[0] ? f : NULL, t[0] ? t : NULL, export_one, &x, err,
-                           sizeof(err));
+        rc = px_audit_scan(store, f[0] ? f : NULL, t[0] ? t : NULL, export_one, &x, err, errlen);
         if (rc == PX_ERR_INVALID && !err[0])
-            snprintf(err, sizeof(err), "this store (%.300s) cannot be exported yet",
-                     cfg->audit_store);
+            snprintf(err, errlen, "this store (%.300s) cannot be exported yet", cfg->audit_store);
     }
     if (!rc)
         rc = close_file(&x);
@@ -265,27 +231,287 @@ int px_audit_export(const struct px_config *cfg, const char *from, const char *t
                   : PX_ERR_NOMEM;
     }
     if (!rc) {
-        snprintf(dpath, sizeof(dpath), "%s/" DIGEST_PREFIX "%06ld.txt", out, x.seq);
-        rc = write_new_file(dpath, note, nlen, err, sizeof(err));
+        snprintf(dpath, dcap, "%s/" DIGEST_PREFIX "%06ld.txt", dir, x.seq);
+        rc = write_new_file(dpath, note, nlen, err, errlen);
     }
-    if (rc) {
-        if (store)
-            fprintf(stderr, "pricing audit export: %s\n",
-                    x.err[0] ? x.err
-                    : err[0] ? err
-                             : px_strerror(rc));
-    } else {
-        printf("audit export: %llu records in %zu file(s), digest %s (export %ld, chained to the "
-               "previous digest)\n",
-               (unsigned long long)x.total, x.files, dpath, x.seq);
-        status = PX_EXIT_OK;
-    }
+    if (rc && x.err[0])
+        snprintf(err, errlen, "%s", x.err);
+    else if (rc && !err[0])
+        snprintf(err, errlen, "%s", store ? px_strerror(rc) : "cannot open the audit store");
+    *total = x.total;
+    *files = x.files;
     free(note);
     px_buf_free(&x.line);
     px_buf_free(&x.text);
     px_audit_close(store);
+    return rc;
+}
+
+/* ---- s3:// destinations ------------------------------------------------------------------ */
+
+struct s3_last {
+    const char *prefix;
+    long max;
+};
+
+static px_rc s3_last_digest(void *arg, const char *k)
+{
+    struct s3_last *l = arg;
+    size_t pl = strlen(l->prefix);
+    long n = strncmp(k, l->prefix, pl) == 0 ? digest_number(k + pl) : 0;
+    if (n > l->max)
+        l->max = n;
+    return PX_OK;
+}
+
+/* Reads a local file whole (at most cap bytes). */
+static px_rc slurp(const char *path, size_t cap, struct px_buf *out)
+{
+    FILE *fp = fopen(path, "rbe");
+    if (!fp)
+        return PX_ERR_IO;
+    px_buf_init(out, cap);
+    char buf[65536];
+    size_t n;
+    px_rc rc = PX_OK;
+    while (!rc && (n = fread(buf, 1, sizeof(buf), fp)) > 0)
+        rc = px_buf_add(out, buf, n);
+    if (!rc && ferror(fp))
+        rc = PX_ERR_IO;
+    fclose(fp);
+    return rc;
+}
+
+/* Removes the staging directory and what is in it (only files). */
+static void remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    char p[4400];
+    while (d && (de = readdir(d))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        snprintf(p, sizeof(p), "%.4000s/%.255s", dir, de->d_name);
+        unlink(p);
+    }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+}
+
+/* Uploads each file of the staging dir: data files first, the digest last, so
+ * a digest in the bucket never names a file that is not there yet. */
+static px_rc s3_upload(struct px_s3 *s3, const char *dir, const char *prefix, const char *dpath,
+                       char *err, size_t errlen)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        snprintf(err, errlen, "cannot read %.300s", dir);
+        return PX_ERR_IO;
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    px_rc rc = PX_OK;
+    struct dirent *de;
+    while (!rc && (de = readdir(d))) {
+        if (!is_data_file(de->d_name))
+            continue;
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            char **g = nc <= FILES_MAX * 2 ? realloc(names, nc * sizeof(*g)) : NULL;
+            if (!g) {
+                rc = PX_ERR_NOMEM;
+                break;
+            }
+            names = g;
+            cap = nc;
+        }
+        if (!(names[n] = strdup(de->d_name)))
+            rc = PX_ERR_NOMEM;
+        else
+            n++;
+    }
+    closedir(d);
+    if (n)
+        qsort(names, n, sizeof(*names), cmp_str_names);
+    const char *dbase = strrchr(dpath, '/');
+    dbase = dbase ? dbase + 1 : dpath;
+    for (size_t i = 0; !rc && i <= n; i++) {
+        const char *name = i < n ? names[i] : dbase;
+        char local[4400], key[1200];
+        snprintf(local, sizeof(local), "%.4000s/%.255s", dir, name);
+        snprintf(key, sizeof(key), "%.900s%.255s", prefix, name);
+        struct px_buf data;
+        rc = slurp(local, S3_OBJECT_MAX, &data);
+        if (rc)
+            snprintf(err, errlen, "cannot read %.300s (larger than %d MiB?)", local,
+                     S3_OBJECT_MAX >> 20);
+        else
+            rc = px_s3_put(s3, key, data.data ? data.data : "", data.len, true, err, errlen);
+        px_buf_free(&data);
+        if (rc == PX_ERR_CONFLICT)
+            snprintf(err, errlen,
+                     "s3 object %.900s exists already (another export at the same time?): "
+                     "nothing was replaced",
+                     key);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return rc;
+}
+
+static int export_s3(const struct px_config *cfg, const struct px_chain_key *key, const char *f,
+                     const char *t, const char *out)
+{
+    char err[1024] = "", bucket[64] = "", prefix[1024] = "";
+    const char *b = out + 5, *slash = strchr(b, '/');
+    size_t bl = slash ? (size_t)(slash - b) : strlen(b);
+    const char *p = slash ? slash + 1 : "";
+    if (bl >= sizeof(bucket) || strlen(p) > 900) {
+        fprintf(stderr, "pricing audit export: %s: bucket or prefix too long\n", out);
+        return PX_EXIT_USAGE;
+    }
+    memcpy(bucket, b, bl);
+    snprintf(prefix, sizeof(prefix), "%s%s", p, *p && p[strlen(p) - 1] != '/' ? "/" : "");
+    char probe[1100];
+    snprintf(probe, sizeof(probe), "%sx", prefix);
+    if (!px_s3_bucket_ok(bucket) || !px_s3_key_ok(probe)) {
+        fprintf(stderr,
+                "pricing audit export: %s: want s3://BUCKET[/PREFIX], the prefix of A-Z a-z 0-9 "
+                "- . _ ~ and single '/'\n",
+                out);
+        return PX_EXIT_USAGE;
+    }
+    /* The endpoint as the AWS SDKs and CLI take it. */
+    const char *ep = getenv("AWS_ENDPOINT_URL_S3");
+    if (!ep || !*ep)
+        ep = getenv("AWS_ENDPOINT_URL");
+    const struct px_s3_config sc = {
+        .region = cfg->aws_region,
+        .endpoint = ep,
+        .access_key_id = cfg->aws_access_key_id,
+        .secret_access_key = cfg->aws_secret_access_key,
+        .session_token = cfg->aws_session_token,
+    };
+    struct px_s3 *s3 = NULL;
+    px_rc rc = px_s3_new(&sc, bucket, &s3, err, sizeof(err));
+    if (rc) {
+        fprintf(stderr, "pricing audit export: %s\n", err);
+        return PX_EXIT_USAGE;
+    }
+    /* The previous export is the highest digest under the prefix in the bucket. */
+    char dprefix[1100];
+    snprintf(dprefix, sizeof(dprefix), "%s" DIGEST_PREFIX, prefix);
+    struct s3_last last = {.prefix = prefix};
+    rc = px_s3_list(s3, dprefix, 0, s3_last_digest, &last, err, sizeof(err));
+    char prev[PX_CHAIN_HEX_LEN + 1];
+    memset(prev, '0', PX_CHAIN_HEX_LEN);
+    prev[PX_CHAIN_HEX_LEN] = '\0';
+    if (!rc && last.max > 0) {
+        char k[1200];
+        snprintf(k, sizeof(k), "%s" DIGEST_PREFIX "%06ld.txt", prefix, last.max);
+        struct px_buf d;
+        px_buf_init(&d, PX_NOTE_MAX);
+        rc = px_s3_get(s3, k, &d, err, sizeof(err));
+        unsigned char h[PX_CHAIN_HASH_LEN];
+        unsigned int hl = 0;
+        if (!rc && EVP_Digest(d.data ? d.data : "", d.len, h, &hl, EVP_sha256(), NULL) != 1)
+            rc = PX_ERR_INTERNAL;
+        if (!rc)
+            px_chain_hex(h, prev);
+        px_buf_free(&d);
+    }
+    char stage[4096] = "";
+    if (!rc) {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(stage, sizeof(stage), "%.3000s/pricing-export-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(stage)) {
+            snprintf(err, sizeof(err), "cannot create a staging directory %.300s: %s", stage,
+                     strerror(errno));
+            stage[0] = '\0';
+            rc = PX_ERR_IO;
+        }
+    }
+    char dpath[4200] = "";
+    uint64_t total = 0;
+    size_t files = 0;
+    if (!rc)
+        rc = export_run(cfg, key, f, t, stage, last.max + 1, prev, dpath, sizeof(dpath), &total,
+                        &files, err, sizeof(err));
+    if (!rc)
+        rc = s3_upload(s3, stage, prefix, dpath, err, sizeof(err));
+    if (stage[0])
+        remove_dir(stage);
+    px_s3_free(s3);
+    if (rc) {
+        fprintf(stderr, "pricing audit export: %s\n", err[0] ? err : px_strerror(rc));
+        return PX_EXIT_FAIL;
+    }
+    printf("audit export: %llu records in %zu file(s), digest s3://%s/%s" DIGEST_PREFIX
+           "%06ld.txt (export %ld, chained to the previous digest in the bucket)\n",
+           (unsigned long long)total, files, bucket, prefix, last.max + 1, last.max + 1);
+    return PX_EXIT_OK;
+}
+
+int px_audit_export(const struct px_config *cfg, const char *from, const char *to, const char *out)
+{
+    char err[1024] = "";
+    const char *keyfile = px_config_signing_key(cfg);
+    if (!keyfile) {
+        fprintf(stderr, "pricing audit export: no signing key: set AUDIT_SIGNING_KEY_FILE\n");
+        return PX_EXIT_USAGE;
+    }
+    struct px_chain_key *key = NULL;
+    if (px_chain_key_load(keyfile, true, &key, err, sizeof(err)) != PX_OK) {
+        fprintf(stderr, "pricing audit export: %s\n", err);
+        return PX_EXIT_USAGE;
+    }
+    char f[25] = "", t[25] = "";
+    if ((from && px_audit_ts_ms(from, f) != PX_OK) || (to && px_audit_ts_ms(to, t) != PX_OK)) {
+        px_chain_key_free(key);
+        fprintf(stderr, "pricing audit export: --from and --to must be RFC 3339 timestamps\n");
+        return PX_EXIT_USAGE;
+    }
+    if (strncmp(out, "s3://", 5) == 0) {
+        int st = export_s3(cfg, key, f, t, out);
+        px_chain_key_free(key);
+        return st;
+    }
+    char probe[4200];
+    snprintf(probe, sizeof(probe), "%s/x", out);
+    int e = px_fs_make_parent(probe, 0750);
+    if (e) {
+        px_chain_key_free(key);
+        fprintf(stderr, "pricing audit export: cannot create %s: %s\n", out, strerror(e));
+        return PX_EXIT_FAIL;
+    }
+    long seq = last_digest(out) + 1;
+    char prev[PX_CHAIN_HEX_LEN + 1];
+    memset(prev, '0', PX_CHAIN_HEX_LEN);
+    prev[PX_CHAIN_HEX_LEN] = '\0';
+    char dpath[4200];
+    if (seq > 1) {
+        snprintf(dpath, sizeof(dpath), "%s/" DIGEST_PREFIX "%06ld.txt", out, seq - 1);
+        if (!file_sha256(dpath, prev)) {
+            fprintf(stderr, "pricing audit export: cannot read %s\n", dpath);
+            px_chain_key_free(key);
+            return PX_EXIT_FAIL;
+        }
+    }
+    uint64_t total = 0;
+    size_t files = 0;
+    px_rc rc = export_run(cfg, key, f, t, out, seq, prev, dpath, sizeof(dpath), &total, &files, err,
+                          sizeof(err));
     px_chain_key_free(key);
-    return status;
+    if (rc) {
+        fprintf(stderr, "pricing audit export: %s\n", err);
+        return PX_EXIT_FAIL;
+    }
+    printf("audit export: %llu records in %zu file(s), digest %s (export %ld, chained to the "
+           "previous digest)\n",
+           (unsigned long long)total, files, dpath, seq);
+    return PX_EXIT_OK;
 }
 
 /* ---- offline verification ---------------------------------------------------------------- */

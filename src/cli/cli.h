@@ -72,8 +72,9 @@ int px_cmd_events(int argc, char **argv);
  * Returns a PX_EXIT_* status. */
 int px_audit_migrate(const char *from, const char *to, const struct px_config *cfg);
 /* `pricing audit export`: the records with from <= ts <= to (NULL open) as
- * gzip JSON lines under out, and a signed digest chained to the previous one
- * there. Returns a PX_EXIT_* status. */
+ * gzip JSON lines under out (a directory, or s3://BUCKET/PREFIX uploaded with
+ * PutObject), and a signed digest chained to the previous one there. Returns a
+ * PX_EXIT_* status. */
 int px_audit_export(const struct px_config *cfg, const char *from, const char *to, const char *out);
 /* `pricing audit verify --export DIR --public-key FILE`: the digest chain and
  * every file it lists, offline. Returns a PX_EXIT_* status. */

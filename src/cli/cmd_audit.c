@@ -169,7 +169,7 @@ int px_cmd_audit(int argc, char **argv)
             "audit query --user UUID | --product ID | --config KEY [--from TS] [--to TS] "
             "[--limit N] [--cursor C] | audit migrate --from sqlite:OLD --to SPEC | audit count | "
             "audit keygen --out PREFIX | audit verify [--from TS] [--to TS] [--public-key F] "
-            "[--max-pages N] | audit export --from TS --to TS --out DIR | audit verify "
+            "[--max-pages N] | audit export --from TS --to TS --out DIR|s3://B/P | audit verify "
             "--export DIR --public-key F | audit purge",
         .summary = "print audit records, oldest first, as JSON lines (next cursor on stderr)",
         .flags = flags,
@@ -203,7 +203,7 @@ int px_cmd_audit(int argc, char **argv)
     if (strcmp(args[0], "export") == 0) {
         char ts0[25];
         if (!out || !*out) {
-            fprintf(stderr, "pricing audit: export needs --out DIR\n");
+            fprintf(stderr, "pricing audit: export needs --out DIR or s3://BUCKET/PREFIX\n");
             return PX_EXIT_USAGE;
         }
         if ((from && (!px_valid_timestamp(from) || px_audit_ts_ms(from, ts0) != PX_OK)) ||
