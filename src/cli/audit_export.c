@@ -24,6 +24,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
+#ifdef PX_HAVE_ZSTD
+#include <zstd.h>
+#endif
 
 #define FILE_RECORDS  100000 /* records per data file */
 #define DIGESTS_MAX   100000
@@ -106,10 +109,22 @@ static int cmp_str_names(const void *a, const void *b)
 
 /* ---- export ------------------------------------------------------------------------------ */
 
+/* How data files are compressed. */
+enum packing { PACK_GZ, PACK_ZST, PACK_NONE };
+
+static const char *const pack_ext[] = {".jsonl.gz", ".jsonl.zst", ".jsonl"};
+
 struct exporter {
     const char *dir;
     long seq;
-    gzFile gz;
+    enum packing pack;
+    bool open;
+    gzFile gz; /* PACK_GZ, PACK_NONE (zlib's transparent mode) */
+#ifdef PX_HAVE_ZSTD
+    FILE *fp; /* PACK_ZST */
+    ZSTD_CCtx *zc;
+    char zout[64 * 1024];
+#endif
     char path[4096];
     size_t files;
     uint64_t in_file, total;
@@ -118,14 +133,84 @@ struct exporter {
     char err[512];
 };
 
+#ifdef PX_HAVE_ZSTD
+/* Feeds data (or, with end, finishes the frame) to the zstd file. */
+static bool zst_put(struct exporter *x, const void *data, size_t len, bool end)
+{
+    ZSTD_inBuffer in = {data, len, 0};
+    for (;;) {
+        ZSTD_outBuffer o = {x->zout, sizeof(x->zout), 0};
+        size_t left = ZSTD_compressStream2(x->zc, &o, &in, end ? ZSTD_e_end : ZSTD_e_continue);
+        if (ZSTD_isError(left) || fwrite(x->zout, 1, o.pos, x->fp) != o.pos)
+            return false;
+        if (end ? left == 0 : in.pos == in.size)
+            return true;
+    }
+}
+#endif
+
+static bool file_write(struct exporter *x, const void *data, size_t len)
+{
+#ifdef PX_HAVE_ZSTD
+    if (x->pack == PACK_ZST)
+        return zst_put(x, data, len, false);
+#endif
+    return gzwrite(x->gz, data, (unsigned)len) == (int)len;
+}
+
+/* Closes the file; false when any of it could not be written. */
+static bool file_close(struct exporter *x)
+{
+    bool ok = true;
+#ifdef PX_HAVE_ZSTD
+    if (x->pack == PACK_ZST) {
+        ok = zst_put(x, NULL, 0, true);
+        ok = fclose(x->fp) == 0 && ok;
+        ZSTD_freeCCtx(x->zc);
+        x->fp = NULL;
+        x->zc = NULL;
+        return ok;
+    }
+#endif
+    ok = gzclose(x->gz) == Z_OK;
+    x->gz = NULL;
+    return ok;
+}
+
+static bool file_open(struct exporter *x, int fd)
+{
+#ifdef PX_HAVE_ZSTD
+    if (x->pack == PACK_ZST) {
+        x->fp = fdopen(fd, "wb");
+        x->zc = x->fp ? ZSTD_createCCtx() : NULL;
+        /* level 6 as gzip's 6; a checksum in the frame catches damage on its own */
+        if (x->zc && !ZSTD_isError(ZSTD_CCtx_setParameter(x->zc, ZSTD_c_compressionLevel, 6)) &&
+            !ZSTD_isError(ZSTD_CCtx_setParameter(x->zc, ZSTD_c_checksumFlag, 1)))
+            return true;
+        ZSTD_freeCCtx(x->zc);
+        x->zc = NULL;
+        if (x->fp)
+            fclose(x->fp);
+        else
+            close(fd);
+        x->fp = NULL;
+        return false;
+    }
+#endif
+    x->gz = gzdopen(fd, x->pack == PACK_NONE ? "wT" : "wb6");
+    if (!x->gz)
+        close(fd);
+    return x->gz != NULL;
+}
+
 static px_rc close_file(struct exporter *x)
 {
-    if (!x->gz)
+    if (!x->open)
         return PX_OK;
-    int e = gzclose(x->gz);
-    x->gz = NULL;
+    x->open = false;
+    bool ok = file_close(x);
     char hex[PX_CHAIN_HEX_LEN + 1];
-    if (e != Z_OK || !file_sha256(x->path, hex)) {
+    if (!ok || !file_sha256(x->path, hex)) {
         snprintf(x->err, sizeof(x->err), "cannot write %.300s", x->path);
         return PX_ERR_IO;
     }
@@ -141,24 +226,22 @@ static px_rc export_one(void *arg, const struct px_audit_record *r)
 {
     struct exporter *x = arg;
     px_rc rc = PX_OK;
-    if (x->gz && x->in_file == FILE_RECORDS)
+    if (x->open && x->in_file == FILE_RECORDS)
         rc = close_file(x);
-    if (!rc && !x->gz) {
+    if (!rc && !x->open) {
         if (x->files == FILES_MAX) {
             snprintf(x->err, sizeof(x->err), "more than %d files in one export: narrow --from/--to",
                      FILES_MAX);
             return PX_ERR_TOO_LARGE;
         }
-        snprintf(x->path, sizeof(x->path), "%s/records-%06ld-%04zu.jsonl.gz", x->dir, x->seq,
-                 ++x->files);
+        snprintf(x->path, sizeof(x->path), "%s/records-%06ld-%04zu%s", x->dir, x->seq, ++x->files,
+                 pack_ext[x->pack]);
         int fd = open(x->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-        x->gz = fd >= 0 ? gzdopen(fd, "wb6") : NULL;
-        if (!x->gz) {
-            if (fd >= 0)
-                close(fd);
+        if (fd < 0 || !file_open(x, fd)) {
             snprintf(x->err, sizeof(x->err), "cannot create %.300s: %s", x->path, strerror(errno));
             return PX_ERR_IO;
         }
+        x->open = true;
         x->in_file = 0;
     }
     if (rc)
@@ -167,7 +250,7 @@ static px_rc export_one(void *arg, const struct px_audit_record *r)
     rc = px_audit_record_json(r, &x->line);
     if (!rc)
         rc = px_buf_add(&x->line, "\n", 1);
-    if (!rc && gzwrite(x->gz, x->line.data, (unsigned)x->line.len) != (int)x->line.len) {
+    if (!rc && !file_write(x, x->line.data, x->line.len)) {
         snprintf(x->err, sizeof(x->err), "cannot write %.300s", x->path);
         rc = PX_ERR_IO;
     }
@@ -199,11 +282,12 @@ static px_rc write_new_file(const char *path, const char *data, size_t len, char
 /* Exports the records of [f, t] into dir (which must exist) as export seq
  * chained to prev (hex SHA-256 of the previous digest file); *dpath gets the
  * digest's path. err gets one line on failure. */
-static px_rc export_run(const struct px_config *cfg, const struct px_chain_key *key, const char *f,
-                        const char *t, const char *dir, long seq, const char *prev, char *dpath,
-                        size_t dcap, uint64_t *total, size_t *files, char *err, size_t errlen)
+static px_rc export_run(const struct px_config *cfg, const struct px_chain_key *key,
+                        enum packing pack, const char *f, const char *t, const char *dir, long seq,
+                        const char *prev, char *dpath, size_t dcap, uint64_t *total, size_t *files,
+                        char *err, size_t errlen)
 {
-    struct exporter x = {.dir = dir, .seq = seq};
+    struct exporter x = {.dir = dir, .seq = seq, .pack = pack};
     px_buf_init(&x.line, LINE_MAX_LEN);
     px_buf_init(&x.text, PX_NOTE_MAX / 2);
     const struct px_audit_opts aopts = px_cli_audit_opts(cfg);
@@ -221,7 +305,7 @@ static px_rc export_run(const struct px_config *cfg, const struct px_chain_key *
     }
     if (!rc)
         rc = close_file(&x);
-    else if (x.gz)
+    else
         (void)close_file(&x);
     char *note = NULL;
     size_t nlen = 0;
@@ -361,8 +445,8 @@ static px_rc s3_upload(struct px_s3 *s3, const char *dir, const char *prefix, co
     return rc;
 }
 
-static int export_s3(const struct px_config *cfg, const struct px_chain_key *key, const char *f,
-                     const char *t, const char *out)
+static int export_s3(const struct px_config *cfg, const struct px_chain_key *key, enum packing pack,
+                     const char *f, const char *t, const char *out)
 {
     char err[1024] = "", bucket[64] = "", prefix[1024] = "";
     const char *b = out + 5, *slash = strchr(b, '/');
@@ -437,8 +521,8 @@ static int export_s3(const struct px_config *cfg, const struct px_chain_key *key
     uint64_t total = 0;
     size_t files = 0;
     if (!rc)
-        rc = export_run(cfg, key, f, t, stage, last.max + 1, prev, dpath, sizeof(dpath), &total,
-                        &files, err, sizeof(err));
+        rc = export_run(cfg, key, pack, f, t, stage, last.max + 1, prev, dpath, sizeof(dpath),
+                        &total, &files, err, sizeof(err));
     if (!rc)
         rc = s3_upload(s3, stage, prefix, dpath, err, sizeof(err));
     if (stage[0])
@@ -454,9 +538,24 @@ static int export_s3(const struct px_config *cfg, const struct px_chain_key *key
     return PX_EXIT_OK;
 }
 
-int px_audit_export(const struct px_config *cfg, const char *from, const char *to, const char *out)
+int px_audit_export(const struct px_config *cfg, const char *from, const char *to, const char *out,
+                    const char *compression)
 {
     char err[1024] = "";
+    enum packing pack = PACK_GZ;
+    if (compression && strcmp(compression, "zstd") == 0) {
+#ifdef PX_HAVE_ZSTD
+        pack = PACK_ZST;
+#else
+        fprintf(stderr, "pricing audit export: this build has no zstd: --compression gzip\n");
+        return PX_EXIT_USAGE;
+#endif
+    } else if (compression && strcmp(compression, "none") == 0) {
+        pack = PACK_NONE;
+    } else if (compression && strcmp(compression, "gzip") != 0) {
+        fprintf(stderr, "pricing audit export: --compression is gzip (default), zstd or none\n");
+        return PX_EXIT_USAGE;
+    }
     const char *keyfile = px_config_signing_key(cfg);
     if (!keyfile) {
         fprintf(stderr, "pricing audit export: no signing key: set AUDIT_SIGNING_KEY_FILE\n");
@@ -474,7 +573,7 @@ int px_audit_export(const struct px_config *cfg, const char *from, const char *t
         return PX_EXIT_USAGE;
     }
     if (strncmp(out, "s3://", 5) == 0) {
-        int st = export_s3(cfg, key, f, t, out);
+        int st = export_s3(cfg, key, pack, f, t, out);
         px_chain_key_free(key);
         return st;
     }
@@ -501,8 +600,8 @@ int px_audit_export(const struct px_config *cfg, const char *from, const char *t
     }
     uint64_t total = 0;
     size_t files = 0;
-    px_rc rc = export_run(cfg, key, f, t, out, seq, prev, dpath, sizeof(dpath), &total, &files, err,
-                          sizeof(err));
+    px_rc rc = export_run(cfg, key, pack, f, t, out, seq, prev, dpath, sizeof(dpath), &total,
+                          &files, err, sizeof(err));
     px_chain_key_free(key);
     if (rc) {
         fprintf(stderr, "pricing audit export: %s\n", err);
@@ -516,48 +615,143 @@ int px_audit_export(const struct px_config *cfg, const char *from, const char *t
 
 /* ---- offline verification ---------------------------------------------------------------- */
 
-/* Lines of a data file (gzip or plain), each a JSON object; false (why in err). */
-static bool count_lines(const char *path, uint64_t *n, char *err, size_t errlen)
+/* A data file's bytes, decompressed: gzip or plain through zlib, zstd through
+ * libzstd. */
+struct source {
+    gzFile gz;
+#ifdef PX_HAVE_ZSTD
+    FILE *fp;
+    ZSTD_DCtx *zd;
+    unsigned char zin[64 * 1024];
+    ZSTD_inBuffer in;
+    size_t frame_left; /* ZSTD_decompressStream's hint: 0 at a frame's end */
+    bool eof;
+#endif
+};
+
+static bool source_open(struct source *s, const char *path, char *err, size_t errlen)
 {
+    memset(s, 0, sizeof(*s));
     size_t pl = strlen(path);
     if (pl > 4 && strcmp(path + pl - 4, ".zst") == 0) {
-        snprintf(err, errlen, "zstd files cannot be read by this build");
-        return false;
-    }
-    gzFile g = gzopen(path, "rb"); /* reads plain files as they are, too */
-    if (!g) {
+#ifdef PX_HAVE_ZSTD
+        s->fp = fopen(path, "rbe");
+        s->zd = s->fp ? ZSTD_createDCtx() : NULL;
+        s->in = (ZSTD_inBuffer){s->zin, 0, 0};
+        if (s->zd)
+            return true;
+        if (s->fp)
+            fclose(s->fp);
         snprintf(err, errlen, "unreadable");
         return false;
+#else
+        snprintf(err, errlen, "zstd files cannot be read by this build");
+        return false;
+#endif
     }
-    char *line = malloc(LINE_MAX_LEN);
-    bool ok = line != NULL;
+    s->gz = gzopen(path, "rb"); /* reads plain files as they are, too */
+    if (!s->gz)
+        snprintf(err, errlen, "unreadable");
+    return s->gz != NULL;
+}
+
+/* Up to cap decompressed bytes into buf: the count, 0 at the end, -1 on damage. */
+static long source_read(struct source *s, char *buf, size_t cap)
+{
+#ifdef PX_HAVE_ZSTD
+    if (s->zd) {
+        ZSTD_outBuffer o = {buf, cap, 0};
+        while (o.pos == 0) {
+            if (s->in.pos == s->in.size && !s->eof) {
+                s->in.size = fread(s->zin, 1, sizeof(s->zin), s->fp);
+                s->in.pos = 0;
+                if (ferror(s->fp))
+                    return -1;
+                s->eof = s->in.size == 0;
+            }
+            if (s->eof && s->in.pos == s->in.size)
+                return s->frame_left ? -1 : 0; /* a frame cut short */
+            size_t r = ZSTD_decompressStream(s->zd, &o, &s->in);
+            if (ZSTD_isError(r))
+                return -1;
+            s->frame_left = r;
+        }
+        return (long)o.pos;
+    }
+#endif
+    int n = gzread(s->gz, buf, (unsigned)cap);
+    if (n < 0)
+        return -1;
+    if (n == 0) {
+        int ge = 0;
+        gzerror(s->gz, &ge);
+        if (ge != Z_OK && ge != Z_STREAM_END)
+            return -1;
+    }
+    return n;
+}
+
+static void source_close(struct source *s)
+{
+#ifdef PX_HAVE_ZSTD
+    if (s->zd) {
+        ZSTD_freeDCtx(s->zd);
+        fclose(s->fp);
+        return;
+    }
+#endif
+    if (s->gz)
+        gzclose(s->gz);
+}
+
+/* Lines of a data file (gzip, zstd or plain), each a JSON object; false (why
+ * in err). */
+static bool count_lines(const char *path, uint64_t *n, char *err, size_t errlen)
+{
+    struct source src;
+    if (!source_open(&src, path, err, errlen))
+        return false;
+    char *line = malloc(LINE_MAX_LEN + 1);
+    char *chunk = malloc(65536);
+    bool ok = line && chunk;
+    size_t ll = 0;
     *n = 0;
-    while (ok && gzgets(g, line, LINE_MAX_LEN)) {
-        size_t l = strlen(line);
-        if (!l || line[l - 1] != '\n') {
-            snprintf(err, errlen, "line %llu: not a whole line", (unsigned long long)*n + 1);
+    long got;
+    while (ok && (got = source_read(&src, chunk, 65536)) != 0) {
+        if (got < 0) {
+            snprintf(err, errlen, "damaged compressed data (changed or truncated)");
             ok = false;
             break;
         }
-        json_t *j = json_loadb(line, l, 0, NULL);
-        bool obj = json_is_object(j);
-        json_decref(j);
-        if (!obj) {
-            snprintf(err, errlen, "line %llu: not a JSON record (changed)",
-                     (unsigned long long)*n + 1);
-            ok = false;
-            break;
+        for (long i = 0; ok && i < got; i++) {
+            if (ll == LINE_MAX_LEN) {
+                snprintf(err, errlen, "line %llu: longer than %d bytes", (unsigned long long)*n + 1,
+                         LINE_MAX_LEN);
+                ok = false;
+                break;
+            }
+            line[ll++] = chunk[i];
+            if (chunk[i] != '\n')
+                continue;
+            json_t *j = json_loadb(line, ll, 0, NULL);
+            bool obj = json_is_object(j);
+            json_decref(j);
+            if (!obj) {
+                snprintf(err, errlen, "line %llu: not a JSON record (changed)",
+                         (unsigned long long)*n + 1);
+                ok = false;
+            }
+            ll = 0;
+            (*n)++;
         }
-        (*n)++;
     }
-    int ge = 0;
-    gzerror(g, &ge);
-    if (ok && ge != Z_OK && ge != Z_STREAM_END) {
-        snprintf(err, errlen, "damaged compressed data (changed or truncated)");
+    if (ok && ll) {
+        snprintf(err, errlen, "line %llu: not a whole line", (unsigned long long)*n + 1);
         ok = false;
     }
-    gzclose(g);
+    source_close(&src);
     free(line);
+    free(chunk);
     return ok;
 }
 
