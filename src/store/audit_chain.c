@@ -680,7 +680,11 @@ static int cmp_cp(const void *a, const void *b)
     int c = strcmp(x->c.writer, y->c.writer);
     if (c)
         return c;
-    return x->c.seq < y->c.seq ? -1 : x->c.seq > y->c.seq;
+    if (x->c.seq != y->c.seq)
+        return x->c.seq < y->c.seq ? -1 : 1;
+    /* A purge checkpoint at the same seq as a plain one says more (records
+     * 1..seq removed on purpose): it sorts last, so it is the writer's last. */
+    return (int)x->c.purged - (int)y->c.purged;
 }
 
 /* The writer's state, created (with its checkpoint range) on first sight. */
