@@ -9,7 +9,7 @@ want=(build-essential cmake pkg-config clang llvm libclang-rt-14-dev clang-forma
       libssl-dev openssl dpkg-dev libcmocka-dev python3 python3-jsonschema python3-yaml
       postgresql postgresql-client awscli nodejs npm yamllint util-linux
       procps curl zip unzip binutils librocksdb-dev gcovr gcc-aarch64-linux-gnu qemu-user
-      librabbitmq-dev rabbitmq-server amqp-tools zlib1g-dev libzstd-dev)
+      librabbitmq-dev rabbitmq-server amqp-tools zlib1g-dev libzstd-dev faketime)
 if [ "${1:-}" = "--print" ]; then printf '%s\n' "${want[@]}"; exit 0; fi
 
 missing=()

@@ -89,6 +89,95 @@ class Table:
         self.call("DeleteItem", {"TableName": TABLE, "Key": {"pk": item["pk"], "sk": item["sk"]}})
 
 
+def ttl_checks(tmp, env, run, table, where, broken, long_writer, long_recs):
+    """DynamoDB's TTL deletes expired items on its own. A `serve` with 1-day
+    retention writes 40 records through its 8 writer threads (each signs a
+    checkpoint after its first record and at close, each signing its segment's
+    earliest expiresAt); the verifier's clock is then moved 3 days on with
+    faketime (Debian), so those segments may have lost items to TTL while the
+    6-year records may not. dynalite has no TTL, so the deletions TTL would make
+    are made here."""
+    faketime = shutil.which("faketime")
+    if not faketime:
+        TALLY.skip("TTL deletions", "faketime (Debian) is missing: run make deps")
+        return
+    later = dict(env, FAKETIME_DONT_FAKE_MONOTONIC="1")
+
+    def verify_later():
+        return subprocess.run([faketime, "-f", "+3d", BIN, "audit", "verify"], capture_output=True,
+                              text=True, timeout=120, env=later, cwd=tmp)
+
+    port = free_port()
+    pr = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", str(port)],
+                          env=dict(env, AUDIT_RETENTION_DAYS="1"), cwd=tmp,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen("http://127.0.0.1:%d/health" % port, timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        for i in range(40):
+            urllib.request.urlopen("http://127.0.0.1:%d/price?id=PROD-102&userId=%s"
+                                   % (port, uuid.uuid4()), timeout=10).read()
+    finally:
+        pr.terminate()
+        pr.wait(30)
+    recs = [i for i in table.items() if not i["pk"]["S"].startswith("CHECKPOINT#")]
+    short = {}
+    for i in recs:
+        if int(i["expiresAt"]["N"]) < time.time() + 2 * 86400:
+            short.setdefault(i["writer"]["S"], []).append(i)
+    for v in short.values():
+        v.sort(key=lambda i: int(i["wseq"]["N"]))
+    ws = sorted(short, key=lambda k: -len(short[k]))
+    check("1-day retention: 40 records by several writers, one with 4 or more",
+          sum(len(v) for v in short.values()) == 40 and len(ws) >= 2 and len(short[ws[0]]) >= 4,
+          {k: len(v) for k, v in short.items()})
+    if len(ws) < 2 or len(short[ws[0]]) < 4:
+        return
+    a, b = short[ws[0]], short[ws[1]]
+    r = verify_later()
+    check("TTL: untouched, 3 days later: exit 0", r.returncode == 0, r.stdout + r.stderr)
+
+    # Items TTL may have removed: the first segment whole, and the middle of the
+    # second (its last record stays: the chain goes on from the checkpoint's head).
+    gone = a[:1] + a[1:-1]
+    for i in gone:
+        table.delete(i)
+    r = verify_later()
+    check("TTL: expired items missing 3 days later: still exit 0", r.returncode == 0,
+          r.stdout + r.stderr)
+    broken("the same items missing today (not yet expired): exit 1 naming the next",
+           where(a[-1]), "wseq 1..%d missing" % (len(a) - 1))
+
+    # A record TTL could not have removed yet (6-year retention), at the same moment.
+    table.delete(long_recs[1])
+    r = verify_later()
+    check("TTL: an unexpired record deleted: exit 1 even 3 days later",
+          r.returncode == 1 and ("BROKEN at " + where(long_recs[2])) in r.stdout and
+          "wseq 2..2 missing" in r.stdout, r.stdout + r.stderr)
+    table.put(long_recs[1])
+
+    # A whole writer gone (TTL removed all it wrote): fine later, not today.
+    for i in gone:
+        table.put(i)
+    for i in b:
+        table.delete(i)
+    r = verify_later()
+    check("TTL: a whole expired writer gone 3 days later: exit 0", r.returncode == 0,
+          r.stdout + r.stderr)
+    r = run(["audit", "verify"])
+    check("the same today: exit 1 naming its checkpoint",
+          r.returncode == 1 and ("checkpoint item pk CHECKPOINT#" + ws[1]) in r.stdout,
+          r.stdout + r.stderr)
+    for i in b:
+        table.put(i)
+    r = run(["audit", "verify"])
+    check("TTL checks undone: exit 0", r.returncode == 0, r.stdout + r.stderr)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="px-ddb-integrity-")
     ddir = os.path.join(tmp, "dynalite")
@@ -249,6 +338,7 @@ def main():
         table.put(cp)
         r = run(["audit", "verify"])
         check("every change undone: exit 0 again", r.returncode == 0, r.stdout + r.stderr)
+        ttl_checks(tmp, env, run, table, where, broken, w, mine)
     finally:
         for pr in procs:
             pr.kill()
