@@ -178,6 +178,64 @@ def ttl_checks(tmp, env, run, table, where, broken, long_writer, long_recs):
     check("TTL checks undone: exit 0", r.returncode == 0, r.stdout + r.stderr)
 
 
+def idle_checks(tmp, env, run, table):
+    """A writer with no traffic still checkpoints its chain head within the
+    checkpoint interval (10 s): a `serve` answers 30 look-ups at once, stays
+    idle 13 s, then is killed with SIGKILL (no closing checkpoint). Every one of
+    its writers must have a signed checkpoint at its last record, so removing
+    that record is reported as a removed tail."""
+    before = {i["pk"]["S"] for i in table.items()}
+    port = free_port()
+    pr = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                          cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen("http://127.0.0.1:%d/health" % port, timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        ths = [threading.Thread(target=lambda: [
+            urllib.request.urlopen("http://127.0.0.1:%d/price?id=PROD-103&userId=%s"
+                                   % (port, uuid.uuid4()), timeout=10).read() for _ in range(6)])
+            for _ in range(5)]
+        for t in ths:
+            t.start()
+        for t in ths:
+            t.join(60)
+        time.sleep(13)
+    finally:
+        pr.kill()  # SIGKILL: no closing checkpoint
+        pr.wait(30)
+    items = table.items()
+    recs = {}
+    for i in items:
+        if not i["pk"]["S"].startswith("CHECKPOINT#") and i["pk"]["S"] not in before:
+            recs.setdefault(i["writer"]["S"], []).append(i)
+    new = {}
+    for i in items:
+        if not i["pk"]["S"].startswith("CHECKPOINT#") or i["pk"]["S"][11:] not in recs:
+            continue
+        seq = int(i["sk"]["S"][4:])
+        new[i["pk"]["S"][11:]] = max(new.get(i["pk"]["S"][11:], 0), seq)
+    heads = {w: max(int(i["wseq"]["N"]) for i in v) for w, v in recs.items()}
+    multi = [w for w in heads if heads[w] >= 2]
+    check("idle: 30 records by writers of which some wrote 2 or more",
+          sum(len(v) for v in recs.values()) >= 30 and multi, {w: heads[w] for w in heads})
+    check("idle: every writer's last record is covered by a signed checkpoint after SIGKILL",
+          all(new.get(w) == heads[w] for w in heads), (heads, new))
+    r = run(["audit", "verify"])
+    check("idle: verify passes", r.returncode == 0, r.stdout + r.stderr)
+    if multi:
+        w = multi[0]
+        last = [i for i in recs[w] if int(i["wseq"]["N"]) == heads[w]][0]
+        table.delete(last)
+        r = run(["audit", "verify"])
+        check("idle: its last record removed is reported as a removed tail",
+              r.returncode == 1 and "tail removed" in r.stdout, r.stdout + r.stderr)
+        table.put(last)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="px-ddb-integrity-")
     ddir = os.path.join(tmp, "dynalite")
@@ -339,6 +397,7 @@ def main():
         r = run(["audit", "verify"])
         check("every change undone: exit 0 again", r.returncode == 0, r.stdout + r.stderr)
         ttl_checks(tmp, env, run, table, where, broken, w, mine)
+        idle_checks(tmp, env, run, table)
     finally:
         for pr in procs:
             pr.kill()
