@@ -25,7 +25,7 @@ size_t px_events_outbox_specs(const struct px_config *cfg, const char **specs, s
 {
     size_t n = 0;
     /* The stores whose writes put events in their outbox. */
-    const char *all[] = {cfg->product_store, cfg->price_db};
+    const char *all[] = {cfg->product_store, cfg->price_db, cfg->config_store};
     for (size_t i = 0; i < PX_COUNTOF(all) && n < cap; i++) {
         bool ours = strncmp(all[i], "sqlite:", 7) == 0 ||
                     strncmp(all[i], "postgresql://", 13) == 0 ||
@@ -37,7 +37,8 @@ size_t px_events_outbox_specs(const struct px_config *cfg, const char **specs, s
          * Lambda with prices in PostgreSQL and no catalogue file) holds no
          * events; one configured explicitly must open, or the relay says so. */
         bool defaulted = strcmp(all[i], px_config_defaults.product_store) == 0 ||
-                         strcmp(all[i], px_config_defaults.price_db) == 0;
+                         strcmp(all[i], px_config_defaults.price_db) == 0 ||
+                         strcmp(all[i], px_config_defaults.config_store) == 0;
         if (defaulted && access(all[i] + 7, F_OK) != 0)
             continue;
         if (ours && !dup)

@@ -38,7 +38,7 @@ struct px_relay_stats {
 };
 
 /* The outboxes a configuration names, as specs: the product store's, the
- * price store's. A new store with an outbox adds its spec here. Returns how
+ * price store's, the config store's. A new store with an outbox adds its spec here. Returns how
  * many were written to specs (at most cap); strings point into cfg. */
 size_t px_events_outbox_specs(const struct px_config *cfg, const char **specs, size_t cap);
 

@@ -67,7 +67,8 @@ class Stores:
         self.dir = tempfile.mkdtemp(prefix="pxev")
         self.price_db = price_db or "sqlite:%s/prices.db" % self.dir
         self.flags = ["--price-db", self.price_db, "--audit-store", "sqlite:%s/audit.db" % self.dir,
-                      "--product-store", "sqlite:%s/products.db" % self.dir]
+                      "--product-store", "sqlite:%s/products.db" % self.dir,
+                      "--config-store", "sqlite:%s/config.db" % self.dir]
         r = self.run("db", "seed", *self.flags)
         if r.returncode != 0:
             raise AssertionError("db seed failed: %s" % r.stderr)
@@ -75,7 +76,8 @@ class Stores:
         self.port = None
 
     def store_flags(self):
-        return ["--price-db", self.price_db, "--product-store", "sqlite:%s/products.db" % self.dir]
+        return ["--price-db", self.price_db, "--product-store", "sqlite:%s/products.db" % self.dir,
+                "--config-store", "sqlite:%s/config.db" % self.dir]
 
     def run(self, *args, env=None, timeout=60):
         return subprocess.run([binary()] + list(args), stdout=subprocess.PIPE,
@@ -120,6 +122,12 @@ class Stores:
                                    {"If-Match": '"%d"' % version})
         return st, body
 
+    def config(self, key, value, version=None):
+        """PUT /config/KEY: a create (If-None-Match: *) or a replace at version."""
+        h = {"If-None-Match": "*"} if version is None else {"If-Match": '"%d"' % version}
+        st, body, _ = self.request("PUT", "/config/" + key, value, h)
+        return st, body
+
     def events(self, failed=False):
         r = self.run("events", "list", *(["--failed"] if failed else []), *self.store_flags())
         if r.returncode != 0:
@@ -146,11 +154,11 @@ class Stores:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def check_event(tc, line, etype, subject):
+def check_event(tc, line, etype, subject, source="product-service"):
     ev = line["event"]
     tc.assertEqual(ev["specversion"], "1.0")
     tc.assertEqual(str(uuid.UUID(ev["id"])), ev["id"])
-    tc.assertEqual(ev["source"], "pricing/product-service")
+    tc.assertEqual(ev["source"], "pricing/" + source)
     tc.assertEqual(ev["type"], etype)
     tc.assertEqual(ev["subject"], subject)
     tc.assertEqual(ev["datacontenttype"], "application/json")
@@ -226,6 +234,56 @@ class OutboxSqlite(unittest.TestCase):
         st, body = s.price("EV-4", 1, "3.00")
         self.assertGreaterEqual(st, 500, body)
         self.assertEqual(s.sqlite("prices.db", "SELECT count(*) FROM outbox").strip(), "0")
+
+    def test_6_config_change_event_in_the_config_file(self):
+        """PUT /config/{key}: pricing.config.changed.v1 in config.db's outbox, in the
+        change's transaction; a refused change (412, 409) leaves none."""
+        s = self.s
+        self.assertEqual(s.config("app.limit", {"max": 10})[0], 201)
+        self.assertEqual(s.config("app.limit", 42, 1)[0], 200)
+        self.assertEqual(s.config("app.limit", 43, 1)[0], 412)  # stale If-Match
+        self.assertEqual(s.config("app.limit", 44)[0], 412)  # If-None-Match: * and it exists
+        lines = [x for x in s.events() if x["event"]["type"] == "pricing.config.changed.v1"]
+        self.assertEqual(len(lines), 2)
+        for x in lines:
+            check_event(self, x, "pricing.config.changed.v1", "app.limit", "config-service")
+        self.assertEqual([x["event"]["data"] for x in lines], [
+            {"key": "app.limit", "value": {"max": 10}, "version": 1, "previous": None,
+             "changedBy": "local"},
+            {"key": "app.limit", "value": 42, "version": 2,
+             "previous": {"value": {"max": 10}, "version": 1}, "changedBy": "local"}])
+        self.assertEqual(s.sqlite("config.db", "SELECT count(*) FROM outbox").strip(), "2")
+
+    def test_7_config_secret_redacted_in_event(self):
+        s = self.s
+        secret = "s3cr3t-%s" % uuid.uuid4().hex
+        for k in ("payments.secret_key", "secrets.db"):
+            self.assertEqual(s.config(k, secret)[0], 201)
+            self.assertEqual(s.config(k, secret + "-2", 1)[0], 200)
+        lines = [x for x in s.events() if x["event"]["type"] == "pricing.config.changed.v1"]
+        self.assertEqual(len(lines), 4)
+        self.assertNotIn(secret, json.dumps(lines))
+        self.assertNotIn(secret, s.sqlite("config.db", "SELECT event FROM outbox"))
+        for x in lines:
+            d = x["event"]["data"]
+            self.assertEqual(d["value"], "[REDACTED]")
+            if d["version"] == 2:
+                self.assertEqual(d["previous"], {"value": "[REDACTED]", "version": 1})
+        # as in the audit records of the same changes
+        self.assertNotIn(secret, s.sqlite("audit.db", "SELECT * FROM audit"))
+
+    def test_8_config_event_fails_no_change(self):
+        s = self.s
+        s.sqlite("config.db", "CREATE TRIGGER no_events BEFORE INSERT ON outbox "
+                              "BEGIN SELECT RAISE(ABORT, 'injected'); END;")
+        st, body = s.config("app.x", 1)
+        self.assertGreaterEqual(st, 500, body)
+        self.assertEqual(s.request("GET", "/config/app.x")[0], 404)
+        s.sqlite("config.db", "DROP TRIGGER no_events; CREATE TRIGGER no_items BEFORE INSERT ON "
+                              "config_items BEGIN SELECT RAISE(ABORT, 'injected'); END;")
+        st, body = s.config("app.x", 1)
+        self.assertGreaterEqual(st, 500, body)
+        self.assertEqual(s.sqlite("config.db", "SELECT count(*) FROM outbox").strip(), "0")
 
     def test_5_retry_and_usage(self):
         s = self.s
@@ -510,6 +568,27 @@ class RelayAmqp(unittest.TestCase):
         self.assertEqual(len(dup), 1, ids)  # the third, re-sent with the same id
         self.assertEqual(len(ids), len(lines) + 1)
 
+    def test_7_config_events_arrive(self):
+        """pricing.config.changed.v1 from config.db's outbox reaches RabbitMQ, in
+        version order per key, a secret's value redacted; the refused change has none."""
+        secret = "s3cr3t-%s" % uuid.uuid4().hex
+        self.assertEqual(self.s.config("app.mode", "a")[0], 201)
+        for v in range(1, 4):
+            self.assertEqual(self.s.config("app.mode", "m%d" % v, v)[0], 200)
+        self.assertEqual(self.s.config("app.mode", "late", 1)[0], 412)
+        self.assertEqual(self.s.config("db.secret_password", secret)[0], 201)
+        r = self.relay_once()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = self.c.messages(5, 20)
+        self.assertEqual(len(got), 5, got)
+        self.assertTrue(all(e["type"] == "pricing.config.changed.v1" for e in got))
+        self.assertEqual([e["data"]["value"] for e in got if e["subject"] == "app.mode"],
+                         ["a", "m1", "m2", "m3"])
+        self.in_order_per_subject(got)
+        self.assertNotIn(secret, json.dumps(got))
+        self.assertEqual([e["data"]["value"] for e in got if e["subject"] == "db.secret_password"],
+                         ["[REDACTED]"])
+
     def test_4_poison_parked_and_retried(self):
         self.writes(1, 1)
         dead = "amqp://guest:guest@127.0.0.1:%d/%%2F?exchange=%s" % (free_port(), EXCHANGE)
@@ -682,6 +761,21 @@ class RelaySqsSns(unittest.TestCase):
         for m in got:
             self.assertEqual(m["type"], json.loads(m["body"])["type"])
 
+
+    def test_5_config_event_to_sqs(self):
+        self.assertEqual(self.s.config("app.flag", True)[0], 201)
+        self.assertEqual(self.s.config("app.secret_token", "t0ps3cr3t")[0], 201)
+        self.assertEqual(self.s.config("app.flag", False, 9)[0], 412)  # refused: no event
+        lines = self.s.events()
+        self.assertEqual(len(lines), len(self.lines) + 2)
+        q = self.tool("create-queue", "evc%s" % uuid.uuid4().hex[:8]).strip()
+        self.relay("sqs:" + q)
+        got = [json.loads(json.loads(x)["body"]) for x in
+               self.tool("receive", q, str(len(lines)), "10").splitlines()]
+        cfg = sorted((e["subject"], e["data"]["value"]) for e in got
+                     if e["type"] == "pricing.config.changed.v1")
+        self.assertEqual(cfg, [("app.flag", True), ("app.secret_token", "[REDACTED]")])
+        self.assertNotIn("t0ps3cr3t", json.dumps(got))
 
     def test_3_lambda_event_relay(self):
         """_HANDLER=event-relay under the Runtime API emulator: a scheduled event
