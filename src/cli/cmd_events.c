@@ -123,7 +123,7 @@ static int open_outboxes(const struct px_config *cfg, struct px_outbox **ob, siz
     char err[512];
     *n = 0;
     for (size_t i = 0; i < k; i++) {
-        if (px_outbox_open(specs[i], 5000, &ob[*n], err, sizeof(err)) != PX_OK) {
+        if (px_outbox_open(specs[i], cfg, 5000, &ob[*n], err, sizeof(err)) != PX_OK) {
             fprintf(stderr, "pricing events: %s\n", err);
             for (size_t j = 0; j < *n; j++)
                 px_outbox_close(ob[j]);

@@ -27,7 +27,7 @@ size_t px_events_outbox_specs(const struct px_config *cfg, const char **specs, s
     /* The stores whose writes put events in their outbox. */
     const char *all[] = {cfg->product_store, cfg->price_db, cfg->config_store};
     for (size_t i = 0; i < PX_COUNTOF(all) && n < cap; i++) {
-        bool ours = strncmp(all[i], "sqlite:", 7) == 0 ||
+        bool ours = strncmp(all[i], "sqlite:", 7) == 0 || strncmp(all[i], "dynamodb:", 9) == 0 ||
                     strncmp(all[i], "postgresql://", 13) == 0 ||
                     strncmp(all[i], "postgres://", 11) == 0;
         bool dup = false;
@@ -98,7 +98,7 @@ px_rc px_relay_new(const struct px_config *cfg, const struct px_relay_opts *opts
     r->rng = (uint64_t)wall_ms() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ULL;
     px_rc rc = PX_OK;
     for (size_t i = 0; !rc && i < n; i++) {
-        rc = px_outbox_open(specs[i], 5000, &r->ob[i], err, errlen);
+        rc = px_outbox_open(specs[i], cfg, 5000, &r->ob[i], err, errlen);
         if (!rc)
             r->nob++;
     }

@@ -63,12 +63,16 @@ class Stores:
     """A temporary directory with SQLite stores made by `db seed` (PostgreSQL
     prices when price_db is given) and a `pricing serve` on them."""
 
-    def __init__(self, price_db=None):
+    def __init__(self, price_db=None, env=None, extra=None):
         self.dir = tempfile.mkdtemp(prefix="pxev")
+        self.env = env or {}
         self.price_db = price_db or "sqlite:%s/prices.db" % self.dir
-        self.flags = ["--price-db", self.price_db, "--audit-store", "sqlite:%s/audit.db" % self.dir,
-                      "--product-store", "sqlite:%s/products.db" % self.dir,
-                      "--config-store", "sqlite:%s/config.db" % self.dir]
+        self.stores = {"--price-db": self.price_db,
+                       "--product-store": "sqlite:%s/products.db" % self.dir,
+                       "--config-store": "sqlite:%s/config.db" % self.dir}
+        for i in range(0, len(extra or []), 2):
+            self.stores[extra[i]] = extra[i + 1]
+        self.flags = ["--audit-store", "sqlite:%s/audit.db" % self.dir] + self.store_flags()
         r = self.run("db", "seed", *self.flags)
         if r.returncode != 0:
             raise AssertionError("db seed failed: %s" % r.stderr)
@@ -76,19 +80,21 @@ class Stores:
         self.port = None
 
     def store_flags(self):
-        return ["--price-db", self.price_db, "--product-store", "sqlite:%s/products.db" % self.dir,
-                "--config-store", "sqlite:%s/config.db" % self.dir]
+        return [x for kv in self.stores.items() for x in kv]
 
     def run(self, *args, env=None, timeout=60):
+        e = dict(self.env)
+        e.update(env or {})
         return subprocess.run([binary()] + list(args), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, timeout=timeout,
-                              env=base_env(env), cwd=self.dir)
+                              env=base_env(e), cwd=self.dir)
 
     def serve(self):
         self.port = free_port()
         self.log = open(os.path.join(self.dir, "serve.log"), "w")
         self.proc = subprocess.Popen([binary(), "serve", "--port", str(self.port)] + self.flags,
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=base_env(),
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=base_env(self.env),
                                      cwd=self.dir)
         for _ in range(200):
             try:
@@ -423,6 +429,150 @@ class OutboxPg(unittest.TestCase):
 
 
 # ---- brokers ---------------------------------------------------------------
+
+class OutboxDynamoDB(unittest.TestCase):
+    """The outbox in a DynamoDB store's own table (DynamoDB Local 1.25 from the npm
+    package amplify-dynamodb-simulator on openjdk-17, scripts/ddblocal.sh): a
+    committed change has its event item (read back with the AWS CLI), a refused one
+    (stale If-Match) has none, and the relay publishes the table's outbox to RabbitMQ
+    in order per subject with a lease that keeps two relays off one event."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not shutil.which("aws"):
+            raise unittest.SkipTest("the AWS CLI is missing (apt-get install awscli)")
+        cls.ddir = tempfile.mkdtemp(prefix="pxddbl")
+        r = subprocess.run([str(REPO / "scripts" / "ddblocal.sh"), "start", cls.ddir],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=90)
+        if r.returncode != 0:
+            subprocess.run([str(REPO / "scripts" / "ddblocal.sh"), "stop", cls.ddir], timeout=30)
+            shutil.rmtree(cls.ddir, ignore_errors=True)
+            raise unittest.SkipTest("DynamoDB Local did not start: %s" % r.stderr.strip()[-300:])
+        cls.endpoint = r.stdout.strip()
+        cls.aws = {"AWS_ENDPOINT_URL": cls.endpoint, "AWS_REGION": "us-east-1",
+                   "AWS_ACCESS_KEY_ID": "AKIDPXEVENTS", "AWS_SECRET_ACCESS_KEY": "px-events-secret"}
+
+    @classmethod
+    def tearDownClass(cls):
+        subprocess.run([str(REPO / "scripts" / "ddblocal.sh"), "stop", cls.ddir], timeout=30)
+        shutil.rmtree(cls.ddir, ignore_errors=True)
+
+    def setUp(self):
+        self.table = "ev" + uuid.uuid4().hex[:10]
+        self.s = Stores(env=dict(self.aws), extra=[
+            "--config-store", "dynamodb:%s-config" % self.table,
+            "--product-store", "dynamodb:%s-products" % self.table])
+        self.s.serve()
+
+    def tearDown(self):
+        self.s.close()
+
+    def outbox_items(self, table):
+        r = subprocess.run(
+            ["aws", "--endpoint-url", self.endpoint, "--region", "us-east-1", "dynamodb", "query",
+             "--table-name", table, "--consistent-read",
+             "--key-condition-expression", "pk = :p", "--expression-attribute-values",
+             json.dumps({":p": {"S": "OUTBOX#default"}}), "--output", "json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60,
+            env=base_env(self.aws))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return [{"sk": it["sk"]["S"], "status": it["status"]["S"],
+                 "event": json.loads(it["event"]["S"])} for it in json.loads(r.stdout)["Items"]]
+
+    def test_1_config_change_commits_its_event(self):
+        s = self.s
+        t = self.table + "-config"
+        self.assertEqual(s.config("app.limit", 1)[0], 201)
+        self.assertEqual(s.config("app.limit", 2, 1)[0], 200)
+        self.assertEqual(s.config("app.limit", 3, 1)[0], 412)  # stale If-Match: no event
+        self.assertEqual(s.config("app.limit", 3)[0], 412)  # exists: no event
+        self.assertEqual(s.config("db.secret_pw", "hunter2hunter2")[0], 201)
+        items = self.outbox_items(t)
+        got = [(x["event"]["subject"], x["event"]["data"]["version"], x["event"]["data"]["value"])
+               for x in items]
+        self.assertEqual(got, [("app.limit", 1, 1), ("app.limit", 2, 2),
+                               ("db.secret_pw", 1, "[REDACTED]")])
+        self.assertTrue(all(x["status"] == "waiting" for x in items))
+        self.assertNotIn("hunter2hunter2", json.dumps(items))
+        # events list reads the same outbox
+        listed = [x["event"]["id"] for x in s.events()
+                  if x["event"]["type"] == "pricing.config.changed.v1"]
+        self.assertEqual(sorted(listed), sorted(x["event"]["id"] for x in items))
+
+    def test_2_product_change_commits_its_event(self):
+        s = self.s
+        t = self.table + "-products"
+        self.assertEqual(s.create("DD-1")[0], 201)
+        st, _, _ = s.request("PUT", "/products/DD-1", {"name": "renamed", "category": "c"},
+                             {"If-Match": '"1"'})
+        self.assertEqual(st, 200)
+        st, _, _ = s.request("PUT", "/products/DD-1", {"name": "stale", "category": "c"},
+                             {"If-Match": '"1"'})
+        self.assertEqual(st, 412)
+        self.assertEqual(s.price("DD-1", 2, "9.99")[0], 200)
+        items = self.outbox_items(t)
+        self.assertEqual([(x["event"]["type"], x["event"]["data"]["name"]) for x in items],
+                         [("pricing.product.created.v1", "n DD-1"),
+                          ("pricing.product.updated.v1", "renamed")])
+        # the price change's event lives with the price row, in the SQL price store
+        self.assertEqual(s.sqlite("prices.db", "SELECT count(*) FROM outbox").strip(), "1")
+
+    def test_3_relay_publishes_in_order_once(self):
+        s = self.s
+        if not shutil.which("amqp-consume"):
+            self.skipTest("amqp-tools missing")
+        rdir = tempfile.mkdtemp(prefix="pxrmq", dir="/tmp")
+        rmq = str(REPO / "scripts" / "rabbitmq.sh")
+        r = subprocess.run([rmq, "start", rdir], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=120)
+        try:
+            if r.returncode != 0:
+                self.skipTest("RabbitMQ did not start: %s" % r.stderr.strip()[-300:])
+            sink = "%s?exchange=%s" % (r.stdout.strip(), EXCHANGE)
+            env = dict(self.aws, EVENT_SINK=sink)
+            r = s.run("events", "relay", "--once", *s.store_flags(), env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            c = Consumer(sink.split("?")[0], EXCHANGE)
+            try:
+                for i in range(3):
+                    pid = "DO-%d" % i
+                    self.assertEqual(s.create(pid)[0], 201)
+                    for v in range(1, 4):
+                        st, _, _ = s.request("PUT", "/products/" + pid,
+                                             {"name": "v%d" % v, "category": "c"},
+                                             {"If-Match": '"%d"' % v})
+                        self.assertEqual(st, 200)
+                    self.assertEqual(s.config("k.%d" % i, 0)[0], 201)
+                    self.assertEqual(s.config("k.%d" % i, 1, 1)[0], 200)
+                lines = s.events()
+                self.assertEqual(len(lines), 3 * 4 + 3 * 2)
+                # two relays at once, small batches: leases keep each event with one
+                env2 = dict(env, EVENT_BATCH="2")
+                procs = [subprocess.Popen([binary(), "events", "relay", "--once"] +
+                                          s.store_flags(), env=base_env(env2), cwd=s.dir,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          text=True) for _ in range(2)]
+                for p in procs:
+                    out, err = p.communicate(timeout=120)
+                    self.assertEqual(p.returncode, 0, err)
+                r = s.run("events", "relay", "--once", *s.store_flags(), env=env)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                got = c.messages(len(lines), 30)
+                ids = [e["id"] for e in got]
+                self.assertEqual(sorted(ids), sorted(x["event"]["id"] for x in lines))
+                by = {}
+                for e in got:
+                    by.setdefault(e["subject"], []).append(e["data"]["version"])
+                for subject, versions in by.items():
+                    self.assertEqual(versions, sorted(versions), subject)
+                self.assertTrue(all(x["status"] == "sent" for x in s.events()))
+            finally:
+                c.close()
+        finally:
+            subprocess.run([rmq, "stop", rdir], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=120)
+            shutil.rmtree(rdir, ignore_errors=True)
+
 
 class Consumer:
     """amqp-consume (Debian amqp-tools) running for the whole test: it declares

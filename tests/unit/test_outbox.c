@@ -38,7 +38,7 @@ static int setup(void **state)
         return -1;
     px_product_close(ps);
     f.a = px_arena_new(1 << 20);
-    if (!f.a || px_outbox_open(f.spec, 2000, &f.o, err, sizeof(err)) != PX_OK)
+    if (!f.a || px_outbox_open(f.spec, NULL, 2000, &f.o, err, sizeof(err)) != PX_OK)
         return -1;
     *state = &f;
     return 0;
