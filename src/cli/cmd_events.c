@@ -230,14 +230,12 @@ static int relay(const struct px_config *cfg, bool once, const char *port_s)
         fprintf(stderr, "pricing events relay: %s\n", err);
         return rc == PX_ERR_CONFIG ? PX_EXIT_USAGE : PX_EXIT_FAIL;
     }
-    const char *kill_after = getenv("PX_EVENTS_TEST_KILL_AFTER");
     const struct px_relay_opts opts = {
         .max_attempts = cfg->event_max_attempts,
         .base_ms = cfg->event_retry_base_ms,
         .cap_ms = cfg->event_retry_cap_ms,
         .lease_ms = cfg->event_lease_ms,
         .batch = cfg->event_batch,
-        .kill_after = kill_after ? strtol(kill_after, NULL, 10) : 0,
     };
     rc = px_relay_new(cfg, &opts, sink, &r, err, sizeof(err));
     if (rc) {

@@ -27,7 +27,6 @@ struct px_relay;
 
 struct px_relay_opts {
     long max_attempts, base_ms, cap_ms, lease_ms, batch;
-    long kill_after; /* tests: SIGKILL itself after this many publishes, before marking; 0 = off */
 };
 
 /* Totals since start (counters) and the outboxes' state at the last round. */

@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -52,7 +53,7 @@ def base_env(extra=None):
     for k in list(env):
         if k.startswith(("AWS_", "EVENT_")) or k in (
                 "PRICE_DB", "AUDIT_STORE", "TABLE_AUDIT", "PRODUCT_STORE", "_HANDLER",
-                "AWS_LAMBDA_RUNTIME_API", "PX_EVENTS_TEST_KILL_AFTER"):
+                "AWS_LAMBDA_RUNTIME_API"):
             env.pop(k)
     env["NODE_NO_WARNINGS"] = "1"
     env.update(extra or {})
@@ -158,6 +159,45 @@ class Stores:
             self.log.close()
             self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def kill_between_publish_and_mark(stores, env, broker_pid, db="products.db"):
+    """SIGKILLs a relay after it published an event and before it marked it, from
+    outside: the broker (started here) is stopped (SIGSTOP) so the relay's first
+    publish waits for it; once the relay holds its lease (claim committed), this
+    test takes the outbox file's write lock and lets the broker go on (SIGCONT):
+    the publish completes, the relay's mark waits for the lock (its busy timeout is
+    5 s), and the relay is killed there. Returns the relay's return code."""
+    path = os.path.join(stores.dir, db)
+    con = None
+    os.kill(broker_pid, signal.SIGSTOP)
+    try:
+        p = subprocess.Popen([binary(), "events", "relay", "--once"] + stores.store_flags(),
+                             env=base_env(dict(stores.env, **env)), cwd=stores.dir,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            r = sqlite3.connect(path, timeout=10)
+            leased = r.execute("SELECT count(*) FROM outbox WHERE status = 'waiting' AND "
+                               "lease_until > 0").fetchone()[0]
+            r.close()
+            if leased:
+                break
+            time.sleep(0.01)
+        else:
+            p.kill()
+            p.wait()
+            raise AssertionError("the relay never claimed")
+        con = sqlite3.connect(path, timeout=10, isolation_level=None)
+        con.execute("BEGIN IMMEDIATE")
+    finally:
+        os.kill(broker_pid, signal.SIGCONT)
+    time.sleep(1.5)  # the publish is acknowledged; the mark waits for the lock
+    p.kill()
+    p.wait()
+    con.execute("ROLLBACK")
+    con.close()
+    return p.returncode
 
 
 def check_event(tc, line, etype, subject, source="product-service"):
@@ -704,10 +744,14 @@ class RelayAmqp(unittest.TestCase):
     def test_3_killed_between_publish_and_mark(self):
         self.writes(4, 2)
         lines = self.s.events()
-        r = self.relay_once({"PX_EVENTS_TEST_KILL_AFTER": "3", "EVENT_LEASE_MS": "500"})
-        self.assertEqual(r.returncode, -signal.SIGKILL, r.stderr)
+        with open(os.path.join(self.rdir, "rabbit.pid")) as f:
+            broker = int(f.read().strip())
+        rc = kill_between_publish_and_mark(self.s, {"EVENT_SINK": self.sink,
+                                                    "EVENT_LEASE_MS": "500"}, broker)
+        self.assertEqual(rc, -signal.SIGKILL)
         after = self.s.events()
-        self.assertEqual(sum(1 for x in after if x["status"] == "sent"), 2)
+        self.assertEqual(sum(1 for x in after if x["status"] == "sent"), 0)
+        self.assertEqual(len(self.c.messages(1, 10)), 1)  # published, never marked
         time.sleep(0.6)  # the dead relay's lease runs out
         r = self.relay_once()
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -715,7 +759,7 @@ class RelayAmqp(unittest.TestCase):
         ids = [e["id"] for e in got]
         self.assertEqual(set(ids), {x["event"]["id"] for x in lines})  # nothing lost
         dup = [i for i in set(ids) if ids.count(i) > 1]
-        self.assertEqual(len(dup), 1, ids)  # the third, re-sent with the same id
+        self.assertEqual(len(dup), 1, ids)  # the first, re-sent with the same id
         self.assertEqual(len(ids), len(lines) + 1)
 
     def test_7_config_events_arrive(self):
@@ -959,10 +1003,10 @@ class RelaySqsSns(unittest.TestCase):
         """examples/event-consumer.mjs handles a re-sent event once."""
         q = self.tool("create-queue", "evd%s" % uuid.uuid4().hex[:8]).strip()
         env = dict(self.aws)
-        env.update({"EVENT_SINK": "sqs:" + q, "PX_EVENTS_TEST_KILL_AFTER": "2",
-                    "EVENT_LEASE_MS": "300"})
-        r = self.s.run("events", "relay", "--once", *self.s.store_flags(), env=env)
-        self.assertEqual(r.returncode, -signal.SIGKILL)
+        env.update({"EVENT_SINK": "sqs:" + q, "EVENT_LEASE_MS": "300"})
+        with open(os.path.join(self.fdir, "fauxqs.pid")) as f:
+            broker = int(f.read().strip())
+        self.assertEqual(kill_between_publish_and_mark(self.s, env, broker), -signal.SIGKILL)
         time.sleep(0.4)
         self.relay("sqs:" + q)
         seen = os.path.join(self.s.dir, "seen.txt")
