@@ -410,9 +410,13 @@ static px_rc ddb_claim(void *impl, const char *owner, int64_t now_ms, long lease
     bool *taken = NULL;
     px_rc rc = c.items ? query(o, o->cursor, NULL, "waiting", collect_one, &c) : PX_ERR_NOMEM;
     /* The next claim starts at the first key of the last subject seen when the
-     * window was full (its events stay together), else from the beginning. */
+     * window was full (its events stay together), else from the beginning. A
+     * window that held one subject only is stepped over ('$' follows '#'), so
+     * that a subject with a long queue that cannot move (leased elsewhere, in
+     * backoff) does not keep the others waiting. */
     if (!rc && c.n == c.max && c.n > 0)
-        snprintf(o->cursor, sizeof(o->cursor), "%s#", c.rows[c.n - 1].subject);
+        snprintf(o->cursor, sizeof(o->cursor), "%s%s", c.rows[c.n - 1].subject,
+                 strcmp(c.rows[0].subject, c.rows[c.n - 1].subject) == 0 ? "$" : "#");
     else if (!rc)
         o->cursor[0] = '\0';
     if (!rc && !(taken = calloc(c.n ? c.n : 1, sizeof(*taken))))
