@@ -614,6 +614,60 @@ class OutboxDynamoDB(unittest.TestCase):
             shutil.rmtree(rdir, ignore_errors=True)
 
 
+    def test_4_lease_held_elsewhere_then_expired(self):
+        """A lease another relay holds keeps its subject back (the later events of
+        that subject too) until it expires; the other subjects go on."""
+        s = self.s
+        t = self.table + "-config"
+        for k in ("a.one", "b.two"):
+            self.assertEqual(s.config(k, 0)[0], 201)
+            self.assertEqual(s.config(k, 1, 1)[0], 200)
+        first = next(x for x in self.outbox_items(t) if x["sk"].startswith("a.one#"))
+        now = int(time.time() * 1000)
+
+        def lease(until):
+            r = subprocess.run(
+                ["aws", "--endpoint-url", self.endpoint, "--region", "us-east-1", "dynamodb",
+                 "update-item", "--table-name", t, "--key",
+                 json.dumps({"pk": {"S": "OUTBOX#default"}, "sk": {"S": first["sk"]}}),
+                 "--update-expression", "SET lease_owner = :o, lease_until = :u",
+                 "--expression-attribute-values",
+                 json.dumps({":o": {"S": "another-relay"}, ":u": {"N": str(until)}})],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60,
+                env=base_env(self.aws))
+            self.assertEqual(r.returncode, 0, r.stderr)
+
+        lease(now + 600000)
+        fdir = tempfile.mkdtemp(prefix="pxfq")
+        fq = str(REPO / "scripts" / "fauxqs.sh")
+        r = subprocess.run([fq, "start", fdir], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=60)
+        try:
+            if r.returncode != 0:
+                self.skipTest("fauxqs did not start: %s" % r.stderr.strip()[-300:])
+            aws = dict(self.aws, AWS_ENDPOINT_URL_SQS=r.stdout.strip())
+            q = subprocess.run(["node", str(REPO / "tests" / "integration" / "sqs_tool.mjs"),
+                                "create-queue", "evl%s" % uuid.uuid4().hex[:8]],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               timeout=60, env=base_env(dict(aws, AWS_ENDPOINT_URL=r.stdout.strip())),
+                               cwd=str(REPO))
+            self.assertEqual(q.returncode, 0, q.stderr)
+            env = dict(aws, EVENT_SINK="sqs:" + q.stdout.strip())
+            r = s.run("events", "relay", "--once", *s.store_flags(), env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            st = {x["sk"]: x["status"] for x in self.outbox_items(t)}
+            self.assertEqual(sorted(v for k, v in st.items() if k.startswith("a.one#")),
+                             ["waiting", "waiting"])  # held, and the one behind it
+            self.assertEqual(sorted(v for k, v in st.items() if k.startswith("b.two#")),
+                             ["sent", "sent"])
+            lease(now - 1)  # the other relay's lease ran out
+            r = s.run("events", "relay", "--once", *s.store_flags(), env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertTrue(all(x["status"] == "sent" for x in self.outbox_items(t)))
+        finally:
+            subprocess.run([fq, "stop", fdir], timeout=60)
+            shutil.rmtree(fdir, ignore_errors=True)
+
 class Consumer:
     """amqp-consume (Debian amqp-tools) running for the whole test: it declares
     its queue, binds it to the exchange for every routing key and appends each
