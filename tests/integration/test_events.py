@@ -668,6 +668,58 @@ class OutboxDynamoDB(unittest.TestCase):
             subprocess.run([fq, "stop", fdir], timeout=60)
             shutil.rmtree(fdir, ignore_errors=True)
 
+    def test_5_lambda_event_relay_reads_the_tables(self):
+        """_HANDLER=event-relay configured as in infra/template.yaml (PRODUCT_STORE and
+        CONFIG_STORE on DynamoDB, prices in SQL) publishes all three outboxes."""
+        s = self.s
+        self.assertEqual(s.create("LR-1")[0], 201)
+        self.assertEqual(s.price("LR-1", 1, "2.50")[0], 200)
+        self.assertEqual(s.config("app.lr", 1)[0], 201)
+        lines = s.events()
+        self.assertEqual(sorted(x["event"]["type"] for x in lines),
+                         ["pricing.config.changed.v1", "pricing.price.changed.v1",
+                          "pricing.product.created.v1"])
+        fdir = tempfile.mkdtemp(prefix="pxfq")
+        fq = str(REPO / "scripts" / "fauxqs.sh")
+        r = subprocess.run([fq, "start", fdir], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=60)
+        try:
+            if r.returncode != 0:
+                self.skipTest("fauxqs did not start: %s" % r.stderr.strip()[-300:])
+            sqs = r.stdout.strip()
+            tool = ["node", str(REPO / "tests" / "integration" / "sqs_tool.mjs")]
+            tenv = base_env(dict(self.aws, AWS_ENDPOINT_URL=sqs))
+            q = subprocess.run(tool + ["create-queue", "evlr%s" % uuid.uuid4().hex[:8]],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               timeout=60, env=tenv, cwd=str(REPO))
+            self.assertEqual(q.returncode, 0, q.stderr)
+            q = q.stdout.strip()
+            boot = os.path.join(s.dir, "bootstrap")
+            os.symlink(binary(), boot)
+            ev = os.path.join(s.dir, "scheduled.json")
+            with open(ev, "w") as f:
+                json.dump({"version": "0", "id": str(uuid.uuid4()),
+                           "detail-type": "Scheduled Event", "source": "aws.events",
+                           "time": "2026-01-01T00:00:00Z", "detail": {}}, f)
+            env = dict(self.aws, AWS_ENDPOINT_URL_SQS=sqs, EVENT_SINK="sqs:" + q,
+                       PRICE_DB=s.price_db, AUDIT_STORE="sqlite:%s/audit.db" % s.dir,
+                       PRODUCT_STORE=s.stores["--product-store"],
+                       CONFIG_STORE=s.stores["--config-store"])
+            r = s.run("emulate", "--handler", "event-relay", "--timeout", "30", "--bootstrap",
+                      boot, "--event", ev, env=env, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+            answer = json.loads(r.stdout)
+            self.assertEqual((answer["published"], answer["waiting"]), (3, 0), answer)
+            got = subprocess.run(tool + ["receive", q, "3", "10"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, timeout=60, env=tenv,
+                                 cwd=str(REPO))
+            ids = sorted(json.loads(json.loads(x)["body"])["id"]
+                         for x in got.stdout.splitlines())
+            self.assertEqual(ids, sorted(x["event"]["id"] for x in lines))
+        finally:
+            subprocess.run([fq, "stop", fdir], timeout=60)
+            shutil.rmtree(fdir, ignore_errors=True)
+
 class Consumer:
     """amqp-consume (Debian amqp-tools) running for the whole test: it declares
     its queue, binds it to the exchange for every routing key and appends each
