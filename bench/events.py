@@ -5,9 +5,12 @@ For each sink, in a fresh temporary directory (SQLite stores made by `db seed`):
 1. backlog: BENCH_EVENTS_N writes (product creates and price changes through
    `pricing serve`, each committing its event), then one `pricing events relay --once`
    timed: events/s drained;
-2. under the write mix: a writer doing creates and price changes for
-   BENCH_EVENTS_SECONDS while `pricing events relay --port` runs; /metrics sampled every
-   0.25 s for the lag (age of the oldest waiting event); events/s published.
+2. under the write mix: wrk with bench/mix.lua (BENCH_EVENTS_WRITE_PCT % of the
+   requests, default 20, are PUT /products/{id}/price with If-Match, each committing one
+   pricing.price.changed.v1; the rest GET /price) at BENCH_EVENTS_CONNS connections
+   (default 4) for BENCH_EVENTS_SECONDS while `pricing events relay --port` runs;
+   /metrics sampled every 0.25 s for the lag (age of the oldest waiting event);
+   events/s published. Without wrk, a Python writer (creates and price changes) instead.
 Brokers are started and stopped here (scripts/rabbitmq.sh, scripts/fauxqs.sh) on
 loopback; a sink whose broker cannot start is reported as skipped.
 Prints a Markdown section; appends it to BENCH_EVENTS_RESULTS when set.
@@ -34,6 +37,8 @@ from common import free_port  # noqa: E402
 
 N = int(os.environ.get("BENCH_EVENTS_N", "2000"))
 MIX_SECONDS = float(os.environ.get("BENCH_EVENTS_SECONDS", "10"))
+WRITE_PCT = int(os.environ.get("BENCH_EVENTS_WRITE_PCT", "20"))
+CONNS = int(os.environ.get("BENCH_EVENTS_CONNS", "4"))
 
 
 def env_with(extra):
@@ -51,7 +56,8 @@ class Site:
         self.dir = tempfile.mkdtemp(prefix="pxbev")
         self.flags = ["--price-db", "sqlite:%s/prices.db" % self.dir,
                       "--audit-store", "sqlite:%s/audit.db" % self.dir,
-                      "--product-store", "sqlite:%s/products.db" % self.dir]
+                      "--product-store", "sqlite:%s/products.db" % self.dir,
+                      "--config-store", "sqlite:%s/config.db" % self.dir]
         subprocess.run([binary, "db", "seed"] + self.flags, check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, cwd=self.dir, timeout=60)
         self.port = free_port()
@@ -68,6 +74,18 @@ class Site:
 
     def store_flags(self):
         return self.flags[:2] + self.flags[4:]
+
+    def wrk_mix(self, seconds):
+        """bench/mix.lua for seconds; the PUTs that succeeded (one event each)."""
+        env = dict(os.environ, BENCH_WRITE_PCT=str(WRITE_PCT), BENCH_USERS="1000")
+        r = subprocess.run(["wrk", "-t1", "-c%d" % CONNS, "-d%ds" % int(seconds), "--timeout",
+                            "2s", "-s", str(REPO / "bench" / "mix.lua"),
+                            "http://127.0.0.1:%d/price" % self.port], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=seconds + 60)
+        line = next((x for x in r.stdout.splitlines() if x.startswith("BENCH ")), "")
+        fields = dict(kv.split("=", 1) for kv in line.split()[1:])
+        return int(fields.get("put_ok", 0)), float(fields.get("rps", 0))
 
     def call(self, method, path, body=None, headers=None):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -135,8 +153,13 @@ def bench_sink(binary, name, sink, extra_env):
                                  stderr=subprocess.DEVNULL)
         stop = threading.Event()
         written = [0]
+        use_wrk = shutil.which("wrk") is not None
+        mix_rps = [0.0]
 
         def writer():
+            if use_wrk:
+                written[0], mix_rps[0] = site.wrk_mix(MIX_SECONDS)
+                return
             while not stop.is_set():
                 written[0] += site.write()
 
@@ -158,8 +181,10 @@ def bench_sink(binary, name, sink, extra_env):
         published = scrape(port).get("pricing_events_published_total", 0) - before
         relay.send_signal(signal.SIGTERM)
         relay.wait(30)
-        rows.append("| %s | write mix, %.0f s, %d events written | %.0f events/s | %.0f | %.0f |"
-                    % (name, mix_s, written[0], published / mix_s, statistics.median(lags),
+        how = ("bench/mix.lua %d %% PUT, c=%d, %.0f req/s" % (WRITE_PCT, CONNS, mix_rps[0])
+               if use_wrk else "Python writer")
+        rows.append("| %s | write mix (%s), %.0f s, %d events written | %.0f events/s | %.0f | %.0f |"
+                    % (name, how, mix_s, written[0], published / mix_s, statistics.median(lags),
                        max(lags)))
     finally:
         site.close()
@@ -173,6 +198,7 @@ def main():
     binary = str(Path(sys.argv[1]).resolve())
     rows = []
     skipped = []
+    load0 = "%.2f %.2f %.2f" % os.getloadavg()
     rdir = tempfile.mkdtemp(prefix="pxbrmq", dir="/tmp")
     r = subprocess.run([str(REPO / "scripts" / "rabbitmq.sh"), "start", rdir],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
@@ -201,7 +227,10 @@ def main():
     finally:
         subprocess.run([str(REPO / "scripts" / "fauxqs.sh"), "stop", fdir], timeout=60)
         shutil.rmtree(fdir, ignore_errors=True)
+    load = "%.2f %.2f %.2f" % os.getloadavg()
     text = ["## Event relay (bench/events.py)", "",
+            "Load average at the start: %s, at the end: %s on %d cores (a shared machine: other builds and"
+            " tests ran at the same time)." % (load0, load, os.cpu_count() or 0), "",
             "| sink | run | relay throughput | lag p50 ms | lag max ms |",
             "| --- | --- | --- | --- | --- |"] + rows
     text += [""] + ["Skipped: " + s for s in skipped]

@@ -9,7 +9,8 @@ want=(build-essential cmake pkg-config clang llvm libclang-rt-14-dev clang-forma
       libssl-dev openssl dpkg-dev libcmocka-dev python3 python3-jsonschema python3-yaml
       postgresql postgresql-client awscli nodejs npm yamllint util-linux
       procps curl zip unzip binutils librocksdb-dev gcovr gcc-aarch64-linux-gnu qemu-user
-      librabbitmq-dev rabbitmq-server amqp-tools zlib1g-dev libzstd-dev faketime)
+      librabbitmq-dev rabbitmq-server amqp-tools zlib1g-dev libzstd-dev faketime
+      openjdk-17-jre-headless)
 if [ "${1:-}" = "--print" ]; then printf '%s\n' "${want[@]}"; exit 0; fi
 
 missing=()
@@ -34,9 +35,12 @@ fi
 
 # npm packages pinned by package-lock.json (dynalite for the DynamoDB tests,
 # fauxqs for the SQS/SNS event tests, the OpenFeature SDK and its OFREP provider
-# for the config-service tests, s3rver: a local S3 for audit export to s3://).
+# for the config-service tests, s3rver: a local S3 for audit export to s3://,
+# amplify-dynamodb-simulator for the DynamoDB Local 1.25 it ships, which runs on
+# openjdk-17 for the TransactWriteItems outbox tests).
 if [ -f package-lock.json ] && { [ ! -d node_modules/dynalite ] || [ ! -d node_modules/fauxqs ] ||
-  [ ! -d node_modules/@openfeature/ofrep-provider ] || [ ! -d node_modules/s3rver ]; }; then
+  [ ! -d node_modules/@openfeature/ofrep-provider ] || [ ! -d node_modules/s3rver ] ||
+  [ ! -f node_modules/amplify-dynamodb-simulator/emulator/DynamoDBLocal.jar ]; }; then
   echo "install-deps: npm ci" >&2
   npm ci --no-audit --no-fund --loglevel=error >/dev/null
 fi

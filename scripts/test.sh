@@ -144,7 +144,10 @@ e2e_sqlite_sqlite() {
 }
 
 # The real servers: PostgreSQL 15 (scripts/pg.sh; as the postgres user when
-# root) and dynalite (scripts/dynalite.sh; pinned by package-lock.json), each in
+# root) and AWS's DynamoDB Local 1.25 (scripts/ddblocal.sh: the jar of the npm
+# package amplify-dynamodb-simulator, pinned by package-lock.json, on
+# openjdk-17; a product write is one TransactWriteItems with its event, which
+# dynalite does not implement), each in
 # its own temporary directory, on 127.0.0.1 and a free port. backends_down stops
 # and removes them (by their PID files only); the EXIT trap calls it as well, so
 # nothing outlives this script, whatever fails.
@@ -155,7 +158,7 @@ BK_PRODUCTS_TABLE=products_e2e
 
 backends_down() {
   if [ -n "$BK_DDB_DIR" ]; then
-    scripts/dynalite.sh stop "$BK_DDB_DIR/dynalite" || true
+    scripts/ddblocal.sh stop "$BK_DDB_DIR/ddblocal" || true
     rm -rf "$BK_DDB_DIR"
     BK_DDB_DIR=""
   fi
@@ -171,10 +174,10 @@ trap 'exit 143' TERM
 
 # e2e_backends BUILD PRICE AUDIT (PRICE: sqlite|pg, AUDIT: sqlite|lsm|dynamodb):
 # starts the servers, seeds them with `pricing db seed`, runs the suite in a
-# subshell that holds the PX_E2E_* variables (and, with dynalite, dummy AWS
+# subshell that holds the PX_E2E_* variables (and, with DynamoDB, dummy AWS
 # settings instead of any inherited ones), then stops the servers. With
 # DynamoDB, records are read back by the AWS CLI (ddb_audit_reader.py), and the
-# product catalogue lives in dynalite too (PX_E2E_PRODUCT_STORE).
+# product catalogue lives in DynamoDB too (PX_E2E_PRODUCT_STORE).
 e2e_backends() {
   local build=$1 price=$2 audit=$3 rc=0 work endpoint="" price_db="" audit_store="" reader=""
   local product_store=""
@@ -185,7 +188,7 @@ e2e_backends() {
       price_db=$(cat "$BK_PG_DIR/uri") || rc=1
   fi
   if [ $rc = 0 ] && [ "$audit" = dynamodb ]; then
-    BK_DDB_DIR=$(mktemp -d) && endpoint=$(scripts/dynalite.sh start "$BK_DDB_DIR/dynalite") || rc=1
+    BK_DDB_DIR=$(mktemp -d) && endpoint=$(scripts/ddblocal.sh start "$BK_DDB_DIR/ddblocal") || rc=1
     audit_store=dynamodb:$BK_TABLE
     product_store=dynamodb:$BK_PRODUCTS_TABLE
     reader="$PYTHON $PWD/tests/integration/ddb_audit_reader.py"
@@ -218,9 +221,9 @@ e2e_backends() {
 
 # PostgreSQL prices, SQLite audit trail.
 e2e_pg_sqlite() { e2e_backends "$1" pg sqlite; }
-# SQLite prices, DynamoDB (dynalite) audit trail and product catalogue.
+# SQLite prices, DynamoDB (DynamoDB Local) audit trail and product catalogue.
 e2e_sqlite_dynamodb() { e2e_backends "$1" sqlite dynamodb; }
-# PostgreSQL prices, DynamoDB (dynalite) audit trail and product catalogue.
+# PostgreSQL prices, DynamoDB (DynamoDB Local) audit trail and product catalogue.
 e2e_pg_dynamodb() { e2e_backends "$1" pg dynamodb; }
 # SQLite prices, the write-optimized embedded audit store (RocksDB).
 e2e_sqlite_lsm() { e2e_backends "$1" sqlite lsm; }
@@ -274,7 +277,7 @@ step "DynamoDB/dynalite: records, faults ($1)" "$PYTHON" tests/integration/test_
 step "DynamoDB/dynalite: tamper-evident trail ($1)" "$PYTHON" tests/integration/test_ddb_integrity.py "$1/pricing" # backends
 step "S3/s3rver: audit export to s3:// ($1)" "$PYTHON" tests/integration/test_s3_export.py "$1/pricing" # backends
 step "Secrets Manager/moto: Lambda signing key ($1)" "$PYTHON" tests/integration/test_lambda_secret.py "$1/pricing" # lambda (main build only)
-step "config-service on DynamoDB/dynalite ($1)" "$PYTHON" tests/integration/test_config_dynamodb.py "$1/pricing" # backends
+step "config-service on DynamoDB Local ($1)" "$PYTHON" tests/integration/test_config_dynamodb.py "$1/pricing" # backends
 step "runbooks: their local commands ($1)" "$PYTHON" tests/integration/test_runbooks.py --binary "$1/pricing" # docs (main build only)
 step "scale-out: 2 processes, shared stores ($1)" "$PYTHON" tests/integration/test_scaleout.py --binary "$1/pricing" # backends
 step "events: outbox, relay to RabbitMQ, SQS, SNS ($1)" "$PYTHON" tests/integration/test_events.py --binary "$1/pricing" # events (main build only)

@@ -123,7 +123,7 @@ static int open_outboxes(const struct px_config *cfg, struct px_outbox **ob, siz
     char err[512];
     *n = 0;
     for (size_t i = 0; i < k; i++) {
-        if (px_outbox_open(specs[i], 5000, &ob[*n], err, sizeof(err)) != PX_OK) {
+        if (px_outbox_open(specs[i], cfg, 5000, &ob[*n], err, sizeof(err)) != PX_OK) {
             fprintf(stderr, "pricing events: %s\n", err);
             for (size_t j = 0; j < *n; j++)
                 px_outbox_close(ob[j]);
@@ -230,14 +230,12 @@ static int relay(const struct px_config *cfg, bool once, const char *port_s)
         fprintf(stderr, "pricing events relay: %s\n", err);
         return rc == PX_ERR_CONFIG ? PX_EXIT_USAGE : PX_EXIT_FAIL;
     }
-    const char *kill_after = getenv("PX_EVENTS_TEST_KILL_AFTER");
     const struct px_relay_opts opts = {
         .max_attempts = cfg->event_max_attempts,
         .base_ms = cfg->event_retry_base_ms,
         .cap_ms = cfg->event_retry_cap_ms,
         .lease_ms = cfg->event_lease_ms,
         .batch = cfg->event_batch,
-        .kill_after = kill_after ? strtol(kill_after, NULL, 10) : 0,
     };
     rc = px_relay_new(cfg, &opts, sink, &r, err, sizeof(err));
     if (rc) {

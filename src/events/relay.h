@@ -27,7 +27,6 @@ struct px_relay;
 
 struct px_relay_opts {
     long max_attempts, base_ms, cap_ms, lease_ms, batch;
-    long kill_after; /* tests: SIGKILL itself after this many publishes, before marking; 0 = off */
 };
 
 /* Totals since start (counters) and the outboxes' state at the last round. */
@@ -38,7 +37,7 @@ struct px_relay_stats {
 };
 
 /* The outboxes a configuration names, as specs: the product store's, the
- * price store's. A new store with an outbox adds its spec here. Returns how
+ * price store's, the config store's. A new store with an outbox adds its spec here. Returns how
  * many were written to specs (at most cap); strings point into cfg. */
 size_t px_events_outbox_specs(const struct px_config *cfg, const char **specs, size_t cap);
 

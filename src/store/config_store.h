@@ -17,6 +17,7 @@
 #include "../kernel/px.h"
 
 struct px_config_store;
+struct px_event;
 
 #define PX_CONFIG_KEY_MAX        128 /* CONTRACT §9: 1-128 of a-z 0-9 . _ - */
 #define PX_CONFIG_TENANT_MAX     64
@@ -30,6 +31,11 @@ struct px_config_item {
     long version;
     char updated_at[25];
     const char *updated_by;
+    /* Set by a px_config_store_apply() callback on next: the change's domain
+     * event (outbox.h), which the store writes in the change's own
+     * transaction (SQLite: the same file; DynamoDB: TransactWriteItems).
+     * Borrowed; NULL = no event. */
+    const struct px_event *event;
 };
 
 struct px_config_store_opts {

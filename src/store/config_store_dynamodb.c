@@ -10,9 +10,15 @@
  * the same version one put succeeds and the other meets
  * ConditionalCheckFailed (PX_ERR_STALE / PX_ERR_CONFLICT): never both win.
  * The loser's audit record is durable already; the service adds the record of
- * its failure, as after any store failure behind a durable record. */
+ * its failure, as after any store failure behind a durable record.
+ *
+ * A change with an event (next->event) is one TransactWriteItems: the put of
+ * the item under its condition and the put of the event into this table's
+ * outbox (outbox_dynamodb.c), ClientRequestToken = the event id so that a
+ * retried call is applied once. A refused condition cancels both. */
 #include "config_store.h"
 #include "dynamodb.h"
+#include "outbox.h"
 #include "../kernel/log.h"
 
 #include <ctype.h>
@@ -222,18 +228,35 @@ static px_rc config_apply(void *impl, const char *tenant, const char *key,
                          : json_pack("{s:s, s:o, s:s}", "TableName", s->table, "Item",
                                      item_json(pk, sk, &next), "ConditionExpression",
                                      "attribute_not_exists(pk)");
+    const char *op = "PutItem";
+    if (req && next.event) {
+        /* the item's put (its condition kept) and its event's, or neither */
+        json_t *put = json_object();
+        if (put)
+            json_object_update(put, req);
+        json_object_del(put, "TableName");
+        json_object_set_new(put, "TableName", json_string(s->table));
+        json_decref(req);
+        req = json_pack("{s:[{s:o}, o], s:s}", "TransactItems", "Put", put,
+                        px_outbox_ddb_put(s->table, next.event), "ClientRequestToken",
+                        next.event->id);
+        op = "TransactWriteItems";
+    }
     json_t *resp = NULL;
     struct px_ddb_error e;
     memset(&e, 0, sizeof(e));
-    rc = call_json(s, "PutItem", req, deadline(s), &resp, &e);
+    rc = req ? call_json(s, op, req, deadline(s), &resp, &e) : PX_ERR_NOMEM;
     json_decref(req);
     json_decref(resp);
+    /* TransactionCanceled: the first reason is the item's own condition */
+    if (rc && strcmp(e.type, "TransactionCanceledException") == 0)
+        rc = strstr(e.message, "[ConditionalCheckFailed") ? PX_ERR_CONFLICT : PX_ERR_IO;
     if (rc == PX_ERR_CONFLICT && e.ambiguous && ours_stored(s, tenant, &next, a))
         rc = PX_OK;
     if (rc == PX_ERR_CONFLICT) /* another writer won between our read and our put */
         return exists ? PX_ERR_STALE : PX_ERR_CONFLICT;
     if (rc)
-        PX_WARN(NULL, "CONFIG_STORE: PutItem on %s failed: %s %s", s->table,
+        PX_WARN(NULL, "CONFIG_STORE: %s on %s failed: %s %s", op, s->table,
                 e.type[0] ? e.type : px_strerror(rc), e.message);
     return rc ? PX_ERR_IO : PX_OK; /* the callback's effects are durable: the caller records */
 }

@@ -8,13 +8,14 @@
  * item as it expects. Every value is a bound parameter. */
 #include "config_store.h"
 #include "sqlite_store.h"
+#include "outbox.h"
 
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define TIMEOUT_MAX    60000
 
 static const char *const migrations[SCHEMA_VERSION] = {
@@ -24,6 +25,9 @@ static const char *const migrations[SCHEMA_VERSION] = {
     " version INTEGER NOT NULL CHECK (version >= 1),"
     " updated_at TEXT NOT NULL, updated_by TEXT NOT NULL,"
     " PRIMARY KEY (tenant, key)) WITHOUT ROWID;",
+    /* v2: the outbox of pricing.config.changed.v1 events, filled in the write's transaction,
+     * so the relay reads it from this file (CONFIG_STORE). */
+    px_outbox_sqlite_schema,
 };
 
 #define COLS "SELECT key, value, version, updated_at, updated_by FROM config_items "
@@ -253,6 +257,9 @@ static px_rc config_apply(void *impl, const char *tenant, const char *key,
     if (rc)
         goto out;
     e = put_on(db, tenant, &next);
+    /* The change's event commits with it, or neither does (outbox.h). */
+    if (e == SQLITE_OK && next.event)
+        e = px_outbox_sqlite_insert(db, next.event);
     if (e == SQLITE_OK)
         e = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     if (e != SQLITE_OK)

@@ -109,8 +109,8 @@ static void shown_name(const char *spec, char *out, size_t cap)
         snprintf(out, cap, "%s", spec);
 }
 
-px_rc px_outbox_open(const char *spec, long timeout_ms, struct px_outbox **out, char *err,
-                     size_t errlen)
+px_rc px_outbox_open(const char *spec, const struct px_config *cfg, long timeout_ms,
+                     struct px_outbox **out, char *err, size_t errlen)
 {
     const struct px_outbox_ops *ops = NULL;
     const char *target = spec;
@@ -120,8 +120,13 @@ px_rc px_outbox_open(const char *spec, long timeout_ms, struct px_outbox **out, 
         target = spec + 7;
     } else if (strncmp(spec, "postgresql://", 13) == 0 || strncmp(spec, "postgres://", 11) == 0) {
         ops = &px_outbox_pg_ops;
+    } else if (strncmp(spec, "dynamodb:", 9) == 0) {
+        ops = &px_outbox_dynamodb_ops;
+        target = spec + 9;
     } else {
-        snprintf(err, errlen, "outbox: no outbox in \"%.200s\" (sqlite:PATH or postgresql://...)",
+        snprintf(err, errlen,
+                 "outbox: no outbox in \"%.200s\" (sqlite:PATH, postgresql://... or "
+                 "dynamodb:TABLE)",
                  spec);
         return PX_ERR_CONFIG;
     }
@@ -130,7 +135,7 @@ px_rc px_outbox_open(const char *spec, long timeout_ms, struct px_outbox **out, 
         return PX_ERR_NOMEM;
     o->ops = ops;
     shown_name(spec, o->name, sizeof(o->name));
-    px_rc rc = ops->open(target, timeout_ms, &o->impl, err, errlen);
+    px_rc rc = ops->open(target, cfg, timeout_ms, &o->impl, err, errlen);
     if (rc) {
         free(o);
         return rc;

@@ -21,7 +21,10 @@
 #include "../kernel/px.h"
 #include "../kernel/arena.h"
 
+#include <jansson.h>
 #include <stdint.h>
+
+struct px_config;
 
 #define PX_EVENT_MAX_JSON  (256 * 1024) /* one CloudEvent, data included */
 #define PX_EVENT_TENANT    "default"    /* the implicit tenant (CONTRACT §12, TENANCY=off) */
@@ -69,6 +72,16 @@ struct sqlite3;
  * mapping stays its own. */
 int px_outbox_sqlite_insert(struct sqlite3 *db, const struct px_event *ev);
 
+/* ---- writers on DynamoDB: TransactWriteItems with the change ---- */
+
+/* The TransactItems entry putting ev into `table`'s outbox (outbox_dynamodb.c:
+ * pk OUTBOX#<tenant>, sk <subject>#<ord>), conditional on its absence. New
+ * reference (caller decrefs or hands it to an array); NULL when out of memory. */
+json_t *px_outbox_ddb_put(const char *table, const struct px_event *ev);
+/* The outbox partition key of tenant, and the sort key of (subject, ord). */
+void px_outbox_ddb_pk(const char *tenant, char *out, size_t cap);
+void px_outbox_ddb_sk(const char *subject, int64_t ord, char *out, size_t cap);
+
 /* ---- the relay's side ---- */
 
 struct px_outbox;
@@ -90,10 +103,11 @@ struct px_outbox_row {
     char *event;                    /* the CloudEvent JSON (heap, owned by the row array) */
 };
 
-/* Opens the outbox living in the store named by spec ("sqlite:PATH" or
- * "postgresql://..."); the table must exist (db migrate). */
-px_rc px_outbox_open(const char *spec, long timeout_ms, struct px_outbox **out, char *err,
-                     size_t errlen) PX_WUR;
+/* Opens the outbox living in the store named by spec ("sqlite:PATH",
+ * "postgresql://..." or "dynamodb:TABLE", which takes its AWS settings from
+ * cfg); the table must exist (db migrate). cfg is borrowed for the call. */
+px_rc px_outbox_open(const char *spec, const struct px_config *cfg, long timeout_ms,
+                     struct px_outbox **out, char *err, size_t errlen) PX_WUR;
 /* Closes. Accepts NULL. */
 void px_outbox_close(struct px_outbox *o);
 /* The spec, with any password hidden (messages). */
@@ -133,9 +147,10 @@ px_rc px_outbox_stats(struct px_outbox *o, int64_t *waiting, int64_t *failed,
 /* Name of a status: "waiting", "sent", "failed". */
 const char *px_outbox_status_name(enum px_outbox_status s);
 
-/* Backend function table; one per file (outbox_sqlite.c, outbox_pg.c). */
+/* Backend function table; one per file (outbox_sqlite.c, outbox_pg.c, outbox_dynamodb.c). */
 struct px_outbox_ops {
-    px_rc (*open)(const char *spec, long timeout_ms, void **impl, char *err, size_t errlen);
+    px_rc (*open)(const char *spec, const struct px_config *cfg, long timeout_ms, void **impl,
+                  char *err, size_t errlen);
     void (*close)(void *impl);
     px_rc (*list)(void *impl, bool failed_only, size_t max, struct px_outbox_row **rows, size_t *n);
     px_rc (*retry)(void *impl, const char *id);
@@ -150,6 +165,7 @@ struct px_outbox_ops {
 
 extern const struct px_outbox_ops px_outbox_sqlite_ops;
 extern const struct px_outbox_ops px_outbox_pg_ops;
+extern const struct px_outbox_ops px_outbox_dynamodb_ops;
 
 /* For backends' claim: true when an earlier row of rows[i]'s (tenant,
  * subject) among rows[0..i) was not taken, so rows[i] must wait too. */

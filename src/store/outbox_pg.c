@@ -77,8 +77,10 @@ static void pg_close(void *impl)
     free(o);
 }
 
-static px_rc pg_open(const char *uri, long timeout_ms, void **impl, char *err, size_t errlen)
+static px_rc pg_open(const char *uri, const struct px_config *cfg, long timeout_ms, void **impl,
+                     char *err, size_t errlen)
 {
+    (void)cfg; /* everything is in the spec */
     *impl = NULL;
     struct pg_outbox *o = calloc(1, sizeof(*o));
     if (!o || !(o->uri = strdup(uri))) {

@@ -93,8 +93,10 @@ static void sq_close(void *impl)
     free(o);
 }
 
-static px_rc sq_open(const char *path, long timeout_ms, void **impl, char *err, size_t errlen)
+static px_rc sq_open(const char *path, const struct px_config *cfg, long timeout_ms, void **impl,
+                     char *err, size_t errlen)
 {
+    (void)cfg; /* everything is in the spec */
     *impl = NULL;
     struct sq_outbox *o = calloc(1, sizeof(*o));
     if (!o || !(o->path = strdup(path))) {

@@ -16,6 +16,9 @@
  * attribute_not_exists(pk)), and deletes the lock. The lock is what keeps a
  * second writer from writing the price store; the version condition is what
  * keeps two product writes from both landing even if a lease ran out.
+ * A product change's event (next->event) goes into this table's outbox
+ * (outbox_dynamodb.c) in the same TransactWriteItems as the product's put, its
+ * condition kept: both land or neither does.
  *
  * Lists query the GSI of the filter with `sk > :after`, ordered by id, so the
  * list cursor of dto.c (the last id, bound to the filters) is all a page
@@ -24,6 +27,7 @@
  * reads back as "". */
 #include "product_dynamodb.h"
 #include "dynamodb.h"
+#include "outbox.h"
 #include "../kernel/app.h"
 #include "../kernel/log.h"
 
@@ -531,12 +535,24 @@ static px_rc put_product(struct store *s, const char *tenant, const struct px_pr
         bad |= json_object_set_new(req, "ConditionExpression",
                                    json_string("attribute_not_exists(pk)"));
     }
+    const char *op = "PutItem";
+    if (!bad && next->event) {
+        /* ClientRequestToken: a retried transaction is applied once */
+        req = json_pack("{s:[{s:o}, o], s:s}", "TransactItems", "Put", req,
+                        px_outbox_ddb_put(s->table, next->event), "ClientRequestToken",
+                        next->event->id);
+        op = "TransactWriteItems";
+        bad = !req;
+    }
     if (bad) {
         json_decref(req);
         return PX_ERR_NOMEM;
     }
     struct px_ddb_error err;
-    px_rc rc = call(s, "PutItem", req, deadline_of(s), NULL, &err);
+    px_rc rc = call(s, op, req, deadline_of(s), NULL, &err);
+    /* TransactionCanceled: the first reason is the product's own condition */
+    if (rc && strcmp(err.type, "TransactionCanceledException") == 0)
+        rc = strstr(err.message, "[ConditionalCheckFailed") ? PX_ERR_CONFLICT : PX_ERR_IO;
     if (rc == PX_ERR_CONFLICT && err.ambiguous) {
         /* a retried put whose first attempt landed: the stored item is ours */
         struct px_arena *a = px_arena_new(1024 * 1024);

@@ -1,12 +1,14 @@
 #!/usr/bin/python3
-"""config-service on DynamoDB: the end-to-end config suite against dynalite.
+"""config-service on DynamoDB: the end-to-end config suite against DynamoDB Local.
 
-Starts dynalite (scripts/dynalite.sh) on a free loopback port and runs
+Starts AWS's DynamoDB Local 1.25 (scripts/ddblocal.sh: a config change is one
+TransactWriteItems with its event's outbox item, which dynalite does not implement)
+on a free port and runs
 tests/e2e/test_config.py with CONFIG_STORE=dynamodb:<table> and
 AUDIT_STORE=dynamodb:<table>: the same routes, conditional writes (50
 writers, one wins: the store's put conditional on the version read), audit
 records (queried by key on GSI gsi1), OFREP, maintenance and the cache. The
-suite's outage test moves a SQLite file and is skipped there; here dynalite is
+suite's outage test moves a SQLite file and is skipped there; here DynamoDB Local is
 stopped under a running server instead: the last known flags (maintenance on)
 until CONFIG_STALE_MAX_S, then the defaults, each answer bounded in time. Then
 the table's layout is read back with the AWS CLI.
@@ -33,10 +35,11 @@ CONFIG_TABLE, AUDIT_TABLE = "config_e2e", "audit_config_e2e"
 
 
 def dynalite(cmd, d):
-    r = subprocess.run([os.path.join(ROOT, "scripts", "dynalite.sh"), cmd, d],
-                       capture_output=True, text=True, timeout=60)
+    """scripts/ddblocal.sh CMD D (the name is kept from when this was dynalite)."""
+    r = subprocess.run([os.path.join(ROOT, "scripts", "ddblocal.sh"), cmd, d],
+                       capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
-        raise RuntimeError("dynalite.sh %s: %s" % (cmd, r.stderr))
+        raise RuntimeError("ddblocal.sh %s: %s" % (cmd, r.stderr))
     return r.stdout.strip()
 
 
@@ -59,7 +62,7 @@ def http(port, method, path, body=None, headers=None, timeout=10):
 
 
 def outage(env, tmp, ddir):
-    """dynalite stopped under a running server: last known values, then defaults."""
+    """DynamoDB Local stopped under a running server: last known values, then defaults."""
     stale_max = 8
     flags = ["--price-db", "sqlite:%s/p.db" % tmp, "--audit-store", "sqlite:%s/a.db" % tmp,
              "--product-store", "sqlite:%s/pr.db" % tmp, "--config-store", "dynamodb:cfg_outage"]
@@ -128,8 +131,9 @@ def main():
     if not os.access(BIN, os.X_OK):
         print("test_config_dynamodb: %s is not an executable (build first)" % BIN, file=sys.stderr)
         return 2
-    if not os.path.exists(os.path.join(ROOT, "node_modules", "dynalite", "cli.js")):
-        print("test_config_dynamodb: dynalite missing: run 'npm ci'", file=sys.stderr)
+    if not os.path.exists(os.path.join(ROOT, "node_modules", "amplify-dynamodb-simulator",
+                                       "emulator", "DynamoDBLocal.jar")):
+        print("test_config_dynamodb: DynamoDB Local missing: run 'npm ci'", file=sys.stderr)
         return 2
     tmp = tempfile.mkdtemp(prefix="px-cfg-ddb-")
     ddir = os.path.join(tmp, "dynalite")
@@ -161,7 +165,7 @@ def main():
         rc = rc or (1 if outage(env, tmp, ddir) else 0)
     finally:
         try:
-            if os.path.exists(os.path.join(ddir, "dynalite.pid")):
+            if os.path.exists(os.path.join(ddir, "ddblocal.pid")):
                 dynalite("stop", ddir)
         except RuntimeError as e:
             print(e, file=sys.stderr)

@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -52,7 +53,7 @@ def base_env(extra=None):
     for k in list(env):
         if k.startswith(("AWS_", "EVENT_")) or k in (
                 "PRICE_DB", "AUDIT_STORE", "TABLE_AUDIT", "PRODUCT_STORE", "_HANDLER",
-                "AWS_LAMBDA_RUNTIME_API", "PX_EVENTS_TEST_KILL_AFTER"):
+                "AWS_LAMBDA_RUNTIME_API"):
             env.pop(k)
     env["NODE_NO_WARNINGS"] = "1"
     env.update(extra or {})
@@ -63,11 +64,16 @@ class Stores:
     """A temporary directory with SQLite stores made by `db seed` (PostgreSQL
     prices when price_db is given) and a `pricing serve` on them."""
 
-    def __init__(self, price_db=None):
+    def __init__(self, price_db=None, env=None, extra=None):
         self.dir = tempfile.mkdtemp(prefix="pxev")
+        self.env = env or {}
         self.price_db = price_db or "sqlite:%s/prices.db" % self.dir
-        self.flags = ["--price-db", self.price_db, "--audit-store", "sqlite:%s/audit.db" % self.dir,
-                      "--product-store", "sqlite:%s/products.db" % self.dir]
+        self.stores = {"--price-db": self.price_db,
+                       "--product-store": "sqlite:%s/products.db" % self.dir,
+                       "--config-store": "sqlite:%s/config.db" % self.dir}
+        for i in range(0, len(extra or []), 2):
+            self.stores[extra[i]] = extra[i + 1]
+        self.flags = ["--audit-store", "sqlite:%s/audit.db" % self.dir] + self.store_flags()
         r = self.run("db", "seed", *self.flags)
         if r.returncode != 0:
             raise AssertionError("db seed failed: %s" % r.stderr)
@@ -75,18 +81,21 @@ class Stores:
         self.port = None
 
     def store_flags(self):
-        return ["--price-db", self.price_db, "--product-store", "sqlite:%s/products.db" % self.dir]
+        return [x for kv in self.stores.items() for x in kv]
 
     def run(self, *args, env=None, timeout=60):
+        e = dict(self.env)
+        e.update(env or {})
         return subprocess.run([binary()] + list(args), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, timeout=timeout,
-                              env=base_env(env), cwd=self.dir)
+                              env=base_env(e), cwd=self.dir)
 
     def serve(self):
         self.port = free_port()
         self.log = open(os.path.join(self.dir, "serve.log"), "w")
         self.proc = subprocess.Popen([binary(), "serve", "--port", str(self.port)] + self.flags,
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=base_env(),
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=base_env(self.env),
                                      cwd=self.dir)
         for _ in range(200):
             try:
@@ -120,6 +129,12 @@ class Stores:
                                    {"If-Match": '"%d"' % version})
         return st, body
 
+    def config(self, key, value, version=None):
+        """PUT /config/KEY: a create (If-None-Match: *) or a replace at version."""
+        h = {"If-None-Match": "*"} if version is None else {"If-Match": '"%d"' % version}
+        st, body, _ = self.request("PUT", "/config/" + key, value, h)
+        return st, body
+
     def events(self, failed=False):
         r = self.run("events", "list", *(["--failed"] if failed else []), *self.store_flags())
         if r.returncode != 0:
@@ -146,11 +161,50 @@ class Stores:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def check_event(tc, line, etype, subject):
+def kill_between_publish_and_mark(stores, env, broker_pid, db="products.db"):
+    """SIGKILLs a relay after it published an event and before it marked it, from
+    outside: the broker (started here) is stopped (SIGSTOP) so the relay's first
+    publish waits for it; once the relay holds its lease (claim committed), this
+    test takes the outbox file's write lock and lets the broker go on (SIGCONT):
+    the publish completes, the relay's mark waits for the lock (its busy timeout is
+    5 s), and the relay is killed there. Returns the relay's return code."""
+    path = os.path.join(stores.dir, db)
+    con = None
+    os.kill(broker_pid, signal.SIGSTOP)
+    try:
+        p = subprocess.Popen([binary(), "events", "relay", "--once"] + stores.store_flags(),
+                             env=base_env(dict(stores.env, **env)), cwd=stores.dir,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            r = sqlite3.connect(path, timeout=10)
+            leased = r.execute("SELECT count(*) FROM outbox WHERE status = 'waiting' AND "
+                               "lease_until > 0").fetchone()[0]
+            r.close()
+            if leased:
+                break
+            time.sleep(0.01)
+        else:
+            p.kill()
+            p.wait()
+            raise AssertionError("the relay never claimed")
+        con = sqlite3.connect(path, timeout=10, isolation_level=None)
+        con.execute("BEGIN IMMEDIATE")
+    finally:
+        os.kill(broker_pid, signal.SIGCONT)
+    time.sleep(1.5)  # the publish is acknowledged; the mark waits for the lock
+    p.kill()
+    p.wait()
+    con.execute("ROLLBACK")
+    con.close()
+    return p.returncode
+
+
+def check_event(tc, line, etype, subject, source="product-service"):
     ev = line["event"]
     tc.assertEqual(ev["specversion"], "1.0")
     tc.assertEqual(str(uuid.UUID(ev["id"])), ev["id"])
-    tc.assertEqual(ev["source"], "pricing/product-service")
+    tc.assertEqual(ev["source"], "pricing/" + source)
     tc.assertEqual(ev["type"], etype)
     tc.assertEqual(ev["subject"], subject)
     tc.assertEqual(ev["datacontenttype"], "application/json")
@@ -226,6 +280,56 @@ class OutboxSqlite(unittest.TestCase):
         st, body = s.price("EV-4", 1, "3.00")
         self.assertGreaterEqual(st, 500, body)
         self.assertEqual(s.sqlite("prices.db", "SELECT count(*) FROM outbox").strip(), "0")
+
+    def test_6_config_change_event_in_the_config_file(self):
+        """PUT /config/{key}: pricing.config.changed.v1 in config.db's outbox, in the
+        change's transaction; a refused change (412, 409) leaves none."""
+        s = self.s
+        self.assertEqual(s.config("app.limit", {"max": 10})[0], 201)
+        self.assertEqual(s.config("app.limit", 42, 1)[0], 200)
+        self.assertEqual(s.config("app.limit", 43, 1)[0], 412)  # stale If-Match
+        self.assertEqual(s.config("app.limit", 44)[0], 412)  # If-None-Match: * and it exists
+        lines = [x for x in s.events() if x["event"]["type"] == "pricing.config.changed.v1"]
+        self.assertEqual(len(lines), 2)
+        for x in lines:
+            check_event(self, x, "pricing.config.changed.v1", "app.limit", "config-service")
+        self.assertEqual([x["event"]["data"] for x in lines], [
+            {"key": "app.limit", "value": {"max": 10}, "version": 1, "previous": None,
+             "changedBy": "local"},
+            {"key": "app.limit", "value": 42, "version": 2,
+             "previous": {"value": {"max": 10}, "version": 1}, "changedBy": "local"}])
+        self.assertEqual(s.sqlite("config.db", "SELECT count(*) FROM outbox").strip(), "2")
+
+    def test_7_config_secret_redacted_in_event(self):
+        s = self.s
+        secret = "s3cr3t-%s" % uuid.uuid4().hex
+        for k in ("payments.secret_key", "secrets.db"):
+            self.assertEqual(s.config(k, secret)[0], 201)
+            self.assertEqual(s.config(k, secret + "-2", 1)[0], 200)
+        lines = [x for x in s.events() if x["event"]["type"] == "pricing.config.changed.v1"]
+        self.assertEqual(len(lines), 4)
+        self.assertNotIn(secret, json.dumps(lines))
+        self.assertNotIn(secret, s.sqlite("config.db", "SELECT event FROM outbox"))
+        for x in lines:
+            d = x["event"]["data"]
+            self.assertEqual(d["value"], "[REDACTED]")
+            if d["version"] == 2:
+                self.assertEqual(d["previous"], {"value": "[REDACTED]", "version": 1})
+        # as in the audit records of the same changes
+        self.assertNotIn(secret, s.sqlite("audit.db", "SELECT * FROM audit"))
+
+    def test_8_config_event_fails_no_change(self):
+        s = self.s
+        s.sqlite("config.db", "CREATE TRIGGER no_events BEFORE INSERT ON outbox "
+                              "BEGIN SELECT RAISE(ABORT, 'injected'); END;")
+        st, body = s.config("app.x", 1)
+        self.assertGreaterEqual(st, 500, body)
+        self.assertEqual(s.request("GET", "/config/app.x")[0], 404)
+        s.sqlite("config.db", "DROP TRIGGER no_events; CREATE TRIGGER no_items BEFORE INSERT ON "
+                              "config_items BEGIN SELECT RAISE(ABORT, 'injected'); END;")
+        st, body = s.config("app.x", 1)
+        self.assertGreaterEqual(st, 500, body)
+        self.assertEqual(s.sqlite("config.db", "SELECT count(*) FROM outbox").strip(), "0")
 
     def test_5_retry_and_usage(self):
         s = self.s
@@ -366,6 +470,256 @@ class OutboxPg(unittest.TestCase):
 
 # ---- brokers ---------------------------------------------------------------
 
+class OutboxDynamoDB(unittest.TestCase):
+    """The outbox in a DynamoDB store's own table (DynamoDB Local 1.25 from the npm
+    package amplify-dynamodb-simulator on openjdk-17, scripts/ddblocal.sh): a
+    committed change has its event item (read back with the AWS CLI), a refused one
+    (stale If-Match) has none, and the relay publishes the table's outbox to RabbitMQ
+    in order per subject with a lease that keeps two relays off one event."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not shutil.which("aws"):
+            raise unittest.SkipTest("the AWS CLI is missing (apt-get install awscli)")
+        cls.ddir = tempfile.mkdtemp(prefix="pxddbl")
+        r = subprocess.run([str(REPO / "scripts" / "ddblocal.sh"), "start", cls.ddir],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=90)
+        if r.returncode != 0:
+            subprocess.run([str(REPO / "scripts" / "ddblocal.sh"), "stop", cls.ddir], timeout=30)
+            shutil.rmtree(cls.ddir, ignore_errors=True)
+            raise unittest.SkipTest("DynamoDB Local did not start: %s" % r.stderr.strip()[-300:])
+        cls.endpoint = r.stdout.strip()
+        cls.aws = {"AWS_ENDPOINT_URL": cls.endpoint, "AWS_REGION": "us-east-1",
+                   "AWS_ACCESS_KEY_ID": "AKIDPXEVENTS", "AWS_SECRET_ACCESS_KEY": "px-events-secret"}
+
+    @classmethod
+    def tearDownClass(cls):
+        subprocess.run([str(REPO / "scripts" / "ddblocal.sh"), "stop", cls.ddir], timeout=30)
+        shutil.rmtree(cls.ddir, ignore_errors=True)
+
+    def setUp(self):
+        self.table = "ev" + uuid.uuid4().hex[:10]
+        self.s = Stores(env=dict(self.aws), extra=[
+            "--config-store", "dynamodb:%s-config" % self.table,
+            "--product-store", "dynamodb:%s-products" % self.table])
+        self.s.serve()
+
+    def tearDown(self):
+        self.s.close()
+
+    def outbox_items(self, table):
+        r = subprocess.run(
+            ["aws", "--endpoint-url", self.endpoint, "--region", "us-east-1", "dynamodb", "query",
+             "--table-name", table, "--consistent-read",
+             "--key-condition-expression", "pk = :p", "--expression-attribute-values",
+             json.dumps({":p": {"S": "OUTBOX#default"}}), "--output", "json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60,
+            env=base_env(self.aws))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return [{"sk": it["sk"]["S"], "status": it["status"]["S"],
+                 "event": json.loads(it["event"]["S"])} for it in json.loads(r.stdout)["Items"]]
+
+    def test_1_config_change_commits_its_event(self):
+        s = self.s
+        t = self.table + "-config"
+        self.assertEqual(s.config("app.limit", 1)[0], 201)
+        self.assertEqual(s.config("app.limit", 2, 1)[0], 200)
+        self.assertEqual(s.config("app.limit", 3, 1)[0], 412)  # stale If-Match: no event
+        self.assertEqual(s.config("app.limit", 3)[0], 412)  # exists: no event
+        self.assertEqual(s.config("db.secret_pw", "hunter2hunter2")[0], 201)
+        items = self.outbox_items(t)
+        got = [(x["event"]["subject"], x["event"]["data"]["version"], x["event"]["data"]["value"])
+               for x in items]
+        self.assertEqual(got, [("app.limit", 1, 1), ("app.limit", 2, 2),
+                               ("db.secret_pw", 1, "[REDACTED]")])
+        self.assertTrue(all(x["status"] == "waiting" for x in items))
+        self.assertNotIn("hunter2hunter2", json.dumps(items))
+        # events list reads the same outbox
+        listed = [x["event"]["id"] for x in s.events()
+                  if x["event"]["type"] == "pricing.config.changed.v1"]
+        self.assertEqual(sorted(listed), sorted(x["event"]["id"] for x in items))
+
+    def test_2_product_change_commits_its_event(self):
+        s = self.s
+        t = self.table + "-products"
+        self.assertEqual(s.create("DD-1")[0], 201)
+        st, _, _ = s.request("PUT", "/products/DD-1", {"name": "renamed", "category": "c"},
+                             {"If-Match": '"1"'})
+        self.assertEqual(st, 200)
+        st, _, _ = s.request("PUT", "/products/DD-1", {"name": "stale", "category": "c"},
+                             {"If-Match": '"1"'})
+        self.assertEqual(st, 412)
+        self.assertEqual(s.price("DD-1", 2, "9.99")[0], 200)
+        items = self.outbox_items(t)
+        self.assertEqual([(x["event"]["type"], x["event"]["data"]["name"]) for x in items],
+                         [("pricing.product.created.v1", "n DD-1"),
+                          ("pricing.product.updated.v1", "renamed")])
+        # the price change's event lives with the price row, in the SQL price store
+        self.assertEqual(s.sqlite("prices.db", "SELECT count(*) FROM outbox").strip(), "1")
+
+    def test_3_relay_publishes_in_order_once(self):
+        s = self.s
+        if not shutil.which("amqp-consume"):
+            self.skipTest("amqp-tools missing")
+        rdir = tempfile.mkdtemp(prefix="pxrmq", dir="/tmp")
+        rmq = str(REPO / "scripts" / "rabbitmq.sh")
+        r = subprocess.run([rmq, "start", rdir], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=120)
+        try:
+            if r.returncode != 0:
+                self.skipTest("RabbitMQ did not start: %s" % r.stderr.strip()[-300:])
+            sink = "%s?exchange=%s" % (r.stdout.strip(), EXCHANGE)
+            env = dict(self.aws, EVENT_SINK=sink)
+            r = s.run("events", "relay", "--once", *s.store_flags(), env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            c = Consumer(sink.split("?")[0], EXCHANGE)
+            try:
+                for i in range(3):
+                    pid = "DO-%d" % i
+                    self.assertEqual(s.create(pid)[0], 201)
+                    for v in range(1, 4):
+                        st, _, _ = s.request("PUT", "/products/" + pid,
+                                             {"name": "v%d" % v, "category": "c"},
+                                             {"If-Match": '"%d"' % v})
+                        self.assertEqual(st, 200)
+                    self.assertEqual(s.config("k.%d" % i, 0)[0], 201)
+                    self.assertEqual(s.config("k.%d" % i, 1, 1)[0], 200)
+                lines = s.events()
+                self.assertEqual(len(lines), 3 * 4 + 3 * 2)
+                # two relays at once, small batches: leases keep each event with one
+                env2 = dict(env, EVENT_BATCH="2")
+                procs = [subprocess.Popen([binary(), "events", "relay", "--once"] +
+                                          s.store_flags(), env=base_env(env2), cwd=s.dir,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          text=True) for _ in range(2)]
+                for p in procs:
+                    out, err = p.communicate(timeout=120)
+                    self.assertEqual(p.returncode, 0, err)
+                r = s.run("events", "relay", "--once", *s.store_flags(), env=env)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                got = c.messages(len(lines), 30)
+                ids = [e["id"] for e in got]
+                self.assertEqual(sorted(ids), sorted(x["event"]["id"] for x in lines))
+                by = {}
+                for e in got:
+                    by.setdefault(e["subject"], []).append(e["data"]["version"])
+                for subject, versions in by.items():
+                    self.assertEqual(versions, sorted(versions), subject)
+                self.assertTrue(all(x["status"] == "sent" for x in s.events()))
+            finally:
+                c.close()
+        finally:
+            subprocess.run([rmq, "stop", rdir], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=120)
+            shutil.rmtree(rdir, ignore_errors=True)
+
+
+    def test_4_lease_held_elsewhere_then_expired(self):
+        """A lease another relay holds keeps its subject back (the later events of
+        that subject too) until it expires; the other subjects go on."""
+        s = self.s
+        t = self.table + "-config"
+        for k in ("a.one", "b.two"):
+            self.assertEqual(s.config(k, 0)[0], 201)
+            self.assertEqual(s.config(k, 1, 1)[0], 200)
+        first = next(x for x in self.outbox_items(t) if x["sk"].startswith("a.one#"))
+        now = int(time.time() * 1000)
+
+        def lease(until):
+            r = subprocess.run(
+                ["aws", "--endpoint-url", self.endpoint, "--region", "us-east-1", "dynamodb",
+                 "update-item", "--table-name", t, "--key",
+                 json.dumps({"pk": {"S": "OUTBOX#default"}, "sk": {"S": first["sk"]}}),
+                 "--update-expression", "SET lease_owner = :o, lease_until = :u",
+                 "--expression-attribute-values",
+                 json.dumps({":o": {"S": "another-relay"}, ":u": {"N": str(until)}})],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60,
+                env=base_env(self.aws))
+            self.assertEqual(r.returncode, 0, r.stderr)
+
+        lease(now + 600000)
+        fdir = tempfile.mkdtemp(prefix="pxfq")
+        fq = str(REPO / "scripts" / "fauxqs.sh")
+        r = subprocess.run([fq, "start", fdir], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=60)
+        try:
+            if r.returncode != 0:
+                self.skipTest("fauxqs did not start: %s" % r.stderr.strip()[-300:])
+            aws = dict(self.aws, AWS_ENDPOINT_URL_SQS=r.stdout.strip())
+            q = subprocess.run(["node", str(REPO / "tests" / "integration" / "sqs_tool.mjs"),
+                                "create-queue", "evl%s" % uuid.uuid4().hex[:8]],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               timeout=60, env=base_env(dict(aws, AWS_ENDPOINT_URL=r.stdout.strip())),
+                               cwd=str(REPO))
+            self.assertEqual(q.returncode, 0, q.stderr)
+            env = dict(aws, EVENT_SINK="sqs:" + q.stdout.strip())
+            r = s.run("events", "relay", "--once", *s.store_flags(), env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            st = {x["sk"]: x["status"] for x in self.outbox_items(t)}
+            self.assertEqual(sorted(v for k, v in st.items() if k.startswith("a.one#")),
+                             ["waiting", "waiting"])  # held, and the one behind it
+            self.assertEqual(sorted(v for k, v in st.items() if k.startswith("b.two#")),
+                             ["sent", "sent"])
+            lease(now - 1)  # the other relay's lease ran out
+            r = s.run("events", "relay", "--once", *s.store_flags(), env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertTrue(all(x["status"] == "sent" for x in self.outbox_items(t)))
+        finally:
+            subprocess.run([fq, "stop", fdir], timeout=60)
+            shutil.rmtree(fdir, ignore_errors=True)
+
+    def test_5_lambda_event_relay_reads_the_tables(self):
+        """_HANDLER=event-relay configured as in infra/template.yaml (PRODUCT_STORE and
+        CONFIG_STORE on DynamoDB, prices in SQL) publishes all three outboxes."""
+        s = self.s
+        self.assertEqual(s.create("LR-1")[0], 201)
+        self.assertEqual(s.price("LR-1", 1, "2.50")[0], 200)
+        self.assertEqual(s.config("app.lr", 1)[0], 201)
+        lines = s.events()
+        self.assertEqual(sorted(x["event"]["type"] for x in lines),
+                         ["pricing.config.changed.v1", "pricing.price.changed.v1",
+                          "pricing.product.created.v1"])
+        fdir = tempfile.mkdtemp(prefix="pxfq")
+        fq = str(REPO / "scripts" / "fauxqs.sh")
+        r = subprocess.run([fq, "start", fdir], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=60)
+        try:
+            if r.returncode != 0:
+                self.skipTest("fauxqs did not start: %s" % r.stderr.strip()[-300:])
+            sqs = r.stdout.strip()
+            tool = ["node", str(REPO / "tests" / "integration" / "sqs_tool.mjs")]
+            tenv = base_env(dict(self.aws, AWS_ENDPOINT_URL=sqs))
+            q = subprocess.run(tool + ["create-queue", "evlr%s" % uuid.uuid4().hex[:8]],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               timeout=60, env=tenv, cwd=str(REPO))
+            self.assertEqual(q.returncode, 0, q.stderr)
+            q = q.stdout.strip()
+            boot = os.path.join(s.dir, "bootstrap")
+            os.symlink(binary(), boot)
+            ev = os.path.join(s.dir, "scheduled.json")
+            with open(ev, "w") as f:
+                json.dump({"version": "0", "id": str(uuid.uuid4()),
+                           "detail-type": "Scheduled Event", "source": "aws.events",
+                           "time": "2026-01-01T00:00:00Z", "detail": {}}, f)
+            env = dict(self.aws, AWS_ENDPOINT_URL_SQS=sqs, EVENT_SINK="sqs:" + q,
+                       PRICE_DB=s.price_db, AUDIT_STORE="sqlite:%s/audit.db" % s.dir,
+                       PRODUCT_STORE=s.stores["--product-store"],
+                       CONFIG_STORE=s.stores["--config-store"])
+            r = s.run("emulate", "--handler", "event-relay", "--timeout", "30", "--bootstrap",
+                      boot, "--event", ev, env=env, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+            answer = json.loads(r.stdout)
+            self.assertEqual((answer["published"], answer["waiting"]), (3, 0), answer)
+            got = subprocess.run(tool + ["receive", q, "3", "10"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, timeout=60, env=tenv,
+                                 cwd=str(REPO))
+            ids = sorted(json.loads(json.loads(x)["body"])["id"]
+                         for x in got.stdout.splitlines())
+            self.assertEqual(ids, sorted(x["event"]["id"] for x in lines))
+        finally:
+            subprocess.run([fq, "stop", fdir], timeout=60)
+            shutil.rmtree(fdir, ignore_errors=True)
+
 class Consumer:
     """amqp-consume (Debian amqp-tools) running for the whole test: it declares
     its queue, binds it to the exchange for every routing key and appends each
@@ -496,10 +850,14 @@ class RelayAmqp(unittest.TestCase):
     def test_3_killed_between_publish_and_mark(self):
         self.writes(4, 2)
         lines = self.s.events()
-        r = self.relay_once({"PX_EVENTS_TEST_KILL_AFTER": "3", "EVENT_LEASE_MS": "500"})
-        self.assertEqual(r.returncode, -signal.SIGKILL, r.stderr)
+        with open(os.path.join(self.rdir, "rabbit.pid")) as f:
+            broker = int(f.read().strip())
+        rc = kill_between_publish_and_mark(self.s, {"EVENT_SINK": self.sink,
+                                                    "EVENT_LEASE_MS": "500"}, broker)
+        self.assertEqual(rc, -signal.SIGKILL)
         after = self.s.events()
-        self.assertEqual(sum(1 for x in after if x["status"] == "sent"), 2)
+        self.assertEqual(sum(1 for x in after if x["status"] == "sent"), 0)
+        self.assertEqual(len(self.c.messages(1, 10)), 1)  # published, never marked
         time.sleep(0.6)  # the dead relay's lease runs out
         r = self.relay_once()
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -507,8 +865,29 @@ class RelayAmqp(unittest.TestCase):
         ids = [e["id"] for e in got]
         self.assertEqual(set(ids), {x["event"]["id"] for x in lines})  # nothing lost
         dup = [i for i in set(ids) if ids.count(i) > 1]
-        self.assertEqual(len(dup), 1, ids)  # the third, re-sent with the same id
+        self.assertEqual(len(dup), 1, ids)  # the first, re-sent with the same id
         self.assertEqual(len(ids), len(lines) + 1)
+
+    def test_7_config_events_arrive(self):
+        """pricing.config.changed.v1 from config.db's outbox reaches RabbitMQ, in
+        version order per key, a secret's value redacted; the refused change has none."""
+        secret = "s3cr3t-%s" % uuid.uuid4().hex
+        self.assertEqual(self.s.config("app.mode", "a")[0], 201)
+        for v in range(1, 4):
+            self.assertEqual(self.s.config("app.mode", "m%d" % v, v)[0], 200)
+        self.assertEqual(self.s.config("app.mode", "late", 1)[0], 412)
+        self.assertEqual(self.s.config("db.secret_password", secret)[0], 201)
+        r = self.relay_once()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = self.c.messages(5, 20)
+        self.assertEqual(len(got), 5, got)
+        self.assertTrue(all(e["type"] == "pricing.config.changed.v1" for e in got))
+        self.assertEqual([e["data"]["value"] for e in got if e["subject"] == "app.mode"],
+                         ["a", "m1", "m2", "m3"])
+        self.in_order_per_subject(got)
+        self.assertNotIn(secret, json.dumps(got))
+        self.assertEqual([e["data"]["value"] for e in got if e["subject"] == "db.secret_password"],
+                         ["[REDACTED]"])
 
     def test_4_poison_parked_and_retried(self):
         self.writes(1, 1)
@@ -683,6 +1062,21 @@ class RelaySqsSns(unittest.TestCase):
             self.assertEqual(m["type"], json.loads(m["body"])["type"])
 
 
+    def test_5_config_event_to_sqs(self):
+        self.assertEqual(self.s.config("app.flag", True)[0], 201)
+        self.assertEqual(self.s.config("app.secret_token", "t0ps3cr3t")[0], 201)
+        self.assertEqual(self.s.config("app.flag", False, 9)[0], 412)  # refused: no event
+        lines = self.s.events()
+        self.assertEqual(len(lines), len(self.lines) + 2)
+        q = self.tool("create-queue", "evc%s" % uuid.uuid4().hex[:8]).strip()
+        self.relay("sqs:" + q)
+        got = [json.loads(json.loads(x)["body"]) for x in
+               self.tool("receive", q, str(len(lines)), "10").splitlines()]
+        cfg = sorted((e["subject"], e["data"]["value"]) for e in got
+                     if e["type"] == "pricing.config.changed.v1")
+        self.assertEqual(cfg, [("app.flag", True), ("app.secret_token", "[REDACTED]")])
+        self.assertNotIn("t0ps3cr3t", json.dumps(got))
+
     def test_3_lambda_event_relay(self):
         """_HANDLER=event-relay under the Runtime API emulator: a scheduled event
         publishes the outbox; the answer and one EMF line carry the counts."""
@@ -715,10 +1109,10 @@ class RelaySqsSns(unittest.TestCase):
         """examples/event-consumer.mjs handles a re-sent event once."""
         q = self.tool("create-queue", "evd%s" % uuid.uuid4().hex[:8]).strip()
         env = dict(self.aws)
-        env.update({"EVENT_SINK": "sqs:" + q, "PX_EVENTS_TEST_KILL_AFTER": "2",
-                    "EVENT_LEASE_MS": "300"})
-        r = self.s.run("events", "relay", "--once", *self.s.store_flags(), env=env)
-        self.assertEqual(r.returncode, -signal.SIGKILL)
+        env.update({"EVENT_SINK": "sqs:" + q, "EVENT_LEASE_MS": "300"})
+        with open(os.path.join(self.fdir, "fauxqs.pid")) as f:
+            broker = int(f.read().strip())
+        self.assertEqual(kill_between_publish_and_mark(self.s, env, broker), -signal.SIGKILL)
         time.sleep(0.4)
         self.relay("sqs:" + q)
         seen = os.path.join(self.s.dir, "seen.txt")

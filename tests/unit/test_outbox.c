@@ -38,7 +38,7 @@ static int setup(void **state)
         return -1;
     px_product_close(ps);
     f.a = px_arena_new(1 << 20);
-    if (!f.a || px_outbox_open(f.spec, 2000, &f.o, err, sizeof(err)) != PX_OK)
+    if (!f.a || px_outbox_open(f.spec, NULL, 2000, &f.o, err, sizeof(err)) != PX_OK)
         return -1;
     *state = &f;
     return 0;
@@ -185,12 +185,46 @@ static void test_park_and_retry(void **state)
     px_outbox_rows_free(r, n);
 }
 
+/* The DynamoDB outbox item: keys that sort a subject's events by ord (as
+ * numbers, through the zero padding), and a put that never overwrites. */
+static void test_ddb_item(void **state)
+{
+    struct fx *f = *state;
+    struct px_event ev;
+    char a[200], b[200], pk[80];
+    px_outbox_ddb_sk("PROD-1", px_event_ord(9, 1), a, sizeof(a));
+    px_outbox_ddb_sk("PROD-1", px_event_ord(10, 0), b, sizeof(b));
+    assert_string_equal(a, "PROD-1#0000000000000000073");
+    assert_true(strcmp(a, b) < 0); /* 73 < 80, as text too */
+    px_outbox_ddb_pk(NULL, pk, sizeof(pk));
+    assert_string_equal(pk, "OUTBOX#default");
+    assert_int_equal(px_event_build(&ev, f->a, PX_EVENT_CONFIG_CHANGED, "config-service", "app.x",
+                                    px_event_ord(2, 0), "{\"v\":1}"),
+                     PX_OK);
+    json_t *put = px_outbox_ddb_put("cfg", &ev);
+    assert_non_null(put);
+    const json_t *p = json_object_get(put, "Put");
+    assert_string_equal(json_string_value(json_object_get(p, "TableName")), "cfg");
+    assert_string_equal(json_string_value(json_object_get(p, "ConditionExpression")),
+                        "attribute_not_exists(pk)");
+    const json_t *it = json_object_get(p, "Item");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(it, "sk"), "S")),
+                        "app.x#0000000000000000016");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(it, "status"), "S")),
+                        "waiting");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(it, "event"), "S")),
+                        ev.json);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(it, "id"), "S")), ev.id);
+    json_decref(put);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_event_shape, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_order_and_leases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_park_and_retry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ddb_item, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

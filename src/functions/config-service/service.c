@@ -3,6 +3,7 @@
 #include "kernel/config_cache.h"
 #include "kernel/log.h"
 #include "kernel/tenant.h"
+#include "store/outbox.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -43,6 +44,45 @@ static const char *change_of(struct px_arena *a, const char *key, const char *va
     return out;
 }
 
+/* The change's pricing.config.changed.v1 event (CONTRACT §10): data
+ * {"key","value","version","previous":{"value","version"}|null,"changedBy"};
+ * a secret key's values are redacted as in its audit record, since the event
+ * leaves the service. */
+static px_rc build_event(struct ctx *c, const struct px_config_item *next, const char *before,
+                         struct px_event **out)
+{
+    struct px_arena *a = c->req->arena;
+    struct px_event *ev = px_arena_calloc(a, sizeof(*ev));
+    struct px_buf b;
+    px_buf_init(&b, PX_EVENT_MAX_JSON);
+    px_rc rc = ev ? px_buf_adds(&b, "{\"key\":") : PX_ERR_NOMEM;
+    if (!rc)
+        rc = px_buf_json_strz(&b, next->key);
+    if (!rc)
+        rc = px_buf_adds(&b, ",\"value\":");
+    if (!rc)
+        rc = px_cs_key_secret(next->key) ? px_buf_json_strz(&b, PX_CS_REDACTED)
+                                         : px_buf_adds(&b, next->value);
+    if (!rc)
+        rc = px_buf_printf(&b, ",\"version\":%ld,\"previous\":", next->version);
+    if (!rc)
+        rc = px_buf_adds(&b, before ? before : "null");
+    if (!rc)
+        rc = px_buf_adds(&b, ",\"changedBy\":");
+    if (!rc)
+        rc = px_buf_json_strz(&b, c->rec.principal);
+    if (!rc)
+        rc = px_buf_adds(&b, "}");
+    if (!rc)
+        rc = px_event_build(ev, a, PX_EVENT_CONFIG_CHANGED, "config-service", next->key,
+                            px_event_ord(next->version, 0), b.data);
+    if (!rc && c->req->tenant) /* TENANCY=on: the event is the tenant's */
+        ev->tenant = c->req->tenant;
+    px_buf_free(&b);
+    *out = rc ? NULL : ev;
+    return rc;
+}
+
 /* The record saying a change whose record is durable did not happen: same
  * request id, a later ts, so its key differs. */
 static void record_failure(struct ctx *c)
@@ -79,14 +119,19 @@ static px_rc on_apply(void *arg, const struct px_config_item *cur, struct px_con
     c->rec.after = change_of(a, w->key, next->value, next->version);
     if ((cur && !c->rec.before) || !c->rec.after)
         return PX_ERR_NOMEM;
+    struct px_event *ev = NULL;
+    px_rc rc = build_event(c, next, c->rec.before, &ev);
+    if (rc)
+        return rc;
     /* 1. the record, durably; 2. the change. Never the other way round. */
-    px_rc rc = px_cs_repo_audit(c->app, &c->rec, c->req->deadline_ms);
+    rc = px_cs_repo_audit(c->app, &c->rec, c->req->deadline_ms);
     if (rc) {
         w->audit_failed = true;
         return rc;
     }
     c->recorded = true;
     w->result = *next;
+    next->event = ev; /* written by the store with the item */
     return PX_OK;
 }
 
