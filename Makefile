@@ -10,7 +10,7 @@ PORT       ?= 3000
 .PHONY: all deps build build-asan build-fuzz run test test-fast test-asan unit e2e fuzz bench format \
         format-check lint clean
 .PHONY: package coverage
-.PHONY: bench-backends bench-events
+.PHONY: bench-backends bench-events bench-integrity
 
 all: build
 
@@ -64,6 +64,12 @@ fuzz: build-fuzz
 
 bench: build
 	bench/run.sh $(BUILD)/pricing
+	bench/integrity.sh $(BUILD)/pricing
+
+# Look-ups with the audit trail's integrity on and off, alternated in one run,
+# and audit verify in records/s; replaces its section of bench/RESULTS.md.
+bench-integrity: build
+	bench/integrity.sh $(BUILD)/pricing
 
 # The same load with prices in PostgreSQL and the audit trail in dynalite;
 # appends its section to bench/RESULTS.md.

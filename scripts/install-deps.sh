@@ -9,7 +9,7 @@ want=(build-essential cmake pkg-config clang llvm libclang-rt-14-dev clang-forma
       libssl-dev openssl dpkg-dev libcmocka-dev python3 python3-jsonschema python3-yaml
       postgresql postgresql-client awscli nodejs npm yamllint util-linux
       procps curl zip unzip binutils librocksdb-dev gcovr gcc-aarch64-linux-gnu qemu-user
-      librabbitmq-dev rabbitmq-server amqp-tools zlib1g-dev)
+      librabbitmq-dev rabbitmq-server amqp-tools zlib1g-dev libzstd-dev faketime)
 if [ "${1:-}" = "--print" ]; then printf '%s\n' "${want[@]}"; exit 0; fi
 
 missing=()
@@ -34,9 +34,9 @@ fi
 
 # npm packages pinned by package-lock.json (dynalite for the DynamoDB tests,
 # fauxqs for the SQS/SNS event tests, the OpenFeature SDK and its OFREP provider
-# for the config-service tests).
+# for the config-service tests, s3rver: a local S3 for audit export to s3://).
 if [ -f package-lock.json ] && { [ ! -d node_modules/dynalite ] || [ ! -d node_modules/fauxqs ] ||
-  [ ! -d node_modules/@openfeature/ofrep-provider ]; }; then
+  [ ! -d node_modules/@openfeature/ofrep-provider ] || [ ! -d node_modules/s3rver ]; }; then
   echo "install-deps: npm ci" >&2
   npm ci --no-audit --no-fund --loglevel=error >/dev/null
 fi

@@ -12,6 +12,7 @@
 #include "kernel/fs.h"
 #include "store/audit.h"
 #include "store/audit_chain.h"
+#include "store/s3.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -23,6 +24,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
+#ifdef PX_HAVE_ZSTD
+#include <zstd.h>
+#endif
 
 #define FILE_RECORDS  100000 /* records per data file */
 #define DIGESTS_MAX   100000
@@ -30,6 +34,7 @@
 #define LINE_MAX_LEN  (2 * PX_AUDIT_CHANGE_MAX + 8192)
 #define DIGEST_PREFIX "digest-"
 #define ORIGIN        "pricing.audit/export/v1"
+#define S3_OBJECT_MAX (512 * 1024 * 1024) /* one uploaded file, read whole */
 
 /* SHA-256 of a whole file as hex; false when it cannot be read. */
 static bool file_sha256(const char *path, char hex[PX_CHAIN_HEX_LEN + 1])
@@ -97,12 +102,29 @@ static long last_digest(const char *dir)
     return max;
 }
 
+static int cmp_str_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 /* ---- export ------------------------------------------------------------------------------ */
+
+/* How data files are compressed. */
+enum packing { PACK_GZ, PACK_ZST, PACK_NONE };
+
+static const char *const pack_ext[] = {".jsonl.gz", ".jsonl.zst", ".jsonl"};
 
 struct exporter {
     const char *dir;
     long seq;
-    gzFile gz;
+    enum packing pack;
+    bool open;
+    gzFile gz; /* PACK_GZ, PACK_NONE (zlib's transparent mode) */
+#ifdef PX_HAVE_ZSTD
+    FILE *fp; /* PACK_ZST */
+    ZSTD_CCtx *zc;
+    char zout[64 * 1024];
+#endif
     char path[4096];
     size_t files;
     uint64_t in_file, total;
@@ -111,14 +133,84 @@ struct exporter {
     char err[512];
 };
 
+#ifdef PX_HAVE_ZSTD
+/* Feeds data (or, with end, finishes the frame) to the zstd file. */
+static bool zst_put(struct exporter *x, const void *data, size_t len, bool end)
+{
+    ZSTD_inBuffer in = {data, len, 0};
+    for (;;) {
+        ZSTD_outBuffer o = {x->zout, sizeof(x->zout), 0};
+        size_t left = ZSTD_compressStream2(x->zc, &o, &in, end ? ZSTD_e_end : ZSTD_e_continue);
+        if (ZSTD_isError(left) || fwrite(x->zout, 1, o.pos, x->fp) != o.pos)
+            return false;
+        if (end ? left == 0 : in.pos == in.size)
+            return true;
+    }
+}
+#endif
+
+static bool file_write(struct exporter *x, const void *data, size_t len)
+{
+#ifdef PX_HAVE_ZSTD
+    if (x->pack == PACK_ZST)
+        return zst_put(x, data, len, false);
+#endif
+    return gzwrite(x->gz, data, (unsigned)len) == (int)len;
+}
+
+/* Closes the file; false when any of it could not be written. */
+static bool file_close(struct exporter *x)
+{
+    bool ok = true;
+#ifdef PX_HAVE_ZSTD
+    if (x->pack == PACK_ZST) {
+        ok = zst_put(x, NULL, 0, true);
+        ok = fclose(x->fp) == 0 && ok;
+        ZSTD_freeCCtx(x->zc);
+        x->fp = NULL;
+        x->zc = NULL;
+        return ok;
+    }
+#endif
+    ok = gzclose(x->gz) == Z_OK;
+    x->gz = NULL;
+    return ok;
+}
+
+static bool file_open(struct exporter *x, int fd)
+{
+#ifdef PX_HAVE_ZSTD
+    if (x->pack == PACK_ZST) {
+        x->fp = fdopen(fd, "wb");
+        x->zc = x->fp ? ZSTD_createCCtx() : NULL;
+        /* level 6 as gzip's 6; a checksum in the frame catches damage on its own */
+        if (x->zc && !ZSTD_isError(ZSTD_CCtx_setParameter(x->zc, ZSTD_c_compressionLevel, 6)) &&
+            !ZSTD_isError(ZSTD_CCtx_setParameter(x->zc, ZSTD_c_checksumFlag, 1)))
+            return true;
+        ZSTD_freeCCtx(x->zc);
+        x->zc = NULL;
+        if (x->fp)
+            fclose(x->fp);
+        else
+            close(fd);
+        x->fp = NULL;
+        return false;
+    }
+#endif
+    x->gz = gzdopen(fd, x->pack == PACK_NONE ? "wT" : "wb6");
+    if (!x->gz)
+        close(fd);
+    return x->gz != NULL;
+}
+
 static px_rc close_file(struct exporter *x)
 {
-    if (!x->gz)
+    if (!x->open)
         return PX_OK;
-    int e = gzclose(x->gz);
-    x->gz = NULL;
+    x->open = false;
+    bool ok = file_close(x);
     char hex[PX_CHAIN_HEX_LEN + 1];
-    if (e != Z_OK || !file_sha256(x->path, hex)) {
+    if (!ok || !file_sha256(x->path, hex)) {
         snprintf(x->err, sizeof(x->err), "cannot write %.300s", x->path);
         return PX_ERR_IO;
     }
@@ -134,24 +226,22 @@ static px_rc export_one(void *arg, const struct px_audit_record *r)
 {
     struct exporter *x = arg;
     px_rc rc = PX_OK;
-    if (x->gz && x->in_file == FILE_RECORDS)
+    if (x->open && x->in_file == FILE_RECORDS)
         rc = close_file(x);
-    if (!rc && !x->gz) {
+    if (!rc && !x->open) {
         if (x->files == FILES_MAX) {
             snprintf(x->err, sizeof(x->err), "more than %d files in one export: narrow --from/--to",
                      FILES_MAX);
             return PX_ERR_TOO_LARGE;
         }
-        snprintf(x->path, sizeof(x->path), "%s/records-%06ld-%04zu.jsonl.gz", x->dir, x->seq,
-                 ++x->files);
+        snprintf(x->path, sizeof(x->path), "%s/records-%06ld-%04zu%s", x->dir, x->seq, ++x->files,
+                 pack_ext[x->pack]);
         int fd = open(x->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-        x->gz = fd >= 0 ? gzdopen(fd, "wb6") : NULL;
-        if (!x->gz) {
-            if (fd >= 0)
-                close(fd);
+        if (fd < 0 || !file_open(x, fd)) {
             snprintf(x->err, sizeof(x->err), "cannot create %.300s: %s", x->path, strerror(errno));
             return PX_ERR_IO;
         }
+        x->open = true;
         x->in_file = 0;
     }
     if (rc)
@@ -160,7 +250,7 @@ static px_rc export_one(void *arg, const struct px_audit_record *r)
     rc = px_audit_record_json(r, &x->line);
     if (!rc)
         rc = px_buf_add(&x->line, "\n", 1);
-    if (!rc && gzwrite(x->gz, x->line.data, (unsigned)x->line.len) != (int)x->line.len) {
+    if (!rc && !file_write(x, x->line.data, x->line.len)) {
         snprintf(x->err, sizeof(x->err), "cannot write %.300s", x->path);
         rc = PX_ERR_IO;
     }
@@ -189,17 +279,286 @@ static px_rc write_new_file(const char *path, const char *data, size_t len, char
     return PX_OK;
 }
 
-int px_audit_export(const struct px_config *cfg, const char *from, const char *to, const char *out)
+/* Exports the records of [f, t] into dir (which must exist) as export seq
+ * chained to prev (hex SHA-256 of the previous digest file); *dpath gets the
+ * digest's path. err gets one line on failure. */
+static px_rc export_run(const struct px_config *cfg, const struct px_chain_key *key,
+                        enum packing pack, const char *f, const char *t, const char *dir, long seq,
+                        const char *prev, char *dpath, size_t dcap, uint64_t *total, size_t *files,
+                        char *err, size_t errlen)
+{
+    struct exporter x = {.dir = dir, .seq = seq, .pack = pack};
+    px_buf_init(&x.line, LINE_MAX_LEN);
+    px_buf_init(&x.text, PX_NOTE_MAX / 2);
+    const struct px_audit_opts aopts = px_cli_audit_opts(cfg);
+    struct px_audit_store *store = px_cli_audit_open("audit export", cfg, &aopts);
+    char now[25];
+    px_chain_now_ts(now);
+    px_rc rc = store ? PX_OK : PX_ERR_UNAVAILABLE;
+    if (!rc)
+        rc = px_buf_printf(&x.text, ORIGIN "\nseq %ld\nprevious %s\nfrom %s\nto %s\ncreated %s\n",
+                           x.seq, prev, f[0] ? f : "-", t[0] ? t : "-", now);
+    if (!rc) {
+        rc = px_audit_scan(store, f[0] ? f : NULL, t[0] ? t : NULL, export_one, &x, err, errlen);
+        if (rc == PX_ERR_INVALID && !err[0])
+            snprintf(err, errlen, "this store (%.300s) cannot be exported yet", cfg->audit_store);
+    }
+    if (!rc)
+        rc = close_file(&x);
+    else
+        (void)close_file(&x);
+    char *note = NULL;
+    size_t nlen = 0;
+    if (!rc) {
+        note = malloc(x.text.len + 256);
+        rc = note ? px_note_sign(key, x.text.data, x.text.len, note, x.text.len + 256, &nlen)
+                  : PX_ERR_NOMEM;
+    }
+    if (!rc) {
+        snprintf(dpath, dcap, "%s/" DIGEST_PREFIX "%06ld.txt", dir, x.seq);
+        rc = write_new_file(dpath, note, nlen, err, errlen);
+    }
+    if (rc && x.err[0])
+        snprintf(err, errlen, "%s", x.err);
+    else if (rc && !err[0])
+        snprintf(err, errlen, "%s", store ? px_strerror(rc) : "cannot open the audit store");
+    *total = x.total;
+    *files = x.files;
+    free(note);
+    px_buf_free(&x.line);
+    px_buf_free(&x.text);
+    px_audit_close(store);
+    return rc;
+}
+
+/* ---- s3:// destinations ------------------------------------------------------------------ */
+
+struct s3_last {
+    const char *prefix;
+    long max;
+};
+
+static px_rc s3_last_digest(void *arg, const char *k)
+{
+    struct s3_last *l = arg;
+    size_t pl = strlen(l->prefix);
+    long n = strncmp(k, l->prefix, pl) == 0 ? digest_number(k + pl) : 0;
+    if (n > l->max)
+        l->max = n;
+    return PX_OK;
+}
+
+/* Reads a local file whole (at most cap bytes). */
+static px_rc slurp(const char *path, size_t cap, struct px_buf *out)
+{
+    FILE *fp = fopen(path, "rbe");
+    if (!fp)
+        return PX_ERR_IO;
+    px_buf_init(out, cap);
+    char buf[65536];
+    size_t n;
+    px_rc rc = PX_OK;
+    while (!rc && (n = fread(buf, 1, sizeof(buf), fp)) > 0)
+        rc = px_buf_add(out, buf, n);
+    if (!rc && ferror(fp))
+        rc = PX_ERR_IO;
+    fclose(fp);
+    return rc;
+}
+
+/* Removes the staging directory and what is in it (only files). */
+static void remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    char p[4400];
+    while (d && (de = readdir(d))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        snprintf(p, sizeof(p), "%.4000s/%.255s", dir, de->d_name);
+        unlink(p);
+    }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+}
+
+/* Uploads each file of the staging dir: data files first, the digest last, so
+ * a digest in the bucket never names a file that is not there yet. */
+static px_rc s3_upload(struct px_s3 *s3, const char *dir, const char *prefix, const char *dpath,
+                       char *err, size_t errlen)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        snprintf(err, errlen, "cannot read %.300s", dir);
+        return PX_ERR_IO;
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    px_rc rc = PX_OK;
+    struct dirent *de;
+    while (!rc && (de = readdir(d))) {
+        if (!is_data_file(de->d_name))
+            continue;
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            char **g = nc <= FILES_MAX * 2 ? realloc(names, nc * sizeof(*g)) : NULL;
+            if (!g) {
+                rc = PX_ERR_NOMEM;
+                break;
+            }
+            names = g;
+            cap = nc;
+        }
+        if (!(names[n] = strdup(de->d_name)))
+            rc = PX_ERR_NOMEM;
+        else
+            n++;
+    }
+    closedir(d);
+    if (n)
+        qsort(names, n, sizeof(*names), cmp_str_names);
+    const char *dbase = strrchr(dpath, '/');
+    dbase = dbase ? dbase + 1 : dpath;
+    for (size_t i = 0; !rc && i <= n; i++) {
+        const char *name = i < n ? names[i] : dbase;
+        char local[4400], key[1200];
+        snprintf(local, sizeof(local), "%.4000s/%.255s", dir, name);
+        snprintf(key, sizeof(key), "%.900s%.255s", prefix, name);
+        struct px_buf data;
+        rc = slurp(local, S3_OBJECT_MAX, &data);
+        if (rc)
+            snprintf(err, errlen, "cannot read %.300s (larger than %d MiB?)", local,
+                     S3_OBJECT_MAX >> 20);
+        else
+            rc = px_s3_put(s3, key, data.data ? data.data : "", data.len, true, err, errlen);
+        px_buf_free(&data);
+        if (rc == PX_ERR_CONFLICT)
+            snprintf(err, errlen,
+                     "s3 object %.900s exists already (another export at the same time?): "
+                     "nothing was replaced",
+                     key);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return rc;
+}
+
+static int export_s3(const struct px_config *cfg, const struct px_chain_key *key, enum packing pack,
+                     const char *f, const char *t, const char *out)
+{
+    char err[1024] = "", bucket[64] = "", prefix[1024] = "";
+    const char *b = out + 5, *slash = strchr(b, '/');
+    size_t bl = slash ? (size_t)(slash - b) : strlen(b);
+    const char *p = slash ? slash + 1 : "";
+    if (bl >= sizeof(bucket) || strlen(p) > 900) {
+        fprintf(stderr, "pricing audit export: %s: bucket or prefix too long\n", out);
+        return PX_EXIT_USAGE;
+    }
+    memcpy(bucket, b, bl);
+    snprintf(prefix, sizeof(prefix), "%s%s", p, *p && p[strlen(p) - 1] != '/' ? "/" : "");
+    char probe[1100];
+    snprintf(probe, sizeof(probe), "%sx", prefix);
+    if (!px_s3_bucket_ok(bucket) || !px_s3_key_ok(probe)) {
+        fprintf(stderr,
+                "pricing audit export: %s: want s3://BUCKET[/PREFIX], the prefix of A-Z a-z 0-9 "
+                "- . _ ~ and single '/'\n",
+                out);
+        return PX_EXIT_USAGE;
+    }
+    /* The endpoint as the AWS SDKs and CLI take it. */
+    const char *ep = getenv("AWS_ENDPOINT_URL_S3");
+    if (!ep || !*ep)
+        ep = getenv("AWS_ENDPOINT_URL");
+    const struct px_s3_config sc = {
+        .region = cfg->aws_region,
+        .endpoint = ep,
+        .access_key_id = cfg->aws_access_key_id,
+        .secret_access_key = cfg->aws_secret_access_key,
+        .session_token = cfg->aws_session_token,
+    };
+    struct px_s3 *s3 = NULL;
+    px_rc rc = px_s3_new(&sc, bucket, &s3, err, sizeof(err));
+    if (rc) {
+        fprintf(stderr, "pricing audit export: %s\n", err);
+        return PX_EXIT_USAGE;
+    }
+    /* The previous export is the highest digest under the prefix in the bucket. */
+    char dprefix[1100];
+    snprintf(dprefix, sizeof(dprefix), "%s" DIGEST_PREFIX, prefix);
+    struct s3_last last = {.prefix = prefix};
+    rc = px_s3_list(s3, dprefix, 0, s3_last_digest, &last, err, sizeof(err));
+    char prev[PX_CHAIN_HEX_LEN + 1];
+    memset(prev, '0', PX_CHAIN_HEX_LEN);
+    prev[PX_CHAIN_HEX_LEN] = '\0';
+    if (!rc && last.max > 0) {
+        char k[1200];
+        snprintf(k, sizeof(k), "%s" DIGEST_PREFIX "%06ld.txt", prefix, last.max);
+        struct px_buf d;
+        px_buf_init(&d, PX_NOTE_MAX);
+        rc = px_s3_get(s3, k, &d, err, sizeof(err));
+        unsigned char h[PX_CHAIN_HASH_LEN];
+        unsigned int hl = 0;
+        if (!rc && EVP_Digest(d.data ? d.data : "", d.len, h, &hl, EVP_sha256(), NULL) != 1)
+            rc = PX_ERR_INTERNAL;
+        if (!rc)
+            px_chain_hex(h, prev);
+        px_buf_free(&d);
+    }
+    char stage[4096] = "";
+    if (!rc) {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(stage, sizeof(stage), "%.3000s/pricing-export-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(stage)) {
+            snprintf(err, sizeof(err), "cannot create a staging directory %.300s: %s", stage,
+                     strerror(errno));
+            stage[0] = '\0';
+            rc = PX_ERR_IO;
+        }
+    }
+    char dpath[4200] = "";
+    uint64_t total = 0;
+    size_t files = 0;
+    if (!rc)
+        rc = export_run(cfg, key, pack, f, t, stage, last.max + 1, prev, dpath, sizeof(dpath),
+                        &total, &files, err, sizeof(err));
+    if (!rc)
+        rc = s3_upload(s3, stage, prefix, dpath, err, sizeof(err));
+    if (stage[0])
+        remove_dir(stage);
+    px_s3_free(s3);
+    if (rc) {
+        fprintf(stderr, "pricing audit export: %s\n", err[0] ? err : px_strerror(rc));
+        return PX_EXIT_FAIL;
+    }
+    printf("audit export: %llu records in %zu file(s), digest s3://%s/%s" DIGEST_PREFIX
+           "%06ld.txt (export %ld, chained to the previous digest in the bucket)\n",
+           (unsigned long long)total, files, bucket, prefix, last.max + 1, last.max + 1);
+    return PX_EXIT_OK;
+}
+
+int px_audit_export(const struct px_config *cfg, const char *from, const char *to, const char *out,
+                    const char *compression)
 {
     char err[1024] = "";
+    enum packing pack = PACK_GZ;
+    if (compression && strcmp(compression, "zstd") == 0) {
+#ifdef PX_HAVE_ZSTD
+        pack = PACK_ZST;
+#else
+        fprintf(stderr, "pricing audit export: this build has no zstd: --compression gzip\n");
+        return PX_EXIT_USAGE;
+#endif
+    } else if (compression && strcmp(compression, "none") == 0) {
+        pack = PACK_NONE;
+    } else if (compression && strcmp(compression, "gzip") != 0) {
+        fprintf(stderr, "pricing audit export: --compression is gzip (default), zstd or none\n");
+        return PX_EXIT_USAGE;
+    }
     const char *keyfile = px_config_signing_key(cfg);
     if (!keyfile) {
         fprintf(stderr, "pricing audit export: no signing key: set AUDIT_SIGNING_KEY_FILE\n");
-        return PX_EXIT_USAGE;
-    }
-    if (strncmp(out, "s3://", 5) == 0) {
-        fprintf(stderr, "pricing audit export: s3:// destinations are not supported yet; export "
-                        "to a directory\n");
         return PX_EXIT_USAGE;
     }
     struct px_chain_key *key = NULL;
@@ -213,6 +572,11 @@ int px_audit_export(const struct px_config *cfg, const char *from, const char *t
         fprintf(stderr, "pricing audit export: --from and --to must be RFC 3339 timestamps\n");
         return PX_EXIT_USAGE;
     }
+    if (strncmp(out, "s3://", 5) == 0) {
+        int st = export_s3(cfg, key, pack, f, t, out);
+        px_chain_key_free(key);
+        return st;
+    }
     char probe[4200];
     snprintf(probe, sizeof(probe), "%s/x", out);
     int e = px_fs_make_parent(probe, 0750);
@@ -221,117 +585,173 @@ int px_audit_export(const struct px_config *cfg, const char *from, const char *t
         fprintf(stderr, "pricing audit export: cannot create %s: %s\n", out, strerror(e));
         return PX_EXIT_FAIL;
     }
-    struct exporter x = {.dir = out};
-    px_buf_init(&x.line, LINE_MAX_LEN);
-    px_buf_init(&x.text, PX_NOTE_MAX / 2);
-    x.seq = last_digest(out) + 1;
+    long seq = last_digest(out) + 1;
     char prev[PX_CHAIN_HEX_LEN + 1];
     memset(prev, '0', PX_CHAIN_HEX_LEN);
     prev[PX_CHAIN_HEX_LEN] = '\0';
     char dpath[4200];
-    if (x.seq > 1) {
-        snprintf(dpath, sizeof(dpath), "%s/" DIGEST_PREFIX "%06ld.txt", out, x.seq - 1);
+    if (seq > 1) {
+        snprintf(dpath, sizeof(dpath), "%s/" DIGEST_PREFIX "%06ld.txt", out, seq - 1);
         if (!file_sha256(dpath, prev)) {
             fprintf(stderr, "pricing audit export: cannot read %s\n", dpath);
             px_chain_key_free(key);
             return PX_EXIT_FAIL;
         }
     }
-    int status = PX_EXIT_FAIL;
-    const struct px_audit_opts aopts = px_cli_audit_opts(cfg);
-    struct px_audit_store *store = px_cli_audit_open("audit export", cfg, &aopts);
-    char now[25];
-    px_chain_now_ts(now);
-    px_rc rc = store ? PX_OK : PX_ERR_UNAVAILABLE;
-    if (!rc)
-        rc = px_buf_printf(&x.text, ORIGIN "\nseq %ld\nprevious %s\nfrom %s\nto %s\ncreated %s\n",
-                           x.seq, prev, f[0] ? f : "-", t[0] ? t : "-", now);
-    if (!rc) {
-        rc = px_audit_scan(store, f[0] ? f : NULL, t[0] ? t : NULL, export_one, &x, err,
-                           sizeof(err));
-        if (rc == PX_ERR_INVALID && !err[0])
-            snprintf(err, sizeof(err), "this store (%.300s) cannot be exported yet",
-                     cfg->audit_store);
-    }
-    if (!rc)
-        rc = close_file(&x);
-    else if (x.gz)
-        (void)close_file(&x);
-    char *note = NULL;
-    size_t nlen = 0;
-    if (!rc) {
-        note = malloc(x.text.len + 256);
-        rc = note ? px_note_sign(key, x.text.data, x.text.len, note, x.text.len + 256, &nlen)
-                  : PX_ERR_NOMEM;
-    }
-    if (!rc) {
-        snprintf(dpath, sizeof(dpath), "%s/" DIGEST_PREFIX "%06ld.txt", out, x.seq);
-        rc = write_new_file(dpath, note, nlen, err, sizeof(err));
-    }
-    if (rc) {
-        if (store)
-            fprintf(stderr, "pricing audit export: %s\n",
-                    x.err[0] ? x.err
-                    : err[0] ? err
-                             : px_strerror(rc));
-    } else {
-        printf("audit export: %llu records in %zu file(s), digest %s (export %ld, chained to the "
-               "previous digest)\n",
-               (unsigned long long)x.total, x.files, dpath, x.seq);
-        status = PX_EXIT_OK;
-    }
-    free(note);
-    px_buf_free(&x.line);
-    px_buf_free(&x.text);
-    px_audit_close(store);
+    uint64_t total = 0;
+    size_t files = 0;
+    px_rc rc = export_run(cfg, key, pack, f, t, out, seq, prev, dpath, sizeof(dpath), &total,
+                          &files, err, sizeof(err));
     px_chain_key_free(key);
-    return status;
+    if (rc) {
+        fprintf(stderr, "pricing audit export: %s\n", err);
+        return PX_EXIT_FAIL;
+    }
+    printf("audit export: %llu records in %zu file(s), digest %s (export %ld, chained to the "
+           "previous digest)\n",
+           (unsigned long long)total, files, dpath, seq);
+    return PX_EXIT_OK;
 }
 
 /* ---- offline verification ---------------------------------------------------------------- */
 
-/* Lines of a data file (gzip or plain), each a JSON object; false (why in err). */
-static bool count_lines(const char *path, uint64_t *n, char *err, size_t errlen)
+/* A data file's bytes, decompressed: gzip or plain through zlib, zstd through
+ * libzstd. */
+struct source {
+    gzFile gz;
+#ifdef PX_HAVE_ZSTD
+    FILE *fp;
+    ZSTD_DCtx *zd;
+    unsigned char zin[64 * 1024];
+    ZSTD_inBuffer in;
+    size_t frame_left; /* ZSTD_decompressStream's hint: 0 at a frame's end */
+    bool eof;
+#endif
+};
+
+static bool source_open(struct source *s, const char *path, char *err, size_t errlen)
 {
+    memset(s, 0, sizeof(*s));
     size_t pl = strlen(path);
     if (pl > 4 && strcmp(path + pl - 4, ".zst") == 0) {
-        snprintf(err, errlen, "zstd files cannot be read by this build");
-        return false;
-    }
-    gzFile g = gzopen(path, "rb"); /* reads plain files as they are, too */
-    if (!g) {
+#ifdef PX_HAVE_ZSTD
+        s->fp = fopen(path, "rbe");
+        s->zd = s->fp ? ZSTD_createDCtx() : NULL;
+        s->in = (ZSTD_inBuffer){s->zin, 0, 0};
+        if (s->zd)
+            return true;
+        if (s->fp)
+            fclose(s->fp);
         snprintf(err, errlen, "unreadable");
         return false;
+#else
+        snprintf(err, errlen, "zstd files cannot be read by this build");
+        return false;
+#endif
     }
-    char *line = malloc(LINE_MAX_LEN);
-    bool ok = line != NULL;
+    s->gz = gzopen(path, "rb"); /* reads plain files as they are, too */
+    if (!s->gz)
+        snprintf(err, errlen, "unreadable");
+    return s->gz != NULL;
+}
+
+/* Up to cap decompressed bytes into buf: the count, 0 at the end, -1 on damage. */
+static long source_read(struct source *s, char *buf, size_t cap)
+{
+#ifdef PX_HAVE_ZSTD
+    if (s->zd) {
+        ZSTD_outBuffer o = {buf, cap, 0};
+        while (o.pos == 0) {
+            if (s->in.pos == s->in.size && !s->eof) {
+                s->in.size = fread(s->zin, 1, sizeof(s->zin), s->fp);
+                s->in.pos = 0;
+                if (ferror(s->fp))
+                    return -1;
+                s->eof = s->in.size == 0;
+            }
+            if (s->eof && s->in.pos == s->in.size)
+                return s->frame_left ? -1 : 0; /* a frame cut short */
+            size_t r = ZSTD_decompressStream(s->zd, &o, &s->in);
+            if (ZSTD_isError(r))
+                return -1;
+            s->frame_left = r;
+        }
+        return (long)o.pos;
+    }
+#endif
+    int n = gzread(s->gz, buf, (unsigned)cap);
+    if (n < 0)
+        return -1;
+    if (n == 0) {
+        int ge = 0;
+        gzerror(s->gz, &ge);
+        if (ge != Z_OK && ge != Z_STREAM_END)
+            return -1;
+    }
+    return n;
+}
+
+static void source_close(struct source *s)
+{
+#ifdef PX_HAVE_ZSTD
+    if (s->zd) {
+        ZSTD_freeDCtx(s->zd);
+        fclose(s->fp);
+        return;
+    }
+#endif
+    if (s->gz)
+        gzclose(s->gz);
+}
+
+/* Lines of a data file (gzip, zstd or plain), each a JSON object; false (why
+ * in err). */
+static bool count_lines(const char *path, uint64_t *n, char *err, size_t errlen)
+{
+    struct source src;
+    if (!source_open(&src, path, err, errlen))
+        return false;
+    char *line = malloc(LINE_MAX_LEN + 1);
+    char *chunk = malloc(65536);
+    bool ok = line && chunk;
+    size_t ll = 0;
     *n = 0;
-    while (ok && gzgets(g, line, LINE_MAX_LEN)) {
-        size_t l = strlen(line);
-        if (!l || line[l - 1] != '\n') {
-            snprintf(err, errlen, "line %llu: not a whole line", (unsigned long long)*n + 1);
+    long got;
+    while (ok && (got = source_read(&src, chunk, 65536)) != 0) {
+        if (got < 0) {
+            snprintf(err, errlen, "damaged compressed data (changed or truncated)");
             ok = false;
             break;
         }
-        json_t *j = json_loadb(line, l, 0, NULL);
-        bool obj = json_is_object(j);
-        json_decref(j);
-        if (!obj) {
-            snprintf(err, errlen, "line %llu: not a JSON record (changed)",
-                     (unsigned long long)*n + 1);
-            ok = false;
-            break;
+        for (long i = 0; ok && i < got; i++) {
+            if (ll == LINE_MAX_LEN) {
+                snprintf(err, errlen, "line %llu: longer than %d bytes", (unsigned long long)*n + 1,
+                         LINE_MAX_LEN);
+                ok = false;
+                break;
+            }
+            line[ll++] = chunk[i];
+            if (chunk[i] != '\n')
+                continue;
+            json_t *j = json_loadb(line, ll, 0, NULL);
+            bool obj = json_is_object(j);
+            json_decref(j);
+            if (!obj) {
+                snprintf(err, errlen, "line %llu: not a JSON record (changed)",
+                         (unsigned long long)*n + 1);
+                ok = false;
+            }
+            ll = 0;
+            (*n)++;
         }
-        (*n)++;
     }
-    int ge = 0;
-    gzerror(g, &ge);
-    if (ok && ge != Z_OK && ge != Z_STREAM_END) {
-        snprintf(err, errlen, "damaged compressed data (changed or truncated)");
+    if (ok && ll) {
+        snprintf(err, errlen, "line %llu: not a whole line", (unsigned long long)*n + 1);
         ok = false;
     }
-    gzclose(g);
+    source_close(&src);
     free(line);
+    free(chunk);
     return ok;
 }
 

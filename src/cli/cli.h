@@ -72,9 +72,11 @@ int px_cmd_events(int argc, char **argv);
  * Returns a PX_EXIT_* status. */
 int px_audit_migrate(const char *from, const char *to, const struct px_config *cfg);
 /* `pricing audit export`: the records with from <= ts <= to (NULL open) as
- * gzip JSON lines under out, and a signed digest chained to the previous one
+ * JSON lines (compression: "gzip" or NULL, "zstd", "none") under out (a directory, or
+ * s3://BUCKET/PREFIX uploaded with PutObject), and a signed digest chained to the previous one
  * there. Returns a PX_EXIT_* status. */
-int px_audit_export(const struct px_config *cfg, const char *from, const char *to, const char *out);
+int px_audit_export(const struct px_config *cfg, const char *from, const char *to, const char *out,
+                    const char *compression);
 /* `pricing audit verify --export DIR --public-key FILE`: the digest chain and
  * every file it lists, offline. Returns a PX_EXIT_* status. */
 int px_audit_verify_export(const char *dir, const char *pubkey);

@@ -143,7 +143,7 @@ int px_cmd_audit(int argc, char **argv)
 {
     const char *user = NULL, *product = NULL, *from = NULL, *to = NULL, *limit_s = NULL,
                *cursor = NULL, *out = NULL, *pubkey = NULL, *max_pages = NULL, *export_dir = NULL,
-               *config_key = NULL;
+               *config_key = NULL, *compression = NULL;
     const struct px_cli_flag flags[] = {
         {"--user", true, &user, NULL, "user id (UUID)"},
         {"--product", true, &product, NULL, "product id"},
@@ -157,6 +157,8 @@ int px_cmd_audit(int argc, char **argv)
         {"--out", true, &out, NULL, "keygen: PREFIX of PREFIX.key and PREFIX.pub"},
         {"--export", true, &export_dir, NULL,
          "verify: check an export directory offline (with --public-key) instead of the store"},
+        {"--compression", true, &compression, NULL,
+         "export: data files as gzip (default, .jsonl.gz), zstd (.jsonl.zst) or none (.jsonl)"},
         {"--max-pages", true, &max_pages, NULL,
          "verify: DynamoDB Scan pages (1000 items each) to read at most (default 10000)"},
         {"--public-key", true, &pubkey, NULL,
@@ -169,7 +171,8 @@ int px_cmd_audit(int argc, char **argv)
             "audit query --user UUID | --product ID | --config KEY [--from TS] [--to TS] "
             "[--limit N] [--cursor C] | audit migrate --from sqlite:OLD --to SPEC | audit count | "
             "audit keygen --out PREFIX | audit verify [--from TS] [--to TS] [--public-key F] "
-            "[--max-pages N] | audit export --from TS --to TS --out DIR | audit verify "
+            "[--max-pages N] | audit export --from TS --to TS --out DIR|s3://B/P [--compression "
+            "gzip|zstd|none] | audit verify "
             "--export DIR --public-key F | audit purge",
         .summary = "print audit records, oldest first, as JSON lines (next cursor on stderr)",
         .flags = flags,
@@ -203,7 +206,7 @@ int px_cmd_audit(int argc, char **argv)
     if (strcmp(args[0], "export") == 0) {
         char ts0[25];
         if (!out || !*out) {
-            fprintf(stderr, "pricing audit: export needs --out DIR\n");
+            fprintf(stderr, "pricing audit: export needs --out DIR or s3://BUCKET/PREFIX\n");
             return PX_EXIT_USAGE;
         }
         if ((from && (!px_valid_timestamp(from) || px_audit_ts_ms(from, ts0) != PX_OK)) ||
@@ -213,7 +216,7 @@ int px_cmd_audit(int argc, char **argv)
         }
         px_log_set_fd(STDERR_FILENO);
         px_log_init(cfg.log_level, "audit-export");
-        return px_audit_export(&cfg, from, to, out);
+        return px_audit_export(&cfg, from, to, out, compression);
     }
     if (strcmp(args[0], "purge") == 0) {
         px_log_set_fd(STDERR_FILENO);

@@ -2,6 +2,7 @@
  * (docs/internals/audit-integrity.md). */
 #include "audit_chain.h"
 #include "../kernel/b64.h"
+#include "../kernel/log.h"
 #include "../kernel/ossl.h"
 
 #include <errno.h>
@@ -9,6 +10,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,10 +90,31 @@ static bool put_field_buf(unsigned char *buf, size_t cap, size_t *at, const char
     return true;
 }
 
+/* PX_BENCH_AUDIT_INTEGRITY=off, for benchmarks only (bench/integrity.sh): no
+ * hash is computed (records carry a zero hash, which verify reports as
+ * changed), so a run with it and without a signing key measures what the
+ * chain and the checkpoints cost. Read once. */
+static pthread_once_t bench_once = PTHREAD_ONCE_INIT;
+static bool bench_off;
+
+static void bench_init(void)
+{
+    const char *v = getenv("PX_BENCH_AUDIT_INTEGRITY");
+    bench_off = v && strcmp(v, "off") == 0;
+    if (bench_off)
+        PX_WARN(NULL, "PX_BENCH_AUDIT_INTEGRITY=off: audit records are NOT hash-chained (a "
+                      "benchmark setting: this trail will not verify)");
+}
+
 void px_chain_hash(const char *writer, uint64_t wseq, const struct px_audit_record *r,
                    const unsigned char prev[PX_CHAIN_HASH_LEN],
                    unsigned char out[PX_CHAIN_HASH_LEN])
 {
+    pthread_once(&bench_once, bench_init);
+    if (bench_off) {
+        memset(out, 0, PX_CHAIN_HASH_LEN);
+        return;
+    }
     char seq[24], exp[24];
     snprintf(seq, sizeof(seq), "%llu", (unsigned long long)wseq);
     snprintf(exp, sizeof(exp), "%lld", (long long)r->expires_at);
@@ -680,7 +703,11 @@ static int cmp_cp(const void *a, const void *b)
     int c = strcmp(x->c.writer, y->c.writer);
     if (c)
         return c;
-    return x->c.seq < y->c.seq ? -1 : x->c.seq > y->c.seq;
+    if (x->c.seq != y->c.seq)
+        return x->c.seq < y->c.seq ? -1 : 1;
+    /* A purge checkpoint at the same seq as a plain one says more (records
+     * 1..seq removed on purpose): it sorts last, so it is the writer's last. */
+    return (int)x->c.purged - (int)y->c.purged;
 }
 
 /* The writer's state, created (with its checkpoint range) on first sight. */

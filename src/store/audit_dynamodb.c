@@ -496,15 +496,50 @@ out:
     return rc;
 }
 
+/* An idle writer still signs its tail: when its last record is not yet
+ * checkpointed, it waits only until PX_CHAIN_CHECKPOINT_MS after its last
+ * checkpoint (or its last try), then puts one. So a process that later dies
+ * without closing (SIGKILL, a crash) leaves at most that much unsigned, even
+ * with no traffic after its last record. A Lambda instance frozen between
+ * invocations runs no thread: there the window stays (docs). */
+static bool idle_wait(struct store *s, struct wstate *w, int64_t *next_try)
+{
+    if (!s->key || w->chain.seq == w->cp_seq) {
+        pthread_cond_wait(&s->work, &s->mu);
+        return false;
+    }
+    int64_t at = w->cp_ms + PX_CHAIN_CHECKPOINT_MS;
+    if (at < *next_try)
+        at = *next_try;
+    int64_t now = px_ddb_now_ms();
+    if (now >= at)
+        return true;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ns = ts.tv_nsec + (at - now) % 1000 * 1000000;
+    ts.tv_sec += (time_t)((at - now) / 1000 + ns / 1000000000);
+    ts.tv_nsec = (long)(ns % 1000000000);
+    return pthread_cond_timedwait(&s->work, &s->mu, &ts) == ETIMEDOUT && !s->count && !s->stopping;
+}
+
 static void *writer(void *arg)
 {
     struct wstate *w = arg;
     struct store *s = w->s;
+    int64_t next_try = 0;
     for (;;) {
         struct job j;
         pthread_mutex_lock(&s->mu);
-        while (!s->count && !s->stopping)
-            pthread_cond_wait(&s->work, &s->mu);
+        bool idle = false;
+        while (!s->count && !s->stopping && !idle)
+            idle = idle_wait(s, w, &next_try);
+        if (idle) {
+            pthread_mutex_unlock(&s->mu);
+            /* a failed put is tried again one interval later, not at once */
+            next_try = px_ddb_now_ms() + PX_CHAIN_CHECKPOINT_MS;
+            put_checkpoint(w);
+            continue;
+        }
         if (!s->count) { /* stopping and drained */
             pthread_mutex_unlock(&s->mu);
             /* A clean close leaves no tail after the last checkpoint. */
@@ -1155,7 +1190,12 @@ static px_rc ddb_open(const char *target, const struct px_audit_opts *opts, void
     if (s->cap > MAX_QUEUE)
         s->cap = MAX_QUEUE;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->work, NULL);
+    /* Waits with a deadline (idle checkpoints) on the clock px_ddb_now_ms reads. */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->work, &ca);
+    pthread_condattr_destroy(&ca);
     s->ring = calloc(s->cap, sizeof(*s->ring));
     if (px_log_limit_init(&s->loglim, 1000) != PX_OK || !s->ring) {
         snprintf(err, errlen, "AUDIT_STORE: out of memory");

@@ -1448,6 +1448,254 @@ static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, si
     return rc;
 }
 
+/* ---- purge ----------------------------------------------------------------------------- */
+
+/* One stored copy of a record, for purge. */
+struct pentry {
+    char writer[PX_CHAIN_WRITER_LEN + 1]; /* "" for a record from before the chain */
+    uint64_t wseq;
+    int64_t expires_at;
+    unsigned char hash[PX_CHAIN_HASH_LEN];
+    int sub; /* index into the purge's sub-store table */
+    char *key;
+    size_t kl;
+};
+
+static int cmp_pentry(const void *x, const void *y)
+{
+    const struct pentry *a = x, *b = y;
+    int c = strcmp(a->writer, b->writer);
+    if (c)
+        return c;
+    if (a->wseq != b->wseq)
+        return a->wseq < b->wseq ? -1 : 1;
+    return (a->sub > b->sub) - (a->sub < b->sub);
+}
+
+struct psub {
+    int index; /* w-NN */
+    rocksdb_t *db;
+    bool own; /* the handle's primary: not closed here */
+};
+
+/* Deletes the copies es[i..j) (all in sub-store db) in one synced batch. */
+static px_rc purge_delete(rocksdb_t *db, const rocksdb_writeoptions_t *wo, const struct pentry *es,
+                          size_t i, size_t j, char *err, size_t errlen)
+{
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    for (size_t x = i; x < j; x++)
+        rocksdb_writebatch_delete(wb, es[x].key, es[x].kl);
+    char *e = NULL;
+    rocksdb_write(db, wo, wb, &e);
+    rocksdb_writebatch_destroy(wb);
+    if (e) {
+        set_err(err, errlen, "cannot delete expired records: %s", e);
+        rocksdb_free(e);
+        return PX_ERR_IO;
+    }
+    return PX_OK;
+}
+
+/* Per writer, the longest prefix of its chain whose records have all passed
+ * expiresAt goes, as in SQLite. Sub-stores are separate databases, so the
+ * removal cannot be one batch: a signed purge checkpoint is written first at
+ * the end of every run of the prefix held by one sub-store, then the runs are
+ * deleted in wseq order, one synced batch each. Whichever batch a crash stops
+ * at, what is left of the writer begins right after a purge checkpoint and
+ * verifies. Every sub-store is opened as a primary: a running process holding
+ * one makes the purge refuse before it changes anything. */
+static px_rc audit_purge(void *impl, int64_t now, uint64_t *removed, char *err, size_t errlen)
+{
+    struct lsm_audit *a = impl;
+    *removed = 0;
+    if (!a->key) {
+        set_err(err, errlen, "purge needs the signing key (AUDIT_SIGNING_KEY_FILE)");
+        return PX_ERR_CONFIG;
+    }
+    struct psub subs[SUBSTORES_MAX];
+    size_t nsubs = 0;
+    struct pentry *es = NULL;
+    size_t n = 0, cap = 0;
+    px_rc rc = PX_OK;
+    pthread_rwlock_rdlock(&a->lk);
+    if (!a->db) {
+        pthread_rwlock_unlock(&a->lk);
+        set_err(err, errlen, "the audit store %s is not open for writing", a->dir);
+        return PX_ERR_UNAVAILABLE;
+    }
+    subs[nsubs++] = (struct psub){a->index, a->db, true};
+    DIR *d = opendir(a->dir);
+    struct dirent *de;
+    while (d && !rc && (de = readdir(d))) {
+        const char *nm = de->d_name;
+        if (nm[0] != 'w' || nm[1] != '-' || nm[2] < '0' || nm[2] > '9' || nm[3] < '0' ||
+            nm[3] > '9' || nm[4])
+            continue;
+        int index = (nm[2] - '0') * 10 + (nm[3] - '0');
+        char sub[PATH_MAX + 8], cur[PATH_MAX + 16];
+        snprintf(sub, sizeof(sub), "%s/w-%02d", a->dir, index);
+        snprintf(cur, sizeof(cur), "%s/CURRENT", sub);
+        if (index >= SUBSTORES_MAX || index == a->index || access(cur, F_OK) != 0)
+            continue;
+        char *e = NULL;
+        rocksdb_t *db = rocksdb_open(a->opts, sub, &e);
+        if (e) {
+            set_err(err, errlen,
+                    lock_error(e) ? "sub-store w-%02d is in use by a running process: stop every "
+                                    "writer of %s before a purge"
+                                  : "cannot open sub-store w-%02d of %s for the purge",
+                    index, a->dir);
+            rocksdb_free(e);
+            rc = PX_ERR_BUSY;
+            break;
+        }
+        subs[nsubs++] = (struct psub){index, db, false};
+    }
+    if (d)
+        closedir(d);
+    else
+        rc = PX_ERR_UNAVAILABLE;
+    /* Every copy of every record, with its link and expiry. */
+    for (size_t si = 0; !rc && si < nsubs; si++) {
+        rocksdb_iterator_t *it = rocksdb_create_iterator(subs[si].db, a->ro);
+        for (rocksdb_iter_seek_to_first(it); !rc && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+            size_t kl = 0, vl = 0;
+            const char *k = rocksdb_iter_key(it, &kl);
+            const char *val = rocksdb_iter_value(it, &vl);
+            if (!kl || (k[0] != 'U' && k[0] != 'A' && k[0] != 'P' && k[0] != 'C'))
+                continue;
+            struct px_audit_record r;
+            struct change ch;
+            struct link l;
+            if (decode_link(val, vl, &r, &ch, &l) != PX_OK) {
+                set_err(err, errlen, "sub-store w-%02d: an unreadable record", subs[si].index);
+                rc = PX_ERR_PROTOCOL;
+                break;
+            }
+            if (n == cap) {
+                size_t ncap = cap ? cap * 2 : 1024;
+                struct pentry *g =
+                    ncap <= VERIFY_ENTRIES_MAX ? realloc(es, ncap * sizeof(*g)) : NULL;
+                if (!g) {
+                    set_err(err, errlen, "more records than a purge holds in memory (%u)",
+                            VERIFY_ENTRIES_MAX / 2);
+                    rc = PX_ERR_NOMEM;
+                    break;
+                }
+                es = g;
+                cap = ncap;
+            }
+            struct pentry *e = &es[n];
+            memcpy(e->writer, l.writer, sizeof(e->writer));
+            e->wseq = l.wseq;
+            e->expires_at = r.expires_at;
+            memcpy(e->hash, l.hash, sizeof(e->hash));
+            e->sub = (int)si;
+            e->kl = kl;
+            if (!(e->key = malloc(kl))) {
+                rc = PX_ERR_NOMEM;
+                break;
+            }
+            memcpy(e->key, k, kl);
+            n++;
+        }
+        char *e = NULL;
+        rocksdb_iter_get_error(it, &e);
+        if (e) {
+            set_err(err, errlen, "cannot read sub-store w-%02d: %s", subs[si].index, e);
+            rocksdb_free(e);
+            rc = PX_ERR_UNAVAILABLE;
+        }
+        rocksdb_iter_destroy(it);
+    }
+    if (!rc && n)
+        qsort(es, n, sizeof(*es), cmp_pentry);
+    /* Per writer: [i, upto) is the expired prefix; its runs end where the sub-store changes. */
+    /* One batch of purge checkpoints per sub-store: each goes where its run's
+     * records (and so the plain checkpoint at that seq, if any) live. */
+    rocksdb_writebatch_t *cps[SUBSTORES_MAX] = {0};
+    for (size_t i = 0; i < nsubs; i++)
+        cps[i] = rocksdb_writebatch_create();
+    for (size_t i = 0; !rc && i < n;) {
+        size_t j = i;
+        while (j < n && strcmp(es[j].writer, es[i].writer) == 0)
+            j++;
+        if (!es[i].writer[0]) { /* before the chain: each expired copy simply goes */
+            i = j;
+            continue;
+        }
+        size_t upto = i;
+        while (upto < j && es[upto].expires_at <= now)
+            upto++;
+        /* Never half a record: both copies of the last wseq must be in. */
+        while (upto > i && upto < j && es[upto].wseq == es[upto - 1].wseq)
+            upto--;
+        while (upto > i && upto < j && es[upto - 1].wseq == es[upto].wseq)
+            upto--;
+        for (size_t x = i; !rc && x < upto; x++) {
+            bool run_end =
+                x + 1 == upto || (es[x + 1].wseq != es[x].wseq && es[x + 1].sub != es[x].sub);
+            if (!run_end)
+                continue;
+            struct px_checkpoint c;
+            memset(&c, 0, sizeof(c));
+            memcpy(c.writer, es[x].writer, sizeof(c.writer));
+            c.seq = es[x].wseq;
+            c.purged = true;
+            memcpy(c.head, es[x].hash, sizeof(c.head));
+            px_chain_now_ts(c.time);
+            char note[PX_CHAIN_NOTE_MAX], k[KEY_MAX];
+            size_t len = 0, kl = checkpoint_key(k, c.writer, c.seq);
+            rc = kl ? px_checkpoint_sign(a->key, &c, note, sizeof(note), &len) : PX_ERR_INTERNAL;
+            if (!rc) {
+                /* Same key as a checkpoint at that seq: same head, now marked purged. */
+                rocksdb_writebatch_put(cps[es[x].sub], k, kl, note, len);
+            }
+        }
+        /* Keep only the prefix for the deletes below. */
+        for (size_t x = upto; x < j; x++)
+            es[x].expires_at = INT64_MAX;
+        i = j;
+    }
+    for (size_t i = 0; i < nsubs; i++) {
+        if (!rc && rocksdb_writebatch_count(cps[i]) > 0) {
+            char *e = NULL;
+            rocksdb_write(subs[i].db, a->wo, cps[i], &e);
+            if (e) {
+                set_err(err, errlen, "cannot write the purge checkpoints: %s", e);
+                rocksdb_free(e);
+                rc = PX_ERR_IO;
+            }
+        }
+        rocksdb_writebatch_destroy(cps[i]);
+    }
+    /* Runs in wseq order, each in its own sub-store's batch. */
+    for (size_t i = 0; !rc && i < n;) {
+        size_t j = i + 1;
+        if (es[i].expires_at > now) {
+            i++;
+            continue;
+        }
+        while (j < n && es[j].expires_at <= now && es[j].sub == es[i].sub &&
+               strcmp(es[j].writer, es[i].writer) == 0)
+            j++;
+        rc = purge_delete(subs[es[i].sub].db, a->wo, es, i, j, err, errlen);
+        if (!rc)
+            for (size_t x = i; x < j; x++)
+                *removed += es[x].writer[0] ? (x + 1 < j && es[x + 1].wseq == es[x].wseq ? 0 : 1)
+                                            : es[x].key[0] == 'P' || es[x].key[0] == 'C';
+        i = j;
+    }
+    for (size_t i = 0; i < n; i++)
+        free(es[i].key);
+    free(es);
+    for (size_t i = 0; i < nsubs; i++)
+        if (!subs[i].own)
+            rocksdb_close(subs[i].db);
+    pthread_rwlock_unlock(&a->lk);
+    return rc;
+}
+
 /* Every record in [from, to] (each once: its product key), sub-store by sub-store. */
 static px_rc audit_scan(void *impl, const char *from, const char *to, px_audit_scan_fn fn,
                         void *arg, char *err, size_t errlen)
@@ -1519,4 +1767,5 @@ const struct px_audit_ops px_audit_lsm_ops = {
     .count = audit_count,
     .verify = audit_verify,
     .scan = audit_scan,
+    .purge = audit_purge,
 };

@@ -29,6 +29,7 @@ struct px_ddb {
     char *host;        /* host[:port] */
     char *path;        /* request path, usually "/" */
     char *region, *akid, *secret, *token;
+    char service[32], target_prefix[64], content_type[48], label[32], endpoint_var[48];
     char *ca_file; /* SSL_CERT_FILE at creation: the bundled libcurl's built-in CA path
                     * (Debian's) does not exist on Amazon Linux 2023 */
     long connect_timeout_ms;
@@ -256,17 +257,16 @@ static px_rc parse_endpoint(struct px_ddb *c, char *err, size_t errlen)
     if (curl_url_set(u, CURLUPART_URL, c->url, 0) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
-        snprintf(err, errlen, "AWS_ENDPOINT_URL_DYNAMODB: \"%.200s\" is not a URL", c->url);
+        snprintf(err, errlen, "%s: \"%.200s\" is not a URL", c->endpoint_var, c->url);
         goto out;
     }
     if (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0) {
-        snprintf(err, errlen, "AWS_ENDPOINT_URL_DYNAMODB: scheme must be http or https");
+        snprintf(err, errlen, "%s: scheme must be http or https", c->endpoint_var);
         goto out;
     }
     if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK ||
         curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK) {
-        snprintf(err, errlen,
-                 "AWS_ENDPOINT_URL_DYNAMODB: must not carry a query string or credentials");
+        snprintf(err, errlen, "%s: must not carry a query string or credentials", c->endpoint_var);
         goto out;
     }
     bool https = strcasecmp(scheme, "https") == 0;
@@ -355,6 +355,14 @@ px_rc px_ddb_new(const struct px_ddb_config *cfg, struct px_ddb **out, char *err
         c = NULL;
         goto nomem;
     }
+    snprintf(c->service, sizeof(c->service), "%s", cfg->service ? cfg->service : "dynamodb");
+    snprintf(c->target_prefix, sizeof(c->target_prefix), "%s",
+             cfg->target_prefix ? cfg->target_prefix : TARGET_PREFIX);
+    snprintf(c->content_type, sizeof(c->content_type), "application/x-amz-json-%s",
+             cfg->json_version ? cfg->json_version : "1.0");
+    snprintf(c->label, sizeof(c->label), "%s", cfg->label ? cfg->label : "DynamoDB");
+    snprintf(c->endpoint_var, sizeof(c->endpoint_var), "%s",
+             cfg->endpoint_var ? cfg->endpoint_var : "AWS_ENDPOINT_URL_DYNAMODB");
     c->region = dupstr(cfg->region);
     c->akid = dupstr(cfg->access_key_id);
     c->secret = dupstr(cfg->secret_access_key);
@@ -578,8 +586,8 @@ static px_rc attempt(struct px_ddb *c, CURL *h, const char *op, const char *body
                      long timeout_ms, struct answer *a, long *status, struct px_ddb_error *err,
                      bool *sent)
 {
-    char target[96], date_h[64], type_h[] = "Content-Type: application/x-amz-json-1.0";
-    char target_h[128];
+    char target[128], date_h[64], type_h[80], accept_h[80];
+    char target_h[160];
     struct curl_slist *hl = NULL, *tmp;
     struct px_sigv4_output *sig = NULL;
     char *authz_h = NULL, *token_h = NULL;
@@ -587,9 +595,11 @@ static px_rc attempt(struct px_ddb *c, CURL *h, const char *op, const char *body
     *status = 0;
     *sent = false;
 
-    snprintf(target, sizeof(target), TARGET_PREFIX "%s", op);
+    snprintf(target, sizeof(target), "%s%s", c->target_prefix, op);
+    snprintf(type_h, sizeof(type_h), "Content-Type: %s", c->content_type);
+    snprintf(accept_h, sizeof(accept_h), "Accept: %s", c->content_type);
     const struct px_sigv4_header sh[] = {
-        {"Content-Type", "application/x-amz-json-1.0"},
+        {"Content-Type", c->content_type},
         {"Host", c->host},
         {"X-Amz-Target", target},
     };
@@ -602,7 +612,7 @@ static px_rc attempt(struct px_ddb *c, CURL *h, const char *op, const char *body
         .payload = body,
         .payload_len = len,
         .region = c->region,
-        .service = "dynamodb",
+        .service = c->service,
         .access_key_id = c->akid,
         .secret_access_key = c->secret,
         .session_token = c->token,
@@ -635,14 +645,8 @@ static px_rc attempt(struct px_ddb *c, CURL *h, const char *op, const char *body
         }
         snprintf(token_h, tn, "X-Amz-Security-Token: %s", c->token);
     }
-    const char *lines[] = {type_h,
-                           c->host_header,
-                           target_h,
-                           date_h,
-                           authz_h,
-                           "Expect:",
-                           "Accept: application/x-amz-json-1.0",
-                           token_h};
+    const char *lines[] = {type_h,  c->host_header, target_h, date_h,
+                           authz_h, "Expect:",      accept_h, token_h};
     for (size_t i = 0; i < PX_COUNTOF(lines); i++) {
         if (!lines[i])
             continue;
@@ -698,8 +702,8 @@ static px_rc attempt(struct px_ddb *c, CURL *h, const char *op, const char *body
             rc = PX_ERR_TOO_LARGE;
             err->retryable = false;
             *sent = true;
-            snprintf(err->message, sizeof(err->message),
-                     "DynamoDB response larger than the %zu-byte cap", c->max_response);
+            snprintf(err->message, sizeof(err->message), "%s response larger than the %zu-byte cap",
+                     c->label, c->max_response);
             goto out;
         }
         rc = PX_ERR_UNAVAILABLE;
@@ -710,7 +714,7 @@ static px_rc attempt(struct px_ddb *c, CURL *h, const char *op, const char *body
         *sent = true;
         break;
     }
-    snprintf(err->message, sizeof(err->message), "DynamoDB endpoint %.200s: %s%s%s", c->url,
+    snprintf(err->message, sizeof(err->message), "%s endpoint %.200s: %s%s%s", c->label, c->url,
              curl_easy_strerror(cc), oserr ? ": " : "", oserr ? strerror((int)oserr) : "");
 out:
     /* The idle handle keeps no pointer into this call's memory. */
@@ -747,10 +751,10 @@ px_rc px_ddb_call(struct px_ddb *c, const char *op, const char *body, size_t len
     h = take_handle(c);
     if (!h) {
         px_buf_free(&a.body);
-        snprintf(err->message, sizeof(err->message), "DynamoDB: out of memory");
+        snprintf(err->message, sizeof(err->message), "%s: out of memory", c->label);
         return PX_ERR_NOMEM;
     }
-    snprintf(err->message, sizeof(err->message), "DynamoDB %s: no time left to try", op);
+    snprintf(err->message, sizeof(err->message), "%s %s: no time left to try", c->label, op);
     for (unsigned n = 1; n <= c->max_attempts; n++) {
         int64_t left = deadline_ms - px_ddb_now_ms();
         if (left < MIN_ATTEMPT_MS)
@@ -772,7 +776,7 @@ px_rc px_ddb_call(struct px_ddb *c, const char *op, const char *body, size_t len
                 rc = PX_ERR_PROTOCOL;
                 err->retryable = true;
                 snprintf(err->message, sizeof(err->message),
-                         "DynamoDB %s: response CRC32 does not match x-amz-crc32", op);
+                         "%s %s: response CRC32 does not match x-amz-crc32", c->label, op);
             } else {
                 rc = px_ddb_parse_response(status, a.body.data, a.body.len,
                                            a.errtype[0] ? a.errtype : NULL, resp, err);

@@ -1,4 +1,5 @@
-/* dynamodb.h: a small DynamoDB client (JSON protocol awsJson1_0) over libcurl.
+/* dynamodb.h: a small DynamoDB client (JSON protocol awsJson1_0) over libcurl,
+ * also used for other services of the AWS JSON protocol (Secrets Manager).
  *
  * POST / with X-Amz-Target: DynamoDB_20120810.<Operation>, signed with SigV4
  * (sigv4.h). One client is shared by threads: it keeps a small pool of curl
@@ -31,6 +32,13 @@ struct px_ddb_config {
     long connect_timeout_ms;                       /* per attempt; 0 = 1000 */
     size_t max_response;                           /* 0 = PX_DDB_MAX_RESPONSE */
     unsigned max_attempts;                         /* 0 = PX_DDB_MAX_ATTEMPTS */
+    /* Another service of the same JSON protocol (Secrets Manager): all NULL =
+     * DynamoDB. endpoint must then be given (no default host is built). */
+    const char *service;       /* SigV4 signing name: "secretsmanager" */
+    const char *target_prefix; /* X-Amz-Target before the operation: "secretsmanager." */
+    const char *json_version;  /* "1.0" (DynamoDB) or "1.1" */
+    const char *label;         /* in messages: "Secrets Manager" */
+    const char *endpoint_var;  /* in messages: "AWS_ENDPOINT_URL_SECRETS_MANAGER" */
 };
 
 /* What went wrong in a call, for messages and decisions. */

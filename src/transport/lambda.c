@@ -7,6 +7,8 @@
 #include "kernel/log.h"
 #include "kernel/metrics.h"
 #include "kernel/validate.h"
+#include "store/audit_chain.h"
+#include "store/secrets.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -417,6 +420,7 @@ struct px_lambda_runtime {
     /* config cache fallbacks already reported by an earlier metric line */
     unsigned long config_stale_seen, config_defaults_seen;
     struct px_buf out; /* the proxy response or error body of the current invocation */
+    int key_fd;        /* the signing key from Secrets Manager until the stores read it; -1 */
 };
 
 static const char *env_or(const char *given, const char *var)
@@ -425,6 +429,66 @@ static const char *env_or(const char *given, const char *var)
         return given;
     const char *v = getenv(var);
     return v && v[0] ? v : NULL;
+}
+
+/* AUDIT_SIGNING_KEY_SECRET_ARN: the audit signing key (PEM) is the value of a
+ * Secrets Manager secret, read once here with GetSecretValue (the function's
+ * role credentials). It goes into an anonymous memory file (memfd: never on a
+ * disk, gone with the process) that the stores read as AUDIT_SIGNING_KEY_FILE
+ * when they open; the file is closed once they have. Neither the value nor
+ * the key is ever logged. */
+static px_rc signing_key_from_secret(struct px_lambda_runtime *rt, char *err, size_t errlen)
+{
+    const char *arn = getenv("AUDIT_SIGNING_KEY_SECRET_ARN");
+    if (!arn || !*arn)
+        return PX_OK;
+    if (rt->cfg.signing_key[0]) {
+        snprintf(err, errlen,
+                 "AUDIT_SIGNING_KEY_SECRET_ARN and AUDIT_SIGNING_KEY_FILE are both set: set one");
+        return PX_ERR_CONFIG;
+    }
+    const char *ep = getenv("AWS_ENDPOINT_URL_SECRETS_MANAGER");
+    if (!ep || !*ep)
+        ep = getenv("AWS_ENDPOINT_URL");
+    const struct px_secret_config sc = {
+        .region = rt->cfg.aws_region,
+        .endpoint = ep,
+        .access_key_id = rt->cfg.aws_access_key_id,
+        .secret_access_key = rt->cfg.aws_secret_access_key,
+        .session_token = rt->cfg.aws_session_token,
+        .timeout_ms = rt->cfg.audit_timeout_ms > 5000 ? rt->cfg.audit_timeout_ms : 5000,
+    };
+    char *value = NULL;
+    size_t len = 0;
+    char serr[768] = "";
+    px_rc rc = px_secret_get(&sc, arn, &value, &len, serr, sizeof(serr));
+    if (rc) {
+        snprintf(err, errlen, "AUDIT_SIGNING_KEY_SECRET_ARN: %s", serr);
+        return rc == PX_ERR_CONFIG ? PX_ERR_CONFIG : PX_ERR_UNAVAILABLE;
+    }
+    int fd = memfd_create("audit-signing-key", MFD_CLOEXEC);
+    bool ok = fd >= 0 && write(fd, value, len) == (ssize_t)len;
+    px_secret_free(value, len);
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    struct px_chain_key *k = NULL;
+    char kerr[512] = "";
+    if (ok && px_chain_key_load(path, true, &k, kerr, sizeof(kerr)) != PX_OK)
+        ok = false;
+    px_chain_key_free(k);
+    if (!ok) {
+        if (fd >= 0)
+            close(fd);
+        snprintf(err, errlen,
+                 "AUDIT_SIGNING_KEY_SECRET_ARN: %.300s: the secret is not an Ed25519 private key "
+                 "in PEM (pricing audit keygen writes one)",
+                 arn);
+        return PX_ERR_CONFIG;
+    }
+    rt->key_fd = fd;
+    snprintf(rt->cfg.signing_key, sizeof(rt->cfg.signing_key), "%s", path);
+    PX_INFO(NULL, "audit signing key read from Secrets Manager (%s)", arn);
+    return PX_OK;
 }
 
 /* event-relay: a scheduled function that publishes what the outboxes hold
@@ -482,6 +546,7 @@ px_rc px_lambda_runtime_new(const struct px_lambda_opts *opts, struct px_lambda_
         snprintf(err, errlen, "out of memory");
         return PX_ERR_NOMEM;
     }
+    rt->key_fd = -1;
     rt->max_response = opts->max_response ? opts->max_response : PX_MAX_EVENT;
     rt->max_invocations = opts->max_invocations;
     px_buf_init(&rt->out, rt->max_response);
@@ -499,6 +564,12 @@ px_rc px_lambda_runtime_new(const struct px_lambda_opts *opts, struct px_lambda_
         rc = px_config_check(&rt->cfg, err, errlen);
     if (rc) {
         rc = init_failed(rt, PX_ERR_CONFIG, "Runtime.ConfigError", err);
+        goto out;
+    }
+    rc = signing_key_from_secret(rt, err, errlen);
+    if (rc) {
+        rc = init_failed(rt, rc, rc == PX_ERR_CONFIG ? "Runtime.ConfigError" : "Runtime.InitError",
+                         err);
         goto out;
     }
     px_log_init(rt->cfg.log_level, handler ? handler : "pricing");
@@ -533,6 +604,11 @@ px_rc px_lambda_runtime_new(const struct px_lambda_opts *opts, struct px_lambda_
     /* One invocation at a time: the smallest connection pool serve's sizing allows. */
     rt->cfg.threads = 1;
     rc = px_app_new(&rt->cfg, &rt->app, err, errlen);
+    /* The stores hold the key now: its memory file goes. */
+    if (rt->key_fd >= 0) {
+        close(rt->key_fd);
+        rt->key_fd = -1;
+    }
     if (rc) {
         rc = init_failed(rt, rc, "Runtime.InitError", err);
         goto out;
@@ -554,6 +630,8 @@ void px_lambda_runtime_free(struct px_lambda_runtime *rt)
     px_app_free(rt->app);
     px_lambda_client_free(rt->client);
     px_buf_free(&rt->out);
+    if (rt->key_fd >= 0)
+        close(rt->key_fd);
     free(rt);
 }
 

@@ -413,6 +413,39 @@ class IntegrityTest(unittest.TestCase):
         self.assertEqual(r.rc, 1, r)
         self.assertIn("digest-000001.txt: not signed by the given key", r.stdout)
 
+    def test_export_zstd_and_plain(self):
+        """--compression zstd and none in one directory with a gzip export: verify reads
+        all three kinds and counts every record; an edited .zst file is named."""
+        d = self.stores.dir / ("exp-%s" % new_user())
+        spec = "sqlite:%s" % self.pristine
+        for comp in ("zstd", "none", "gzip"):
+            r = run_cli(["audit", "export", "--audit-store", spec, "--out", str(d),
+                         "--compression", comp], env=self.env)
+            self.assertEqual(r.rc, 0, r)
+        self.assertEqual(sorted(os.listdir(d)), [
+            "digest-000001.txt", "digest-000002.txt", "digest-000003.txt",
+            "records-000001-0001.jsonl.zst", "records-000002-0001.jsonl",
+            "records-000003-0001.jsonl.gz"])
+        with open(d / "records-000002-0001.jsonl") as f:
+            plain = f.read()
+        self.assertEqual(len(plain.splitlines()), 125)
+        # zstd's magic number: a real zstd frame, not a renamed file
+        self.assertEqual((d / "records-000001-0001.jsonl.zst").read_bytes()[:4],
+                         b"\x28\xb5\x2f\xfd")
+        r = self.verify_export(d)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("3 digest(s) chained, 3 file(s), 375 records", r.stdout)
+        z = d / "records-000001-0001.jsonl.zst"
+        data = bytearray(z.read_bytes())
+        data[len(data) // 2] ^= 1
+        z.write_bytes(bytes(data))
+        r = self.verify_export(d)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("BROKEN at %s: changed" % z, r.stdout)
+        r = run_cli(["audit", "export", "--audit-store", spec, "--out", str(d),
+                     "--compression", "lz4"], env=self.env)
+        self.assertEqual(r.rc, 2, r)
+
     def test_export_edited_line(self):
         d = self.export_dir()
         p = d / "records-000002-0001.jsonl.gz"

@@ -89,6 +89,156 @@ class Table:
         self.call("DeleteItem", {"TableName": TABLE, "Key": {"pk": item["pk"], "sk": item["sk"]}})
 
 
+def ttl_checks(tmp, env, run, table, where, broken, long_writer, long_recs):
+    """DynamoDB's TTL deletes expired items on its own. A `serve` with 1-day
+    retention writes 40 records through its 8 writer threads (each signs a
+    checkpoint after its first record and at close, each signing its segment's
+    earliest expiresAt); the verifier's clock is then moved 3 days on with
+    faketime (Debian), so those segments may have lost items to TTL while the
+    6-year records may not. dynalite has no TTL, so the deletions TTL would make
+    are made here."""
+    faketime = shutil.which("faketime")
+    if not faketime:
+        TALLY.skip("TTL deletions", "faketime (Debian) is missing: run make deps")
+        return
+    later = dict(env, FAKETIME_DONT_FAKE_MONOTONIC="1")
+    # faketime preloads its library: an ASan build must accept not coming first.
+    later["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"),
+                                                   "verify_asan_link_order=0"]))
+
+    def verify_later():
+        return subprocess.run([faketime, "-f", "+3d", BIN, "audit", "verify"], capture_output=True,
+                              text=True, timeout=120, env=later, cwd=tmp)
+
+    port = free_port()
+    pr = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", str(port)],
+                          env=dict(env, AUDIT_RETENTION_DAYS="1"), cwd=tmp,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen("http://127.0.0.1:%d/health" % port, timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        for i in range(40):
+            urllib.request.urlopen("http://127.0.0.1:%d/price?id=PROD-102&userId=%s"
+                                   % (port, uuid.uuid4()), timeout=10).read()
+    finally:
+        pr.terminate()
+        pr.wait(30)
+    recs = [i for i in table.items() if not i["pk"]["S"].startswith("CHECKPOINT#")]
+    short = {}
+    for i in recs:
+        if int(i["expiresAt"]["N"]) < time.time() + 2 * 86400:
+            short.setdefault(i["writer"]["S"], []).append(i)
+    for v in short.values():
+        v.sort(key=lambda i: int(i["wseq"]["N"]))
+    ws = sorted(short, key=lambda k: -len(short[k]))
+    check("1-day retention: 40 records by several writers, one with 4 or more",
+          sum(len(v) for v in short.values()) == 40 and len(ws) >= 2 and len(short[ws[0]]) >= 4,
+          {k: len(v) for k, v in short.items()})
+    if len(ws) < 2 or len(short[ws[0]]) < 4:
+        return
+    a, b = short[ws[0]], short[ws[1]]
+    r = verify_later()
+    check("TTL: untouched, 3 days later: exit 0", r.returncode == 0, r.stdout + r.stderr)
+
+    # Items TTL may have removed: the first segment whole, and the middle of the
+    # second (its last record stays: the chain goes on from the checkpoint's head).
+    gone = a[:1] + a[1:-1]
+    for i in gone:
+        table.delete(i)
+    r = verify_later()
+    check("TTL: expired items missing 3 days later: still exit 0", r.returncode == 0,
+          r.stdout + r.stderr)
+    broken("the same items missing today (not yet expired): exit 1 naming the next",
+           where(a[-1]), "wseq 1..%d missing" % (len(a) - 1))
+
+    # A record TTL could not have removed yet (6-year retention), at the same moment.
+    table.delete(long_recs[1])
+    r = verify_later()
+    check("TTL: an unexpired record deleted: exit 1 even 3 days later",
+          r.returncode == 1 and ("BROKEN at " + where(long_recs[2])) in r.stdout and
+          "wseq 2..2 missing" in r.stdout, r.stdout + r.stderr)
+    table.put(long_recs[1])
+
+    # A whole writer gone (TTL removed all it wrote): fine later, not today.
+    for i in gone:
+        table.put(i)
+    for i in b:
+        table.delete(i)
+    r = verify_later()
+    check("TTL: a whole expired writer gone 3 days later: exit 0", r.returncode == 0,
+          r.stdout + r.stderr)
+    r = run(["audit", "verify"])
+    check("the same today: exit 1 naming its checkpoint",
+          r.returncode == 1 and ("checkpoint item pk CHECKPOINT#" + ws[1]) in r.stdout,
+          r.stdout + r.stderr)
+    for i in b:
+        table.put(i)
+    r = run(["audit", "verify"])
+    check("TTL checks undone: exit 0", r.returncode == 0, r.stdout + r.stderr)
+
+
+def idle_checks(tmp, env, run, table):
+    """A writer with no traffic still checkpoints its chain head within the
+    checkpoint interval (10 s): a `serve` answers 30 look-ups at once, stays
+    idle 13 s, then is killed with SIGKILL (no closing checkpoint). Every one of
+    its writers must have a signed checkpoint at its last record, so removing
+    that record is reported as a removed tail."""
+    before = {i["pk"]["S"] for i in table.items()}
+    port = free_port()
+    pr = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                          cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen("http://127.0.0.1:%d/health" % port, timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        ths = [threading.Thread(target=lambda: [
+            urllib.request.urlopen("http://127.0.0.1:%d/price?id=PROD-103&userId=%s"
+                                   % (port, uuid.uuid4()), timeout=10).read() for _ in range(6)])
+            for _ in range(5)]
+        for t in ths:
+            t.start()
+        for t in ths:
+            t.join(60)
+        time.sleep(13)
+    finally:
+        pr.kill()  # SIGKILL: no closing checkpoint
+        pr.wait(30)
+    items = table.items()
+    recs = {}
+    for i in items:
+        if not i["pk"]["S"].startswith("CHECKPOINT#") and i["pk"]["S"] not in before:
+            recs.setdefault(i["writer"]["S"], []).append(i)
+    new = {}
+    for i in items:
+        if not i["pk"]["S"].startswith("CHECKPOINT#") or i["pk"]["S"][11:] not in recs:
+            continue
+        seq = int(i["sk"]["S"][4:])
+        new[i["pk"]["S"][11:]] = max(new.get(i["pk"]["S"][11:], 0), seq)
+    heads = {w: max(int(i["wseq"]["N"]) for i in v) for w, v in recs.items()}
+    multi = [w for w in heads if heads[w] >= 2]
+    check("idle: 30 records by writers of which some wrote 2 or more",
+          sum(len(v) for v in recs.values()) >= 30 and multi, {w: heads[w] for w in heads})
+    check("idle: every writer's last record is covered by a signed checkpoint after SIGKILL",
+          all(new.get(w) == heads[w] for w in heads), (heads, new))
+    r = run(["audit", "verify"])
+    check("idle: verify passes", r.returncode == 0, r.stdout + r.stderr)
+    if multi:
+        w = multi[0]
+        last = [i for i in recs[w] if int(i["wseq"]["N"]) == heads[w]][0]
+        table.delete(last)
+        r = run(["audit", "verify"])
+        check("idle: its last record removed is reported as a removed tail",
+              r.returncode == 1 and "tail removed" in r.stdout, r.stdout + r.stderr)
+        table.put(last)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="px-ddb-integrity-")
     ddir = os.path.join(tmp, "dynalite")
@@ -249,6 +399,8 @@ def main():
         table.put(cp)
         r = run(["audit", "verify"])
         check("every change undone: exit 0 again", r.returncode == 0, r.stdout + r.stderr)
+        ttl_checks(tmp, env, run, table, where, broken, w, mine)
+        idle_checks(tmp, env, run, table)
     finally:
         for pr in procs:
             pr.kill()

@@ -240,6 +240,46 @@ static void test_checkpoint_sign_open(void **state)
     px_chain_key_free(p1);
 }
 
+/* A writer purged whole whose plain checkpoint has the purge checkpoint's seq
+ * (both kept, as SQLite keeps them): whichever order they come in, the purge
+ * one is the writer's last, so no "every record removed". Without it the
+ * plain one alone still reports the removal. */
+static void test_purge_checkpoint_same_seq(void **state)
+{
+    PX_UNUSED(state);
+    struct px_chain_key *k = NULL;
+    assert_int_equal(px_chain_key_load(key1, true, &k, NULL, 0), PX_OK);
+    struct px_checkpoint c = sample_cp();
+    char plain[PX_CHAIN_NOTE_MAX], purged[PX_CHAIN_NOTE_MAX];
+    size_t pl = 0, ql = 0;
+    assert_int_equal(px_checkpoint_sign(k, &c, plain, sizeof(plain), &pl), PX_OK);
+    c.purged = true;
+    assert_int_equal(px_checkpoint_sign(k, &c, purged, sizeof(purged), &ql), PX_OK);
+    for (int order = 0; order < 3; order++) {
+        struct px_chain_verifier *v = NULL;
+        assert_int_equal(px_chain_verifier_new(k, NULL, NULL, &v), PX_OK);
+        if (order == 0) {
+            px_chain_verifier_checkpoint(v, purged, ql, "purged");
+            px_chain_verifier_checkpoint(v, plain, pl, "plain");
+        } else if (order == 1) {
+            px_chain_verifier_checkpoint(v, plain, pl, "plain");
+            px_chain_verifier_checkpoint(v, purged, ql, "purged");
+        } else {
+            px_chain_verifier_checkpoint(v, plain, pl, "plain");
+        }
+        struct px_chain_report rep;
+        bool ok = px_chain_verifier_finish(v, &rep);
+        px_chain_verifier_free(v);
+        if (order < 2 && !ok)
+            fail_msg("order %d: %s: %s", order, rep.where, rep.what);
+        if (order == 2) {
+            assert_false(ok);
+            assert_non_null(strstr(rep.what, "every record of writer"));
+        }
+    }
+    px_chain_key_free(k);
+}
+
 /* ---- verifier --------------------------------------------------------------------------- */
 
 #define N 12
@@ -550,9 +590,12 @@ static void test_ttl_segments(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hash_binds_every_field), cmocka_unit_test(test_keygen),
-        cmocka_unit_test(test_checkpoint_sign_open),   cmocka_unit_test(test_verifier),
+        cmocka_unit_test(test_hash_binds_every_field),
+        cmocka_unit_test(test_keygen),
+        cmocka_unit_test(test_checkpoint_sign_open),
+        cmocka_unit_test(test_verifier),
         cmocka_unit_test(test_ttl_segments),
+        cmocka_unit_test(test_purge_checkpoint_same_seq),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
