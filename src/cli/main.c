@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "kernel/ossl.h"
 #include "kernel/px.h"
+#include "store/sqlite_store.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +102,7 @@ int main(int argc, char **argv)
         fputs("pricing: cannot initialise OpenSSL\n", stderr);
         return PX_EXIT_FAIL;
     }
+    px_sqlite_init();
     /* Lambda runs a custom runtime as `bootstrap` with no arguments; flags
      * alone still mean the runtime, a sub-command name means that command. */
     if (argc >= 1 && strcmp(base_name(argv[0]), "bootstrap") == 0 &&

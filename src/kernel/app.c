@@ -15,6 +15,7 @@
 #include "../store/price.h"
 #include "../store/product.h"
 #include "../store/config_store.h"
+#include "../store/sqlite_store.h"
 #include "config_cache.h"
 
 #include <pthread.h>
@@ -92,6 +93,7 @@ px_rc px_app_new(const struct px_config *cfg, struct px_app **out, char *err, si
         snprintf(err, errlen, "cannot initialise OpenSSL");
         return PX_ERR_NOMEM;
     }
+    px_sqlite_init();
     struct px_app *app = calloc(1, sizeof(*app));
     if (!app) {
         snprintf(err, errlen, "out of memory");

@@ -22,6 +22,14 @@ static void init_once(void)
     const char *conf = getenv("OPENSSL_CONF");
     uint64_t opts = OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS;
     opts |= conf && *conf ? OPENSSL_INIT_LOAD_CONFIG : OPENSSL_INIT_NO_LOAD_CONFIG;
+    /* Nor the by-name table of every cipher (a few hundred thousand
+     * instructions and page faults of a cold start): TLS fetches its ciphers
+     * from the providers, and nothing in the process looks one up by name.
+     * The digest table stays: X.509 verification finds digests by NID through
+     * it (without it no certificate chain verifies; test_package.py's TLS
+     * checks). An operator's configuration may name ciphers, so it keeps them. */
+    if (!(conf && *conf))
+        opts |= OPENSSL_INIT_NO_ADD_ALL_CIPHERS;
     /* Whichever of LOAD/NO_LOAD comes first wins for the process: libcurl's
      * own OPENSSL_init_ssl(OPENSSL_INIT_LOAD_CONFIG) later is a no-op. */
     if (!OPENSSL_init_crypto(opts, NULL) ||

@@ -1,6 +1,21 @@
 #include "sqlite_store.h"
 
+#include <pthread.h>
 #include <stdio.h>
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void init_sqlite(void)
+{
+    /* N = 0: each page is allocated when first needed. SQLITE_MISUSE when
+     * SQLite is initialised already (an embedder did it): its choice stands. */
+    (void)sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
+}
+
+void px_sqlite_init(void)
+{
+    pthread_once(&init_once, init_sqlite);
+}
 
 px_rc px_sqlite_store_connect(const char *path, long timeout_ms, bool create, sqlite3 **out)
 {
