@@ -896,6 +896,11 @@ static rocksdb_options_t *new_options(rocksdb_block_based_table_options_t *bbto)
     rocksdb_options_set_max_log_file_size(o, 1u << 20);
     /* A torn tail after a crash is a batch nobody heard "durable" for. */
     rocksdb_options_set_wal_recovery_mode(o, 2 /* point in time */);
+    /* Flushes and compactions hand their table files to the disk a megabyte
+     * at a time: left to pile up as dirty pages, they were written out in
+     * bursts that each record's WAL sync then waited behind (quiet machine,
+     * c=64, same run: p99 12.6 and 13.1 ms without, 7.9 and 6.7 ms with). */
+    rocksdb_options_set_bytes_per_sync(o, 1u << 20);
     return o;
 }
 
