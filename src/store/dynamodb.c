@@ -804,3 +804,26 @@ px_rc px_ddb_call(struct px_ddb *c, const char *op, const char *body, size_t len
     give_handle(c, h);
     return rc;
 }
+
+px_rc px_ddb_call_json(struct px_ddb *c, const char *op, json_t *req, int64_t deadline_ms,
+                       json_t **resp, struct px_ddb_error *err)
+{
+    json_t *ignored = NULL;
+    struct px_ddb_error e;
+    if (!resp)
+        resp = &ignored;
+    if (!err)
+        err = &e;
+    memset(err, 0, sizeof(*err));
+    *resp = NULL;
+    if (!req)
+        return PX_ERR_NOMEM;
+    char *body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    if (!body)
+        return PX_ERR_NOMEM;
+    px_rc rc = px_ddb_call(c, op, body, strlen(body), deadline_ms, resp, err);
+    free(body);
+    json_decref(ignored);
+    return rc;
+}

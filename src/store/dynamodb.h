@@ -69,6 +69,11 @@ int64_t px_ddb_now_ms(void);
 px_rc px_ddb_call(struct px_ddb *c, const char *op, const char *body, size_t len,
                   int64_t deadline_ms, json_t **resp, struct px_ddb_error *err) PX_WUR;
 
+/* px_ddb_call with req as the body: req is always consumed (decref'd), NULL
+ * is PX_ERR_NOMEM; resp and err may be NULL when the caller wants neither. */
+px_rc px_ddb_call_json(struct px_ddb *c, const char *op, json_t *req, int64_t deadline_ms,
+                       json_t **resp, struct px_ddb_error *err);
+
 /* The endpoint URL in use (owned by the client). */
 const char *px_ddb_endpoint(const struct px_ddb *c);
 

@@ -91,25 +91,7 @@ struct ddb_outbox {
 static px_rc call(struct ddb_outbox *o, const char *op, json_t *req, json_t **resp,
                   struct px_ddb_error *err)
 {
-    json_t *ignored = NULL;
-    struct px_ddb_error e;
-    if (!resp)
-        resp = &ignored;
-    if (!err)
-        err = &e;
-    memset(err, 0, sizeof(*err));
-    *resp = NULL;
-    if (!req)
-        return PX_ERR_NOMEM;
-    char *body = json_dumps(req, JSON_COMPACT);
-    json_decref(req); /* every caller hands its request over */
-    if (!body)
-        return PX_ERR_NOMEM;
-    px_rc rc =
-        px_ddb_call(o->c, op, body, strlen(body), px_ddb_now_ms() + o->timeout_ms, resp, err);
-    free(body);
-    json_decref(ignored);
-    return rc;
+    return px_ddb_call_json(o->c, op, req, px_ddb_now_ms() + o->timeout_ms, resp, err);
 }
 
 static const char *get_s(const json_t *item, const char *name)

@@ -95,24 +95,7 @@ PX_STATIC void px_ddb_idem_pk(const char *principal, const char *route, const ch
 static px_rc call(struct store *s, const char *op, json_t *req, int64_t deadline, json_t **resp,
                   struct px_ddb_error *err)
 {
-    json_t *ignored = NULL;
-    struct px_ddb_error e;
-    if (!resp)
-        resp = &ignored;
-    if (!err)
-        err = &e;
-    memset(err, 0, sizeof(*err));
-    *resp = NULL;
-    if (!req)
-        return PX_ERR_NOMEM;
-    char *body = json_dumps(req, JSON_COMPACT);
-    json_decref(req); /* every caller hands its request over */
-    if (!body)
-        return PX_ERR_NOMEM;
-    px_rc rc = px_ddb_call(s->c, op, body, strlen(body), deadline, resp, err);
-    free(body);
-    json_decref(ignored);
-    return rc;
+    return px_ddb_call_json(s->c, op, req, deadline, resp, err);
 }
 
 static int64_t deadline_of(const struct store *s)
