@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Benchmarks `pricing serve` with its production stores: prices in PostgreSQL 15
-# (scripts/pg.sh, a throw-away cluster) and the audit trail in DynamoDB
-# (dynalite, scripts/dynalite.sh), with the same wrk load as bench/run.sh
+# (scripts/pg.sh, a throw-away cluster) and the audit trail in DynamoDB, served
+# in turn by dynalite (scripts/dynalite.sh) and by AWS's DynamoDB Local
+# (scripts/ddblocal.sh), with the same wrk load as bench/run.sh
 # (bench/price.lua). Reports the service's own CPU-µs per request separately
-# from PostgreSQL's and dynalite's, and appends (or replaces) the section
-# "PostgreSQL + dynalite" in bench/RESULTS.md. Raw outputs go to bench/out/.
+# from PostgreSQL's and the DynamoDB server's, and appends (or replaces) the
+# section "PostgreSQL + DynamoDB" in bench/RESULTS.md. Raw outputs go to bench/out/.
 #
 # Usage: bench/run-backends.sh PRICING_BIN
 # Environment:
@@ -13,9 +14,10 @@
 #   BENCH_CONNS     connection counts (default "16 64")
 #   BENCH_THREADS   wrk threads (default 2)
 #   BENCH_USERS     size of the user-id pool (default 1000)
+#   BENCH_DDB       DynamoDB servers, in turn (default "dynalite ddblocal")
 #   BENCH_RESULTS   the report the section goes into (default bench/RESULTS.md)
 # Everything started here is stopped on exit, by PID (PostgreSQL by its data
-# directory, dynalite by its PID file).
+# directory, dynalite and DynamoDB Local by their PID files).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -29,13 +31,18 @@ THREADS=${BENCH_THREADS:-2}
 CLK_TCK=$(getconf CLK_TCK)
 AWS=/usr/bin/aws # Debian's AWS CLI v2, whatever PATH says
 TABLE=bench_audit
-SECTION="## PostgreSQL + dynalite"
+SECTION="## PostgreSQL + DynamoDB"
+OLD_SECTION="## PostgreSQL + dynalite" # this section's name before DynamoDB Local was added
+DDBS=${BENCH_DDB:-dynalite ddblocal}
 BENCH_TAG=bench-backends
 # shellcheck source=bench/lib.sh
 . "$HERE/lib.sh"
 
 check_seconds SECONDS_RUN WARMUP THREADS
 check_conns "$CONNS"
+for d in $DDBS; do
+  case $d in dynalite | ddblocal) ;; *) die "BENCH_DDB: dynalite and/or ddblocal, not $d" ;; esac
+done
 
 PRICING_BIN=${1:-}
 [ -n "$PRICING_BIN" ] || usage
@@ -51,6 +58,13 @@ ensure_packages() {
   [ -f "$ROOT/node_modules/dynalite/cli.js" ] ||
     (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) ||
     die "dynalite missing and npm ci failed (scripts/install-deps.sh)"
+  case " $DDBS " in
+  *" ddblocal "*)
+    command -v java >/dev/null || apt_install openjdk-17-jre-headless
+    [ -f "$ROOT/node_modules/amplify-dynamodb-simulator/emulator/DynamoDBLocal.jar" ] ||
+      die "DynamoDB Local missing: run 'make deps' (scripts/install-deps.sh)"
+    ;;
+  esac
 }
 ensure_packages
 mkdir -p "$OUT"
@@ -58,18 +72,24 @@ mkdir -p "$OUT"
 # ---------------------------------------------------------------- processes
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/pricing-bench-be.XXXXXX")
 PGDIR="" # its own directory under /tmp: pg.sh hands it to postgres, the socket lives in it
-DDB_DIR="$TMP/dynalite"
+DDB="" # the DynamoDB server of the current round: dynalite or ddblocal
+DDB_DIR=""
 DDB_UP=0
 PX_PID=""
+
+ddb_stop() {
+  if [ "$DDB_UP" = 1 ]; then
+    "$ROOT/scripts/$DDB.sh" stop "$DDB_DIR" || true
+    DDB_UP=0
+  fi
+}
 
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   [ -z "$PX_PID" ] || stop_pids "$PX_PID"
   wait 2>/dev/null || true
-  if [ "$DDB_UP" = 1 ]; then
-    "$ROOT/scripts/dynalite.sh" stop "$DDB_DIR" || true
-  fi
+  ddb_stop
   if [ -n "$PGDIR" ]; then
     "$ROOT/scripts/pg.sh" destroy "$PGDIR" || true
     rm -rf "$PGDIR"
@@ -83,7 +103,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Dummy credentials for dynalite; nothing inherited from the caller's AWS setup.
+# Dummy credentials for the local servers; nothing inherited from the caller's AWS setup.
 for v in $(compgen -e | grep '^AWS_'); do unset "$v"; done
 export AWS_ACCESS_KEY_ID=AKIDBENCHLOCAL AWS_SECRET_ACCESS_KEY=bench-local-secret \
   AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null \
@@ -100,7 +120,7 @@ component_pids() {
     # shellcheck disable=SC2046 # one PID per word
     echo "$pm" $(children_of "$pm")
     ;;
-  dynalite) cat "$DDB_DIR/dynalite.pid" ;;
+  dynamodb) cat "$DDB_DIR/$DDB.pid" ;;
   esac
 }
 
@@ -129,38 +149,60 @@ audit_rows() {
 PGDIR=$(mktemp -d /tmp/pxpg.XXXXXX)
 "$ROOT/scripts/pg.sh" start "$PGDIR" >/dev/null || die "PostgreSQL did not start"
 PG_URI=$(cat "$PGDIR/uri")
-ENDPOINT=$("$ROOT/scripts/dynalite.sh" start "$DDB_DIR") || die "dynalite did not start"
-DDB_UP=1
-export AWS_ENDPOINT_URL_DYNAMODB=$ENDPOINT
-log "PostgreSQL $(cat "$PGDIR/pid") on port $(cat "$PGDIR/port"), dynalite $(cat "$DDB_DIR/dynalite.pid") at $ENDPOINT"
-
-(cd "$TMP" && "$PRICING_BIN" db seed --price-db "$PG_URI" --audit-store "dynamodb:$TABLE") \
-  >"$OUT/backends-seed.log" 2>&1 || die "pricing db seed failed: $(tail -n 5 "$OUT/backends-seed.log")"
-PORT=$(free_port)
-# Logs on, to a file, as in production (and as bench/run.sh): their cost is in the figure.
-(cd "$TMP" && exec "$PRICING_BIN" serve --port "$PORT" --price-db "$PG_URI" \
-  --audit-store "dynamodb:$TABLE") </dev/null >"$TMP/pricing.log" 2>"$TMP/pricing.err" &
-PX_PID=$!
-wait_http "http://127.0.0.1:$PORT/health" 200 "$PX_PID" ||
-  die "pricing serve did not become healthy: $(tail -n 5 "$TMP/pricing.err" 2>/dev/null)"
-log "pricing serve $PX_PID on port $PORT"
+log "PostgreSQL $(cat "$PGDIR/pid") on port $(cat "$PGDIR/port")"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# One round: the DynamoDB server $1 started empty, the table seeded, a fresh
+# `pricing serve` measured at every connection count, then both stopped.
+start_round() {
+  DDB=$1
+  DDB_DIR="$TMP/$DDB"
+  ENDPOINT=$("$ROOT/scripts/$DDB.sh" start "$DDB_DIR") || die "$DDB did not start"
+  DDB_UP=1
+  export AWS_ENDPOINT_URL_DYNAMODB=$ENDPOINT
+  log "$DDB $(cat "$DDB_DIR/$DDB.pid") at $ENDPOINT"
+  (cd "$TMP" && "$PRICING_BIN" db seed --price-db "$PG_URI" --audit-store "dynamodb:$TABLE") \
+    >"$OUT/backends-seed-$DDB.log" 2>&1 || die "pricing db seed failed: $(tail -n 5 "$OUT/backends-seed-$DDB.log")"
+  PORT=$(free_port)
+  # Logs on, to a file, as in production (and as bench/run.sh): their cost is in the figure.
+  (cd "$TMP" && exec "$PRICING_BIN" serve --port "$PORT" --price-db "$PG_URI" \
+    --audit-store "dynamodb:$TABLE") </dev/null >"$TMP/pricing.log" 2>"$TMP/pricing.err" &
+  PX_PID=$!
+  wait_http "http://127.0.0.1:$PORT/health" 200 "$PX_PID" ||
+    die "pricing serve did not become healthy: $(tail -n 5 "$TMP/pricing.err" 2>/dev/null)"
+  log "pricing serve $PX_PID on port $PORT"
+}
+
+stop_round() {
+  stop_pids "$PX_PID"
+  PX_PID=""
+  ddb_stop
+}
 
 # ---------------------------------------------------------------- runs
 declare -A R
-COMPONENTS="pricing postgres dynalite"
+COMPONENTS="pricing postgres dynamodb"
 
 run_one() {
-  local c=$1 k=$1 url="http://127.0.0.1:$PORT/price" wout="$OUT/wrk-backends-c$1.txt" a0 a1 comp
-  log "c=$c: warm-up ${WARMUP}s"
-  run_wrk "$c" "$WARMUP" "$url" "$OUT/wrk-backends-c$c-warmup.txt" || die "wrk warm-up failed"
+  local c=$1 k=$DDB.$1 url="http://127.0.0.1:$PORT/price" wout="$OUT/wrk-backends-$DDB-c$1.txt" a0 a1 comp
+  log "$DDB c=$c: warm-up ${WARMUP}s"
+  run_wrk "$c" "$WARMUP" "$url" "$OUT/wrk-backends-$DDB-c$c-warmup.txt" || die "wrk warm-up failed"
   sleep 0.5
   a0=$(audit_rows)
   R[$k.load]=$(cut -d' ' -f1-3 /proc/loadavg)
+  curl -s "http://127.0.0.1:$PORT/metrics" >"$TMP/metrics.0" || true
   for comp in $COMPONENTS; do tick_snapshot "$comp" >"$TMP/t0-$comp"; done
-  log "c=$c: measuring ${SECONDS_RUN}s"
+  log "$DDB c=$c: measuring ${SECONDS_RUN}s"
   run_wrk "$c" "$SECONDS_RUN" "$url" "$wout" || die "wrk failed for c=$c: $(tail -n 3 "$wout")"
   for comp in $COMPONENTS; do tick_snapshot "$comp" >"$TMP/t1-$comp"; done
+  curl -s "http://127.0.0.1:$PORT/metrics" >"$TMP/metrics.1" || true
+  # records per DynamoDB write request over the run: the batch-size histogram's sum / count
+  R[$k.batch]=$(awk '
+    FNR == 1 { f++ }
+    /^pricing_audit_batch_size_sum / { s[f] = $2 }
+    /^pricing_audit_batch_size_count / { n[f] = $2 }
+    END { d = n[2] - n[1]; if (d > 0) printf "%.2f", (s[2] - s[1]) / d; else print "n/a" }' \
+    "$TMP/metrics.0" "$TMP/metrics.1")
   kill -0 "$PX_PID" 2>/dev/null || die "pricing died during the c=$c run"
   grep -q '^BENCH ' "$wout" || die "no BENCH line in $wout"
   local fld
@@ -180,55 +222,72 @@ run_one() {
   a1=$(audit_rows)
   R[$k.audited]=$((a1 - a0))
   R[$k.answered]=$((R[$k.ok2xx] + R[$k.nf404]))
-  log "c=$c: ${R[$k.rps]} req/s, p99 ${R[$k.p99_us]} us; CPU-us/req pricing ${R[$k.pricing.us]}," \
-    "postgres ${R[$k.postgres.us]}, dynalite ${R[$k.dynalite.us]}; audited ${R[$k.audited]} / answered ${R[$k.answered]}"
+  log "$DDB c=$c: ${R[$k.rps]} req/s, p99 ${R[$k.p99_us]} us; CPU-us/req pricing ${R[$k.pricing.us]}," \
+    "postgres ${R[$k.postgres.us]}, $DDB ${R[$k.dynamodb.us]}; audited ${R[$k.audited]} / answered ${R[$k.answered]}"
 }
 
-for c in $CONNS; do run_one "$c"; done
+for d in $DDBS; do
+  start_round "$d"
+  for c in $CONNS; do run_one "$c"; done
+  stop_round
+done
 
 # ---------------------------------------------------------------- report
+ddb_version() {
+  case $1 in
+  dynalite) echo "dynalite $(node -p "require('$ROOT/node_modules/dynalite/package.json').version") (node $(node --version), in memory)" ;;
+  ddblocal) echo "DynamoDB Local $(node -p "require('$ROOT/node_modules/amplify-dynamodb-simulator/package.json').version" 2>/dev/null | sed 's/^/(amplify-dynamodb-simulator /; s/$/)/') ($(java -version 2>&1 | head -n 1), -inMemory)" ;;
+  esac
+}
+
 section() {
-  local c k au an verdict
+  local c k d au an verdict
   echo "$SECTION"
   echo
   echo "Generated by \`bench/run-backends.sh\` (\`make bench-backends\`): the same wrk load"
   echo "(bench/price.lua, -t$THREADS, ${WARMUP}s warm-up + ${SECONDS_RUN}s measured per run) against \`pricing serve\` with"
   echo "prices in PostgreSQL $("/usr/lib/postgresql/15/bin/postgres" --version | awk '{print $3}')"
-  echo "(pool of SERVER_THREADS + 2 connections) and the audit trail in dynalite $(node -p "require('$ROOT/node_modules/dynalite/package.json').version")"
-  echo "(node $(node --version), in memory), all on this machine's $(nproc) cores with wrk."
+  echo "(pool of SERVER_THREADS + 2 connections) and the audit trail in DynamoDB, served in turn by:"
+  for d in $DDBS; do echo "$(ddb_version "$d");"; done
+  echo "each started empty with a fresh \`pricing serve\`, all on this machine's $(nproc) cores with wrk."
   echo "Date (UTC) $(date -u '+%Y-%m-%d %H:%M:%S'), load average at start / end $LOAD_START / $(cut -d' ' -f1-3 /proc/loadavg),"
   echo "source $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit')$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo ' (work tree has changes)')."
   echo
   echo "CPU-µs/req: utime+stime from /proc/PID/stat over the measured run, divided by the"
   echo "requests wrk completed: pricing (our process), PostgreSQL (postmaster and its"
-  echo "backends), dynalite (the node process)."
+  echo "backends), the DynamoDB server (the node or java process)."
   echo
-  echo "| conns | req/s | p50 ms | p99 ms | max ms | pricing CPU-µs/req | PostgreSQL CPU-µs/req | dynalite CPU-µs/req | pricing / PostgreSQL / dynalite CPU % | 2xx | 404 | other status | socket errors | load avg |"
-  echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |"
-  for c in $CONNS; do
-    k=$c
-    printf '| %s | %.0f | %s | %s | %s | **%s** | %s | %s | %s / %s / %s | %s | %s | %s | %s | %s |\n' \
-      "$c" "${R[$k.rps]}" "$(fmt_ms "${R[$k.p50_us]}")" "$(fmt_ms "${R[$k.p99_us]}")" \
-      "$(fmt_ms "${R[$k.max_us]}")" "${R[$k.pricing.us]}" "${R[$k.postgres.us]}" "${R[$k.dynalite.us]}" \
-      "${R[$k.pricing.pct]}" "${R[$k.postgres.pct]}" "${R[$k.dynalite.pct]}" \
-      "${R[$k.ok2xx]}" "${R[$k.nf404]}" "${R[$k.other]}" \
-      "$((R[$k.err_connect] + R[$k.err_read] + R[$k.err_write] + R[$k.err_timeout]))" "${R[$k.load]}"
+  echo "| DynamoDB server | conns | req/s | p50 ms | p99 ms | max ms | pricing CPU-µs/req | PostgreSQL CPU-µs/req | DynamoDB server CPU-µs/req | pricing / PostgreSQL / DynamoDB CPU % | 2xx | 404 | other status | socket errors | load avg |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |"
+  for d in $DDBS; do
+    for c in $CONNS; do
+      k=$d.$c
+      printf '| %s | %s | %.0f | %s | %s | %s | **%s** | %s | %s | %s / %s / %s | %s | %s | %s | %s | %s |\n' \
+        "$d" "$c" "${R[$k.rps]}" "$(fmt_ms "${R[$k.p50_us]}")" "$(fmt_ms "${R[$k.p99_us]}")" \
+        "$(fmt_ms "${R[$k.max_us]}")" "${R[$k.pricing.us]}" "${R[$k.postgres.us]}" "${R[$k.dynamodb.us]}" \
+        "${R[$k.pricing.pct]}" "${R[$k.postgres.pct]}" "${R[$k.dynamodb.pct]}" \
+        "${R[$k.ok2xx]}" "${R[$k.nf404]}" "${R[$k.other]}" \
+        "$((R[$k.err_connect] + R[$k.err_read] + R[$k.err_write] + R[$k.err_timeout]))" "${R[$k.load]}"
+    done
   done
   echo
-  for c in $CONNS; do
-    k=$c au=${R[$k.audited]} an=${R[$k.answered]}
-    verdict=$(audit_verdict "$au" "$an" "$c")
-    echo "Audit at c=$c: $au records written during the measured run (counted with \`aws dynamodb scan --select COUNT\`), $an look-ups answered (2xx + 404): $verdict."
-    echo
+  for d in $DDBS; do
+    for c in $CONNS; do
+      k=$d.$c au=${R[$k.audited]} an=${R[$k.answered]}
+      verdict=$(audit_verdict "$au" "$an" "$c")
+      echo "Audit, $d, c=$c: $au records written during the measured run (counted with \`aws dynamodb scan --select COUNT\`), $an look-ups answered (2xx + 404): $verdict; ${R[$k.batch]} records per DynamoDB write request (\`pricing_audit_batch_size\` on /metrics)."
+      echo
+    done
   done
-  echo "- dynalite is the bottleneck: a single node process answering every PutItem; the"
-  echo "  requests per second here are dynalite's, not the service's. The figure the service"
-  echo "  owns is its own CPU-µs per request (bold), to compare with the embedded stores'"
-  echo "  CPU-µs/req above; it includes signing each PutItem (SigV4), the HTTP round trip to"
-  echo "  DynamoDB and the PostgreSQL protocol, instead of SQLite's in-process work."
+  echo "- The DynamoDB server is the bottleneck: one node (dynalite) or java (DynamoDB Local)"
+  echo "  process on the same 2 cores answering every write; the requests per second here are"
+  echo "  its, not the service's. The figure the service owns is its own CPU-µs per request"
+  echo "  (bold), to compare with the embedded stores' CPU-µs/req above; it includes signing"
+  echo "  each DynamoDB request (SigV4), the HTTP exchanges with DynamoDB and the PostgreSQL"
+  echo "  protocol, instead of the embedded stores' in-process work."
   echo "- Real DynamoDB and PostgreSQL run elsewhere, so their CPU is not on the service's"
   echo "  machine; what moves is the latency of each look-up (one PostgreSQL read and one"
-  echo "  PutItem before the answer)."
+  echo "  DynamoDB write before the answer)."
   echo "- Raw wrk outputs of this run: bench/out/wrk-backends-*.txt (not kept in git)."
   echo
 }
@@ -239,8 +298,8 @@ write_results() {
   local new="$TMP/section.md" merged="$TMP/results.md"
   section >"$new"
   if [ -f "$RESULTS" ]; then
-    awk -v h="$SECTION" '
-      $0 == h { skip = 1; next }
+    awk -v h="$SECTION" -v o="$OLD_SECTION" '
+      $0 == h || $0 == o { skip = 1; next }
       skip && /^## / { skip = 0 }
       !skip { print }' "$RESULTS" >"$merged"
     # one blank line between the previous section and ours

@@ -378,8 +378,11 @@ def main():
         table.put(forged)
         broken("forged writer -> no signed checkpoint", where(forged), "no signed checkpoint")
         table.delete(forged)
-        # an unchained item inserted
+        # an unchained item inserted, dated as the latest record (so after the
+        # chain began, whichever writer's record was the first)
         plain = {k: v for k, v in forged.items() if k not in ("writer", "wseq", "prevHash", "hash")}
+        plain["ts"] = {"S": max(i["ts"]["S"] for i in recs)}
+        plain["sk"] = plain["gsi1sk"] = {"S": "AUDIT#%s#%s" % (plain["ts"]["S"], rid)}
         table.put(plain)
         broken("unchained item dated after the chain began", where(plain),
                "without chain attributes dated after the chain began")
