@@ -597,8 +597,10 @@ px_rc px_digest_tenant(const char *text, size_t tl, char out[PX_TENANT_MAX + 1])
             files = true;
         } else if (n >= 7 && memcmp(p, "tenant ", 7) == 0) {
             /* Once, before the files: the whole digest is the tenant's. */
-            if (seen || files || n - 7 > PX_TENANT_MAX)
+            if (seen || files || n - 7 > PX_TENANT_MAX) {
+                out[0] = '\0';
                 return PX_ERR_INVALID;
+            }
             memcpy(out, p + 7, n - 7);
             out[n - 7] = '\0';
             seen = true;
