@@ -116,6 +116,7 @@ static const char *const pack_ext[] = {".jsonl.gz", ".jsonl.zst", ".jsonl"};
 
 struct exporter {
     const char *dir;
+    const char *tenant; /* NULL: every tenant's records */
     long seq;
     enum packing pack;
     bool open;
@@ -226,6 +227,10 @@ static px_rc export_one(void *arg, const struct px_audit_record *r)
 {
     struct exporter *x = arg;
     px_rc rc = PX_OK;
+    /* A record with no tenant is the default tenant's (TENANCY=off, or kept
+     * under today's keys). */
+    if (x->tenant && strcmp(r->tenant[0] ? r->tenant : "default", x->tenant) != 0)
+        return PX_OK;
     if (x->open && x->in_file == FILE_RECORDS)
         rc = close_file(x);
     if (!rc && !x->open) {
@@ -283,11 +288,11 @@ static px_rc write_new_file(const char *path, const char *data, size_t len, char
  * chained to prev (hex SHA-256 of the previous digest file); *dpath gets the
  * digest's path. err gets one line on failure. */
 static px_rc export_run(const struct px_config *cfg, const struct px_chain_key *key,
-                        enum packing pack, const char *f, const char *t, const char *dir, long seq,
-                        const char *prev, char *dpath, size_t dcap, uint64_t *total, size_t *files,
-                        char *err, size_t errlen)
+                        enum packing pack, const char *f, const char *t, const char *tenant,
+                        const char *dir, long seq, const char *prev, char *dpath, size_t dcap,
+                        uint64_t *total, size_t *files, char *err, size_t errlen)
 {
-    struct exporter x = {.dir = dir, .seq = seq, .pack = pack};
+    struct exporter x = {.dir = dir, .tenant = tenant, .seq = seq, .pack = pack};
     px_buf_init(&x.line, LINE_MAX_LEN);
     px_buf_init(&x.text, PX_NOTE_MAX / 2);
     const struct px_audit_opts aopts = px_cli_audit_opts(cfg);
@@ -298,6 +303,9 @@ static px_rc export_run(const struct px_config *cfg, const struct px_chain_key *
     if (!rc)
         rc = px_buf_printf(&x.text, ORIGIN "\nseq %ld\nprevious %s\nfrom %s\nto %s\ncreated %s\n",
                            x.seq, prev, f[0] ? f : "-", t[0] ? t : "-", now);
+    /* Only with --tenant: a digest without it is the whole trail, as before. */
+    if (!rc && tenant)
+        rc = px_buf_printf(&x.text, "tenant %s\n", tenant);
     if (!rc) {
         rc = px_audit_scan(store, f[0] ? f : NULL, t[0] ? t : NULL, export_one, &x, err, errlen);
         if (rc == PX_ERR_INVALID && !err[0])
@@ -329,6 +337,27 @@ static px_rc export_run(const struct px_config *cfg, const struct px_chain_key *
     px_buf_free(&x.text);
     px_audit_close(store);
     return rc;
+}
+
+/* Whether the previous digest (note, len bytes; its signature is checked by
+ * verify) is of the same tenant as this export (tenant NULL: every tenant):
+ * one digest chain holds one tenant's exports, or only whole-trail ones. */
+static bool same_tenant(const char *note, size_t len, const char *tenant, const char *where)
+{
+    const char *blank = len >= 2 ? memmem(note, len, "\n\n", 2) : NULL;
+    char had[64 + 1];
+    if (!blank || px_digest_tenant(note, (size_t)(blank - note) + 1, had) != PX_OK) {
+        fprintf(stderr, "pricing audit export: %s: not a readable digest\n", where);
+        return false;
+    }
+    if (strcmp(had, tenant ? tenant : "") == 0)
+        return true;
+    fprintf(stderr,
+            "pricing audit export: %s is an export of %s%s, this one would be of %s%s: one "
+            "digest chain holds one tenant (export to another directory or prefix)\n",
+            where, had[0] ? "tenant " : "every tenant", had, tenant ? "tenant " : "every tenant",
+            tenant ? tenant : "");
+    return false;
 }
 
 /* ---- s3:// destinations ------------------------------------------------------------------ */
@@ -446,7 +475,7 @@ static px_rc s3_upload(struct px_s3 *s3, const char *dir, const char *prefix, co
 }
 
 static int export_s3(const struct px_config *cfg, const struct px_chain_key *key, enum packing pack,
-                     const char *f, const char *t, const char *out)
+                     const char *f, const char *t, const char *tenant, const char *out)
 {
     char err[1024] = "", bucket[64] = "", prefix[1024] = "";
     const char *b = out + 5, *slash = strchr(b, '/');
@@ -504,6 +533,11 @@ static int export_s3(const struct px_config *cfg, const struct px_chain_key *key
             rc = PX_ERR_INTERNAL;
         if (!rc)
             px_chain_hex(h, prev);
+        if (!rc && !same_tenant(d.data ? d.data : "", d.len, tenant, k)) {
+            px_buf_free(&d);
+            px_s3_free(s3);
+            return PX_EXIT_USAGE;
+        }
         px_buf_free(&d);
     }
     char stage[4096] = "";
@@ -521,8 +555,8 @@ static int export_s3(const struct px_config *cfg, const struct px_chain_key *key
     uint64_t total = 0;
     size_t files = 0;
     if (!rc)
-        rc = export_run(cfg, key, pack, f, t, stage, last.max + 1, prev, dpath, sizeof(dpath),
-                        &total, &files, err, sizeof(err));
+        rc = export_run(cfg, key, pack, f, t, tenant, stage, last.max + 1, prev, dpath,
+                        sizeof(dpath), &total, &files, err, sizeof(err));
     if (!rc)
         rc = s3_upload(s3, stage, prefix, dpath, err, sizeof(err));
     if (stage[0])
@@ -532,14 +566,15 @@ static int export_s3(const struct px_config *cfg, const struct px_chain_key *key
         fprintf(stderr, "pricing audit export: %s\n", err[0] ? err : px_strerror(rc));
         return PX_EXIT_FAIL;
     }
-    printf("audit export: %llu records in %zu file(s), digest s3://%s/%s" DIGEST_PREFIX
+    printf("audit export: %llu records%s%s in %zu file(s), digest s3://%s/%s" DIGEST_PREFIX
            "%06ld.txt (export %ld, chained to the previous digest in the bucket)\n",
-           (unsigned long long)total, files, bucket, prefix, last.max + 1, last.max + 1);
+           (unsigned long long)total, tenant ? " of tenant " : "", tenant ? tenant : "", files,
+           bucket, prefix, last.max + 1, last.max + 1);
     return PX_EXIT_OK;
 }
 
 int px_audit_export(const struct px_config *cfg, const char *from, const char *to, const char *out,
-                    const char *compression)
+                    const char *compression, const char *tenant)
 {
     char err[1024] = "";
     enum packing pack = PACK_GZ;
@@ -573,7 +608,7 @@ int px_audit_export(const struct px_config *cfg, const char *from, const char *t
         return PX_EXIT_USAGE;
     }
     if (strncmp(out, "s3://", 5) == 0) {
-        int st = export_s3(cfg, key, pack, f, t, out);
+        int st = export_s3(cfg, key, pack, f, t, tenant, out);
         px_chain_key_free(key);
         return st;
     }
@@ -597,19 +632,31 @@ int px_audit_export(const struct px_config *cfg, const char *from, const char *t
             px_chain_key_free(key);
             return PX_EXIT_FAIL;
         }
+        char *pd = NULL;
+        size_t pl = 0;
+        bool same = px_cli_read_file(dpath, PX_NOTE_MAX, &pd, &pl) == 0 &&
+                    same_tenant(pd, pl, tenant, dpath);
+        if (!pd)
+            fprintf(stderr, "pricing audit export: cannot read %s\n", dpath);
+        free(pd);
+        if (!same) {
+            px_chain_key_free(key);
+            return PX_EXIT_USAGE;
+        }
     }
     uint64_t total = 0;
     size_t files = 0;
-    px_rc rc = export_run(cfg, key, pack, f, t, out, seq, prev, dpath, sizeof(dpath), &total,
-                          &files, err, sizeof(err));
+    px_rc rc = export_run(cfg, key, pack, f, t, tenant, out, seq, prev, dpath, sizeof(dpath),
+                          &total, &files, err, sizeof(err));
     px_chain_key_free(key);
     if (rc) {
         fprintf(stderr, "pricing audit export: %s\n", err);
         return PX_EXIT_FAIL;
     }
-    printf("audit export: %llu records in %zu file(s), digest %s (export %ld, chained to the "
+    printf("audit export: %llu records%s%s in %zu file(s), digest %s (export %ld, chained to the "
            "previous digest)\n",
-           (unsigned long long)total, files, dpath, seq);
+           (unsigned long long)total, tenant ? " of tenant " : "", tenant ? tenant : "", files,
+           dpath, seq);
     return PX_EXIT_OK;
 }
 
@@ -819,6 +866,8 @@ int px_audit_verify_export(const char *dir, const char *pubkey)
     memset(prev, '0', PX_CHAIN_HEX_LEN);
     prev[PX_CHAIN_HEX_LEN] = '\0';
     uint64_t records = 0, files = 0;
+    /* The tenant of digest 1 ("" = every tenant); every later one must agree. */
+    char tenant[64 + 1] = "";
     if (!listed)
         fail = true;
     if (!fail && ndigests == 0 && ndata) {
@@ -843,6 +892,24 @@ int px_audit_verify_export(const char *dir, const char *pubkey)
             snprintf(err, sizeof(err), "%s",
                      rc == PX_ERR_DENIED ? "not signed by the given key (forged or changed)"
                                          : "malformed digest");
+            free(buf);
+            fail = true;
+            break;
+        }
+        char dt[64 + 1];
+        if (px_digest_tenant(buf, tl, dt) != PX_OK) {
+            snprintf(err, sizeof(err), "malformed tenant line");
+            free(buf);
+            fail = true;
+            break;
+        }
+        if (i == 1)
+            memcpy(tenant, dt, sizeof(tenant));
+        if (strcmp(dt, tenant) != 0) {
+            snprintf(err, sizeof(err),
+                     "an export of %s%s in a chain of exports of %s%s (digest 1): tenants mixed",
+                     dt[0] ? "tenant " : "every tenant", dt, tenant[0] ? "tenant " : "every tenant",
+                     tenant);
             free(buf);
             fail = true;
             break;
@@ -918,8 +985,10 @@ int px_audit_verify_export(const char *dir, const char *pubkey)
         printf("audit verify: BROKEN at %s: %s\n", where, err[0] ? err : "out of memory");
         status = PX_EXIT_FAIL;
     } else {
-        printf("audit verify: OK: export %s: %ld digest(s) chained, %llu file(s), %llu records\n",
-               dir, ndigests, (unsigned long long)files, (unsigned long long)records);
+        printf(
+            "audit verify: OK: export %s: %ld digest(s) chained, %llu file(s), %llu records%s%s\n",
+            dir, ndigests, (unsigned long long)files, (unsigned long long)records,
+            tenant[0] ? " of tenant " : "", tenant);
         status = PX_EXIT_OK;
     }
     for (size_t i = 0; i < ndata; i++)

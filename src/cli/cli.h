@@ -74,9 +74,10 @@ int px_audit_migrate(const char *from, const char *to, const struct px_config *c
 /* `pricing audit export`: the records with from <= ts <= to (NULL open) as
  * JSON lines (compression: "gzip" or NULL, "zstd", "none") under out (a directory, or
  * s3://BUCKET/PREFIX uploaded with PutObject), and a signed digest chained to the previous one
- * there. Returns a PX_EXIT_* status. */
+ * there. tenant (a valid name, or NULL for every tenant): only its records (no tenant =
+ * "default"), and a "tenant NAME" line in the digest. Returns a PX_EXIT_* status. */
 int px_audit_export(const struct px_config *cfg, const char *from, const char *to, const char *out,
-                    const char *compression);
+                    const char *compression, const char *tenant);
 /* `pricing audit verify --export DIR --public-key FILE`: the digest chain and
  * every file it lists, offline. Returns a PX_EXIT_* status. */
 int px_audit_verify_export(const char *dir, const char *pubkey);

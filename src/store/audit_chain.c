@@ -4,6 +4,7 @@
 #include "../kernel/b64.h"
 #include "../kernel/log.h"
 #include "../kernel/ossl.h"
+#include "../kernel/tenant.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -584,6 +585,35 @@ px_rc px_note_open(const struct px_chain_key *k, const char *note, size_t len, s
     return signatures(k, note, len, *text_len);
 }
 
+px_rc px_digest_tenant(const char *text, size_t tl, char out[PX_TENANT_MAX + 1])
+{
+    out[0] = '\0';
+    bool files = false, seen = false;
+    const char *p = text, *end = text + tl;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        if (n >= 5 && memcmp(p, "file ", 5) == 0) {
+            files = true;
+        } else if (n >= 7 && memcmp(p, "tenant ", 7) == 0) {
+            /* Once, before the files: the whole digest is the tenant's. */
+            if (seen || files || n - 7 > PX_TENANT_MAX) {
+                out[0] = '\0';
+                return PX_ERR_INVALID;
+            }
+            memcpy(out, p + 7, n - 7);
+            out[n - 7] = '\0';
+            seen = true;
+            if (!px_tenant_valid(out)) {
+                out[0] = '\0';
+                return PX_ERR_INVALID;
+            }
+        }
+        p += n + 1;
+    }
+    return PX_OK;
+}
+
 /* ---- verifier --------------------------------------------------------------------------- */
 
 struct vcp {
@@ -610,7 +640,31 @@ struct px_chain_verifier {
     struct px_chain_report rep;
     long read_budget;
     int64_t ttl_now;
+    /* px_chain_verifier_set_tenant ("" none) and the record at hand (next). */
+    char tenant[PX_TENANT_MAX + 1];
+    enum { CUR_NONE, CUR_MINE, CUR_OTHER, CUR_UNKNOWN } cur;
+    char cur_writer[PX_CHAIN_WRITER_LEN + 1];
+    int64_t cur_wseq;
 };
+
+void px_chain_verifier_set_tenant(struct px_chain_verifier *v, const char *tenant)
+{
+    snprintf(v->tenant, sizeof(v->tenant), "%s", tenant ? tenant : "");
+}
+
+void px_chain_verifier_next(struct px_chain_verifier *v, const char *tenant, const char *writer,
+                            int64_t wseq)
+{
+    if (!tenant)
+        v->cur = CUR_UNKNOWN;
+    else if (strcmp(tenant[0] ? tenant : PX_TENANT_DEFAULT, v->tenant) == 0)
+        v->cur = CUR_MINE;
+    else
+        v->cur = CUR_OTHER;
+    snprintf(v->cur_writer, sizeof(v->cur_writer), "%s",
+             writer && strlen(writer) == PX_CHAIN_WRITER_LEN ? writer : "");
+    v->cur_wseq = v->cur_writer[0] ? wseq : 0;
+}
 
 void px_chain_verifier_set_ttl(struct px_chain_verifier *v, int64_t now)
 {
@@ -659,16 +713,27 @@ static void broken(struct px_chain_verifier *v, const char *where, const char *f
     if (v->rep.broken)
         return;
     v->rep.broken = true;
-    snprintf(v->rep.where, sizeof(v->rep.where), "%s", where ? where : "");
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(v->rep.what, sizeof(v->rep.what), fmt, ap);
     va_end(ap);
+    /* verify --tenant: another tenant's record is named by its chain place
+     * only; its where (keys, user and product ids) is not shown. */
+    if (v->tenant[0] && v->cur != CUR_MINE && v->cur != CUR_NONE) {
+        char w[64] = "no chain fields";
+        if (v->cur_writer[0])
+            snprintf(w, sizeof(w), "writer %s wseq %lld", v->cur_writer, (long long)v->cur_wseq);
+        snprintf(v->rep.where, sizeof(v->rep.where), "a record %s (%s)",
+                 v->cur == CUR_OTHER ? "of another tenant" : "whose tenant cannot be read", w);
+        return;
+    }
+    snprintf(v->rep.where, sizeof(v->rep.where), "%s", where ? where : "");
 }
 
 void px_chain_verifier_fail(struct px_chain_verifier *v, const char *where, const char *what)
 {
     broken(v, where, "%s", what);
+    v->cur = CUR_NONE;
 }
 
 void px_chain_verifier_checkpoint(struct px_chain_verifier *v, const char *note, size_t len,
@@ -819,12 +884,23 @@ void px_chain_verifier_record(struct px_chain_verifier *v, const struct px_audit
         px_chain_hash(writer, (uint64_t)wseq, r, prev, want);
         ok = memcmp(want, hash, PX_CHAIN_HASH_LEN) == 0;
     }
+    px_chain_verifier_next(v, r->tenant, writer, wseq);
     px_chain_verifier_link(v, r->ts, writer, wseq, prev_hex, hash_hex, ok, where);
 }
+
+static void link_one(struct px_chain_verifier *v, const char *ts, const char *writer, int64_t wseq,
+                     const char *prev_hex, const char *hash_hex, bool hash_ok, const char *where);
 
 void px_chain_verifier_link(struct px_chain_verifier *v, const char *ts, const char *writer,
                             int64_t wseq, const char *prev_hex, const char *hash_hex, bool hash_ok,
                             const char *where)
+{
+    link_one(v, ts, writer, wseq, prev_hex, hash_hex, hash_ok, where);
+    v->cur = CUR_NONE;
+}
+
+static void link_one(struct px_chain_verifier *v, const char *ts, const char *writer, int64_t wseq,
+                     const char *prev_hex, const char *hash_hex, bool hash_ok, const char *where)
 {
     if (v->rep.broken)
         return;
@@ -834,6 +910,8 @@ void px_chain_verifier_link(struct px_chain_verifier *v, const char *ts, const c
         v->sorted = true;
     }
     v->rep.records++;
+    if (v->cur == CUR_MINE)
+        v->rep.tenant_records++;
     if ((!v->from[0] || strcmp(ts, v->from) >= 0) && (!v->to[0] || strcmp(ts, v->to) <= 0))
         v->rep.in_range++;
     if (!writer || !*writer) {

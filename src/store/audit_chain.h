@@ -100,6 +100,13 @@ px_rc px_note_open(const struct px_chain_key *k, const char *note, size_t len,
                    size_t *text_len) PX_WUR;
 #define PX_NOTE_MAX (1024 * 1024)
 
+/* The tenant an export digest's signed text (text, tl bytes) names: its one
+ * optional line "tenant NAME" (after "created", before the file lines) into
+ * out; "" when it has none (an export of the whole trail, every tenant).
+ * PX_ERR_INVALID when the line is given twice, after a file line, or NAME is
+ * not a tenant name (px_tenant_valid). */
+px_rc px_digest_tenant(const char *text, size_t tl, char out[64 + 1]) PX_WUR;
+
 /* ---- verifier --------------------------------------------------------------------------- */
 
 struct px_chain_verifier;
@@ -107,6 +114,9 @@ struct px_chain_verifier;
 /* What a verifier found. */
 struct px_chain_report {
     uint64_t records, chained, unchained, writers, checkpoints, in_range;
+    /* With px_chain_verifier_set_tenant: the records of that tenant (the
+     * rest, records - tenant_records, are other tenants'). */
+    uint64_t tenant_records;
     bool broken;
     char where[256]; /* the first broken record or checkpoint, as the store names it */
     char what[256];  /* what is wrong with it */
@@ -140,6 +150,16 @@ void px_chain_verifier_set_ttl(struct px_chain_verifier *v, int64_t now);
  * pages); 0 = the store's default. */
 void px_chain_verifier_set_read_budget(struct px_chain_verifier *v, long pages);
 long px_chain_verifier_read_budget(const struct px_chain_verifier *v);
+/* Counts the records of tenant (TENANCY=on; a record with no tenant is
+ * "default's") in tenant_records; every record is still checked. A failure
+ * at a record not known to be tenant's names it by writer and wseq only,
+ * never by the store's where (which may carry another tenant's ids). */
+void px_chain_verifier_set_tenant(struct px_chain_verifier *v, const char *tenant);
+/* Which record the next px_chain_verifier_link or _fail call is about: its
+ * tenant ("" = default; NULL when the store could not read it), writer and
+ * wseq (NULL / 0 when it has none). px_chain_verifier_record sets it itself. */
+void px_chain_verifier_next(struct px_chain_verifier *v, const char *tenant, const char *writer,
+                            int64_t wseq);
 /* Marks the run broken at where (a record the store could not even decode). */
 void px_chain_verifier_fail(struct px_chain_verifier *v, const char *where, const char *what);
 /* Ends the run (tails against checkpoints) and fills *rep. false when broken. */

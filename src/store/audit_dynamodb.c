@@ -1307,6 +1307,8 @@ struct ventry {
     bool ok;
     char ts[25];
     char where[200];
+    bool has_tenant; /* the item could be read: tenant is its tenant ("" default) */
+    char tenant[64 + 1];
 };
 
 static int cmp_ventry(const void *x, const void *y)
@@ -1325,6 +1327,8 @@ static bool item_entry(const json_t *item, struct px_arena *ar, struct ventry *e
     *what = "unreadable record item";
     if (px_ddb_audit_item_parse(item, &r) || changes_parse(item, ar, &r))
         return false;
+    e->has_tenant = true;
+    snprintf(e->tenant, sizeof(e->tenant), "%s", r.tenant);
     char pk[PX_AUDIT_PK_MAX], sk[128], gsi1pk[PX_AUDIT_GSI1PK_MAX];
     px_audit_keys(&r, pk, sk, gsi1pk);
     const char *ipk = attr_s(item, "pk"), *isk = attr_s(item, "sk");
@@ -1434,6 +1438,10 @@ static px_rc ddb_verify(void *impl, struct px_chain_verifier *v, char *err, size
             px_arena_reset(ar);
             memset(&es[n], 0, sizeof(es[n]));
             if (!item_entry(item, ar, &es[n], &what)) {
+                const json_t *wn = json_object_get(json_object_get(item, "wseq"), "N");
+                px_chain_verifier_next(
+                    v, es[n].has_tenant ? es[n].tenant : NULL, attr_s(item, "writer"),
+                    json_is_string(wn) ? strtoll(json_string_value(wn), NULL, 10) : 0);
                 px_chain_verifier_fail(v, es[n].where[0] ? es[n].where : "an item", what);
                 continue;
             }
@@ -1457,6 +1465,7 @@ static px_rc ddb_verify(void *impl, struct px_chain_verifier *v, char *err, size
                 memcpy(first, es[i].ts, sizeof(first));
         for (size_t i = 0; i < n; i++) {
             const struct ventry *e = &es[i];
+            px_chain_verifier_next(v, e->tenant, e->writer, (int64_t)e->wseq);
             if (!e->writer[0] && first[0] && strcmp(e->ts, first) > 0) {
                 px_chain_verifier_fail(v, e->where,
                                        "an item without chain attributes dated after the chain "

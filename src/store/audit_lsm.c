@@ -16,6 +16,7 @@
 #include "audit_queue.h"
 #include "../kernel/fs.h"
 #include "../kernel/log.h"
+#include "../kernel/tenant.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -1282,6 +1283,7 @@ struct ventry {
     int sub;   /* w-NN */
     char ts[25];
     char sk[128];
+    char tenant[PX_TENANT_MAX + 1]; /* "" for default */
 };
 
 static int cmp_ventry(const void *x, const void *y)
@@ -1332,6 +1334,7 @@ static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, si
             }
             if (!kl || (k[0] != 'U' && k[0] != 'A' && k[0] != 'P' && k[0] != 'C')) {
                 snprintf(where, sizeof(where), "w-%02d key %.*s", sub, (int)(kl > 80 ? 80 : kl), k);
+                px_chain_verifier_next(v, NULL, NULL, 0);
                 px_chain_verifier_fail(v, where, "a key of no known kind (inserted)");
                 continue;
             }
@@ -1381,6 +1384,7 @@ static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, si
                                        : "user",
                          sk);
                 if (wl != kl || memcmp(want, k, kl) != 0) {
+                    px_chain_verifier_next(v, r.tenant, l.writer, (int64_t)l.wseq);
                     px_chain_verifier_fail(v, where, "changed: its key does not match its fields");
                     continue;
                 }
@@ -1407,9 +1411,11 @@ static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, si
                 e->sub = sub;
                 memcpy(e->ts, r.ts, sizeof(e->ts));
                 snprintf(e->sk, sizeof(e->sk), "%s", sk);
+                snprintf(e->tenant, sizeof(e->tenant), "%s", r.tenant);
                 continue;
             }
             snprintf(where, sizeof(where), "w-%02d key %.*s", sub, (int)(kl > 80 ? 80 : kl), k);
+            px_chain_verifier_next(v, NULL, NULL, 0);
             px_chain_verifier_fail(v, where, "unreadable record value");
         }
         char *e = NULL;
@@ -1435,6 +1441,7 @@ static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, si
     for (; !rc && i0 < n && !es[i0].l.writer[0]; i0++) {
         char where[256];
         ventry_where(&es[i0], where, sizeof(where));
+        px_chain_verifier_next(v, es[i0].tenant, NULL, 0);
         if (first[0] && strcmp(es[i0].ts, first) > 0)
             px_chain_verifier_fail(v, where,
                                    "a record without chain fields dated after the chain began "
@@ -1454,6 +1461,7 @@ static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, si
             if (es[x].kind == 'P')
                 e = &es[x];
         ventry_where(e, where, sizeof(where));
+        px_chain_verifier_next(v, e->tenant, e->l.writer, (int64_t)e->l.wseq);
         if (j - i > 2 || (j - i == 2 && es[i].kind == es[i + 1].kind)) {
             char msg[160];
             snprintf(msg, sizeof(msg), "duplicate: writer %s wseq %llu stored %zu times",
@@ -1470,12 +1478,14 @@ static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, si
                    !es[i + 1].ok) {
             const struct ventry *bad = !es[i].ok ? &es[i] : &es[i + 1];
             ventry_where(bad, where, sizeof(where));
+            px_chain_verifier_next(v, bad->tenant, bad->l.writer, (int64_t)bad->l.wseq);
             px_chain_verifier_fail(v, where,
                                    bad->ok ? "changed: its two copies carry different hashes"
                                            : "changed: its fields do not hash to its stored hash");
         }
         px_chain_hex(e->l.prev, prev);
         px_chain_hex(e->l.hash, hash);
+        px_chain_verifier_next(v, e->tenant, e->l.writer, (int64_t)e->l.wseq);
         px_chain_verifier_link(v, e->ts, e->l.writer, (int64_t)e->l.wseq, prev, hash, e->ok, where);
         i = j;
     }

@@ -1105,7 +1105,10 @@ static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, si
         px_rc rr = row_to_record(recs, &r, sk, ar, NULL);
         snprintf(where, sizeof(where), "audit seq %lld (sk %.160s)",
                  (long long)sqlite3_column_int64(recs, 18), sk);
+        const char *cw = (const char *)sqlite3_column_text(recs, 14);
+        int64_t cs = sqlite3_column_int64(recs, 15);
         if (rr) {
+            px_chain_verifier_next(v, NULL, cw, cs);
             px_chain_verifier_fail(v, where, "unreadable record (a field too long or not text)");
             continue;
         }
@@ -1118,6 +1121,7 @@ static px_rc audit_verify(void *impl, struct px_chain_verifier *v, char *err, si
         const char *sgs = (const char *)sqlite3_column_text(recs, 21);
         if (!spk || !sg || !sgs || strcmp(spk, pk) || strcmp(sk, want_sk) || strcmp(sg, gsi1pk) ||
             strcmp(sgs, want_sk)) {
+            px_chain_verifier_next(v, r.tenant, cw, cs);
             px_chain_verifier_fail(v, where, "changed: its keys do not match its fields");
             continue;
         }

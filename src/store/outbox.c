@@ -15,12 +15,14 @@ int64_t px_event_ord(long version, unsigned step)
 }
 
 px_rc px_event_build(struct px_event *ev, struct px_arena *a, const char *type,
-                     const char *function, const char *subject, int64_t ord, const char *data_json)
+                     const char *function, const char *subject, const char *tenant, int64_t ord,
+                     const char *data_json)
 {
     struct px_buf b;
     px_rc rc = PX_OK;
     memset(ev, 0, sizeof(*ev));
-    if (!type || !function || !subject || !subject[0] || strlen(subject) > PX_EVENT_SUBJ_MAX)
+    if (!type || !function || !subject || !subject[0] || strlen(subject) > PX_EVENT_SUBJ_MAX ||
+        (tenant && !tenant[0]))
         return PX_ERR_INVALID;
     /* data is embedded raw: it must be one JSON value, or the event is not JSON. */
     json_error_t je;
@@ -31,7 +33,7 @@ px_rc px_event_build(struct px_event *ev, struct px_arena *a, const char *type,
     px_new_request_id(ev->id);
     ev->time_ms = px_now_rfc3339(ev->time);
     ev->type = type;
-    ev->tenant = PX_EVENT_TENANT;
+    ev->tenant = tenant ? tenant : PX_EVENT_TENANT;
     ev->ord = ord;
     px_buf_init(&b, PX_EVENT_MAX_JSON);
     rc = px_buf_adds(&b, "{\"specversion\":\"1.0\",\"id\":");
@@ -53,6 +55,12 @@ px_rc px_event_build(struct px_event *ev, struct px_arena *a, const char *type,
         rc = px_buf_adds(&b, ",\"subject\":");
     if (!rc)
         rc = px_buf_json_strz(&b, subject);
+    /* TENANCY=on: a CloudEvents extension attribute (lower-case a-z0-9 names
+     * only, per the spec); TENANCY=off events stay as they always were. */
+    if (!rc && tenant)
+        rc = px_buf_adds(&b, ",\"tenantid\":");
+    if (!rc && tenant)
+        rc = px_buf_json_strz(&b, tenant);
     if (!rc)
         rc = px_buf_adds(&b, ",\"datacontenttype\":\"application/json\",\"data\":");
     if (!rc)
@@ -62,7 +70,9 @@ px_rc px_event_build(struct px_event *ev, struct px_arena *a, const char *type,
     if (!rc) {
         ev->json = px_arena_strndup(a, b.data, b.len);
         ev->subject = px_arena_strdup(a, subject);
-        if (!ev->json || !ev->subject)
+        if (tenant)
+            ev->tenant = px_arena_strdup(a, tenant);
+        if (!ev->json || !ev->subject || !ev->tenant)
             rc = PX_ERR_NOMEM;
     }
     px_buf_free(&b);

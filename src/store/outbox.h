@@ -56,10 +56,12 @@ int64_t px_event_ord(long version, unsigned step);
 
 /* Builds the CloudEvent of type for subject, emitted by function (source
  * "pricing/<function>"), with data_json (a JSON value, copied) and time now.
+ * tenant (TENANCY=on, copied) becomes ev->tenant and the extension attribute
+ * "tenantid"; NULL (TENANCY=off): no attribute, ev->tenant PX_EVENT_TENANT.
  * Fresh id. ev->json in a. PX_ERR_TOO_LARGE past PX_EVENT_MAX_JSON,
  * PX_ERR_INVALID when data_json is not JSON. */
 px_rc px_event_build(struct px_event *ev, struct px_arena *a, const char *type,
-                     const char *function, const char *subject, int64_t ord,
+                     const char *function, const char *subject, const char *tenant, int64_t ord,
                      const char *data_json) PX_WUR;
 
 /* ---- writers on SQLite: same file, same transaction ---- */

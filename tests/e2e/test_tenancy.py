@@ -3,8 +3,11 @@ API Gateway claims, and isolation: two tenants with the same product ids and
 user ids, every route and CLI command tried across them, and nothing of one
 is ever visible to or changed by the other."""
 
+import gzip
 import json
+import os
 import shutil
+import sqlite3
 import tempfile
 import time
 import unittest
@@ -374,6 +377,183 @@ class TenancyInvokeTest(harness.StoresCase):
         rec = self.stores.records(user=user)[0]
         self.assertNotIn("tenantId", rec)
         self.assertEqual(rec["pk"], "USER#" + user)
+
+
+class TenancyAuditTrailTest(unittest.TestCase):
+    """The tamper-evident trail with TENANCY=on: two tenants with the same user and
+    product ids on one trail (chains span tenants). `audit export --tenant` writes
+    only that tenant's records under a digest naming it; `audit verify --tenant`
+    checks every record and counts the tenant's; a broken record of another tenant
+    is named by writer and wseq only."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stores = harness.Stores()
+        spec = cls.stores.audit_store
+        if spec.startswith("dynamodb:"):
+            cls.stores.cleanup()
+            raise unittest.SkipTest("a shared DynamoDB trail: tests/integration/"
+                                    "test_ddb_integrity.py checks verify --tenant there")
+        if spec.startswith("lsm:"):  # a trail of its own: only this class's chained records
+            cls.stores.audit_store = "lsm:%s" % (cls.stores.dir / "audit-lsm")
+        try:
+            d = cls.stores.dir
+            for prefix in ("sign", "other"):
+                r = run_cli(["audit", "keygen", "--out", str(d / prefix)])
+                assert r.rc == 0, r
+            cls.pub = str(d / "sign.pub")
+            cls.env = {"AUDIT_SIGNING_KEY_FILE": str(d / "sign.key")}
+            # fresh names: an external store keeps other runs' tenants
+            tag = uuid.uuid4().hex[:6]
+            cls.ta, cls.tb = "ta-" + tag, "tb-" + tag
+            cls.user = new_user()  # the same user and product ids in both tenants
+            flags = cls.stores.flags()
+            for args in ([], ["--tenant", cls.ta], ["--tenant", cls.tb]):
+                r = run_cli(["db", "seed"] + args + flags, env=cls.env, timeout=300)
+                assert r.rc == 0, r
+            server = harness.Server(cls.stores, env=dict(cls.env, TENANCY="on", AUTH_MODE="none"))
+            server.start()
+            try:
+                for tenant, n in ((cls.ta, 3), (cls.tb, 2), ("default", 1)):
+                    for _ in range(n):
+                        r = server.price("PROD-101", cls.user, headers={"X-Tenant-ID": tenant})
+                        assert r.status == 200, r
+            finally:
+                server.stop_ok()  # every record written and checkpointed
+        except BaseException:
+            cls.stores.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stores.cleanup()
+
+    def cli(self, args, spec=None):
+        return run_cli(["audit"] + args + ["--audit-store", spec or self.stores.audit_store],
+                       env=self.env)
+
+    def export(self, tenant, d=None):
+        d = d or self.stores.dir / ("exp-%s" % uuid.uuid4().hex[:8])
+        r = self.cli(["export", "--out", str(d)] + (["--tenant", tenant] if tenant else []))
+        self.assertEqual(r.rc, 0, r)
+        return d, r
+
+    def lines(self, d):
+        out = []
+        for name in sorted(os.listdir(d)):
+            if name.endswith(".jsonl.gz"):
+                with gzip.open(d / name, "rt") as f:
+                    out += [json.loads(l) for l in f]
+        return out
+
+    def verify_export(self, d):
+        return run_cli(["audit", "verify", "--export", str(d), "--public-key", self.pub])
+
+    def test_export_tenant_only_its_records(self):
+        d, r = self.export(self.ta)
+        self.assertIn("3 records of tenant %s" % self.ta, r.stdout)
+        recs = self.lines(d)
+        self.assertEqual(len(recs), 3, recs)
+        for rec in recs:
+            self.assertEqual(rec["tenantId"], self.ta)
+            self.assertEqual(rec["userId"], self.user)
+        digest = (d / "digest-000001.txt").read_text()
+        self.assertIn("\ncreated ", digest)
+        self.assertIn("\ntenant %s\nfile " % self.ta, digest)
+        r = self.verify_export(d)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("1 digest(s) chained, 1 file(s), 3 records of tenant %s" % self.ta, r.stdout)
+        # the default tenant: the records without a tenant
+        d, _ = self.export("default")
+        recs = [x for x in self.lines(d) if x.get("userId") == self.user]
+        self.assertEqual(len(recs), 1, recs)
+        self.assertNotIn("tenantId", recs[0])
+        # no --tenant: the whole trail, every tenant, a digest without a tenant line
+        d, _ = self.export(None)
+        mine = [x for x in self.lines(d) if x.get("userId") == self.user]
+        self.assertEqual(sorted(x.get("tenantId", "") for x in mine),
+                         ["", self.ta, self.ta, self.ta, self.tb, self.tb])
+        self.assertNotIn("\ntenant ", (d / "digest-000001.txt").read_text())
+        r = self.verify_export(d)
+        self.assertEqual(r.rc, 0, r)
+        self.assertNotIn("of tenant", r.stdout)
+
+    def test_export_tenant_usage(self):
+        d = self.stores.dir / "exp-usage"
+        for bad in ("Acme", "a_b", "", "x" * 65):
+            r = self.cli(["export", "--out", str(d), "--tenant", bad])
+            self.assertEqual(r.rc, 2, r)
+            self.assertIn("--tenant", r.stderr)
+        # one directory, one tenant: appending another tenant's export is refused
+        d, _ = self.export(self.ta)
+        for other in (self.tb, None):
+            r = self.cli(["export", "--out", str(d)] + (["--tenant", other] if other else []))
+            self.assertEqual(r.rc, 2, r)
+            self.assertIn("one digest chain holds one tenant", r.stderr)
+        self.assertEqual(sorted(os.listdir(d)), ["digest-000001.txt", "records-000001-0001.jsonl.gz"])
+        r = run_cli(["audit", "verify", "--export", str(d), "--public-key", self.pub,
+                     "--tenant", self.ta])
+        self.assertEqual(r.rc, 2, r)
+
+    def test_digest_of_another_tenant_fails(self):
+        a, _ = self.export(self.ta)
+        self.export(self.ta, a)
+        b, _ = self.export(self.tb)
+        self.export(self.tb, b)
+        self.assertEqual(self.verify_export(a).rc, 0)
+        self.assertEqual(self.verify_export(b).rc, 0)
+        shutil.copy(b / "digest-000002.txt", a / "digest-000002.txt")
+        r = self.verify_export(a)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("BROKEN at %s: an export of tenant %s in a chain of exports of tenant %s"
+                      % (a / "digest-000002.txt", self.tb, self.ta), r.stdout)
+
+    def test_verify_tenant_counts(self):
+        r = self.cli(["verify", "--public-key", self.pub])
+        self.assertEqual(r.rc, 0, r)
+        total = int(r.stdout.split("OK: ")[1].split()[0])
+        self.assertNotIn("tenant", r.stdout)
+        for tenant, n in ((self.ta, 3), (self.tb, 2)):
+            r = self.cli(["verify", "--public-key", self.pub, "--tenant", tenant])
+            self.assertEqual(r.rc, 0, r)
+            self.assertIn("%d records checked" % total, r.stdout)
+            self.assertIn("tenant %s: %d of these records are its own; the other %d belong to "
+                          "other tenants" % (tenant, n, total - n), r.stdout)
+        r = self.cli(["verify", "--public-key", self.pub, "--tenant", "No!"])
+        self.assertEqual(r.rc, 2, r)
+
+    @unittest.skipUnless(os.environ.get("PX_E2E_AUDIT_STORE", "sqlite:").startswith("sqlite:"),
+                         "tampers with a SQLite file")
+    def test_verify_tenant_hides_another_tenants_broken_record(self):
+        src = self.stores.audit_sqlite
+        db = self.stores.dir / ("tampered-%s.db" % uuid.uuid4().hex[:6])
+        con = sqlite3.connect(str(src))
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        con.close()
+        shutil.copy(src, db)
+        con = sqlite3.connect(str(db))
+        for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+            con.execute('DROP TRIGGER "%s"' % name)
+        seq, writer, wseq = con.execute(
+            "SELECT seq, writer, wseq FROM audit WHERE pk = ? ORDER BY seq LIMIT 1",
+            ("T#%s#USER#%s" % (self.tb, self.user),)).fetchone()
+        con.execute("UPDATE audit SET status = 'ERROR' WHERE seq = ?", (seq,))
+        con.commit()
+        con.close()
+        spec = "sqlite:%s" % db
+        r = self.cli(["verify", "--public-key", self.pub], spec)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("BROKEN at audit seq %d " % seq, r.stdout)
+        r = self.cli(["verify", "--public-key", self.pub, "--tenant", self.ta], spec)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("BROKEN at a record of another tenant (writer %s wseq %d): changed"
+                      % (writer, wseq), r.stdout)
+        for secret in (self.user, self.tb, "PROD-101", "audit seq"):
+            self.assertNotIn(secret, r.stdout + r.stderr)
+        # the tenant's own broken record is named as the store names it
+        r = self.cli(["verify", "--public-key", self.pub, "--tenant", self.tb], spec)
+        self.assertEqual(r.rc, 1, r)
+        self.assertIn("BROKEN at audit seq %d " % seq, r.stdout)
 
 
 if __name__ == "__main__":

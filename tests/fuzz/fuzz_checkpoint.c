@@ -5,7 +5,8 @@
  * Every input is parsed and checked as a note, then handed to a verifier as a
  * checkpoint followed by one record of its writer. Whatever is accepted must
  * survive a round trip: signed again with the same key, it opens to the same
- * checkpoint. The seeds are notes signed by this key (tests/fuzz/corpus). */
+ * checkpoint; a digest's "tenant" line parses to a tenant name or none. The
+ * seeds are notes signed by this key (tests/fuzz/corpus). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -62,6 +63,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (tl > size || tl > PX_CHAIN_NOTE_MAX ||
             px_note_sign(key, (const char *)data, tl, again, sizeof(again), &al) != PX_OK ||
             px_note_open(key, again, al, &tl2) != PX_OK || tl2 != tl)
+            abort();
+        /* Its tenant line: a name px_tenant_valid accepts, or none. */
+        char tenant[64 + 1];
+        px_rc trc = px_digest_tenant((const char *)data, tl, tenant);
+        if ((trc != PX_OK && trc != PX_ERR_INVALID) || (trc != PX_OK && tenant[0]) ||
+            strlen(tenant) > 64)
             abort();
     } else if (nrc != PX_ERR_INVALID && nrc != PX_ERR_DENIED) {
         abort();

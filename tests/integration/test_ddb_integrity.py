@@ -5,7 +5,7 @@ one-shot writer) write at once, `pricing audit verify` passes; then each kind of
 tampering, made directly on the table (changed attribute, deleted item, forged
 item with a consistent chain of its own, removed tail, forged checkpoint,
 unchained item inserted), makes it exit 1 naming the item. Each change is undone
-before the next.
+before the next. Then two tenants on the trail: `audit verify --tenant`.
 
 Usage: test_ddb_integrity.py [PATH/TO/pricing]   (default: build/pricing)
 Prints one line per check and "N passed, N failed"; exits non-zero on failure.
@@ -239,6 +239,62 @@ def idle_checks(tmp, env, run, table):
         table.put(last)
 
 
+def tenant_checks(tmp, env, run, table):
+    """TENANCY=on: two tenants with the same user and product ids on the trail.
+    `audit verify --tenant` checks every item and counts the tenant's; an item of
+    another tenant that does not verify is named by writer and wseq only."""
+    for t in ("ta", "tb"):
+        r = run(["db", "seed", "--tenant", t], timeout=300)
+        check("tenancy: db seed --tenant %s" % t, r.returncode == 0, r.stderr)
+    port = free_port()
+    tenv = dict(env, TENANCY="on", AUTH_MODE="none")
+    pr = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", str(port)], env=tenv,
+                          cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    user = str(uuid.uuid4())
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen("http://127.0.0.1:%d/health" % port, timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        for t, n in (("ta", 3), ("tb", 2)):
+            for _ in range(n):
+                req = urllib.request.Request("http://127.0.0.1:%d/price?id=PROD-101&userId=%s"
+                                             % (port, user), headers={"X-Tenant-ID": t})
+                urllib.request.urlopen(req, timeout=10).read()
+    finally:
+        pr.terminate()
+        pr.wait(30)
+    r = run(["audit", "verify"])
+    check("tenancy: verify passes", r.returncode == 0, r.stdout + r.stderr)
+    total = int(r.stdout.split("OK: ")[1].split()[0]) if r.returncode == 0 else -1
+    for t, n in (("ta", 3), ("tb", 2)):
+        r = run(["audit", "verify", "--tenant", t])
+        check("tenancy: verify --tenant %s counts its %d records of %d" % (t, n, total),
+              r.returncode == 0 and "%d records checked" % total in r.stdout and
+              "tenant %s: %d of these records are its own; the other %d belong to other tenants"
+              % (t, n, total - n) in r.stdout, r.stdout + r.stderr)
+    victim = [i for i in table.items() if i["pk"]["S"] == "T#tb#USER#" + user]
+    check("tenancy: tenant tb's 2 items under T#tb#", len(victim) == 2, victim)
+    if not victim:
+        return
+    v = victim[0]
+    table.put(dict(v, status={"S": "ERROR"}))
+    r = run(["audit", "verify", "--tenant", "ta"])
+    check("tenancy: another tenant's changed item named by writer and wseq only",
+          r.returncode == 1 and "BROKEN at a record of another tenant (writer %s wseq %s): changed"
+          % (v["writer"]["S"], v["wseq"]["N"]) in r.stdout and user not in r.stdout and
+          "T#tb" not in r.stdout, r.stdout + r.stderr)
+    r = run(["audit", "verify", "--tenant", "tb"])
+    check("tenancy: the tenant's own changed item named as the store names it",
+          r.returncode == 1 and "BROKEN at item pk T#tb#USER#%s" % user in r.stdout,
+          r.stdout + r.stderr)
+    table.put(v)
+    r = run(["audit", "verify", "--tenant", "ta"])
+    check("tenancy: undone: exit 0", r.returncode == 0, r.stdout + r.stderr)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="px-ddb-integrity-")
     ddir = os.path.join(tmp, "dynalite")
@@ -404,6 +460,7 @@ def main():
         check("every change undone: exit 0 again", r.returncode == 0, r.stdout + r.stderr)
         ttl_checks(tmp, env, run, table, where, broken, w, mine)
         idle_checks(tmp, env, run, table)
+        tenant_checks(tmp, env, run, table)
     finally:
         for pr in procs:
             pr.kill()

@@ -821,6 +821,49 @@ class RelayAmqp(unittest.TestCase):
         self.assertEqual(sorted(e["id"] for e in got), sorted(x["event"]["id"] for x in outbox))
         self.in_order_per_subject(got)
         self.assertTrue(all(x["status"] == "sent" for x in self.s.events()))
+        # TENANCY=off: the events as they always were, no tenantid attribute
+        self.assertFalse([e for e in got if "tenantid" in e])
+
+    def test_8_tenantid_on_every_event(self):
+        """TENANCY=on: two tenants write the same product id and config key; every
+        event read back from the broker carries its writer's tenant as the
+        CloudEvents extension attribute tenantid."""
+        s = Stores(env={"TENANCY": "on"})
+        try:
+            s.serve()
+            for t in ("ta", "tb"):
+                h = {"X-Tenant-ID": t}
+                st, body, _ = s.request("POST", "/products", {"productId": "TN-1", "name": "n",
+                                                              "category": "c"}, h)
+                self.assertEqual(st, 201, body)
+                st, body, _ = s.request("PUT", "/products/TN-1/price",
+                                        {"amount": "1.00", "currency": "EUR"},
+                                        dict(h, **{"If-Match": '"1"'}))
+                self.assertEqual(st, 200, body)
+                st, body, _ = s.request("PUT", "/config/app.tn", {"t": t},
+                                        dict(h, **{"If-None-Match": "*"}))
+                self.assertEqual(st, 201, body)
+            outbox = s.events()
+            r = s.run("events", "relay", "--once", *s.store_flags(),
+                      env={"EVENT_SINK": self.sink})
+            self.assertEqual(r.returncode, 0, r.stderr)
+            got = self.c.messages(len(outbox), 20)
+            self.assertEqual(sorted(e["id"] for e in got),
+                             sorted(x["event"]["id"] for x in outbox))
+            by = {}
+            for e in got:
+                by.setdefault(e.get("tenantid"), []).append(e)
+            self.assertEqual(sorted(by), ["ta", "tb"], got)
+            for t, evs in by.items():
+                # product created, price changed (and the product's update), config changed
+                self.assertEqual({e["type"] for e in evs} >= {"pricing.price.changed.v1",
+                                                              "pricing.config.changed.v1"},
+                                 True, evs)
+                cfg = [e for e in evs if e["type"] == "pricing.config.changed.v1"]
+                self.assertEqual([e["data"]["value"] for e in cfg], [{"t": t}])
+            self.assertEqual(len(by["ta"]), len(by["tb"]))
+        finally:
+            s.close()
 
     def test_2_broker_down_then_back(self):
         self.writes(3, 2)
@@ -1061,6 +1104,40 @@ class RelaySqsSns(unittest.TestCase):
         for m in got:
             self.assertEqual(m["type"], json.loads(m["body"])["type"])
 
+
+    def test_6_tenantid_to_sqs_and_sns(self):
+        """TENANCY=on: the tenant reaches SQS and SNS in the CloudEvent (structured
+        mode: every attribute in the body, tenantid too; an SNS filter policy with
+        FilterPolicyScope MessageBody selects a tenant); the type attribute as ever."""
+        s = Stores(env={"TENANCY": "on"})
+        try:
+            s.serve()
+            for t in ("ta", "tb"):
+                st, body, _ = s.request("POST", "/products", {"productId": "SQ-T", "name": "n",
+                                                              "category": "c"},
+                                        {"X-Tenant-ID": t})
+                self.assertEqual(st, 201, body)
+            lines = s.events()
+            self.assertEqual(sorted(x["event"]["tenantid"] for x in lines), ["ta", "tb"])
+            q = self.tool("create-queue", "evt%s" % uuid.uuid4().hex[:8]).strip()
+            topic = self.tool("create-topic", "evt%s" % uuid.uuid4().hex[:8]).strip()
+            qs = self.tool("create-queue", "evts%s" % uuid.uuid4().hex[:8]).strip()
+            self.tool("subscribe", topic, qs)
+            for sink in ("sqs:" + q, "sns:" + topic):
+                s.sqlite("products.db", "UPDATE outbox SET status = 'waiting', next_ms = 0")
+                r = s.run("events", "relay", "--once", *s.store_flags(),
+                          env=dict(self.aws, EVENT_SINK=sink))
+                self.assertEqual(r.returncode, 0, r.stderr + r.stdout)
+            for queue in (q, qs):
+                got = [json.loads(x) for x in self.tool("receive", queue, "2", "10").splitlines()]
+                evs = sorted((json.loads(m["body"]) for m in got), key=lambda e: e["tenantid"])
+                self.assertEqual([(e["tenantid"], e["subject"]) for e in evs],
+                                 [("ta", "SQ-T"), ("tb", "SQ-T")])
+                self.assertEqual({m["type"] for m in got}, {"pricing.product.created.v1"})
+        finally:
+            s.close()
+        # TENANCY=off (this class's own stores): no tenantid
+        self.assertFalse([x for x in self.lines if "tenantid" in x["event"]])
 
     def test_5_config_event_to_sqs(self):
         self.assertEqual(self.s.config("app.flag", True)[0], 201)

@@ -6,7 +6,8 @@ package.json) on loopback: two exports upload their files and signed digests
 downloads them, `pricing audit verify --export` passes on the copy; an object
 changed, a digest removed or a file added in the bucket makes it fail, naming
 the file. A third export after the tampering still chains to the bucket's last
-digest. s3rver is stopped by its PID.
+digest. `--tenant` exports under a prefix of their own, refused under another
+tenant's (or the whole trail's). s3rver is stopped by its PID.
 
 Usage: test_s3_export.py [PATH/TO/pricing]   (default: build/pricing)
 Prints one line per check and "N passed, N failed, N skipped"; exits non-zero on failure.
@@ -183,6 +184,43 @@ def main():
         v = verify(download("copy5"))
         check("three chained exports verify", v.returncode == 0 and "3 digest(s) chained" in v.stdout,
               v.stdout)
+
+        # ---- one tenant's exports under a prefix of their own (TENANCY=on)
+        r = run(["db", "seed", "--tenant", "ta"], timeout=300)
+        assert r.returncode == 0, r.stderr
+        user = str(uuid.uuid4())
+        for tenant in ("ta", "ta", "default"):
+            ev = json.dumps({"resource": "/price", "httpMethod": "GET", "path": "/price",
+                             "headers": {"X-Tenant-ID": tenant},
+                             "queryStringParameters": {"id": "PROD-101", "userId": user},
+                             "requestContext": {"requestId": "s3t-" + str(uuid.uuid4())}})
+            r = subprocess.run([BIN, "invoke", "price-fetcher", "--event", "-"], input=ev,
+                               capture_output=True, text=True, timeout=60, cwd=tmp,
+                               env=dict(env, TENANCY="on", AUTH_MODE="none"))
+            assert r.returncode == 0, r.stderr
+        tdest = "s3://%s/tenants/ta" % BUCKET
+        for n in (1, 2):
+            r = run(["audit", "export", "--out", tdest, "--tenant", "ta"])
+            check("tenant export %d to s3://" % n, r.returncode == 0 and
+                  "2 records of tenant ta" in r.stdout and "(export %d" % n in r.stdout,
+                  r.stdout + r.stderr)
+        r = run(["audit", "export", "--out", tdest])
+        check("a whole-trail export under the tenant's prefix is refused", r.returncode == 2 and
+              "one digest chain holds one tenant" in r.stderr, (r.returncode, r.stderr))
+        r = run(["audit", "export", "--out", dest, "--tenant", "ta"])
+        check("a tenant export under the whole trail's prefix is refused", r.returncode == 2 and
+              "one digest chain holds one tenant" in r.stderr, (r.returncode, r.stderr))
+        d = os.path.join(tmp, "copy-ta")
+        r = awscli("s3", "cp", "--recursive", tdest + "/", d)
+        assert r.returncode == 0, r.stderr
+        v = verify(d)
+        check("the tenant's exports verify, of that tenant only",
+              v.returncode == 0 and "2 digest(s) chained, 2 file(s), 4 records of tenant ta"
+              in v.stdout, v.stdout + v.stderr)
+        with gzip.open(os.path.join(d, "records-000001-0001.jsonl.gz"), "rt") as f:
+            lines = [json.loads(line) for line in f]
+        check("its records are the tenant's", [x.get("tenantId") for x in lines] == ["ta", "ta"],
+              lines)
 
         # ---- usage
         r = run(["audit", "export", "--out", "s3://Bad_Bucket/x"])

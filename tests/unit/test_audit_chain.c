@@ -298,6 +298,9 @@ struct trail {
     size_t ncp;
 };
 
+/* build(): rows of three tenants in turn ("b", "a", none = default) when set. */
+static bool build_tenants;
+
 /* Two writers interleaved, N records each; checkpoints at 1, 6 and N of each. */
 static void build(struct trail *t, struct px_chain_key *k)
 {
@@ -309,6 +312,9 @@ static void build(struct trail *t, struct px_chain_key *k)
         struct px_chain *ch = &c[i % 2];
         struct row *row = &t->rows[t->n++];
         row->r = rec(i);
+        if (build_tenants)
+            snprintf(row->r.tenant, sizeof(row->r.tenant), "%s",
+                     (const char *[]){"b", "a", ""}[i % 3]);
         unsigned char h[32];
         px_chain_hash(ch->writer, ch->seq + 1, &row->r, ch->head, h);
         memcpy(row->writer, ch->writer, 18);
@@ -332,11 +338,15 @@ static void build(struct trail *t, struct px_chain_key *k)
     }
 }
 
-/* Runs the verifier over t; returns whether it passed, the report in *rep. */
-static bool run(const struct trail *t, const struct px_chain_key *k, struct px_chain_report *rep)
+/* Runs the verifier over t (counting tenant's records, or NULL); returns
+ * whether it passed, the report in *rep. */
+static bool run_tenant(const struct trail *t, const struct px_chain_key *k, const char *tenant,
+                       struct px_chain_report *rep)
 {
     struct px_chain_verifier *v = NULL;
     assert_int_equal(px_chain_verifier_new(k, NULL, NULL, &v), PX_OK);
+    if (tenant)
+        px_chain_verifier_set_tenant(v, tenant);
     for (size_t i = 0; i < t->ncp; i++) {
         char where[32];
         snprintf(where, sizeof(where), "cp %zu", i);
@@ -351,6 +361,11 @@ static bool run(const struct trail *t, const struct px_chain_key *k, struct px_c
     bool ok = px_chain_verifier_finish(v, rep);
     px_chain_verifier_free(v);
     return ok;
+}
+
+static bool run(const struct trail *t, const struct px_chain_key *k, struct px_chain_report *rep)
+{
+    return run_tenant(t, k, NULL, rep);
 }
 
 static void remove_row(struct trail *t, size_t i)
@@ -587,6 +602,97 @@ static void test_ttl_segments(void **state)
     px_chain_key_free(k);
 }
 
+/* verify --tenant: every record is still checked; the tenant's are counted;
+ * another tenant's broken record is named by writer and wseq only. */
+static void test_verifier_tenant(void **state)
+{
+    PX_UNUSED(state);
+    struct px_chain_key *k = NULL;
+    assert_int_equal(px_chain_key_load(key1, true, &k, NULL, 0), PX_OK);
+    static struct trail base, t;
+    build_tenants = true;
+    build(&base, k);
+    build_tenants = false;
+    struct px_chain_report rep;
+    assert_true(run(&base, k, &rep));
+    assert_int_equal(rep.tenant_records, 0);
+    const char *names[] = {"a", "b", "default", "zzz"};
+    const uint64_t want[] = {2 * N / 3, 2 * N / 3, 2 * N / 3, 0};
+    for (size_t i = 0; i < PX_COUNTOF(names); i++) {
+        assert_true(run_tenant(&base, k, names[i], &rep));
+        assert_int_equal(rep.records, 2 * N);
+        assert_int_equal(rep.tenant_records, want[i]);
+    }
+    /* row 3 is tenant b's: writer 1's wseq 2 */
+    t = base;
+    t.rows[3].r.status[0] = 'E';
+    assert_false(run_tenant(&t, k, "a", &rep));
+    char where[128];
+    snprintf(where, sizeof(where), "a record of another tenant (writer %s wseq 2)",
+             t.rows[3].writer);
+    assert_string_equal(rep.where, where);
+    assert_non_null(strstr(rep.what, "changed"));
+    assert_false(run_tenant(&t, k, "b", &rep));
+    assert_string_equal(rep.where, "row 3");
+    assert_false(run(&t, k, &rep));
+    assert_string_equal(rep.where, "row 3");
+    /* a record moved to another tenant fails its hash: the tenant is hashed */
+    t = base;
+    snprintf(t.rows[5].r.tenant, sizeof(t.rows[5].r.tenant), "a");
+    assert_false(run_tenant(&t, k, "a", &rep));
+    assert_string_equal(rep.where, "row 5");
+    /* a store that could not read a record's tenant: not shown either */
+    struct px_chain_verifier *v = NULL;
+    assert_int_equal(px_chain_verifier_new(k, NULL, NULL, &v), PX_OK);
+    px_chain_verifier_set_tenant(v, "a");
+    px_chain_verifier_next(v, NULL, NULL, 0);
+    px_chain_verifier_fail(v, "key T#b#USER#u1", "unreadable record value");
+    assert_false(px_chain_verifier_finish(v, &rep));
+    assert_string_equal(rep.where, "a record whose tenant cannot be read (no chain fields)");
+    px_chain_verifier_free(v);
+    px_chain_key_free(k);
+}
+
+/* The "tenant NAME" line of an export digest's signed text. */
+static void test_digest_tenant(void **state)
+{
+    PX_UNUSED(state);
+    const char *head = "pricing.audit/export/v1\nseq 1\nprevious 00\nfrom -\nto -\n"
+                       "created 2026-01-23T12:00:00.000Z\n";
+    char text[512], out[65];
+    /* none: the whole trail, as every digest before the line existed */
+    snprintf(text, sizeof(text), "%sfile records-000001-0001.jsonl.gz 3 ab\n", head);
+    assert_int_equal(px_digest_tenant(text, strlen(text), out), PX_OK);
+    assert_string_equal(out, "");
+    snprintf(text, sizeof(text), "%stenant acme-2\nfile records-000001-0001.jsonl.gz 3 ab\n", head);
+    assert_int_equal(px_digest_tenant(text, strlen(text), out), PX_OK);
+    assert_string_equal(out, "acme-2");
+    /* only the signed text counts: a length that stops before the line */
+    assert_int_equal(px_digest_tenant(text, strlen(head), out), PX_OK);
+    assert_string_equal(out, "");
+    snprintf(text, sizeof(text), "%stenant acme", head); /* no final newline */
+    assert_int_equal(px_digest_tenant(text, strlen(text), out), PX_OK);
+    assert_string_equal(out, "acme");
+    const char *bad[] = {
+        "tenant a\ntenant b\n",    /* twice */
+        "tenant Acme\n",           /* not a tenant name */
+        "tenant \n",               /* empty */
+        "tenant a b\n",            /* a space */
+        "file x 1 ab\ntenant a\n", /* after the files */
+        "tenant "
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n", /* 65 */
+    };
+    for (size_t i = 0; i < PX_COUNTOF(bad); i++) {
+        snprintf(text, sizeof(text), "%s%s", head, bad[i]);
+        assert_int_equal(px_digest_tenant(text, strlen(text), out), PX_ERR_INVALID);
+        assert_string_equal(out, "");
+    }
+    /* "tenants x" is no tenant line */
+    snprintf(text, sizeof(text), "%stenants x\n", head);
+    assert_int_equal(px_digest_tenant(text, strlen(text), out), PX_OK);
+    assert_string_equal(out, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -596,6 +702,8 @@ int main(void)
         cmocka_unit_test(test_verifier),
         cmocka_unit_test(test_ttl_segments),
         cmocka_unit_test(test_purge_checkpoint_same_seq),
+        cmocka_unit_test(test_verifier_tenant),
+        cmocka_unit_test(test_digest_tenant),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

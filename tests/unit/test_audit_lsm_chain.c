@@ -190,8 +190,9 @@ static void resign(rocksdb_t *db, const char *k, size_t kl, const char *v, size_
     rocksdb_writeoptions_destroy(wo);
 }
 
-/* Verifies the store at path; returns whether it passed, the report in *rep. */
-static bool verify(const char *path, struct px_chain_report *rep)
+/* Verifies the store at path (counting tenant's records, or NULL); returns
+ * whether it passed, the report in *rep. */
+static bool verify_tenant(const char *path, const char *tenant, struct px_chain_report *rep)
 {
     char spec[260], err[256] = "";
     snprintf(spec, sizeof(spec), "lsm:%s", path);
@@ -202,12 +203,19 @@ static bool verify(const char *path, struct px_chain_report *rep)
     assert_int_equal(px_chain_key_load(pub, false, &k, NULL, 0), PX_OK);
     struct px_chain_verifier *v = NULL;
     assert_int_equal(px_chain_verifier_new(k, NULL, NULL, &v), PX_OK);
+    if (tenant)
+        px_chain_verifier_set_tenant(v, tenant);
     assert_int_equal(px_audit_verify(s, v, err, sizeof(err)), PX_OK);
     bool ok = px_chain_verifier_finish(v, rep);
     px_chain_verifier_free(v);
     px_chain_key_free(k);
     px_audit_close(s);
     return ok;
+}
+
+static bool verify(const char *path, struct px_chain_report *rep)
+{
+    return verify_tenant(path, NULL, rep);
 }
 
 static void expect_broken(const char *path, const char *where, const char *what)
@@ -283,6 +291,33 @@ static void test_changed(void **state)
     close_db(db, o);
     expect_broken(path, "user key of sk AUDIT#2026-01-23T12:00:06.000Z#req-06",
                   "fields do not hash");
+}
+
+/* verify --tenant: the tenant's records counted from their keys; another
+ * tenant's changed record named by writer and wseq, not by its key. */
+static void test_verify_tenant(void **state)
+{
+    PX_UNUSED(state);
+    char path[200];
+    rocksdb_t *db;
+    rocksdb_options_t *o;
+    copy_store(path, NULL, NULL);
+    struct px_chain_report rep;
+    assert_true(verify_tenant(path, "acme", &rep));
+    assert_int_equal(rep.records, RECORDS);
+    assert_int_equal(rep.tenant_records, RECORDS / 2);
+    assert_true(verify_tenant(path, "default", &rep));
+    assert_int_equal(rep.tenant_records, RECORDS / 2);
+    copy_store(path, &db, &o);
+    each(db, 8, flip_status, NULL); /* req-07: acme's */
+    close_db(db, o);
+    assert_false(verify_tenant(path, "default", &rep));
+    if (!strstr(rep.where, "a record of another tenant (writer w") ||
+        !strstr(rep.where, " wseq 8)") || strstr(rep.where, "req-07") ||
+        !strstr(rep.what, "fields do not hash"))
+        fail_msg("got \"%s\" / \"%s\"", rep.where, rep.what);
+    assert_false(verify_tenant(path, "acme", &rep));
+    assert_non_null(strstr(rep.where, "user key of sk AUDIT#2026-01-23T12:00:07.000Z#req-07"));
 }
 
 static void test_removed(void **state)
@@ -390,6 +425,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_untouched),
         cmocka_unit_test(test_tenants_apart),
+        cmocka_unit_test(test_verify_tenant),
         cmocka_unit_test(test_changed),
         cmocka_unit_test(test_removed),
         cmocka_unit_test(test_one_copy_removed),

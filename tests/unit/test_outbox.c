@@ -59,7 +59,7 @@ static void add(struct fx *f, const char *subject, long v, char id_out[37])
     struct px_event ev;
     sqlite3 *db = NULL;
     assert_int_equal(px_event_build(&ev, f->a, PX_EVENT_PRODUCT_UPDATED, "product-service", subject,
-                                    px_event_ord(v, 1), "{\"v\":1}"),
+                                    NULL, px_event_ord(v, 1), "{\"v\":1}"),
                      PX_OK);
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(px_outbox_sqlite_insert(db, &ev), SQLITE_OK);
@@ -73,7 +73,7 @@ static void test_event_shape(void **state)
     struct fx *f = *state;
     struct px_event ev;
     assert_int_equal(px_event_build(&ev, f->a, PX_EVENT_PRICE_CHANGED, "product-service", "P-1",
-                                    px_event_ord(2, 0), "{\"price\":null}"),
+                                    NULL, px_event_ord(2, 0), "{\"price\":null}"),
                      PX_OK);
     json_error_t je;
     json_t *j = json_loads(ev.json, 0, &je);
@@ -87,12 +87,29 @@ static void test_event_shape(void **state)
                         "application/json");
     assert_string_equal(json_string_value(json_object_get(j, "time")), ev.time);
     assert_true(json_is_null(json_object_get(json_object_get(j, "data"), "price")));
+    /* TENANCY=off: no tenantid, ev.tenant the implicit tenant */
+    assert_null(strstr(ev.json, "tenantid"));
+    assert_string_equal(ev.tenant, PX_EVENT_TENANT);
     json_decref(j);
-    /* data is embedded raw, so it must be JSON; ids are fresh */
-    assert_int_equal(px_event_build(&ev, f->a, PX_EVENT_PRICE_CHANGED, "x", "P-1", 0, "{oops"),
+    /* TENANCY=on: the tenant as the CloudEvents extension attribute tenantid */
+    struct px_event et;
+    assert_int_equal(px_event_build(&et, f->a, PX_EVENT_PRICE_CHANGED, "product-service", "P-1",
+                                    "acme", px_event_ord(2, 0), "{}"),
+                     PX_OK);
+    j = json_loads(et.json, 0, &je);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "tenantid")), "acme");
+    assert_string_equal(et.tenant, "acme");
+    json_decref(j);
+    assert_int_equal(px_event_build(&et, f->a, PX_EVENT_PRICE_CHANGED, "x", "P-1", "", 0, "{}"),
                      PX_ERR_INVALID);
+    /* data is embedded raw, so it must be JSON; ids are fresh */
+    assert_int_equal(
+        px_event_build(&ev, f->a, PX_EVENT_PRICE_CHANGED, "x", "P-1", NULL, 0, "{oops"),
+        PX_ERR_INVALID);
     struct px_event e2;
-    assert_int_equal(px_event_build(&e2, f->a, PX_EVENT_PRICE_CHANGED, "x", "P-1", 0, "1"), PX_OK);
+    assert_int_equal(px_event_build(&e2, f->a, PX_EVENT_PRICE_CHANGED, "x", "P-1", NULL, 0, "1"),
+                     PX_OK);
     assert_string_not_equal(e2.id, ev.id);
     /* a write's events keep their order; a later write sorts after all of them */
     assert_true(px_event_ord(3, 0) < px_event_ord(3, 1));
@@ -199,7 +216,7 @@ static void test_ddb_item(void **state)
     px_outbox_ddb_pk(NULL, pk, sizeof(pk));
     assert_string_equal(pk, "OUTBOX#default");
     assert_int_equal(px_event_build(&ev, f->a, PX_EVENT_CONFIG_CHANGED, "config-service", "app.x",
-                                    px_event_ord(2, 0), "{\"v\":1}"),
+                                    NULL, px_event_ord(2, 0), "{\"v\":1}"),
                      PX_OK);
     json_t *put = px_outbox_ddb_put("cfg", &ev);
     assert_non_null(put);

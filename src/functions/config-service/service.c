@@ -74,10 +74,9 @@ static px_rc build_event(struct ctx *c, const struct px_config_item *next, const
     if (!rc)
         rc = px_buf_adds(&b, "}");
     if (!rc)
+        /* TENANCY=on: the event is the tenant's (req->tenant NULL when off) */
         rc = px_event_build(ev, a, PX_EVENT_CONFIG_CHANGED, "config-service", next->key,
-                            px_event_ord(next->version, 0), b.data);
-    if (!rc && c->req->tenant) /* TENANCY=on: the event is the tenant's */
-        ev->tenant = c->req->tenant;
+                            c->req->tenant, px_event_ord(next->version, 0), b.data);
     px_buf_free(&b);
     *out = rc ? NULL : ev;
     return rc;

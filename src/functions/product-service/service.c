@@ -214,10 +214,9 @@ static px_rc build_events(struct ctx *c, const struct px_product *cur,
         if (!rc)
             rc = px_buf_adds(&b, "}");
         if (!rc)
+            /* the outbox row's tenant and the event's tenantid (CONTRACT §12) */
             rc = px_event_build(ev, a, PX_EVENT_PRICE_CHANGED, EVENT_SOURCE, next->id,
-                                px_event_ord(next->version, 0), b.data);
-        if (!rc && c->req->tenant) /* the outbox row's tenant (CONTRACT §12) */
-            ev->tenant = c->req->tenant;
+                                c->req->tenant, px_event_ord(next->version, 0), b.data);
         if (!rc)
             *price_ev = ev;
     }
@@ -226,10 +225,8 @@ static px_rc build_events(struct ctx *c, const struct px_product *cur,
         px_buf_clear(&b);
         rc = ev ? px_ps_product_json(next, &b) : PX_ERR_NOMEM;
         if (!rc)
-            rc = px_event_build(ev, a, event_type(c->w->op), EVENT_SOURCE, next->id,
+            rc = px_event_build(ev, a, event_type(c->w->op), EVENT_SOURCE, next->id, c->req->tenant,
                                 px_event_ord(next->version, 1), b.data);
-        if (!rc && c->req->tenant)
-            ev->tenant = c->req->tenant;
         if (!rc)
             c->product_ev = ev;
     }
