@@ -136,6 +136,7 @@ px_rc px_app_new(const struct px_config *cfg, struct px_app **out, char *err, si
 
     struct px_audit_opts aopts = {
         .timeout_ms = app->cfg.audit_timeout_ms,
+        .max_batch = (unsigned)app->cfg.audit_max_batch,
         /* every connection waits for at most one record */
         .queue_cap = (unsigned)app->cfg.max_connections,
         .create = false,

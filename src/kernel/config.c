@@ -112,6 +112,9 @@ static const struct setting settings[] = {
      "AWS credentials"},
     {"AWS_SESSION_TOKEN", NULL, NULL, NULL, NULL, STR(aws_session_token), 0, 0, true,
      "AWS credentials"},
+    {"AUDIT_MAX_BATCH", NULL, NULL, NULL, "--audit-max-batch", INT(audit_max_batch), 0, 1000, false,
+     "records per group commit; 0 = the store's own (DynamoDB: 25 per TransactWriteItems, "
+     "1 = one PutItem per record)"},
     {"AUDIT_TIMEOUT_MS", NULL, NULL, NULL, "--audit-timeout-ms", INT(audit_timeout_ms), 50, 60000,
      false, "bound on making one audit record durable"},
     {"AUDIT_CREATE", NULL, NULL, NULL, "--audit-create", INT(audit_create), 0, 1, false,

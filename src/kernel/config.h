@@ -34,6 +34,7 @@ struct px_config {
     char host[256];               /* serve --host */
     long port;                    /* serve --port, 1..65535 (0 = any free port) */
     long audit_timeout_ms;        /* AUDIT_TIMEOUT_MS: bound on making one record durable */
+    long audit_max_batch;         /* AUDIT_MAX_BATCH: records per group commit; 0 = store's own */
     long audit_create;            /* AUDIT_CREATE, --audit-create: 1 = may start a new trail */
     char signing_key[1024];       /* AUDIT_SIGNING_KEY_FILE: Ed25519 PEM, "" = default */
     long price_timeout_ms;        /* PRICE_TIMEOUT_MS: bound on one price read */

@@ -3,14 +3,13 @@
  * Writes: submit() queues a copy of the record (bounded ring; full -> BUSY);
  * a fixed pool of writer threads takes what is queued. One record alone goes
  * out as a PutItem with attribute_not_exists(pk); several look-up records
- * waiting together go out as one BatchWriteItem of up to 25 (group commit:
- * one signed request, one round trip, instead of one per record). Each is
- * retried within the records' deadline (queued time + timeout_ms), then
- * done() is called per record. BatchWriteItem takes no condition: what keeps
- * it from overwriting a record is that no two records share a key (the sort
- * key holds the request id, which this service or Lambda generates, never the
- * client), a batch never holds one key twice, and an overwrite would still
- * show as a chain gap in `audit verify` (docs/internals/dynamodb.md).
+ * waiting together go out as one TransactWriteItems of up to 25 Puts, each
+ * with the same condition (group commit: one signed request and one round
+ * trip instead of one per record; all or nothing, so a hash chain never has a
+ * gap; governed by the PutItem permission, so the IAM role stays unable to
+ * delete). Each is retried by the client within the records' deadline (queued
+ * time + timeout_ms), then done() is called per record. No BatchWriteItem: it
+ * takes no condition, and its IAM action also allows deletes.
  *
  * Reads: Query on the table (by user) or on GSI gsi1 (by product), a BETWEEN
  * on the sort key for the time range, FilterExpression expiresAt > :now
@@ -30,6 +29,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,11 +44,9 @@
 #define CREATE_WAIT_MS  120000 /* table creation until ACTIVE */
 #define CREATE_POLL_MS  250
 #define MAX_TABLE_NAME  255
-#define BATCH_MAX       25            /* BatchWriteItem's limit */
-#define BATCH_BODY_MAX  (1024 * 1024) /* 25 look-up records are ~25 KiB */
-#define BATCH_RETRY_MS  10            /* first pause before unprocessed items again */
+#define BATCH_MAX       25            /* records per TransactWriteItems (DynamoDB allows 100) */
+#define BATCH_BODY_MAX  (1024 * 1024) /* 25 look-up records are ~30 KiB */
 #define STALL_MS        20            /* a queued record waits this long for the writer in flight */
-#define REPAIR_MS       10000         /* keeping a chain whole after its records' deadline */
 
 struct job {
     struct px_audit_record r; /* before/after point into extra */
@@ -60,14 +58,11 @@ struct job {
 
 struct store;
 
-/* One record of a batch: its item, its chain link, what became of it. */
+/* One record of a group write: its item, its chain link. */
 struct bitem {
     struct job *j;
     struct px_buf item;
-    char pk[PX_AUDIT_PK_MAX], sk[128];
     unsigned char hash[PX_CHAIN_HASH_LEN];
-    px_rc rc;     /* PX_OK once DynamoDB has it */
-    bool pending; /* sent, not yet confirmed */
 };
 
 /* One writer thread and its hash chain (docs/internals/audit-integrity.md):
@@ -78,12 +73,12 @@ struct wstate {
     uint64_t cp_seq;
     bool cp_any;
     int64_t cp_ms;
-    /* A batch that left a gap inside the chain (write_batch): its items, tried
-     * again once the writer has let go of the group commit; gap_chain is the
-     * chain once they are all in. NULL: none. */
-    struct bitem *gap;
-    size_t ngap;
-    struct px_chain gap_chain;
+    /* A group write whose outcome was unknown at its records' deadline (its
+     * look-ups answered 503): sent again with the same ClientRequestToken once
+     * the writer has let go of the group commit (settle_group). */
+    struct px_buf unsettled;     /* the request body; len 0: none */
+    struct px_buf unsettled_one; /* its first item, to recognise it */
+    struct px_chain unsettled_chain;
 };
 
 struct store {
@@ -97,7 +92,9 @@ struct store {
     struct job *ring;
     size_t cap, head, count;
     bool stopping;
-    unsigned busy; /* writer threads with records in hand */
+    unsigned busy;           /* writer threads with records in hand */
+    unsigned max_batch;      /* records per group write, 1..BATCH_MAX (1: a PutItem each) */
+    atomic_bool no_transact; /* the endpoint answered UnknownOperation */
     pthread_t th[WRITERS];
     unsigned nth;
     struct px_log_limit loglim; /* failed writes: one line per cause per second */
@@ -583,7 +580,7 @@ static bool idle_wait(struct store *s, struct wstate *w, int64_t *next_try)
  * writer should take them now, else waits until it may. */
 static bool take_now(struct store *s)
 {
-    if (!s->busy || s->count >= BATCH_MAX || s->stopping)
+    if (!s->busy || s->count >= s->max_batch || s->stopping)
         return true;
     int64_t due = s->ring[s->head].deadline - s->timeout_ms + STALL_MS;
     return wait_until(s, due) && s->count;
@@ -591,133 +588,68 @@ static bool take_now(struct store *s)
 
 /* ------------------------------------------------------------ group writes */
 
-/* {"RequestItems":{TABLE:[{"PutRequest":{"Item":...}}, ...]}} of the pending items. */
-static px_rc batch_body(const struct store *s, const struct bitem *it, size_t n, struct px_buf *b)
+/* {"TransactItems":[{"Put":{...,"ConditionExpression":...}}, ...],
+ *  "ClientRequestToken":...}: the token is the last record's chain hash, so
+ * the client's retry of a call whose answer was lost is applied once, and no
+ * other group can have it. */
+static px_rc group_body(const struct store *s, const struct bitem *it, size_t n, struct px_buf *b)
 {
-    b->len = 0;
-    px_rc rc = px_buf_printf(b, "{\"RequestItems\":{\"%s\":[", s->table);
-    bool first = true;
+    char token[PX_CHAIN_HEX_LEN + 1];
+    px_chain_hex(it[n - 1].hash, token);
+    token[32] = '\0'; /* ClientRequestToken: at most 36 characters */
+    px_rc rc = px_buf_adds(b, "{\"TransactItems\":[");
     for (size_t i = 0; !rc && i < n; i++) {
-        if (!it[i].pending)
-            continue;
-        rc = px_buf_adds(b, first ? "{\"PutRequest\":{\"Item\":" : ",{\"PutRequest\":{\"Item\":");
+        rc = px_buf_printf(b, "%s{\"Put\":{\"TableName\":\"%s\",\"Item\":", i ? "," : "", s->table);
         if (!rc)
             rc = px_buf_add(b, it[i].item.data, it[i].item.len);
         if (!rc)
-            rc = px_buf_adds(b, "}}");
-        first = false;
+            rc = px_buf_adds(b, ",\"ConditionExpression\":\"attribute_not_exists(pk)\"}}");
     }
     if (!rc)
-        rc = px_buf_adds(b, "]}}");
+        rc = px_buf_printf(b, "],\"ClientRequestToken\":\"%s\"}", token);
     return rc;
 }
 
-/* Marks every pending item confirmed except those DynamoDB returned in
- * UnprocessedItems (matched by key); returns how many stay pending. */
-static size_t batch_confirm(const struct store *s, struct bitem *it, size_t n, const json_t *resp)
+/* Writes n (>= 2) queued look-up records as one chained group and calls
+ * done() for each. Chain rules as for one record (docs/internals/audit-
+ * integrity.md): all written, the chain moves past them; outcome unknown,
+ * the chain ends. A group refused whole (a record's key taken, DynamoDB
+ * without TransactWriteItems, a validation error) wrote nothing: its records
+ * then go one PutItem each, so that only the one refused fails. */
+/* One conditional PutItem for the record of j, then its done(). */
+static void write_one(struct store *s, struct wstate *w, struct job *j)
 {
-    const json_t *un = json_object_get(json_object_get(resp, "UnprocessedItems"), s->table);
-    size_t left = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!it[i].pending)
-            continue;
-        bool unprocessed = false;
-        size_t k;
-        const json_t *req;
-        json_array_foreach(un, k, req)
-        {
-            const json_t *item = json_object_get(json_object_get(req, "PutRequest"), "Item");
-            const char *pk = json_string_value(json_object_get(json_object_get(item, "pk"), "S"));
-            const char *sk = json_string_value(json_object_get(json_object_get(item, "sk"), "S"));
-            if (pk && sk && !strcmp(pk, it[i].pk) && !strcmp(sk, it[i].sk)) {
-                unprocessed = true;
-                break;
-            }
-        }
-        if (unprocessed) {
-            left++;
-        } else {
-            it[i].pending = false;
-            it[i].rc = PX_OK;
-        }
-    }
-    return left;
+    int64_t t0 = px_ddb_now_ms();
+    px_rc rc = put_record(s, w, &j->r, j->deadline);
+    px_metrics_audit_write((double)(px_ddb_now_ms() - t0));
+    if (!rc)
+        px_metrics_audit_batch(1);
+    j->done(j->arg, rc);
 }
 
-/* Sends the pending items until DynamoDB has all of them, a call fails (the
- * client has retried it up to `until`: the pending items' outcome is then
- * unknown) or `until` passes. Items returned unprocessed were not written and
- * go again after a pause. Returns PX_OK when none is left pending, else the
- * failure (err filled). */
-static px_rc batch_send(struct store *s, struct bitem *it, size_t n, int64_t until,
-                        struct px_ddb_error *err)
+static void write_group(struct store *s, struct wstate *w, struct job **jobs, size_t n)
 {
-    struct px_buf body;
-    px_buf_init(&body, BATCH_BODY_MAX);
-    px_rc rc = PX_OK;
-    long pause = BATCH_RETRY_MS;
-    size_t left = n;
-    for (;;) {
-        json_t *resp = NULL;
-        rc = batch_body(s, it, n, &body);
-        if (!rc)
-            rc = px_ddb_call(s->c, "BatchWriteItem", body.data, body.len, until, &resp, err);
-        if (!rc)
-            left = batch_confirm(s, it, n, resp);
-        json_decref(resp);
-        /* px_ddb_call has already retried what is worth retrying */
-        if (rc || !left)
-            break;
-        rc = PX_ERR_UNAVAILABLE; /* what is left if time runs out now */
-        snprintf(err->type, sizeof(err->type), "UnprocessedItems");
-        snprintf(err->message, sizeof(err->message), "%zu of %zu item(s) unprocessed", left, n);
-        if (px_ddb_now_ms() + pause >= until)
-            break;
-        struct timespec ts = {pause / 1000, (pause % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-        if (pause < 500)
-            pause *= 2;
+    if (n == 1 || atomic_load_explicit(&s->no_transact, memory_order_relaxed)) {
+        for (size_t i = 0; i < n; i++)
+            write_one(s, w, jobs[i]);
+        return;
     }
-    px_buf_free(&body);
-    return rc;
-}
-
-/* Writes n (>= 2) queued look-up records as one chained group, calls done()
- * for each. Chain rules as for one record (docs/internals/audit-integrity.md):
- * the chain advances over what DynamoDB confirmed; a record whose outcome is
- * unknown at the tail ends the chain; one left unwritten between confirmed
- * ones is tried again past its deadline (its look-up already answered 503)
- * so that the chain has no gap. */
-static void write_batch(struct store *s, struct wstate *w, struct job **jobs, size_t n)
-{
     struct bitem it[BATCH_MAX];
     struct px_ddb_error err;
     memset(&err, 0, sizeof(err));
     struct px_chain c = w->chain;
     int64_t until = INT64_MAX;
     size_t m = 0;
+    px_rc rc = PX_OK;
     for (size_t i = 0; i < n; i++) {
         struct bitem *b = &it[m];
-        char gsi1pk[PX_AUDIT_GSI1PK_MAX];
         b->j = jobs[i];
-        b->pending = false;
         px_buf_init(&b->item, 64 * 1024);
-        b->rc = px_ddb_audit_item_json(&b->j->r, &b->item);
-        if (b->rc) {
-            b->j->done(b->j->arg, b->rc);
-            px_buf_free(&b->item);
-            continue;
-        }
-        px_audit_keys(&b->j->r, b->pk, b->sk, gsi1pk);
-        /* One key twice in a request is refused whole: the second one is a
-         * duplicate, refused alone as attribute_not_exists would. */
-        for (size_t k = 0; k < m && !b->rc; k++)
-            if (!strcmp(it[k].pk, b->pk) && !strcmp(it[k].sk, b->sk))
-                b->rc = PX_ERR_CONFLICT;
-        if (!b->rc)
-            b->rc = add_link(&b->item, &c, &b->j->r, b->hash);
-        if (b->rc) {
-            b->j->done(b->j->arg, b->rc);
+        rc = px_ddb_audit_item_json(&b->j->r, &b->item);
+        if (!rc)
+            rc = add_link(&b->item, &c, &b->j->r, b->hash);
+        if (rc) {
+            b->j->done(b->j->arg, rc);
             px_buf_free(&b->item);
             continue;
         }
@@ -725,100 +657,115 @@ static void write_batch(struct store *s, struct wstate *w, struct job **jobs, si
         memcpy(c.head, b->hash, sizeof(c.head));
         if (b->j->r.expires_at < c.seg_min)
             c.seg_min = b->j->r.expires_at;
-        b->pending = true;
-        b->rc = PX_ERR_TIMEOUT;
         if (b->j->deadline < until)
             until = b->j->deadline;
         m++;
     }
     if (!m)
         return;
-    int64_t t0 = px_ddb_now_ms();
-    px_rc rc = batch_send(s, it, m, until, &err);
-    size_t written = 0, last_ok = 0, first_left = m;
-    for (size_t i = 0; i < m; i++) {
-        if (!it[i].pending) {
-            written++;
-            last_ok = i + 1;
-        } else if (first_left == m) {
-            first_left = i;
+    bool alone = m == 1;
+    if (!alone) {
+        struct px_buf body;
+        json_t *resp = NULL;
+        px_buf_init(&body, BATCH_BODY_MAX);
+        int64_t t0 = px_ddb_now_ms();
+        rc = group_body(s, it, m, &body);
+        if (!rc)
+            rc = px_ddb_call(s->c, "TransactWriteItems", body.data, body.len, until, &resp, &err);
+        json_decref(resp);
+        px_buf_free(&body);
+        bool canceled = rc && !strcmp(err.type, "TransactionCanceledException");
+        bool unknown = rc && err.ambiguous;
+        if (canceled && err.ambiguous) {
+            /* a retry of a call whose answer was lost: had the group landed? */
+            px_rc mine = same_item_stored(s, it[0].item.data, until);
+            if (!mine)
+                rc = PX_OK; /* yes: all of it is ours */
+            unknown = mine && mine != PX_ERR_CONFLICT;
         }
-    }
-    if (rc == PX_ERR_INVALID && !written) {
-        /* Refused whole, nothing written: each record on its own, so that
-         * only the one DynamoDB does not take fails. */
-        for (size_t i = 0; i < m; i++) {
-            it[i].rc = put_record(s, w, &it[i].j->r, it[i].j->deadline);
-            it[i].pending = false;
-        }
-        goto answer;
-    }
-    px_metrics_audit_write((double)(px_ddb_now_ms() - t0));
-    if (written)
-        px_metrics_audit_batch(written);
-    if (first_left == m)
-        w->chain = c;
-    else if (last_ok < first_left)
-        chain_restart(w); /* only a tail left, which may have landed: as for one record */
-    if (rc)
-        px_log_limited(&s->loglim, PX_LOG_ERROR, err.type[0] ? err.type : px_strerror(rc),
-                       "%zu of %zu audit record(s) not written to DynamoDB table %s: %s (%s%s%s) "
-                       "after %u attempt(s)",
-                       m - written, m, s->table, px_strerror(rc), err.type, err.type[0] ? ": " : "",
-                       err.message, err.attempts);
-    if (first_left != m && last_ok > first_left) {
-        /* A gap inside the chain: answer now; the writer tries the missing
-         * records again (repair_gap) so that the chain stays whole. */
-        w->gap = malloc(m * sizeof(*w->gap));
-        if (w->gap) {
-            memcpy(w->gap, it, m * sizeof(*it));
-            w->ngap = m;
-            w->gap_chain = c;
-            for (size_t i = 0; i < m; i++) {
-                it[i].j->done(it[i].j->arg, it[i].pending ? rc : PX_OK);
-                w->gap[i].j = NULL;
+        if (!rc) {
+            px_metrics_audit_write((double)(px_ddb_now_ms() - t0));
+            px_metrics_audit_batch(m);
+            w->chain = c;
+        } else if (!strcmp(err.type, "UnknownOperationException")) {
+            /* an endpoint without transactions (dynalite): one PutItem each from now on */
+            atomic_store_explicit(&s->no_transact, true, memory_order_relaxed);
+            PX_WARN(NULL,
+                    "DynamoDB endpoint of table %s has no TransactWriteItems: audit records "
+                    "go one PutItem each",
+                    s->table);
+            alone = true;
+        } else if (!unknown && (canceled || rc == PX_ERR_INVALID)) {
+            alone = true; /* refused whole, nothing written: each record on its own */
+        } else {
+            px_log_limited(&s->loglim, PX_LOG_ERROR, err.type[0] ? err.type : px_strerror(rc),
+                           "%zu audit records not written to DynamoDB table %s: %s (%s%s%s) "
+                           "after %u attempt(s)",
+                           m, s->table, px_strerror(rc), err.type, err.type[0] ? ": " : "",
+                           err.message, err.attempts);
+            /* Outcome unknown (time-out, 5xx after retries): all or none of the
+             * group is there. Its look-ups are answered now; the writer then
+             * settles it (settle_group) before its chain goes on. A refusal
+             * (4xx at the first attempt) wrote nothing: the chain stays. */
+            w->unsettled.len = w->unsettled_one.len = 0;
+            if (!unknown) {
+                /* nothing to settle */
+            } else if (group_body(s, it, m, &w->unsettled) ||
+                       px_buf_add(&w->unsettled_one, it[0].item.data, it[0].item.len)) {
+                w->unsettled.len = 0;
+                chain_restart(w);
+            } else {
+                w->unsettled_chain = c;
             }
-            return;
         }
-        PX_LOG(PX_LOG_ERROR, NULL,
-               "audit chain %s of DynamoDB table %s may miss records from wseq %llu: out of "
-               "memory to try them again; `audit verify` will name the gap",
-               w->chain.writer, s->table, (unsigned long long)(w->chain.seq + first_left + 1));
-        chain_restart(w);
     }
-answer:
     for (size_t i = 0; i < m; i++) {
-        it[i].j->done(it[i].j->arg, it[i].rc);
+        if (alone)
+            write_one(s, w, it[i].j);
+        else
+            it[i].j->done(it[i].j->arg, rc);
         px_buf_free(&it[i].item);
     }
 }
 
-/* The records write_batch left missing inside w's chain, their look-ups
- * already answered 503: tried for REPAIR_MS more. Written, the chain goes on
- * whole; not, the chain ends and the log names where verify will see a gap. */
-static void repair_gap(struct store *s, struct wstate *w)
+/* The group write_group could not settle: the same request again (same
+ * ClientRequestToken: applied at most once) for one more timeout_ms. Then it is known to
+ * be there (the chain moves past it) or not (the chain stays); failing both,
+ * the chain ends, as for a single record whose outcome is unknown. */
+static void settle_group(struct store *s, struct wstate *w)
 {
     struct px_ddb_error err;
-    memset(&err, 0, sizeof(err));
-    uint64_t from = 0;
-    for (size_t i = 0; i < w->ngap && !from; i++)
-        if (w->gap[i].pending)
-            from = w->chain.seq + i + 1;
-    px_rc rc = batch_send(s, w->gap, w->ngap, px_ddb_now_ms() + REPAIR_MS, &err);
-    if (rc) {
-        PX_LOG(PX_LOG_ERROR, NULL,
-               "audit chain %s of DynamoDB table %s may miss records from wseq %llu: not "
-               "written within %d ms after their deadline (%s); `audit verify` will name the gap",
-               w->chain.writer, s->table, (unsigned long long)from, REPAIR_MS, err.message);
+    json_t *resp = NULL;
+    pthread_mutex_lock(&s->mu);
+    bool stopping = s->stopping;
+    pthread_mutex_unlock(&s->mu);
+    if (stopping) {
+        /* close() stays bounded: the chain ends before the group instead */
         chain_restart(w);
-    } else {
-        w->chain = w->gap_chain;
+        w->unsettled.len = w->unsettled_one.len = 0;
+        return;
     }
-    for (size_t i = 0; i < w->ngap; i++)
-        px_buf_free(&w->gap[i].item);
-    free(w->gap);
-    w->gap = NULL;
-    w->ngap = 0;
+    int64_t until = px_ddb_now_ms() + s->timeout_ms;
+    px_rc rc = px_ddb_call(s->c, "TransactWriteItems", w->unsettled.data, w->unsettled.len, until,
+                           &resp, &err);
+    json_decref(resp);
+    if (!rc) {
+        w->chain = w->unsettled_chain;
+    } else if (!strcmp(err.type, "TransactionCanceledException")) {
+        rc = same_item_stored(s, w->unsettled_one.data, until);
+        if (!rc)
+            w->chain = w->unsettled_chain; /* it had landed */
+        else if (rc != PX_ERR_CONFLICT)
+            chain_restart(w);
+        /* PX_ERR_CONFLICT: not ours there, so the group never landed */
+    } else {
+        PX_LOG(PX_LOG_ERROR, NULL,
+               "audit records of chain %s in DynamoDB table %s: outcome still unknown after "
+               "%ld ms more (%s); the chain ends before them",
+               w->chain.writer, s->table, s->timeout_ms, px_strerror(rc));
+        chain_restart(w);
+    }
+    w->unsettled.len = w->unsettled_one.len = 0;
 }
 
 /* A record with before/after (a product or config change) goes alone: it may
@@ -866,10 +813,11 @@ static void *writer(void *arg)
             jobs[n++] = s->ring[s->head];
             s->head = (s->head + 1) % s->cap;
             s->count--;
-        } while (s->count && n < BATCH_MAX && batchable(&jobs[0]) && batchable(&s->ring[s->head]));
+        } while (s->count && n < s->max_batch && batchable(&jobs[0]) &&
+                 batchable(&s->ring[s->head]));
         s->busy++;
         /* more than a batch waits: another writer takes the rest at once */
-        if (s->count >= BATCH_MAX)
+        if (s->count >= s->max_batch)
             pthread_cond_signal(&s->work);
         pthread_mutex_unlock(&s->mu);
 
@@ -881,28 +829,19 @@ static void *writer(void *arg)
             else
                 jobs[i].done(jobs[i].arg, PX_ERR_TIMEOUT);
         }
-        if (m == 1) {
-            int64_t t0 = px_ddb_now_ms();
-            px_rc rc = put_record(s, w, &live[0]->r, live[0]->deadline);
-            px_metrics_audit_write((double)(px_ddb_now_ms() - t0));
-            if (!rc)
-                px_metrics_audit_batch(1);
-            live[0]->done(live[0]->arg, rc);
-        } else if (m > 1) {
-            write_batch(s, w, live, m);
-        }
+        if (m)
+            write_group(s, w, live, m);
         for (size_t i = 0; i < n; i++)
             free(jobs[i].extra);
-        bool more = w->gap || checkpoint_due(w);
+        bool more = w->unsettled.len || checkpoint_due(w);
         pthread_mutex_lock(&s->mu);
         s->busy--;
-        /* records that came in meanwhile need not wait for this writer's
-         * repair or checkpoint */
+        /* records that came in meanwhile need not wait for this writer */
         if (more && s->count)
             pthread_cond_signal(&s->work);
         pthread_mutex_unlock(&s->mu);
-        if (w->gap)
-            repair_gap(s, w);
+        if (w->unsettled.len)
+            settle_group(s, w);
         if (checkpoint_due(w))
             put_checkpoint(w);
     }
@@ -935,7 +874,7 @@ static px_rc ddb_submit(void *impl, const struct px_audit_record *r, px_audit_do
         s->count++;
         /* Group commit: while one write is in flight, what arrives waits for
          * the next one, unless a whole batch is already waiting. */
-        if (!s->busy || s->count >= BATCH_MAX)
+        if (!s->busy || s->count >= s->max_batch)
             pthread_cond_signal(&s->work);
     }
     pthread_mutex_unlock(&s->mu);
@@ -1502,6 +1441,10 @@ static void ddb_close(void *impl)
     for (unsigned i = 0; i < s->nth; i++)
         pthread_join(s->th[i], NULL);
     s->nth = 0;
+    for (unsigned i = 0; i < WRITERS; i++) {
+        px_buf_free(&s->ws[i].unsettled);
+        px_buf_free(&s->ws[i].unsettled_one);
+    }
     px_ddb_free(s->c);
     s->c = NULL;
     px_chain_key_free(s->key);
@@ -1546,6 +1489,7 @@ static px_rc ddb_open(const char *target, const struct px_audit_opts *opts, void
     snprintf(s->table, sizeof(s->table), "%s", target);
     s->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 2000;
     s->cap = opts->queue_cap ? opts->queue_cap : DEFAULT_QUEUE;
+    s->max_batch = opts->max_batch && opts->max_batch < BATCH_MAX ? opts->max_batch : BATCH_MAX;
     if (s->cap > MAX_QUEUE)
         s->cap = MAX_QUEUE;
     pthread_mutex_init(&s->mu, NULL);
@@ -1587,6 +1531,8 @@ static px_rc ddb_open(const char *target, const struct px_audit_opts *opts, void
     }
     for (unsigned i = 0; i < WRITERS; i++) {
         s->ws[i].s = s;
+        px_buf_init(&s->ws[i].unsettled, BATCH_BODY_MAX);
+        px_buf_init(&s->ws[i].unsettled_one, BATCH_BODY_MAX);
         if (px_chain_init(&s->ws[i].chain) != PX_OK) {
             snprintf(err, errlen, "AUDIT_STORE: no random bytes for the writer ids");
             rc = PX_ERR_INTERNAL;

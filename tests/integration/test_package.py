@@ -500,9 +500,10 @@ CONFIG_ROUTES = {
     ("POST", "/ofrep/v1/evaluate/flags/{key}"): "config:read",
     ("POST", "/ofrep/v1/evaluate/flags"): "config:read",
 }
+# A TransactWriteItems is authorised per action inside it (PutItem, UpdateItem,
+# DeleteItem), so denying those denies them in transactions too.
 DENY_ACTIONS = {"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
-                "dynamodb:TransactWriteItems", "dynamodb:PartiQLInsert", "dynamodb:PartiQLUpdate",
-                "dynamodb:PartiQLDelete"}
+                "dynamodb:PartiQLInsert", "dynamodb:PartiQLUpdate", "dynamodb:PartiQLDelete"}
 
 
 def template_problems(t):
