@@ -34,6 +34,9 @@ TABLE=bench_audit
 SECTION="## PostgreSQL + DynamoDB"
 OLD_SECTION="## PostgreSQL + dynalite" # this section's name before DynamoDB Local was added
 DDBS=${BENCH_DDB:-dynalite ddblocal}
+# DynamoDB Local keeps every record of the run in its heap: 256 MB (the tests'
+# default) runs out at about 60,000 records
+export DDBLOCAL_HEAP=${DDBLOCAL_HEAP:-1g}
 BENCH_TAG=bench-backends
 # shellcheck source=bench/lib.sh
 . "$HERE/lib.sh"

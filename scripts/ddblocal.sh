@@ -47,8 +47,9 @@ start() {
   fi
   local port
   port=$(free_port)
-  # a small heap: the tests hold a few hundred items
-  (cd "$dir" && exec java -Xmx256m -XX:+UseSerialGC -Djava.library.path="$emu/DynamoDBLocal_lib" \
+  # a small heap: the tests hold a few hundred items (DDBLOCAL_HEAP: the
+  # benchmarks hold tens of thousands)
+  (cd "$dir" && exec java -Xmx"${DDBLOCAL_HEAP:-256m}" -XX:+UseSerialGC -Djava.library.path="$emu/DynamoDBLocal_lib" \
     -jar "$emu/DynamoDBLocal.jar" -inMemory -sharedDb -disableTelemetry -port "$port" \
     >"$dir/ddblocal.log" 2>&1) &
   local pid=$!

@@ -573,6 +573,12 @@ static bool idle_wait(struct store *s, struct wstate *w, int64_t *next_try)
     return wait_until(s, at) && !s->count && !s->stopping;
 }
 
+/* Records one write may carry: 1 when each goes as its own PutItem. */
+static unsigned group_max(struct store *s)
+{
+    return atomic_load_explicit(&s->no_transact, memory_order_relaxed) ? 1 : s->max_batch;
+}
+
 /* Group commit (s->mu held): queued records wait for the writer in flight,
  * which takes them all when it is back, unless none is in flight, a whole
  * batch waits, or the oldest has waited STALL_MS (a slow or retried call
@@ -580,7 +586,7 @@ static bool idle_wait(struct store *s, struct wstate *w, int64_t *next_try)
  * writer should take them now, else waits until it may. */
 static bool take_now(struct store *s)
 {
-    if (!s->busy || s->count >= s->max_batch || s->stopping)
+    if (!s->busy || s->count >= group_max(s) || s->stopping)
         return true;
     int64_t due = s->ring[s->head].deadline - s->timeout_ms + STALL_MS;
     return wait_until(s, due) && s->count;
@@ -813,11 +819,11 @@ static void *writer(void *arg)
             jobs[n++] = s->ring[s->head];
             s->head = (s->head + 1) % s->cap;
             s->count--;
-        } while (s->count && n < s->max_batch && batchable(&jobs[0]) &&
+        } while (s->count && n < group_max(s) && batchable(&jobs[0]) &&
                  batchable(&s->ring[s->head]));
         s->busy++;
         /* more than a batch waits: another writer takes the rest at once */
-        if (s->count >= s->max_batch)
+        if (s->count >= group_max(s))
             pthread_cond_signal(&s->work);
         pthread_mutex_unlock(&s->mu);
 
@@ -874,7 +880,7 @@ static px_rc ddb_submit(void *impl, const struct px_audit_record *r, px_audit_do
         s->count++;
         /* Group commit: while one write is in flight, what arrives waits for
          * the next one, unless a whole batch is already waiting. */
-        if (!s->busy || s->count >= s->max_batch)
+        if (!s->busy || s->count >= group_max(s))
             pthread_cond_signal(&s->work);
     }
     pthread_mutex_unlock(&s->mu);
