@@ -616,12 +616,6 @@ static px_rc group_body(const struct store *s, const struct bitem *it, size_t n,
     return rc;
 }
 
-/* Writes n (>= 2) queued look-up records as one chained group and calls
- * done() for each. Chain rules as for one record (docs/internals/audit-
- * integrity.md): all written, the chain moves past them; outcome unknown,
- * the chain ends. A group refused whole (a record's key taken, DynamoDB
- * without TransactWriteItems, a validation error) wrote nothing: its records
- * then go one PutItem each, so that only the one refused fails. */
 /* One conditional PutItem for the record of j, then its done(). */
 static void write_one(struct store *s, struct wstate *w, struct job *j)
 {
@@ -633,6 +627,13 @@ static void write_one(struct store *s, struct wstate *w, struct job *j)
     j->done(j->arg, rc);
 }
 
+/* Writes n queued records and calls done() for each: one alone, or all when
+ * the endpoint has no transactions, as one PutItem each; else as one chained
+ * group. Chain rules as for one record (docs/internals/audit-integrity.md):
+ * all written, the chain moves past them; outcome unknown, the group is
+ * settled later (settle_group). A group refused whole (a record's key taken,
+ * DynamoDB without TransactWriteItems, a validation error) wrote nothing: its
+ * records then go one PutItem each, so that only the one refused fails. */
 static void write_group(struct store *s, struct wstate *w, struct job **jobs, size_t n)
 {
     if (n == 1 || atomic_load_explicit(&s->no_transact, memory_order_relaxed)) {
