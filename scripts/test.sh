@@ -275,7 +275,7 @@ step "lambda runtime + emulator ($1)" "$PYTHON" tests/integration/test_lambda.py
 step "PostgreSQL: seed, serve, faults ($1)" "$PYTHON" tests/integration/test_pg.py --binary "$1/pricing" # backends (main build only)
 step "DynamoDB/dynalite: records, faults ($1)" "$PYTHON" tests/integration/test_dynamodb.py "$1/pricing" # backends
 step "DynamoDB/dynalite: tamper-evident trail ($1)" "$PYTHON" tests/integration/test_ddb_integrity.py "$1/pricing" # backends
-step "DynamoDB/dynalite: group commit, unprocessed items ($1)" "$PYTHON" tests/integration/test_ddb_batch.py "$1/pricing" # backends
+step "DynamoDB Local + dynalite: audit group commit, lost and late answers, taken keys ($1)" "$PYTHON" tests/integration/test_ddb_batch.py "$1/pricing" # backends
 step "S3/s3rver: audit export to s3:// ($1)" "$PYTHON" tests/integration/test_s3_export.py "$1/pricing" # backends
 step "Secrets Manager/moto: Lambda signing key ($1)" "$PYTHON" tests/integration/test_lambda_secret.py "$1/pricing" # lambda (main build only)
 step "config-service on DynamoDB Local ($1)" "$PYTHON" tests/integration/test_config_dynamodb.py "$1/pricing" # backends
