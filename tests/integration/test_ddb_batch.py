@@ -189,12 +189,19 @@ def serve_log(tmp, port):
         return f.read()
 
 
+def start_server(script, ddir):
+    """The endpoint of scripts/SCRIPT.sh started in ddir, or None (a failed check)."""
+    try:
+        return getattr(td, script)("start", ddir)
+    except RuntimeError as e:
+        check("%s starts (scripts/%s.sh)" % (script, script), False, e)
+        return None
+
+
 def on_ddblocal(tmp, key):
     ddir = os.path.join(tmp, "ddblocal")
-    try:
-        upstream = td.ddblocal("start", ddir)
-    except RuntimeError as e:
-        check("DynamoDB Local starts (scripts/ddblocal.sh)", False, e)
+    upstream = start_server("ddblocal", ddir)
+    if not upstream:
         return
     proxy = Proxy(upstream)
     serve = None
@@ -314,10 +321,8 @@ def on_ddblocal(tmp, key):
 
 def on_dynalite(tmp, key):
     ddir = os.path.join(tmp, "dynalite")
-    try:
-        endpoint = td.dynalite("start", ddir)
-    except RuntimeError as e:
-        check("dynalite starts (scripts/dynalite.sh)", False, e)
+    endpoint = start_server("dynalite", ddir)
+    if not endpoint:
         return
     serve = None
     try:
