@@ -1,12 +1,14 @@
 /* dynamodb.c: the DynamoDB JSON-protocol client (see dynamodb.h).
  *
- * Why a pool of easy handles rather than one per call: each easy handle keeps
- * its own connection cache, so handing the same few handles back and forth
- * keeps TLS sessions and TCP connections alive between calls without sharing
- * a handle between threads (libcurl forbids that). */
+ * Why a pool of connections rather than one per call: handing the same few
+ * back and forth keeps TLS sessions and TCP connections alive between calls
+ * without sharing one between threads. Each is a libcurl handle that only
+ * connected (http1_client.h): the request and its answer go over it without
+ * curl_easy_perform, whose per-transfer work was half of this client's CPU. */
 #include "dynamodb.h"
 #include "sigv4.h"
 #include "../kernel/buf.h"
+#include "../transport/http1_client.h"
 
 #include <curl/curl.h>
 
@@ -21,6 +23,7 @@
 #define POOL_MAX       16
 #define TARGET_PREFIX  "DynamoDB_20120810."
 #define MAX_BODY       (4 * 1024 * 1024) /* request body cap (items are <= 400 KB) */
+#define MAX_HEAD       16384             /* request line and headers (a session token is ~1 KB) */
 #define MIN_ATTEMPT_MS 5                 /* no attempt starts with less time than this */
 
 struct px_ddb {
@@ -36,7 +39,7 @@ struct px_ddb {
     size_t max_response;
     unsigned max_attempts;
     pthread_mutex_t mu;
-    CURL *idle[POOL_MAX];
+    struct px_h1_conn idle[POOL_MAX];
     size_t nidle;
 };
 
@@ -406,7 +409,7 @@ void px_ddb_free(struct px_ddb *c)
     if (!c)
         return;
     for (size_t i = 0; i < c->nidle; i++)
-        curl_easy_cleanup(c->idle[i]);
+        px_h1_conn_close(&c->idle[i]);
     c->nidle = 0;
     pthread_mutex_destroy(&c->mu);
     free(c->url);
@@ -428,76 +431,49 @@ const char *px_ddb_endpoint(const struct px_ddb *c)
     return c ? c->url : NULL;
 }
 
-static size_t on_body(char *p, size_t size, size_t n, void *arg);
-static size_t on_header(char *p, size_t size, size_t n, void *arg);
-
-/* The options every request of this client shares, set once per handle: a
- * request then sets only its own (body, headers, time-outs, answer), instead
- * of a reset and a new parse of the URL each time. */
-static bool handle_setup(const struct px_ddb *c, CURL *h)
+/* The options every connection of this client shares (px_h1_setup_fn). */
+static bool handle_setup(void *arg, CURL *h)
 {
+    const struct px_ddb *c = arg;
     return !(curl_easy_setopt(h, CURLOPT_URL, c->url) ||
              curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https") ||
-             curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) || curl_easy_setopt(h, CURLOPT_POST, 1L) ||
+             curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) ||
              curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L) ||
              curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L) ||
-             curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L) ||
-             curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body) ||
-             curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header) ||
-             curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_response) ||
              (c->ca_file && curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file)));
 }
 
-static CURL *take_handle(struct px_ddb *c)
+/* A kept connection, or none (the first exchange connects). */
+static struct px_h1_conn take_conn(struct px_ddb *c)
 {
-    CURL *h = NULL;
+    struct px_h1_conn conn = {NULL, 0};
     pthread_mutex_lock(&c->mu);
     if (c->nidle)
-        h = c->idle[--c->nidle];
+        conn = c->idle[--c->nidle];
     pthread_mutex_unlock(&c->mu);
-    if (h)
-        return h;
-    h = curl_easy_init();
-    if (h && !handle_setup(c, h)) {
-        curl_easy_cleanup(h);
-        h = NULL;
-    }
-    return h;
+    return conn;
 }
 
-static void give_handle(struct px_ddb *c, CURL *h)
+static void give_conn(struct px_ddb *c, struct px_h1_conn *conn)
 {
-    if (!h)
+    if (!conn->h)
         return;
     pthread_mutex_lock(&c->mu);
     if (c->nidle < POOL_MAX) {
-        c->idle[c->nidle++] = h;
-        h = NULL;
+        c->idle[c->nidle++] = *conn;
+        conn->h = NULL;
     }
     pthread_mutex_unlock(&c->mu);
-    if (h)
-        curl_easy_cleanup(h);
+    px_h1_conn_close(conn);
 }
 
 /* One attempt's answer as it comes off the wire. */
 struct answer {
     struct px_buf body;
-    bool over_cap;
     char errtype[128];
     char crc[16];
     bool have_crc;
 };
-
-static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-    struct answer *a = arg;
-    size_t n = size * nmemb;
-    if (px_buf_add(&a->body, ptr, n) != PX_OK) {
-        a->over_cap = true;
-        return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
-    }
-    return n;
-}
 
 static bool header_is(const char *line, size_t n, const char *name, const char **value,
                       size_t *vlen)
@@ -515,10 +491,9 @@ static bool header_is(const char *line, size_t n, const char *name, const char *
     return true;
 }
 
-static size_t on_header(char *ptr, size_t size, size_t nmemb, void *arg)
+static void on_header(void *arg, const char *ptr, size_t n)
 {
     struct answer *a = arg;
-    size_t n = size * nmemb;
     const char *v;
     size_t vl;
     if (header_is(ptr, n, "x-amzn-errortype", &v, &vl)) {
@@ -531,7 +506,6 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *arg)
         a->crc[vl] = '\0';
         a->have_crc = true;
     }
-    return n;
 }
 
 static bool crc_matches(const struct answer *a)
@@ -581,23 +555,42 @@ static void sleep_ms(long ms)
         ;
 }
 
-/* One signed POST. Fills *status and the answer; returns the transport result. */
-static px_rc attempt(struct px_ddb *c, CURL *h, const char *op, const char *body, size_t len,
-                     long timeout_ms, struct answer *a, long *status, struct px_ddb_error *err,
-                     bool *sent)
+/* The request line, headers and body of one signed POST, into req. */
+static px_rc build_request(const struct px_ddb *c, const char *target,
+                           const struct px_sigv4_output *sig, const char *body, size_t len,
+                           struct px_buf *req)
 {
-    char target[128], date_h[64], type_h[80], accept_h[80];
-    char target_h[160];
-    struct curl_slist *hl = NULL, *tmp;
+    px_rc rc =
+        px_buf_printf(req,
+                      "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\n"
+                      "X-Amz-Target: %s\r\nX-Amz-Date: %s\r\nAuthorization: %s\r\n",
+                      c->path, c->host, c->content_type, target, sig->amz_date, sig->authorization);
+    if (!rc && c->token)
+        rc = px_buf_printf(req, "X-Amz-Security-Token: %s\r\n", c->token);
+    if (!rc)
+        rc = px_buf_printf(req, "Accept: %s\r\nContent-Length: %zu\r\n\r\n", c->content_type, len);
+    if (!rc)
+        rc = px_buf_add(req, body, len);
+    return rc;
+}
+
+/* One signed POST over *conn. Fills *status and the answer; returns the
+ * transport result. */
+static px_rc attempt(struct px_ddb *c, struct px_h1_conn *conn, const char *op, const char *body,
+                     size_t len, int64_t deadline_ms, struct answer *a, long *status,
+                     struct px_ddb_error *err, bool *sent)
+{
+    char target[128];
     struct px_sigv4_output *sig = NULL;
-    char *authz_h = NULL, *token_h = NULL;
+    struct px_buf req;
+    struct px_h1_parser p;
+    struct px_h1_io io;
     px_rc rc = PX_OK;
     *status = 0;
     *sent = false;
+    px_buf_init(&req, MAX_HEAD + len);
 
     snprintf(target, sizeof(target), "%s%s", c->target_prefix, op);
-    snprintf(type_h, sizeof(type_h), "Content-Type: %s", c->content_type);
-    snprintf(accept_h, sizeof(accept_h), "Accept: %s", c->content_type);
     const struct px_sigv4_header sh[] = {
         {"Content-Type", c->content_type},
         {"Host", c->host},
@@ -627,106 +620,46 @@ static px_rc attempt(struct px_ddb *c, CURL *h, const char *op, const char *body
                  px_strerror(rc));
         goto out;
     }
-    size_t an = strlen(sig->authorization) + sizeof("Authorization: ");
-    authz_h = malloc(an);
-    if (!authz_h) {
-        rc = PX_ERR_NOMEM;
+    rc = build_request(c, target, sig, body, len, &req);
+    if (rc) {
+        snprintf(err->message, sizeof(err->message), "%s %s: request over its cap", c->label, op);
         goto out;
     }
-    snprintf(authz_h, an, "Authorization: %s", sig->authorization);
-    snprintf(date_h, sizeof(date_h), "X-Amz-Date: %s", sig->amz_date);
-    snprintf(target_h, sizeof(target_h), "X-Amz-Target: %s", target);
-    if (c->token) {
-        size_t tn = strlen(c->token) + sizeof("X-Amz-Security-Token: ");
-        token_h = malloc(tn);
-        if (!token_h) {
-            rc = PX_ERR_NOMEM;
-            goto out;
-        }
-        snprintf(token_h, tn, "X-Amz-Security-Token: %s", c->token);
-    }
-    const char *lines[] = {type_h,  c->host_header, target_h, date_h,
-                           authz_h, "Expect:",      accept_h, token_h};
-    for (size_t i = 0; i < PX_COUNTOF(lines); i++) {
-        if (!lines[i])
-            continue;
-        tmp = curl_slist_append(hl, lines[i]);
-        if (!tmp) {
-            rc = PX_ERR_NOMEM;
-            goto out;
-        }
-        hl = tmp;
-    }
-
-    long connect_ms = c->connect_timeout_ms < timeout_ms ? c->connect_timeout_ms : timeout_ms;
-    /* Only this request's options: the shared ones were set with the handle. */
-    if (curl_easy_setopt(h, CURLOPT_POSTFIELDS, body) ||
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len) ||
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl) ||
-        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms) ||
-        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms) ||
-        curl_easy_setopt(h, CURLOPT_WRITEDATA, a) || curl_easy_setopt(h, CURLOPT_HEADERDATA, a)) {
-        rc = PX_ERR_INTERNAL;
-        snprintf(err->message, sizeof(err->message), "libcurl refused an option");
-        goto out;
-    }
-    CURLcode cc = curl_easy_perform(h);
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
-    if (cc == CURLE_OK) {
+    px_h1_parser_init(&p, &a->body, on_header, a);
+    rc = px_h1_exchange(conn, handle_setup, c, req.data, req.len, deadline_ms,
+                        c->connect_timeout_ms, &p, &io);
+    if (rc == PX_OK) {
+        *status = p.status;
         *sent = true;
         goto out;
     }
-    long oserr = 0;
-    curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr);
+    *sent = io.sent;
     err->retryable = true;
-    switch (cc) {
-    case CURLE_OPERATION_TIMEDOUT:
-        rc = PX_ERR_TIMEOUT;
-        /* a time-out after connecting may have let the request through */
-        {
-            long connected = 0;
-            curl_off_t up = 0;
-            curl_easy_getinfo(h, CURLINFO_CONNECT_TIME_T, &up);
-            connected = up > 0;
-            *sent = connected;
-        }
-        break;
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-        rc = PX_ERR_UNAVAILABLE;
-        break;
-    case CURLE_WRITE_ERROR:
-    case CURLE_FILESIZE_EXCEEDED:
-        if (a->over_cap || cc == CURLE_FILESIZE_EXCEEDED) {
-            rc = PX_ERR_TOO_LARGE;
-            err->retryable = false;
-            *sent = true;
-            snprintf(err->message, sizeof(err->message), "%s response larger than the %zu-byte cap",
-                     c->label, c->max_response);
-            goto out;
-        }
-        rc = PX_ERR_UNAVAILABLE;
+    switch (rc) {
+    case PX_ERR_TIMEOUT:
+        break; /* sent or not, as io says: a time-out after sending may have let it through */
+    case PX_ERR_TOO_LARGE:
+        err->retryable = false;
+        *sent = true;
+        snprintf(err->message, sizeof(err->message), "%s response larger than the %zu-byte cap",
+                 c->label, c->max_response);
+        goto out;
+    case PX_ERR_NOMEM:
+    case PX_ERR_INTERNAL:
+        err->retryable = false;
         break;
     default:
-        /* send/receive failures, connection reset, empty reply: the request may have landed */
+        /* connection refused or cut, a garbled answer: the request may have landed if sent */
         rc = PX_ERR_UNAVAILABLE;
-        *sent = true;
         break;
     }
-    snprintf(err->message, sizeof(err->message), "%s endpoint %.200s: %s%s%s", c->label, c->url,
-             curl_easy_strerror(cc), oserr ? ": " : "", oserr ? strerror((int)oserr) : "");
+    snprintf(err->message, sizeof(err->message), "%s endpoint %.120s: %.120s%s%.60s", c->label,
+             c->url, io.message[0] ? io.message : px_strerror(rc), io.os_errno ? ": " : "",
+             io.os_errno ? strerror((int)io.os_errno) : "");
 out:
-    /* The idle handle keeps no pointer into this call's memory. */
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, NULL);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, NULL);
-    curl_slist_free_all(hl);
-    if (authz_h)
-        memset(authz_h, 0, strlen(authz_h));
-    free(authz_h);
-    free(token_h);
+    if (req.data)
+        memset(req.data, 0, req.len); /* the signature and any session token */
+    px_buf_free(&req);
     if (sig)
         memset(sig, 0, sizeof(*sig));
     free(sig);
@@ -740,7 +673,7 @@ px_rc px_ddb_call(struct px_ddb *c, const char *op, const char *body, size_t len
     struct px_ddb_error *err = errp ? errp : &local;
     struct answer a;
     px_rc rc = PX_ERR_TIMEOUT;
-    CURL *h = NULL;
+    struct px_h1_conn conn;
 
     memset(err, 0, sizeof(*err));
     *resp = NULL;
@@ -748,12 +681,7 @@ px_rc px_ddb_call(struct px_ddb *c, const char *op, const char *body, size_t len
         return PX_ERR_INVALID;
     memset(&a, 0, sizeof(a));
     px_buf_init(&a.body, c->max_response);
-    h = take_handle(c);
-    if (!h) {
-        px_buf_free(&a.body);
-        snprintf(err->message, sizeof(err->message), "%s: out of memory", c->label);
-        return PX_ERR_NOMEM;
-    }
+    conn = take_conn(c);
     snprintf(err->message, sizeof(err->message), "%s %s: no time left to try", c->label, op);
     for (unsigned n = 1; n <= c->max_attempts; n++) {
         int64_t left = deadline_ms - px_ddb_now_ms();
@@ -762,13 +690,12 @@ px_rc px_ddb_call(struct px_ddb *c, const char *op, const char *body, size_t len
         long status = 0;
         bool sent = false;
         px_buf_clear(&a.body);
-        a.over_cap = false;
         a.errtype[0] = '\0';
         a.have_crc = false;
         err->type[0] = '\0';
         err->retryable = false;
         err->attempts = n;
-        rc = attempt(c, h, op, body, len, (long)left, &a, &status, err, &sent);
+        rc = attempt(c, &conn, op, body, len, deadline_ms, &a, &status, err, &sent);
         err->http_status = status;
         if (rc == PX_OK) {
             if (!crc_matches(&a)) {
@@ -801,7 +728,7 @@ px_rc px_ddb_call(struct px_ddb *c, const char *op, const char *body, size_t len
         sleep_ms(delay);
     }
     px_buf_free(&a.body);
-    give_handle(c, h);
+    give_conn(c, &conn);
     return rc;
 }
 
