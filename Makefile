@@ -10,7 +10,7 @@ PORT       ?= 3000
 .PHONY: all deps build build-asan build-fuzz run test test-fast test-asan unit e2e fuzz bench format \
         format-check lint clean
 .PHONY: package coverage
-.PHONY: bench-backends bench-events bench-integrity bench-tenancy
+.PHONY: bench-backends bench-events bench-integrity bench-tenancy bench-ddb-client
 
 all: build
 
@@ -76,6 +76,11 @@ bench-integrity: build
 # appends its section to bench/RESULTS.md.
 bench-backends: build
 	bench/run-backends.sh $(BUILD)/pricing
+
+# CPU per PutItem round trip: curl_easy_perform vs the client's CONNECT_ONLY
+# exchange vs a bare socket, against dynalite; prints, writes nothing.
+bench-ddb-client:
+	bench/ddb-client.sh
 
 # Look-ups with TENANCY=on vs off in the same run; appends "## Tenancy" to
 # bench/RESULTS.md (docs/internals/tenancy.md).
