@@ -1125,64 +1125,36 @@ static px_rc fail_msg(px_rc rc, const struct px_ddb_error *e, char *err, size_t 
 static px_rc enable_ttl(struct store *s, char *err, size_t errlen)
 {
     struct px_ddb_error e;
-    json_t *resp = NULL;
-    json_t *req = json_pack("{s:s}", "TableName", s->table);
+    enum px_ddb_ttl st;
     px_rc rc =
-        req ? call_json(s, "DescribeTimeToLive", req, px_ddb_now_ms() + CONTROL_MS, &resp, &e)
-            : PX_ERR_NOMEM;
-    json_decref(req);
-    req = NULL;
-    if (rc == PX_OK) {
-        json_t *d = json_object_get(resp, "TimeToLiveDescription");
-        const char *st = json_string_value(json_object_get(d, "TimeToLiveStatus"));
-        const char *attr = json_string_value(json_object_get(d, "AttributeName"));
-        st = st ? st : "DISABLED";
-        if (!strcmp(st, "ENABLED") || !strcmp(st, "ENABLING")) {
-            if (attr && strcmp(attr, PX_DDB_TTL_ATTR) != 0)
-                PX_WARN(NULL,
-                        "DynamoDB table %s has TTL on attribute %s, not %s: audit records "
-                        "will not expire",
-                        s->table, attr, PX_DDB_TTL_ATTR);
-            json_decref(resp);
-            return PX_OK;
-        }
-        bool disabling = strcmp(st, "DISABLING") == 0; /* st lives in resp */
-        json_decref(resp);
-        resp = NULL;
-        if (disabling) {
-            PX_WARN(NULL, "DynamoDB table %s: TTL is being disabled; run db seed again later",
-                    s->table);
-            return PX_OK;
-        }
-        req = json_pack("{s:s, s:{s:s, s:b}}", "TableName", s->table, "TimeToLiveSpecification",
-                        "AttributeName", PX_DDB_TTL_ATTR, "Enabled", 1);
-        rc = req ? call_json(s, "UpdateTimeToLive", req, px_ddb_now_ms() + CONTROL_MS, &resp, &e)
-                 : PX_ERR_NOMEM;
-        json_decref(req);
-        if (rc == PX_OK) {
-            json_t *spec = json_object_get(resp, "TimeToLiveSpecification");
-            if (!json_is_true(json_object_get(spec, "Enabled"))) {
-                json_decref(resp);
-                snprintf(err, errlen,
-                         "AUDIT_STORE: UpdateTimeToLive on %s answered without Enabled=true",
-                         s->table);
-                return PX_ERR_PROTOCOL;
-            }
-            json_decref(resp);
-            PX_INFO(NULL, "DynamoDB table %s: TTL enabled on %s", s->table, PX_DDB_TTL_ATTR);
-            return PX_OK;
-        }
-    }
-    json_decref(resp);
-    if (!strcmp(e.type, "UnknownOperationException")) {
+        px_ddb_ttl_on(s->c, s->table, PX_DDB_TTL_ATTR, px_ddb_now_ms() + CONTROL_MS, &st, &e);
+    if (rc)
+        return fail_msg(rc, &e, err, errlen, "enabling TTL on", s->table);
+    switch (st) {
+    case PX_DDB_TTL_TURNED_ON:
+        PX_INFO(NULL, "DynamoDB table %s: TTL enabled on %s", s->table, PX_DDB_TTL_ATTR);
+        break;
+    case PX_DDB_TTL_OTHER_ATTR:
+        PX_WARN(NULL,
+                "DynamoDB table %s has TTL on another attribute than %s: audit records "
+                "will not expire",
+                s->table, PX_DDB_TTL_ATTR);
+        break;
+    case PX_DDB_TTL_DISABLING:
+        PX_WARN(NULL, "DynamoDB table %s: TTL is being disabled; run db seed again later",
+                s->table);
+        break;
+    case PX_DDB_TTL_UNSUPPORTED:
         PX_WARN(NULL,
                 "DynamoDB endpoint %s does not implement the TimeToLive operations "
                 "(dynalite does not): TTL could NOT be enabled on table %s; expired audit "
                 "records stay stored (reads still hide them)",
                 px_ddb_endpoint(s->c), s->table);
-        return PX_OK;
+        break;
+    case PX_DDB_TTL_WAS_ON:
+        break;
     }
-    return fail_msg(rc, &e, err, errlen, "enabling TTL on", s->table);
+    return PX_OK;
 }
 
 static px_rc ensure_table(struct store *s, char *err, size_t errlen)

@@ -331,6 +331,23 @@ static px_rc ensure_table(struct ddb_config *s, char *err, size_t errlen)
                  "CONFIG_STORE: DynamoDB table %s exists with another key (want pk/sk)", s->table);
         return PX_ERR_CONFIG;
     }
+    /* The outbox's sent events carry expiresAt (outbox_dynamodb.c): without TTL
+     * the table would keep every one of them. Config items have no expiresAt. */
+    enum px_ddb_ttl st;
+    rc = px_ddb_ttl_on(s->c, s->table, "expiresAt", px_ddb_now_ms() + CONTROL_MS, &st, &e);
+    if (rc) {
+        snprintf(err, errlen, "CONFIG_STORE: enabling TTL on DynamoDB table %s failed: %s%s%s",
+                 s->table, e.type[0] ? e.type : px_strerror(rc), e.message[0] ? ": " : "",
+                 e.message);
+        return rc;
+    }
+    if (st == PX_DDB_TTL_TURNED_ON)
+        PX_INFO(NULL, "DynamoDB table %s: TTL enabled on expiresAt (sent events)", s->table);
+    else if (st != PX_DDB_TTL_WAS_ON)
+        PX_WARN(NULL, "DynamoDB table %s: TTL %s; sent events stay stored in it", s->table,
+                st == PX_DDB_TTL_UNSUPPORTED ? "operations not implemented by the endpoint"
+                : st == PX_DDB_TTL_DISABLING ? "is being disabled"
+                                             : "is on for another attribute than expiresAt");
     return PX_OK;
 }
 

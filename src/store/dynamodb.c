@@ -754,3 +754,49 @@ px_rc px_ddb_call_json(struct px_ddb *c, const char *op, json_t *req, int64_t de
     json_decref(ignored);
     return rc;
 }
+
+px_rc px_ddb_ttl_on(struct px_ddb *c, const char *table, const char *attr, int64_t deadline_ms,
+                    enum px_ddb_ttl *state, struct px_ddb_error *err)
+{
+    json_t *resp = NULL;
+    *state = PX_DDB_TTL_WAS_ON;
+    px_rc rc = px_ddb_call_json(c, "DescribeTimeToLive", json_pack("{s:s}", "TableName", table),
+                                deadline_ms, &resp, err);
+    if (rc) {
+        if (!strcmp(err->type, "UnknownOperationException")) {
+            *state = PX_DDB_TTL_UNSUPPORTED;
+            rc = PX_OK;
+        }
+        return rc;
+    }
+    json_t *d = json_object_get(resp, "TimeToLiveDescription");
+    const char *st = json_string_value(json_object_get(d, "TimeToLiveStatus"));
+    const char *on_attr = json_string_value(json_object_get(d, "AttributeName"));
+    st = st ? st : "DISABLED";
+    if (!strcmp(st, "ENABLED") || !strcmp(st, "ENABLING"))
+        *state = on_attr && strcmp(on_attr, attr) != 0 ? PX_DDB_TTL_OTHER_ATTR : PX_DDB_TTL_WAS_ON;
+    else if (!strcmp(st, "DISABLING"))
+        *state = PX_DDB_TTL_DISABLING;
+    else
+        *state = PX_DDB_TTL_TURNED_ON;
+    json_decref(resp);
+    resp = NULL;
+    if (*state != PX_DDB_TTL_TURNED_ON)
+        return PX_OK;
+    rc = px_ddb_call_json(c, "UpdateTimeToLive",
+                          json_pack("{s:s, s:{s:s, s:b}}", "TableName", table,
+                                    "TimeToLiveSpecification", "AttributeName", attr, "Enabled", 1),
+                          deadline_ms, &resp, err);
+    if (!rc && !json_is_true(
+                   json_object_get(json_object_get(resp, "TimeToLiveSpecification"), "Enabled"))) {
+        snprintf(err->message, sizeof(err->message),
+                 "UpdateTimeToLive answered without Enabled=true");
+        rc = PX_ERR_PROTOCOL;
+    }
+    json_decref(resp);
+    if (rc && !strcmp(err->type, "UnknownOperationException")) {
+        *state = PX_DDB_TTL_UNSUPPORTED;
+        rc = PX_OK;
+    }
+    return rc;
+}

@@ -74,6 +74,22 @@ px_rc px_ddb_call(struct px_ddb *c, const char *op, const char *body, size_t len
 px_rc px_ddb_call_json(struct px_ddb *c, const char *op, json_t *req, int64_t deadline_ms,
                        json_t **resp, struct px_ddb_error *err);
 
+/* Where a table's TTL stands after px_ddb_ttl_on(). */
+enum px_ddb_ttl {
+    PX_DDB_TTL_WAS_ON,      /* already on (or being turned on) for the attribute */
+    PX_DDB_TTL_TURNED_ON,   /* turned on now */
+    PX_DDB_TTL_OTHER_ATTR,  /* on for another attribute: left as it is */
+    PX_DDB_TTL_DISABLING,   /* being turned off: cannot be turned on before that ends */
+    PX_DDB_TTL_UNSUPPORTED, /* the endpoint has no TimeToLive operations (dynalite) */
+};
+
+/* Turns TTL on for attribute attr of table (DescribeTimeToLive, then
+ * UpdateTimeToLive when it is off), before deadline_ms. PX_OK with *state
+ * saying which case it was (each caller words its own warning); otherwise err
+ * says why. */
+px_rc px_ddb_ttl_on(struct px_ddb *c, const char *table, const char *attr, int64_t deadline_ms,
+                    enum px_ddb_ttl *state, struct px_ddb_error *err) PX_WUR;
+
 /* The endpoint URL in use (owned by the client). */
 const char *px_ddb_endpoint(const struct px_ddb *c);
 

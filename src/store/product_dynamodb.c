@@ -818,36 +818,28 @@ static px_rc fail_msg(px_rc rc, const struct px_ddb_error *e, char *err, size_t 
     return rc;
 }
 
-/* Idempotency records and stale locks expire by TTL on expiresAt. */
+/* Idempotency records, stale locks and sent outbox items expire by TTL on expiresAt. */
 static px_rc enable_ttl(struct store *s, char *err, size_t errlen)
 {
     struct px_ddb_error e;
-    json_t *resp = NULL;
-    px_rc rc = call(s, "DescribeTimeToLive", json_pack("{s:s}", "TableName", s->table),
-                    px_ddb_now_ms() + CONTROL_MS, &resp, &e);
-    if (!rc) {
-        const char *st = json_string_value(
-            json_object_get(json_object_get(resp, "TimeToLiveDescription"), "TimeToLiveStatus"));
-        bool on = st && (!strcmp(st, "ENABLED") || !strcmp(st, "ENABLING"));
-        json_decref(resp);
-        if (on)
-            return PX_OK;
-        rc = call(s, "UpdateTimeToLive",
-                  json_pack("{s:s, s:{s:s, s:b}}", "TableName", s->table, "TimeToLiveSpecification",
-                            "AttributeName", TTL_ATTR, "Enabled", 1),
-                  px_ddb_now_ms() + CONTROL_MS, NULL, &e);
-    }
-    if (!rc)
-        return PX_OK;
-    if (!strcmp(e.type, "UnknownOperationException")) {
+    enum px_ddb_ttl st;
+    px_rc rc = px_ddb_ttl_on(s->c, s->table, TTL_ATTR, px_ddb_now_ms() + CONTROL_MS, &st, &e);
+    if (rc)
+        return fail_msg(rc, &e, err, errlen, "enabling TTL on", s->table);
+    if (st == PX_DDB_TTL_UNSUPPORTED)
         PX_WARN(NULL,
                 "DynamoDB endpoint %s does not implement the TimeToLive operations: TTL could NOT "
                 "be enabled on table %s; expired idempotency records stay stored (reads "
                 "ignore them)",
                 px_ddb_endpoint(s->c), s->table);
-        return PX_OK;
-    }
-    return fail_msg(rc, &e, err, errlen, "enabling TTL on", s->table);
+    else if (st == PX_DDB_TTL_OTHER_ATTR || st == PX_DDB_TTL_DISABLING)
+        PX_WARN(NULL,
+                "DynamoDB table %s: TTL is %s; expired idempotency records and sent events "
+                "stay stored until it is on for %s",
+                s->table,
+                st == PX_DDB_TTL_DISABLING ? "being disabled" : "on for another attribute",
+                TTL_ATTR);
+    return PX_OK;
 }
 
 static px_rc ensure_table(struct store *s, char *err, size_t errlen)

@@ -162,6 +162,16 @@ def main():
             ok = keys == [("pk", "HASH"), ("sk", "RANGE")]
             print("%s config table key pk/sk: %s" % ("ok  " if ok else "FAIL", keys))
             rc = rc or (0 if ok else 1)
+            # the outbox's sent events carry expiresAt: the table must expire them
+            t = subprocess.run([AWS, "dynamodb", "describe-time-to-live", "--table-name",
+                                CONFIG_TABLE, "--endpoint-url", endpoint, "--region", "us-east-1",
+                                "--output", "json"], capture_output=True, text=True, env=env,
+                               timeout=60)
+            ttl = json.loads(t.stdout or "{}").get("TimeToLiveDescription", {})
+            ok = (ttl.get("TimeToLiveStatus"), ttl.get("AttributeName")) == ("ENABLED", "expiresAt")
+            print("%s config table TTL on expiresAt (sent events expire): %s" %
+                  ("ok  " if ok else "FAIL", ttl or t.stderr.strip()))
+            rc = rc or (0 if ok else 1)
         rc = rc or (1 if outage(env, tmp, ddir) else 0)
     finally:
         try:

@@ -479,8 +479,8 @@ TABLES = {
     "AuditTable": ({"pk": "S", "sk": "S", "gsi1pk": "S", "gsi1sk": "S"}, ("gsi1",), True),
     "ProductsTable": ({n: "S" for n in ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk",
                                         "gsi3pk", "gsi3sk")}, ("gsi1", "gsi2", "gsi3"), True),
-    # config items live until changed: no TTL (docs/internals/config.md)
-    "ConfigTable": ({"pk": "S", "sk": "S"}, (), False),
+    # config items live until changed (no expiresAt); TTL removes the outbox's sent events
+    "ConfigTable": ({"pk": "S", "sk": "S"}, (), True),
 }
 # product-service's routes and the one scope the JWT authorizer requires (CONTRACT §8).
 PRODUCT_ROUTES = {
