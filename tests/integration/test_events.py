@@ -11,6 +11,8 @@
   away while changes keep committing, a relay SIGKILLed between publish and mark
   (the event comes again with the same id), a poison event parked and re-queued,
   two relays at once (no event published twice), SIGTERM exits 0.
+- Outbox on DynamoDB (DynamoDB Local): the same broker-away and SIGKILL-between-
+  publish-and-mark checks, the mark held by a proxy so that it never lands.
 - Relay to SQS (FIFO: MessageGroupId = subject, MessageDeduplicationId = event id)
   and SNS (message attribute `type`), both on fauxqs (scripts/fauxqs.sh, pinned
   by package-lock.json), read back with the AWS SDK (sqs_tool.mjs).
@@ -29,9 +31,13 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
+import urllib.error
+import urllib.request
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -668,6 +674,85 @@ class OutboxDynamoDB(unittest.TestCase):
             subprocess.run([fq, "stop", fdir], timeout=60)
             shutil.rmtree(fdir, ignore_errors=True)
 
+    def test_6_broker_down_and_killed_between_publish_and_mark(self):
+        """The DynamoDB outbox as test_2 and test_3 of RelayAmqp check the SQLite
+        one: the broker away while changes keep committing (their events wait,
+        then all arrive in order), and a relay SIGKILLed after it published an
+        event and before its mark reached the table (the event comes again with
+        the same id; nothing is lost)."""
+        s = self.s
+        if not shutil.which("amqp-consume"):
+            self.skipTest("amqp-tools missing")
+        rdir = tempfile.mkdtemp(prefix="pxrmq", dir="/tmp")
+        rmq = str(REPO / "scripts" / "rabbitmq.sh")
+        r = subprocess.run([rmq, "start", rdir], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=120)
+        proxy = None
+        c = None
+        try:
+            if r.returncode != 0:
+                self.skipTest("RabbitMQ did not start: %s" % r.stderr.strip()[-300:])
+            url = r.stdout.strip()
+            env = dict(self.aws, EVENT_SINK="%s?exchange=%s" % (url, EXCHANGE))
+            r = s.run("events", "relay", "--once", *s.store_flags(), env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            for pid in ("DK-1", "DK-2"):
+                self.assertEqual(s.create(pid)[0], 201)
+                st, _, _ = s.request("PUT", "/products/" + pid, {"name": "v2", "category": "c"},
+                                     {"If-Match": '"1"'})
+                self.assertEqual(st, 200)
+            # 1. the broker away: a change still commits, the relay leaves all waiting
+            subprocess.run([rmq, "pause", rdir], check=True, timeout=120)
+            try:
+                self.assertEqual(s.create("DK-3")[0], 201)
+                r = s.run("events", "relay", "--once", *s.store_flags(),
+                          env=dict(env, EVENT_RETRY_BASE_MS="1"))
+                self.assertEqual(r.returncode, 0, r.stderr)
+            finally:
+                subprocess.run([rmq, "resume", rdir], check=True, timeout=120)
+            lines = s.events()
+            self.assertEqual(len(lines), 5)
+            self.assertTrue(all(x["status"] == "waiting" for x in lines), lines)
+            self.assertTrue(any(x["attempts"] >= 1 for x in lines), lines)
+            c = Consumer(url, EXCHANGE)
+            # 2. killed between publish and mark: the first mark is held, the relay killed
+            proxy = MarkHoldingProxy(self.endpoint)
+            p = subprocess.Popen([binary(), "events", "relay", "--once"] + s.store_flags(),
+                                 env=base_env(dict(env, AWS_ENDPOINT_URL=proxy.url,
+                                                   EVENT_LEASE_MS="500")),
+                                 cwd=s.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            held = proxy.held.wait(60)
+            p.kill()
+            p.wait()
+            proxy.released.set()
+            self.assertTrue(held, "the relay never marked an event")
+            self.assertEqual(p.returncode, -signal.SIGKILL)
+            self.assertEqual(sum(1 for x in s.events() if x["status"] == "sent"), 0)
+            first = c.messages(1, 10)
+            self.assertEqual(len(first), 1)  # published, never marked
+            time.sleep(0.6)  # the dead relay's lease runs out
+            r = s.run("events", "relay", "--once", *s.store_flags(), env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            got = c.messages(len(lines) + 1, 20)
+            ids = [e["id"] for e in got]
+            self.assertEqual(set(ids), {x["event"]["id"] for x in lines})  # nothing lost
+            self.assertEqual([i for i in set(ids) if ids.count(i) > 1], [first[0]["id"]])
+            self.assertEqual(len(ids), len(lines) + 1)
+            by = {}
+            for e in got[1:]:
+                by.setdefault(e["subject"], []).append(e["data"]["version"])
+            for subject, versions in by.items():
+                self.assertEqual(versions, sorted(versions), subject)
+            self.assertTrue(all(x["status"] == "sent" for x in s.events()))
+        finally:
+            if proxy:
+                proxy.close()
+            if c:
+                c.close()
+            subprocess.run([rmq, "stop", rdir], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=120)
+            shutil.rmtree(rdir, ignore_errors=True)
+
     def test_5_lambda_event_relay_reads_the_tables(self):
         """_HANDLER=event-relay configured as in infra/template.yaml (PRODUCT_STORE and
         CONFIG_STORE on DynamoDB, prices in SQL) publishes all three outboxes."""
@@ -719,6 +804,58 @@ class OutboxDynamoDB(unittest.TestCase):
         finally:
             subprocess.run([fq, "stop", fdir], timeout=60)
             shutil.rmtree(fdir, ignore_errors=True)
+
+class MarkHoldingProxy:
+    """Forwards DynamoDB requests to `upstream`, except the relay's mark (an
+    UpdateItem that sets sent_ms): that one is held, never forwarded, until
+    release(); its connection then closes unanswered. So a relay killed while
+    its mark is held has published an event whose mark never reached the
+    table, deterministically (a stopped server could still apply a request
+    already in its socket once it runs again)."""
+
+    def __init__(self, upstream):
+        self.upstream = upstream
+        self.held = threading.Event()
+        self.released = threading.Event()
+        proxy = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.headers.get("X-Amz-Target", "").endswith(".UpdateItem") and \
+                        b"sent_ms" in body:
+                    proxy.held.set()
+                    proxy.released.wait(60)
+                    self.close_connection = True
+                    return
+                keep = ("Content-Type", "X-Amz-Target", "Authorization", "X-Amz-Date")
+                req = urllib.request.Request(proxy.upstream, data=body, method="POST",
+                                             headers={k: self.headers[k] for k in keep
+                                                      if self.headers.get(k)})
+                try:
+                    with urllib.request.urlopen(req, timeout=30) as r:
+                        status, out = r.status, r.read()
+                except urllib.error.HTTPError as e:
+                    status, out = e.code, e.read()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.0")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.srv.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.released.set()
+        self.srv.shutdown()
+        self.srv.server_close()
+
 
 class Consumer:
     """amqp-consume (Debian amqp-tools) running for the whole test: it declares
