@@ -345,7 +345,7 @@ static px_rc ensure_table(struct ddb_config *s, char *err, size_t errlen)
         PX_INFO(NULL, "DynamoDB table %s: TTL enabled on expiresAt (sent events)", s->table);
     else if (st != PX_DDB_TTL_WAS_ON)
         PX_WARN(NULL, "DynamoDB table %s: TTL %s; sent events stay stored in it", s->table,
-                st == PX_DDB_TTL_UNSUPPORTED ? "operations not implemented by the endpoint"
+                st == PX_DDB_TTL_UNSUPPORTED ? "operations missing at the endpoint"
                 : st == PX_DDB_TTL_DISABLING ? "is being disabled"
                                              : "is on for another attribute than expiresAt");
     return PX_OK;

@@ -5,7 +5,12 @@ each puts its own directory first on sys.path before importing this module.
 """
 
 import socket
+import threading
 import unittest
+import urllib.error
+import urllib.request
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 def free_port():
@@ -16,6 +21,65 @@ def free_port():
         return s.getsockname()[1]
     finally:
         s.close()
+
+
+class DdbProxy:
+    """A DynamoDB endpoint on a free loopback port in front of `upstream` (a
+    real DynamoDB Local or dynalite), for fault tests. Each request goes to
+    `self.hook(op, body, headers)` first: it returns (status, body) to answer,
+    None to forward the request as it is, or DROP to close the connection
+    without an answer; it may block. One request per connection (HTTP/1.0)."""
+
+    DROP = "drop"
+
+    def __init__(self, upstream):
+        self.upstream = upstream
+        proxy = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                op = self.headers.get("X-Amz-Target", "").split(".")[-1]
+                got = proxy.hook(op, body, self.headers)
+                if got is DdbProxy.DROP:
+                    self.close_connection = True
+                    return
+                status, out = got if got is not None else proxy.forward(body, self.headers)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.0")
+                self.send_header("Content-Length", str(len(out)))
+                self.send_header("x-amz-crc32", str(zlib.crc32(out) & 0xFFFFFFFF))
+                self.end_headers()
+                self.wfile.write(out)
+
+        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.srv.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def hook(self, op, body, headers):
+        return None
+
+    def forward(self, body, headers, op=None):
+        """Sends the request on to upstream (as operation `op` when given)."""
+        keep = ("Content-Type", "X-Amz-Target", "Authorization", "X-Amz-Date",
+                "X-Amz-Security-Token")
+        h = {k: headers[k] for k in keep if headers.get(k)}
+        if op:
+            h["X-Amz-Target"] = "DynamoDB_20120810." + op
+        req = urllib.request.Request(self.upstream, data=body, method="POST", headers=h)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
 
 
 class Tally:

@@ -37,19 +37,17 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_dynamodb as td  # noqa: E402
-from common import Tally  # noqa: E402
+from common import DdbProxy, Tally  # noqa: E402
 
 TALLY = Tally(3000)
 check = TALLY.check
 TABLE = td.TABLE
 
 
-class Proxy:
+class Proxy(DdbProxy):
     """Forwards DynamoDB requests to `upstream`; `mode` changes the first
     TransactWriteItems of 3 or more Puts that comes while it is set: "lost"
     (forwarded, answered 500), "taken" (the key of its second Put put first,
@@ -57,49 +55,15 @@ class Proxy:
     The mode clears itself once used."""
 
     def __init__(self, upstream):
-        self.upstream = upstream
         self.mode = None
         self.delay = 0.0
         self.lock = threading.Lock()
         self.groups = []  # Put count of every TransactWriteItems
         self.hit = None  # the request of the group the mode was used on
         self.squatter = None  # the item put in "taken"
-        proxy = self
+        super().__init__(upstream)
 
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                op = self.headers.get("X-Amz-Target", "").split(".")[-1]
-                status, out = proxy.handle(op, body, self.headers)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/x-amz-json-1.0")
-                self.send_header("Content-Length", str(len(out)))
-                self.send_header("x-amz-crc32", str(zlib.crc32(out) & 0xFFFFFFFF))
-                self.end_headers()
-                self.wfile.write(out)
-
-        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.srv.daemon_threads = True
-        self.url = "http://127.0.0.1:%d" % self.srv.server_address[1]
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-
-    def forward(self, body, headers, op=None):
-        keep = ("Content-Type", "X-Amz-Target", "Authorization", "X-Amz-Date",
-                "X-Amz-Security-Token")
-        h = {k: headers[k] for k in keep if headers.get(k)}
-        if op:
-            h["X-Amz-Target"] = "DynamoDB_20120810." + op
-        req = urllib.request.Request(self.upstream, data=body, method="POST", headers=h)
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
-
-    def handle(self, op, body, headers):
+    def hook(self, op, body, headers):
         if op != "TransactWriteItems":
             return self.forward(body, headers)
         puts = json.loads(body).get("TransactItems", [])
@@ -125,10 +89,6 @@ class Proxy:
             time.sleep(self.delay)
             return status, out
         return self.forward(body, headers)
-
-    def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
 
 
 def metric(port, name):

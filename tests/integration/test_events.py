@@ -34,18 +34,17 @@ import tempfile
 import threading
 import time
 import unittest
-import urllib.error
-import urllib.request
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import free_port, run_unittest  # noqa: E402
+from common import DdbProxy, free_port, run_unittest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 BINARY = os.environ.get("PX_PRICING_BIN")
 EXCHANGE = "pricing.events"
+RABBITMQ = str(REPO / "scripts" / "rabbitmq.sh")
 
 
 def binary():
@@ -563,18 +562,28 @@ class OutboxDynamoDB(unittest.TestCase):
         # the price change's event lives with the price row, in the SQL price store
         self.assertEqual(s.sqlite("prices.db", "SELECT count(*) FROM outbox").strip(), "1")
 
-    def test_3_relay_publishes_in_order_once(self):
-        s = self.s
+    @contextmanager
+    def rabbitmq(self):
+        """A private RabbitMQ node for one test (scripts/rabbitmq.sh): yields its
+        URL and directory, and stops it afterwards; skips the test if it cannot."""
         if not shutil.which("amqp-consume"):
             self.skipTest("amqp-tools missing")
         rdir = tempfile.mkdtemp(prefix="pxrmq", dir="/tmp")
-        rmq = str(REPO / "scripts" / "rabbitmq.sh")
-        r = subprocess.run([rmq, "start", rdir], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, timeout=120)
+        r = subprocess.run([RABBITMQ, "start", rdir], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
         try:
             if r.returncode != 0:
                 self.skipTest("RabbitMQ did not start: %s" % r.stderr.strip()[-300:])
-            sink = "%s?exchange=%s" % (r.stdout.strip(), EXCHANGE)
+            yield r.stdout.strip(), rdir
+        finally:
+            subprocess.run([RABBITMQ, "stop", rdir], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=120)
+            shutil.rmtree(rdir, ignore_errors=True)
+
+    def test_3_relay_publishes_in_order_once(self):
+        s = self.s
+        with self.rabbitmq() as (url, _):
+            sink = "%s?exchange=%s" % (url, EXCHANGE)
             env = dict(self.aws, EVENT_SINK=sink)
             r = s.run("events", "relay", "--once", *s.store_flags(), env=env)
             self.assertEqual(r.returncode, 0, r.stderr)
@@ -614,10 +623,6 @@ class OutboxDynamoDB(unittest.TestCase):
                 self.assertTrue(all(x["status"] == "sent" for x in s.events()))
             finally:
                 c.close()
-        finally:
-            subprocess.run([rmq, "stop", rdir], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, timeout=120)
-            shutil.rmtree(rdir, ignore_errors=True)
 
 
     def test_4_lease_held_elsewhere_then_expired(self):
@@ -681,18 +686,7 @@ class OutboxDynamoDB(unittest.TestCase):
         event and before its mark reached the table (the event comes again with
         the same id; nothing is lost)."""
         s = self.s
-        if not shutil.which("amqp-consume"):
-            self.skipTest("amqp-tools missing")
-        rdir = tempfile.mkdtemp(prefix="pxrmq", dir="/tmp")
-        rmq = str(REPO / "scripts" / "rabbitmq.sh")
-        r = subprocess.run([rmq, "start", rdir], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, timeout=120)
-        proxy = None
-        c = None
-        try:
-            if r.returncode != 0:
-                self.skipTest("RabbitMQ did not start: %s" % r.stderr.strip()[-300:])
-            url = r.stdout.strip()
+        with self.rabbitmq() as (url, rdir):
             env = dict(self.aws, EVENT_SINK="%s?exchange=%s" % (url, EXCHANGE))
             r = s.run("events", "relay", "--once", *s.store_flags(), env=env)
             self.assertEqual(r.returncode, 0, r.stderr)
@@ -702,21 +696,23 @@ class OutboxDynamoDB(unittest.TestCase):
                                      {"If-Match": '"1"'})
                 self.assertEqual(st, 200)
             # 1. the broker away: a change still commits, the relay leaves all waiting
-            subprocess.run([rmq, "pause", rdir], check=True, timeout=120)
+            subprocess.run([RABBITMQ, "pause", rdir], check=True, timeout=120)
             try:
                 self.assertEqual(s.create("DK-3")[0], 201)
                 r = s.run("events", "relay", "--once", *s.store_flags(),
                           env=dict(env, EVENT_RETRY_BASE_MS="1"))
                 self.assertEqual(r.returncode, 0, r.stderr)
             finally:
-                subprocess.run([rmq, "resume", rdir], check=True, timeout=120)
+                subprocess.run([RABBITMQ, "resume", rdir], check=True, timeout=120)
             lines = s.events()
             self.assertEqual(len(lines), 5)
             self.assertTrue(all(x["status"] == "waiting" for x in lines), lines)
             self.assertTrue(any(x["attempts"] >= 1 for x in lines), lines)
             c = Consumer(url, EXCHANGE)
+            self.addCleanup(c.close)
             # 2. killed between publish and mark: the first mark is held, the relay killed
             proxy = MarkHoldingProxy(self.endpoint)
+            self.addCleanup(proxy.close)
             p = subprocess.Popen([binary(), "events", "relay", "--once"] + s.store_flags(),
                                  env=base_env(dict(env, AWS_ENDPOINT_URL=proxy.url,
                                                    EVENT_LEASE_MS="500")),
@@ -744,14 +740,6 @@ class OutboxDynamoDB(unittest.TestCase):
             for subject, versions in by.items():
                 self.assertEqual(versions, sorted(versions), subject)
             self.assertTrue(all(x["status"] == "sent" for x in s.events()))
-        finally:
-            if proxy:
-                proxy.close()
-            if c:
-                c.close()
-            subprocess.run([rmq, "stop", rdir], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, timeout=120)
-            shutil.rmtree(rdir, ignore_errors=True)
 
     def test_5_lambda_event_relay_reads_the_tables(self):
         """_HANDLER=event-relay configured as in infra/template.yaml (PRODUCT_STORE and
@@ -805,56 +793,29 @@ class OutboxDynamoDB(unittest.TestCase):
             subprocess.run([fq, "stop", fdir], timeout=60)
             shutil.rmtree(fdir, ignore_errors=True)
 
-class MarkHoldingProxy:
-    """Forwards DynamoDB requests to `upstream`, except the relay's mark (an
-    UpdateItem that sets sent_ms): that one is held, never forwarded, until
-    release(); its connection then closes unanswered. So a relay killed while
-    its mark is held has published an event whose mark never reached the
-    table, deterministically (a stopped server could still apply a request
-    already in its socket once it runs again)."""
+class MarkHoldingProxy(DdbProxy):
+    """A DynamoDB endpoint that holds the relay's mark (an UpdateItem that sets
+    sent_ms) until `released`, then drops it unanswered; the rest goes on to
+    `upstream`. So a relay killed while its mark is held has published an
+    event whose mark never reached the table, deterministically (a stopped
+    server could still apply a request already in its socket once it runs
+    again)."""
 
     def __init__(self, upstream):
-        self.upstream = upstream
         self.held = threading.Event()
         self.released = threading.Event()
-        proxy = self
+        super().__init__(upstream)
 
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                if self.headers.get("X-Amz-Target", "").endswith(".UpdateItem") and \
-                        b"sent_ms" in body:
-                    proxy.held.set()
-                    proxy.released.wait(60)
-                    self.close_connection = True
-                    return
-                keep = ("Content-Type", "X-Amz-Target", "Authorization", "X-Amz-Date")
-                req = urllib.request.Request(proxy.upstream, data=body, method="POST",
-                                             headers={k: self.headers[k] for k in keep
-                                                      if self.headers.get(k)})
-                try:
-                    with urllib.request.urlopen(req, timeout=30) as r:
-                        status, out = r.status, r.read()
-                except urllib.error.HTTPError as e:
-                    status, out = e.code, e.read()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/x-amz-json-1.0")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.srv.daemon_threads = True
-        self.url = "http://127.0.0.1:%d" % self.srv.server_address[1]
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+    def hook(self, op, body, headers):
+        if op != "UpdateItem" or b"sent_ms" not in body:
+            return None
+        self.held.set()
+        self.released.wait(60)
+        return DdbProxy.DROP
 
     def close(self):
         self.released.set()
-        self.srv.shutdown()
-        self.srv.server_close()
+        super().close()
 
 
 class Consumer:
@@ -897,10 +858,10 @@ class RelayAmqp(unittest.TestCase):
         if not shutil.which("amqp-consume"):
             raise unittest.SkipTest("amqp-tools missing (apt-get install amqp-tools)")
         cls.rdir = tempfile.mkdtemp(prefix="pxrmq", dir="/tmp")
-        r = subprocess.run([str(REPO / "scripts" / "rabbitmq.sh"), "start", cls.rdir],
+        r = subprocess.run([RABBITMQ, "start", cls.rdir],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
         if r.returncode != 0:
-            subprocess.run([str(REPO / "scripts" / "rabbitmq.sh"), "stop", cls.rdir], timeout=120)
+            subprocess.run([RABBITMQ, "stop", cls.rdir], timeout=120)
             shutil.rmtree(cls.rdir, ignore_errors=True)
             raise unittest.SkipTest("RabbitMQ did not start: %s" % r.stderr.strip()[-300:])
         cls.url = r.stdout.strip()
@@ -908,7 +869,7 @@ class RelayAmqp(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        subprocess.run([str(REPO / "scripts" / "rabbitmq.sh"), "stop", cls.rdir],
+        subprocess.run([RABBITMQ, "stop", cls.rdir],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
         shutil.rmtree(cls.rdir, ignore_errors=True)
 
@@ -1004,8 +965,7 @@ class RelayAmqp(unittest.TestCase):
 
     def test_2_broker_down_then_back(self):
         self.writes(3, 2)
-        rmq = str(REPO / "scripts" / "rabbitmq.sh")
-        subprocess.run([rmq, "pause", self.rdir], check=True, timeout=120)
+        subprocess.run([RABBITMQ, "pause", self.rdir], check=True, timeout=120)
         try:
             # The broker is away: changes keep committing, their events wait.
             self.assertEqual(self.s.price("AM-000", 3, "42.00")[0], 200)
@@ -1013,7 +973,7 @@ class RelayAmqp(unittest.TestCase):
             r = self.relay_once({"EVENT_RETRY_BASE_MS": "1"})
             self.assertEqual(r.returncode, 0, r.stderr)
         finally:
-            subprocess.run([rmq, "resume", self.rdir], check=True, timeout=120)
+            subprocess.run([RABBITMQ, "resume", self.rdir], check=True, timeout=120)
         lines = self.s.events()
         self.assertTrue(all(x["status"] == "waiting" for x in lines))
         self.assertTrue(any(x["attempts"] >= 1 for x in lines))
