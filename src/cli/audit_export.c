@@ -12,6 +12,7 @@
 #include "kernel/fs.h"
 #include "store/audit.h"
 #include "store/audit_chain.h"
+#include "store/export_reader.h"
 #include "store/s3.h"
 
 #include <dirent.h>
@@ -31,7 +32,6 @@
 #define FILE_RECORDS  100000 /* records per data file */
 #define DIGESTS_MAX   100000
 #define FILES_MAX     4096 /* data files per export */
-#define LINE_MAX_LEN  (2 * PX_AUDIT_CHANGE_MAX + 8192)
 #define DIGEST_PREFIX "digest-"
 #define ORIGIN        "pricing.audit/export/v1"
 #define S3_OBJECT_MAX (512 * 1024 * 1024) /* one uploaded file, read whole */
@@ -293,7 +293,7 @@ static px_rc export_run(const struct px_config *cfg, const struct px_chain_key *
                         uint64_t *total, size_t *files, char *err, size_t errlen)
 {
     struct exporter x = {.dir = dir, .tenant = tenant, .seq = seq, .pack = pack};
-    px_buf_init(&x.line, LINE_MAX_LEN);
+    px_buf_init(&x.line, PX_EXPORT_LINE_MAX);
     px_buf_init(&x.text, PX_NOTE_MAX / 2);
     const struct px_audit_opts aopts = px_cli_audit_opts(cfg);
     struct px_audit_store *store = px_cli_audit_open("audit export", cfg, &aopts);
@@ -662,146 +662,6 @@ int px_audit_export(const struct px_config *cfg, const char *from, const char *t
 
 /* ---- offline verification ---------------------------------------------------------------- */
 
-/* A data file's bytes, decompressed: gzip or plain through zlib, zstd through
- * libzstd. */
-struct source {
-    gzFile gz;
-#ifdef PX_HAVE_ZSTD
-    FILE *fp;
-    ZSTD_DCtx *zd;
-    unsigned char zin[64 * 1024];
-    ZSTD_inBuffer in;
-    size_t frame_left; /* ZSTD_decompressStream's hint: 0 at a frame's end */
-    bool eof;
-#endif
-};
-
-static bool source_open(struct source *s, const char *path, char *err, size_t errlen)
-{
-    memset(s, 0, sizeof(*s));
-    size_t pl = strlen(path);
-    if (pl > 4 && strcmp(path + pl - 4, ".zst") == 0) {
-#ifdef PX_HAVE_ZSTD
-        s->fp = fopen(path, "rbe");
-        s->zd = s->fp ? ZSTD_createDCtx() : NULL;
-        s->in = (ZSTD_inBuffer){s->zin, 0, 0};
-        if (s->zd)
-            return true;
-        if (s->fp)
-            fclose(s->fp);
-        snprintf(err, errlen, "unreadable");
-        return false;
-#else
-        snprintf(err, errlen, "zstd files cannot be read by this build");
-        return false;
-#endif
-    }
-    s->gz = gzopen(path, "rb"); /* reads plain files as they are, too */
-    if (!s->gz)
-        snprintf(err, errlen, "unreadable");
-    return s->gz != NULL;
-}
-
-/* Up to cap decompressed bytes into buf: the count, 0 at the end, -1 on damage. */
-static long source_read(struct source *s, char *buf, size_t cap)
-{
-#ifdef PX_HAVE_ZSTD
-    if (s->zd) {
-        ZSTD_outBuffer o = {buf, cap, 0};
-        while (o.pos == 0) {
-            if (s->in.pos == s->in.size && !s->eof) {
-                s->in.size = fread(s->zin, 1, sizeof(s->zin), s->fp);
-                s->in.pos = 0;
-                if (ferror(s->fp))
-                    return -1;
-                s->eof = s->in.size == 0;
-            }
-            if (s->eof && s->in.pos == s->in.size)
-                return s->frame_left ? -1 : 0; /* a frame cut short */
-            size_t r = ZSTD_decompressStream(s->zd, &o, &s->in);
-            if (ZSTD_isError(r))
-                return -1;
-            s->frame_left = r;
-        }
-        return (long)o.pos;
-    }
-#endif
-    int n = gzread(s->gz, buf, (unsigned)cap);
-    if (n < 0)
-        return -1;
-    if (n == 0) {
-        int ge = 0;
-        gzerror(s->gz, &ge);
-        if (ge != Z_OK && ge != Z_STREAM_END)
-            return -1;
-    }
-    return n;
-}
-
-static void source_close(struct source *s)
-{
-#ifdef PX_HAVE_ZSTD
-    if (s->zd) {
-        ZSTD_freeDCtx(s->zd);
-        fclose(s->fp);
-        return;
-    }
-#endif
-    if (s->gz)
-        gzclose(s->gz);
-}
-
-/* Lines of a data file (gzip, zstd or plain), each a JSON object; false (why
- * in err). */
-static bool count_lines(const char *path, uint64_t *n, char *err, size_t errlen)
-{
-    struct source src;
-    if (!source_open(&src, path, err, errlen))
-        return false;
-    char *line = malloc(LINE_MAX_LEN + 1);
-    char *chunk = malloc(65536);
-    bool ok = line && chunk;
-    size_t ll = 0;
-    *n = 0;
-    long got;
-    while (ok && (got = source_read(&src, chunk, 65536)) != 0) {
-        if (got < 0) {
-            snprintf(err, errlen, "damaged compressed data (changed or truncated)");
-            ok = false;
-            break;
-        }
-        for (long i = 0; ok && i < got; i++) {
-            if (ll == LINE_MAX_LEN) {
-                snprintf(err, errlen, "line %llu: longer than %d bytes", (unsigned long long)*n + 1,
-                         LINE_MAX_LEN);
-                ok = false;
-                break;
-            }
-            line[ll++] = chunk[i];
-            if (chunk[i] != '\n')
-                continue;
-            json_t *j = json_loadb(line, ll, 0, NULL);
-            bool obj = json_is_object(j);
-            json_decref(j);
-            if (!obj) {
-                snprintf(err, errlen, "line %llu: not a JSON record (changed)",
-                         (unsigned long long)*n + 1);
-                ok = false;
-            }
-            ll = 0;
-            (*n)++;
-        }
-    }
-    if (ok && ll) {
-        snprintf(err, errlen, "line %llu: not a whole line", (unsigned long long)*n + 1);
-        ok = false;
-    }
-    source_close(&src);
-    free(line);
-    free(chunk);
-    return ok;
-}
-
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -955,7 +815,7 @@ int px_audit_verify_export(const char *dir, const char *pubkey)
                 break;
             }
             uint64_t n = 0;
-            if (!count_lines(fpath, &n, err, sizeof(err))) {
+            if (!px_export_count_lines(fpath, &n, err, sizeof(err))) {
                 fail = true;
                 break;
             }
