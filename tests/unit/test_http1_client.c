@@ -301,18 +301,25 @@ static void *srv_main(void *arg)
     return NULL;
 }
 
+/* A TCP socket bound to a free loopback port, *port set to it. */
+static int bound_socket(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t al = sizeof(a);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
 static void srv_start(struct srv *s, const struct step *steps, size_t n)
 {
     memset(s, 0, sizeof(*s));
     s->steps = steps;
     s->n = n;
-    s->lfd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(s->lfd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(s->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t al = sizeof(a);
-    assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&a, &al), 0);
-    s->port = ntohs(a.sin_port);
+    s->lfd = bound_socket(&s->port);
     assert_int_equal(listen(s->lfd, 8), 0);
     assert_int_equal(pthread_create(&s->th, NULL, srv_main, s), 0);
 }
@@ -374,6 +381,25 @@ static void client_free(struct client *c)
     free(c->p);
 }
 
+/* A scripted server and a client of it: what every exchange test starts with. */
+struct rig {
+    struct srv s;
+    struct client c;
+};
+
+static void rig_start(struct rig *r, const struct step *steps, size_t n)
+{
+    srv_start(&r->s, steps, n);
+    client_init(&r->c, r->s.port);
+}
+
+/* Closes the client, then stops the server (its counts stay readable). */
+static void rig_stop(struct rig *r)
+{
+    client_free(&r->c);
+    srv_stop(&r->s);
+}
+
 #define OK_KEEP "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 static void test_exchange_keep_alive_and_chunked(void **state)
@@ -386,26 +412,23 @@ static void test_exchange_keep_alive_and_chunked(void **state)
         {"HTTP/1.1 503 Busy\r\nConnection: close\r\nContent-Length: 4\r\n\r\nbusy", 0, KEEP},
         {OK_KEEP, 0, KEEP},
     };
-    struct srv s;
-    struct client c;
-    srv_start(&s, steps, 4);
-    client_init(&c, s.port);
-    assert_int_equal(client_go(&c, 2000), PX_OK);
-    assert_int_equal(c.p->status, 200);
-    assert_int_equal(c.body.len, 2);
-    assert_non_null(c.conn.h); /* kept */
-    assert_int_equal(client_go(&c, 2000), PX_OK);
-    assert_int_equal(c.body.len, 5);
-    assert_memory_equal(c.body.data, "abcde", 5);
-    assert_int_equal(client_go(&c, 2000), PX_OK);
-    assert_int_equal(c.p->status, 503);
-    assert_null(c.conn.h); /* Connection: close: not kept */
-    assert_int_equal(client_go(&c, 2000), PX_OK);
-    assert_int_equal(c.p->status, 200);
-    client_free(&c);
-    srv_stop(&s);
-    assert_int_equal(s.requests, 4);
-    assert_int_equal(s.accepts, 2); /* one connection for three answers, one after the close */
+    struct rig r;
+    rig_start(&r, steps, 4);
+    assert_int_equal(client_go(&r.c, 2000), PX_OK);
+    assert_int_equal(r.c.p->status, 200);
+    assert_int_equal(r.c.body.len, 2);
+    assert_non_null(r.c.conn.h); /* kept */
+    assert_int_equal(client_go(&r.c, 2000), PX_OK);
+    assert_int_equal(r.c.body.len, 5);
+    assert_memory_equal(r.c.body.data, "abcde", 5);
+    assert_int_equal(client_go(&r.c, 2000), PX_OK);
+    assert_int_equal(r.c.p->status, 503);
+    assert_null(r.c.conn.h); /* Connection: close: not kept */
+    assert_int_equal(client_go(&r.c, 2000), PX_OK);
+    assert_int_equal(r.c.p->status, 200);
+    rig_stop(&r);
+    assert_int_equal(r.s.requests, 4);
+    assert_int_equal(r.s.accepts, 2); /* one connection for three answers, one after the close */
 }
 
 /* The server closes a kept connection without saying so: found by the check
@@ -418,25 +441,22 @@ static void test_exchange_server_closed_kept_connection(void **state)
         {OK_KEEP, 0, CLOSE},
         {OK_KEEP, 0, KEEP},
     };
-    struct srv s;
-    struct client c;
-    srv_start(&s, steps, 3);
-    client_init(&c, s.port);
-    assert_int_equal(client_go(&c, 2000), PX_OK);
-    assert_non_null(c.conn.h);
-    sleep_ms(50);                     /* the close reaches us */
-    c.conn.used_ms -= PX_H1_FRESH_MS; /* idle long enough to be checked */
-    assert_int_equal(client_go(&c, 2000), PX_OK);
-    assert_int_equal(s.accepts, 2);
+    struct rig r;
+    rig_start(&r, steps, 3);
+    assert_int_equal(client_go(&r.c, 2000), PX_OK);
+    assert_non_null(r.c.conn.h);
+    sleep_ms(50);                       /* the close reaches us */
+    r.c.conn.used_ms -= PX_H1_FRESH_MS; /* idle long enough to be checked */
+    assert_int_equal(client_go(&r.c, 2000), PX_OK);
+    assert_int_equal(r.s.accepts, 2);
     sleep_ms(50);
     /* just used: not checked, so the request goes out on the closed
      * connection, nothing answers, and it goes again on a new one */
-    assert_int_equal(client_go(&c, 2000), PX_OK);
-    assert_int_equal(c.p->status, 200);
-    client_free(&c);
-    srv_stop(&s);
-    assert_int_equal(s.requests, 3);
-    assert_int_equal(s.accepts, 3);
+    assert_int_equal(client_go(&r.c, 2000), PX_OK);
+    assert_int_equal(r.c.p->status, 200);
+    rig_stop(&r);
+    assert_int_equal(r.s.requests, 3);
+    assert_int_equal(r.s.accepts, 3);
 }
 
 static void test_exchange_no_answer_times_out(void **state)
@@ -444,18 +464,15 @@ static void test_exchange_no_answer_times_out(void **state)
     (void)state;
     /* the server reads the request, says nothing for 700 ms, then closes */
     static const struct step steps[] = {{"", 0, HANG}};
-    struct srv s;
-    struct client c;
-    srv_start(&s, steps, 1);
-    client_init(&c, s.port);
+    struct rig r;
+    rig_start(&r, steps, 1);
     int64_t t0 = mono_ms();
-    assert_int_equal(client_go(&c, 200), PX_ERR_TIMEOUT);
+    assert_int_equal(client_go(&r.c, 200), PX_ERR_TIMEOUT);
     int64_t took = mono_ms() - t0;
     assert_true(took >= 190 && took < 600);
-    assert_true(c.io.sent); /* it may have been applied */
-    assert_null(c.conn.h);
-    client_free(&c);
-    srv_stop(&s);
+    assert_true(r.c.io.sent); /* it may have been applied */
+    assert_null(r.c.conn.h);
+    rig_stop(&r);
 }
 
 static void test_exchange_cut_mid_answer(void **state)
@@ -463,31 +480,24 @@ static void test_exchange_cut_mid_answer(void **state)
     (void)state;
     static const struct step steps[] = {
         {"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", 0, CLOSE}};
-    struct srv s;
-    struct client c;
-    srv_start(&s, steps, 1);
-    client_init(&c, s.port);
-    assert_int_equal(client_go(&c, 2000), PX_ERR_UNAVAILABLE);
-    assert_true(c.io.sent);
-    assert_non_null(strstr(c.io.message, "middle of the answer"));
-    assert_null(c.conn.h);
-    client_free(&c);
-    srv_stop(&s);
-    assert_int_equal(s.accepts, 1); /* a fresh connection is not tried again */
+    struct rig r;
+    rig_start(&r, steps, 1);
+    assert_int_equal(client_go(&r.c, 2000), PX_ERR_UNAVAILABLE);
+    assert_true(r.c.io.sent);
+    assert_non_null(strstr(r.c.io.message, "middle of the answer"));
+    assert_null(r.c.conn.h);
+    rig_stop(&r);
+    assert_int_equal(r.s.accepts, 1); /* a fresh connection is not tried again */
 }
 
 static void test_exchange_refused(void **state)
 {
     (void)state;
     /* a port that was free a moment ago */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof(a);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
-    close(fd);
+    int port;
+    close(bound_socket(&port));
     struct client c;
-    client_init(&c, ntohs(a.sin_port));
+    client_init(&c, port);
     assert_int_equal(client_go(&c, 2000), PX_ERR_UNAVAILABLE);
     assert_false(c.io.sent);
     assert_true(c.io.message[0] != '\0');
