@@ -7,7 +7,10 @@
  * with the same condition (group commit: one signed request and one round
  * trip instead of one per record; all or nothing, so a hash chain never has a
  * gap; governed by the PutItem permission, so the IAM role stays unable to
- * delete). Each is retried by the client within the records' deadline (queued
+ * delete). Where there are no transactions (dynalite) or AUDIT_MAX_BATCH=1
+ * asks for one record per write, the records a writer takes go as that many
+ * PutItems in flight together, each on its own hash chain (SLOTS per thread).
+ * Each is retried by the client within the records' deadline (queued
  * time + timeout_ms), then done() is called per record. No BatchWriteItem: it
  * takes no condition, and its IAM action also allows deletes.
  *
@@ -47,6 +50,11 @@
 #define BATCH_MAX       25            /* records per TransactWriteItems (DynamoDB allows 100) */
 #define BATCH_BODY_MAX  (1024 * 1024) /* 25 look-up records are ~30 KiB */
 #define STALL_MS        20            /* a queued record waits this long for the writer in flight */
+/* Chains per writer thread: where DynamoDB has no transactions (dynalite),
+ * a thread's group goes as this many PutItems in flight together, each on its
+ * own chain, since one chain has one record in flight at a time. */
+#define SLOTS 16
+_Static_assert(SLOTS <= BATCH_MAX && SLOTS <= PX_DDB_MANY_MAX, "a round fits a writer's take");
 
 struct job {
     struct px_audit_record r; /* before/after point into extra */
@@ -65,8 +73,10 @@ struct bitem {
     unsigned char hash[PX_CHAIN_HASH_LEN];
 };
 
-/* One writer thread and its hash chain (docs/internals/audit-integrity.md):
- * each thread is a writer; a put whose outcome is unknown ends its chain. */
+/* One hash chain of a writer thread (docs/internals/audit-integrity.md): a
+ * put whose outcome is unknown ends the chain. A thread has SLOTS of them:
+ * the first carries its groups and the records that go alone; all of them
+ * carry the PutItems it sends together. */
 struct wstate {
     struct store *s;
     struct px_chain chain;
@@ -84,7 +94,7 @@ struct wstate {
 struct store {
     struct px_ddb *c;
     struct px_chain_key *key; /* NULL: records chained, no checkpoints */
-    struct wstate ws[WRITERS];
+    struct wstate ws[WRITERS][SLOTS];
     char table[MAX_TABLE_NAME + 1];
     long timeout_ms;
     pthread_mutex_t mu;
@@ -476,9 +486,14 @@ static bool checkpoint_due(const struct wstate *w)
            px_ddb_now_ms() - w->cp_ms >= PX_CHAIN_CHECKPOINT_MS;
 }
 
-/* Ends w's chain and starts a new one (new writer id). */
+/* Ends w's chain and starts a new one (new writer id). The chain's durable
+ * records after its last checkpoint are signed first: a chain that ended
+ * before its first checkpoint would otherwise stay a writer with no signed
+ * checkpoint, which verify must refuse. */
 static void chain_restart(struct wstate *w)
 {
+    if (w->s->key && w->chain.seq != w->cp_seq)
+        put_checkpoint(w);
     struct px_chain fresh;
     if (px_chain_init(&fresh) == PX_OK) {
         w->chain = fresh;
@@ -487,38 +502,42 @@ static void chain_restart(struct wstate *w)
     }
 }
 
-static px_rc put_record(struct store *s, struct wstate *w, const struct px_audit_record *r,
-                        int64_t deadline)
+/* The conditional PutItem of r as the next record of w's chain: the item
+ * (with its link) into item, the request into body, the link into hash. */
+static px_rc put_prepare(const struct store *s, const struct wstate *w,
+                         const struct px_audit_record *r, struct px_buf *item, struct px_buf *body,
+                         unsigned char hash[PX_CHAIN_HASH_LEN])
 {
-    struct px_buf item, body;
-    struct px_ddb_error err;
-    json_t *resp = NULL;
-    px_buf_init(&item, (2 * PX_AUDIT_CHANGE_MAX + 64 * 1024));
-    px_buf_init(&body, (4 * PX_AUDIT_CHANGE_MAX + 64 * 1024));
-    unsigned char hash[PX_CHAIN_HASH_LEN];
-    px_rc rc = px_ddb_audit_item_json(r, &item);
+    px_rc rc = px_ddb_audit_item_json(r, item);
     if (!rc)
-        rc = add_link(&item, &w->chain, r, hash);
+        rc = add_link(item, &w->chain, r, hash);
     if (!rc)
-        rc = px_buf_adds(&body, "{\"TableName\":\"");
+        rc = px_buf_adds(body, "{\"TableName\":\"");
     if (!rc)
-        rc = px_buf_adds(&body, s->table);
+        rc = px_buf_adds(body, s->table);
     if (!rc)
-        rc = px_buf_adds(&body, "\",\"Item\":");
+        rc = px_buf_adds(body, "\",\"Item\":");
     if (!rc)
-        rc = px_buf_add(&body, item.data, item.len);
+        rc = px_buf_add(body, item->data, item->len);
     if (!rc)
-        rc = px_buf_adds(&body, ",\"ConditionExpression\":\"attribute_not_exists(pk)\"}");
-    if (rc)
-        goto out;
-    rc = px_ddb_call(s->c, "PutItem", body.data, body.len, deadline, &resp, &err);
-    if (rc == PX_ERR_CONFLICT && err.ambiguous)
-        rc = same_item_stored(s, item.data, deadline);
+        rc = px_buf_adds(body, ",\"ConditionExpression\":\"attribute_not_exists(pk)\"}");
+    return rc;
+}
+
+/* What the PutItem of put_prepare came to (rc, err): a retry that met its
+ * own earlier write is a success; the chain moves past a durable record, and
+ * ends where the item may or may not be there. */
+static px_rc put_conclude(struct store *s, struct wstate *w, const struct px_audit_record *r,
+                          px_rc rc, const struct px_ddb_error *err, const struct px_buf *item,
+                          const unsigned char hash[PX_CHAIN_HASH_LEN], int64_t deadline)
+{
+    if (rc == PX_ERR_CONFLICT && err->ambiguous)
+        rc = same_item_stored(s, item->data, deadline);
     if (!rc) {
         w->chain.seq++;
         if (r->expires_at < w->chain.seg_min)
             w->chain.seg_min = r->expires_at;
-        memcpy(w->chain.head, hash, sizeof(hash));
+        memcpy(w->chain.head, hash, PX_CHAIN_HASH_LEN);
     } else if (rc != PX_ERR_CONFLICT && rc != PX_ERR_INVALID) {
         /* The item may or may not be there: this chain cannot go on past it
          * without a gap or a fork, so the thread starts a new one. Its last
@@ -527,13 +546,32 @@ static px_rc put_record(struct store *s, struct wstate *w, const struct px_audit
     }
     if (rc) {
         /* The exception name when DynamoDB gave one, else what the client saw. */
-        px_log_limited(&s->loglim, PX_LOG_ERROR, err.type[0] ? err.type : px_strerror(rc),
+        px_log_limited(&s->loglim, PX_LOG_ERROR, err->type[0] ? err->type : px_strerror(rc),
                        "audit record not written to DynamoDB table %s: %s (%s%s%s) after %u "
                        "attempt(s)",
-                       s->table, px_strerror(rc), err.type, err.type[0] ? ": " : "", err.message,
-                       err.attempts);
+                       s->table, px_strerror(rc), err->type, err->type[0] ? ": " : "", err->message,
+                       err->attempts);
     }
-out:
+    return rc;
+}
+
+#define ITEM_CAP (2 * PX_AUDIT_CHANGE_MAX + 64 * 1024)
+#define BODY_CAP (4 * PX_AUDIT_CHANGE_MAX + 64 * 1024)
+
+static px_rc put_record(struct store *s, struct wstate *w, const struct px_audit_record *r,
+                        int64_t deadline)
+{
+    struct px_buf item, body;
+    struct px_ddb_error err;
+    json_t *resp = NULL;
+    unsigned char hash[PX_CHAIN_HASH_LEN];
+    px_buf_init(&item, ITEM_CAP);
+    px_buf_init(&body, BODY_CAP);
+    px_rc rc = put_prepare(s, w, r, &item, &body, hash);
+    if (!rc) {
+        rc = px_ddb_call(s->c, "PutItem", body.data, body.len, deadline, &resp, &err);
+        rc = put_conclude(s, w, r, rc, &err, &item, hash, deadline);
+    }
     json_decref(resp);
     px_buf_free(&item);
     px_buf_free(&body);
@@ -561,22 +599,54 @@ static bool wait_until(struct store *s, int64_t at)
     return pthread_cond_timedwait(&s->work, &s->mu, &ts) == ETIMEDOUT;
 }
 
+/* The thread's chains with records after their last checkpoint; *oldest:
+ * the earliest of their last checkpoints. */
+static unsigned unsigned_tails(const struct wstate *w, int64_t *oldest)
+{
+    unsigned n = 0;
+    *oldest = INT64_MAX;
+    for (unsigned k = 0; k < SLOTS; k++) {
+        if (w[k].chain.seq == w[k].cp_seq)
+            continue;
+        n++;
+        if (w[k].cp_ms < *oldest)
+            *oldest = w[k].cp_ms;
+    }
+    return n;
+}
+
+/* Checkpoints every chain of the thread that has records after its last one. */
+static void checkpoint_tails(struct wstate *w)
+{
+    for (unsigned k = 0; k < SLOTS; k++)
+        if (w[k].s->key && w[k].chain.seq != w[k].cp_seq)
+            put_checkpoint(&w[k]);
+}
+
 static bool idle_wait(struct store *s, struct wstate *w, int64_t *next_try)
 {
-    if (!s->key || w->chain.seq == w->cp_seq) {
+    int64_t oldest;
+    if (!s->key || !unsigned_tails(w, &oldest)) {
         pthread_cond_wait(&s->work, &s->mu);
         return false;
     }
-    int64_t at = w->cp_ms + PX_CHAIN_CHECKPOINT_MS;
+    int64_t at = oldest + PX_CHAIN_CHECKPOINT_MS;
     if (at < *next_try)
         at = *next_try;
     return wait_until(s, at) && !s->count && !s->stopping;
 }
 
-/* Records one write may carry: 1 when each goes as its own PutItem. */
+/* Records go one PutItem each: the endpoint has no transactions, or the
+ * deployment asked for one record per write (AUDIT_MAX_BATCH=1). */
+static bool puts_only(struct store *s)
+{
+    return s->max_batch == 1 || atomic_load_explicit(&s->no_transact, memory_order_relaxed);
+}
+
+/* Records one writer takes at once: a group, or as many PutItems as it has chains. */
 static unsigned group_max(struct store *s)
 {
-    return atomic_load_explicit(&s->no_transact, memory_order_relaxed) ? 1 : s->max_batch;
+    return puts_only(s) ? SLOTS : s->max_batch;
 }
 
 /* Group commit (s->mu held): queued records wait for the writer in flight,
@@ -627,18 +697,73 @@ static void write_one(struct store *s, struct wstate *w, struct job *j)
     j->done(j->arg, rc);
 }
 
-/* Writes n queued records and calls done() for each: one alone, or all when
- * the endpoint has no transactions, as one PutItem each; else as one chained
- * group. Chain rules as for one record (docs/internals/audit-integrity.md):
+/* n records (1..SLOTS) as n conditional PutItems in flight together, record
+ * i on chain w[i], then done() for each. The one-record rules hold per chain
+ * (put_conclude); what one record meets leaves the others' chains alone. */
+static void put_round(struct store *s, struct wstate *w, struct job **jobs, size_t n)
+{
+    struct px_ddb_req req[SLOTS];
+    struct px_buf item[SLOTS], body[SLOTS];
+    unsigned char hash[SLOTS][PX_CHAIN_HASH_LEN];
+    struct job *live[SLOTS];
+    struct wstate *chain[SLOTS];
+    int64_t until = INT64_MAX;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        px_buf_init(&item[m], ITEM_CAP);
+        px_buf_init(&body[m], BODY_CAP);
+        px_rc rc = put_prepare(s, &w[i], &jobs[i]->r, &item[m], &body[m], hash[m]);
+        if (rc) {
+            px_buf_free(&item[m]);
+            px_buf_free(&body[m]);
+            jobs[i]->done(jobs[i]->arg, rc);
+            continue;
+        }
+        req[m] = (struct px_ddb_req){.body = body[m].data, .len = body[m].len};
+        live[m] = jobs[i];
+        chain[m] = &w[i];
+        if (jobs[i]->deadline < until)
+            until = jobs[i]->deadline;
+        m++;
+    }
+    int64_t t0 = px_ddb_now_ms();
+    px_ddb_call_many(s->c, "PutItem", req, m, until);
+    double ms = (double)(px_ddb_now_ms() - t0);
+    for (size_t i = 0; i < m; i++) {
+        px_rc rc = put_conclude(s, chain[i], &live[i]->r, req[i].rc, &req[i].err, &item[i], hash[i],
+                                live[i]->deadline);
+        json_decref(req[i].resp);
+        px_buf_free(&item[i]);
+        px_buf_free(&body[i]);
+        px_metrics_audit_write(ms);
+        if (!rc)
+            px_metrics_audit_batch(1);
+        live[i]->done(live[i]->arg, rc);
+    }
+}
+
+/* n records as one conditional PutItem each, SLOTS of them in flight at a time. */
+static void write_many(struct store *s, struct wstate *w, struct job **jobs, size_t n)
+{
+    for (size_t i = 0; i < n; i += SLOTS)
+        put_round(s, w, jobs + i, n - i < SLOTS ? n - i : SLOTS);
+}
+
+/* Writes n queued records and calls done() for each: one alone; all when the
+ * endpoint has no transactions, as one PutItem each, in flight together;
+ * else as one chained group. Chain rules as for one record (docs/internals/audit-integrity.md):
  * all written, the chain moves past them; outcome unknown, the group is
  * settled later (settle_group). A group refused whole (a record's key taken,
  * DynamoDB without TransactWriteItems, a validation error) wrote nothing: its
  * records then go one PutItem each, so that only the one refused fails. */
 static void write_group(struct store *s, struct wstate *w, struct job **jobs, size_t n)
 {
-    if (n == 1 || atomic_load_explicit(&s->no_transact, memory_order_relaxed)) {
-        for (size_t i = 0; i < n; i++)
-            write_one(s, w, jobs[i]);
+    if (n == 1) {
+        write_one(s, w, jobs[0]);
+        return;
+    }
+    if (puts_only(s)) {
+        write_many(s, w, jobs, n);
         return;
     }
     struct bitem it[BATCH_MAX];
@@ -726,13 +851,16 @@ static void write_group(struct store *s, struct wstate *w, struct job **jobs, si
             }
         }
     }
+    /* refused whole: each record on its own, as in write_many */
+    struct job *each[BATCH_MAX];
     for (size_t i = 0; i < m; i++) {
-        if (alone)
-            write_one(s, w, it[i].j);
-        else
+        each[i] = it[i].j;
+        if (!alone)
             it[i].j->done(it[i].j->arg, rc);
         px_buf_free(&it[i].item);
     }
+    if (alone)
+        write_many(s, w, each, m);
 }
 
 /* The group write_group could not settle: the same request again (same
@@ -784,7 +912,7 @@ static bool batchable(const struct job *j)
 
 static void *writer(void *arg)
 {
-    struct wstate *w = arg;
+    struct wstate *w = arg; /* the thread's SLOTS chains */
     struct store *s = w->s;
     int64_t next_try = 0;
     struct job jobs[BATCH_MAX];
@@ -805,14 +933,13 @@ static void *writer(void *arg)
             pthread_mutex_unlock(&s->mu);
             /* a failed put is tried again one interval later, not at once */
             next_try = px_ddb_now_ms() + PX_CHAIN_CHECKPOINT_MS;
-            put_checkpoint(w);
+            checkpoint_tails(w);
             continue;
         }
         if (!s->count) { /* stopping and drained */
             pthread_mutex_unlock(&s->mu);
             /* A clean close leaves no tail after the last checkpoint. */
-            if (s->key && w->chain.seq != w->cp_seq)
-                put_checkpoint(w);
+            checkpoint_tails(w);
             break;
         }
         /* Everything queued, up to a batch; a change record only alone. */
@@ -840,7 +967,10 @@ static void *writer(void *arg)
             write_group(s, w, live, m);
         for (size_t i = 0; i < n; i++)
             free(jobs[i].extra);
-        bool more = w->unsettled.len || checkpoint_due(w);
+        bool due = false;
+        for (unsigned k = 0; k < SLOTS; k++)
+            due = due || checkpoint_due(&w[k]);
+        bool more = w->unsettled.len || due;
         pthread_mutex_lock(&s->mu);
         s->busy--;
         /* records that came in meanwhile need not wait for this writer */
@@ -849,8 +979,9 @@ static void *writer(void *arg)
         pthread_mutex_unlock(&s->mu);
         if (w->unsettled.len)
             settle_group(s, w);
-        if (checkpoint_due(w))
-            put_checkpoint(w);
+        for (unsigned k = 0; due && k < SLOTS; k++)
+            if (checkpoint_due(&w[k]))
+                put_checkpoint(&w[k]);
     }
     return NULL;
 }
@@ -1421,8 +1552,10 @@ static void ddb_close(void *impl)
         pthread_join(s->th[i], NULL);
     s->nth = 0;
     for (unsigned i = 0; i < WRITERS; i++) {
-        px_buf_free(&s->ws[i].unsettled);
-        px_buf_free(&s->ws[i].unsettled_one);
+        for (unsigned k = 0; k < SLOTS; k++) {
+            px_buf_free(&s->ws[i][k].unsettled);
+            px_buf_free(&s->ws[i][k].unsettled_one);
+        }
     }
     px_ddb_free(s->c);
     s->c = NULL;
@@ -1509,17 +1642,20 @@ static px_rc ddb_open(const char *target, const struct px_audit_opts *opts, void
         }
     }
     for (unsigned i = 0; i < WRITERS; i++) {
-        s->ws[i].s = s;
-        px_buf_init(&s->ws[i].unsettled, BATCH_BODY_MAX);
-        px_buf_init(&s->ws[i].unsettled_one, BATCH_BODY_MAX);
-        if (px_chain_init(&s->ws[i].chain) != PX_OK) {
-            snprintf(err, errlen, "AUDIT_STORE: no random bytes for the writer ids");
-            rc = PX_ERR_INTERNAL;
-            goto fail;
+        for (unsigned k = 0; k < SLOTS; k++) {
+            struct wstate *w = &s->ws[i][k];
+            w->s = s;
+            px_buf_init(&w->unsettled, BATCH_BODY_MAX);
+            px_buf_init(&w->unsettled_one, BATCH_BODY_MAX);
+            if (px_chain_init(&w->chain) != PX_OK) {
+                snprintf(err, errlen, "AUDIT_STORE: no random bytes for the writer ids");
+                rc = PX_ERR_INTERNAL;
+                goto fail;
+            }
         }
     }
     for (unsigned i = 0; i < WRITERS; i++) {
-        if (pthread_create(&s->th[i], NULL, writer, &s->ws[i]) != 0) {
+        if (pthread_create(&s->th[i], NULL, writer, s->ws[i]) != 0) {
             snprintf(err, errlen, "AUDIT_STORE: cannot start DynamoDB writer threads");
             rc = PX_ERR_INTERNAL;
             goto fail;

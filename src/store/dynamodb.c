@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,7 @@
 #include <strings.h>
 #include <time.h>
 
-#define POOL_MAX       16
+#define POOL_MAX       64 /* idle connections kept: px_ddb_call_many uses one per request */
 #define TARGET_PREFIX  "DynamoDB_20120810."
 #define MAX_BODY       (4 * 1024 * 1024) /* request body cap (items are <= 400 KB) */
 #define MAX_HEAD       16384             /* request line and headers (a session token is ~1 KB) */
@@ -446,7 +447,8 @@ static bool handle_setup(void *arg, CURL *h)
 /* A kept connection, or none (the first exchange connects). */
 static struct px_h1_conn take_conn(struct px_ddb *c)
 {
-    struct px_h1_conn conn = {NULL, 0};
+    struct px_h1_conn conn;
+    memset(&conn, 0, sizeof(conn));
     pthread_mutex_lock(&c->mu);
     if (c->nidle)
         conn = c->idle[--c->nidle];
@@ -574,21 +576,15 @@ static px_rc build_request(const struct px_ddb *c, const char *target,
     return rc;
 }
 
-/* One signed POST over *conn. Fills *status and the answer; returns the
- * transport result. */
-static px_rc attempt(struct px_ddb *c, struct px_h1_conn *conn, const char *op, const char *body,
-                     size_t len, int64_t deadline_ms, struct answer *a, long *status,
-                     struct px_ddb_error *err, bool *sent)
+/* Signs one POST of op with body and writes it whole (request line, headers,
+ * body) into req; err says why when it cannot. The caller wipes and frees req
+ * (it holds the signature and any session token). */
+static px_rc prepare(const struct px_ddb *c, const char *op, const char *body, size_t len,
+                     struct px_buf *req, struct px_ddb_error *err)
 {
     char target[128];
     struct px_sigv4_output *sig = NULL;
-    struct px_buf req;
-    struct px_h1_parser p;
-    struct px_h1_io io;
     px_rc rc = PX_OK;
-    *status = 0;
-    *sent = false;
-    px_buf_init(&req, MAX_HEAD + len);
 
     snprintf(target, sizeof(target), "%s%s", c->target_prefix, op);
     const struct px_sigv4_header sh[] = {
@@ -620,20 +616,29 @@ static px_rc attempt(struct px_ddb *c, struct px_h1_conn *conn, const char *op, 
                  px_strerror(rc));
         goto out;
     }
-    rc = build_request(c, target, sig, body, len, &req);
-    if (rc) {
+    rc = build_request(c, target, sig, body, len, req);
+    if (rc)
         snprintf(err->message, sizeof(err->message), "%s %s: request over its cap", c->label, op);
-        goto out;
-    }
-    px_h1_parser_init(&p, &a->body, on_header, a);
-    rc = px_h1_exchange(conn, handle_setup, c, req.data, req.len, deadline_ms,
-                        c->connect_timeout_ms, &p, &io);
-    if (rc == PX_OK) {
-        *status = p.status;
-        *sent = true;
-        goto out;
-    }
-    *sent = io.sent;
+out:
+    memset(sig, 0, sizeof(*sig));
+    free(sig);
+    return rc;
+}
+
+static void wipe_request(struct px_buf *req)
+{
+    if (req->data)
+        memset(req->data, 0, req->len);
+    px_buf_free(req);
+}
+
+/* What a failed exchange means for the call: the rc, whether it is worth
+ * another attempt (err->retryable), and *sent: whether the request may have
+ * been applied. */
+static px_rc transport_rc(const struct px_ddb *c, px_rc rc, const struct px_h1_io *io,
+                          struct px_ddb_error *err, bool *sent)
+{
+    *sent = io->sent;
     err->retryable = true;
     switch (rc) {
     case PX_ERR_TIMEOUT:
@@ -643,7 +648,7 @@ static px_rc attempt(struct px_ddb *c, struct px_h1_conn *conn, const char *op, 
         *sent = true;
         snprintf(err->message, sizeof(err->message), "%s response larger than the %zu-byte cap",
                  c->label, c->max_response);
-        goto out;
+        return rc;
     case PX_ERR_NOMEM:
     case PX_ERR_INTERNAL:
         err->retryable = false;
@@ -654,16 +659,99 @@ static px_rc attempt(struct px_ddb *c, struct px_h1_conn *conn, const char *op, 
         break;
     }
     snprintf(err->message, sizeof(err->message), "%s endpoint %.120s: %.120s%s%.60s", c->label,
-             c->url, io.message[0] ? io.message : px_strerror(rc), io.os_errno ? ": " : "",
-             io.os_errno ? strerror((int)io.os_errno) : "");
-out:
-    if (req.data)
-        memset(req.data, 0, req.len); /* the signature and any session token */
-    px_buf_free(&req);
-    if (sig)
-        memset(sig, 0, sizeof(*sig));
-    free(sig);
+             c->url, io->message[0] ? io->message : px_strerror(rc), io->os_errno ? ": " : "",
+             io->os_errno ? strerror((int)io->os_errno) : "");
     return rc;
+}
+
+/* One attempt's answer, ready for the next attempt. */
+static void answer_reset(struct answer *a)
+{
+    px_buf_clear(&a->body);
+    a->errtype[0] = '\0';
+    a->have_crc = false;
+}
+
+/* A whole answer to attempt n: its CRC, status and body decide. *sent: the
+ * service may have applied the request. */
+static px_rc judge(const struct px_ddb *c, const char *op, long status, const struct answer *a,
+                   json_t **resp, struct px_ddb_error *err, bool *sent)
+{
+    px_rc rc;
+    err->http_status = status;
+    if (!crc_matches(a)) {
+        /* botocore retries these: the body was damaged on the way */
+        rc = PX_ERR_PROTOCOL;
+        err->retryable = true;
+        snprintf(err->message, sizeof(err->message),
+                 "%s %s: response CRC32 does not match x-amz-crc32", c->label, op);
+    } else {
+        rc = px_ddb_parse_response(status, a->body.data, a->body.len,
+                                   a->errtype[0] ? a->errtype : NULL, resp, err);
+    }
+    /* a 5xx or a damaged 2xx may have been applied */
+    *sent = status >= 500 || (status >= 200 && status < 300);
+    return rc;
+}
+
+/* After attempt n failed: whether another may follow (having slept its
+ * backoff). A sent request makes the call ambiguous. */
+static bool retry_after(const struct px_ddb *c, unsigned n, bool sent, int64_t deadline_ms,
+                        struct px_ddb_error *err)
+{
+    if (!err->retryable)
+        return false;
+    if (sent)
+        err->ambiguous = true;
+    if (n >= c->max_attempts)
+        return false;
+    long delay = backoff_ms(n);
+    if (delay + MIN_ATTEMPT_MS > deadline_ms - px_ddb_now_ms())
+        return false; /* no time for another attempt after waiting: report this one */
+    sleep_ms(delay);
+    return true;
+}
+
+/* Attempts first, first+1, ... of one call over *conn (dropped or kept as
+ * the answers say), as px_ddb_call describes. */
+static px_rc call_from(struct px_ddb *c, const char *op, const char *body, size_t len,
+                       int64_t deadline_ms, json_t **resp, struct px_ddb_error *err,
+                       struct px_h1_conn *conn, struct answer *a, unsigned first)
+{
+    px_rc rc = PX_ERR_TIMEOUT;
+    if (first == 1)
+        snprintf(err->message, sizeof(err->message), "%s %s: no time left to try", c->label, op);
+    for (unsigned n = first; n <= c->max_attempts; n++) {
+        if (deadline_ms - px_ddb_now_ms() < MIN_ATTEMPT_MS)
+            break;
+        struct px_buf req;
+        struct px_h1_parser p;
+        struct px_h1_io io;
+        bool sent = false;
+        answer_reset(a);
+        err->type[0] = '\0';
+        err->retryable = false;
+        err->attempts = n;
+        err->http_status = 0;
+        px_buf_init(&req, MAX_HEAD + len);
+        rc = prepare(c, op, body, len, &req, err);
+        if (!rc) {
+            px_h1_parser_init(&p, &a->body, on_header, a);
+            rc = px_h1_exchange(conn, handle_setup, c, req.data, req.len, deadline_ms,
+                                c->connect_timeout_ms, &p, &io);
+            rc = rc ? transport_rc(c, rc, &io, err, &sent)
+                    : judge(c, op, p.status, a, resp, err, &sent);
+        }
+        wipe_request(&req);
+        if (rc == PX_OK || !retry_after(c, n, sent, deadline_ms, err))
+            break;
+    }
+    return rc;
+}
+
+static bool call_ok(const struct px_ddb *c, const char *op, size_t len)
+{
+    return c && op && *op && strlen(op) <= 48 && len <= MAX_BODY;
 }
 
 px_rc px_ddb_call(struct px_ddb *c, const char *op, const char *body, size_t len,
@@ -672,64 +760,141 @@ px_rc px_ddb_call(struct px_ddb *c, const char *op, const char *body, size_t len
     struct px_ddb_error local;
     struct px_ddb_error *err = errp ? errp : &local;
     struct answer a;
-    px_rc rc = PX_ERR_TIMEOUT;
-    struct px_h1_conn conn;
 
     memset(err, 0, sizeof(*err));
     *resp = NULL;
-    if (!c || !op || !*op || strlen(op) > 48 || !body || len > MAX_BODY)
+    if (!call_ok(c, op, len) || !body)
         return PX_ERR_INVALID;
     memset(&a, 0, sizeof(a));
     px_buf_init(&a.body, c->max_response);
-    conn = take_conn(c);
-    snprintf(err->message, sizeof(err->message), "%s %s: no time left to try", c->label, op);
-    for (unsigned n = 1; n <= c->max_attempts; n++) {
-        int64_t left = deadline_ms - px_ddb_now_ms();
-        if (left < MIN_ATTEMPT_MS)
-            break;
-        long status = 0;
-        bool sent = false;
-        px_buf_clear(&a.body);
-        a.errtype[0] = '\0';
-        a.have_crc = false;
-        err->type[0] = '\0';
-        err->retryable = false;
-        err->attempts = n;
-        rc = attempt(c, &conn, op, body, len, deadline_ms, &a, &status, err, &sent);
-        err->http_status = status;
-        if (rc == PX_OK) {
-            if (!crc_matches(&a)) {
-                /* botocore retries these: the body was damaged on the way */
-                rc = PX_ERR_PROTOCOL;
-                err->retryable = true;
-                snprintf(err->message, sizeof(err->message),
-                         "%s %s: response CRC32 does not match x-amz-crc32", c->label, op);
-            } else {
-                rc = px_ddb_parse_response(status, a.body.data, a.body.len,
-                                           a.errtype[0] ? a.errtype : NULL, resp, err);
-            }
-            if (rc == PX_OK)
-                break;
-            if (status >= 500 || (status >= 200 && status < 300))
-                sent = true; /* the service may have applied it */
-            else
-                sent = false;
-        }
-        if (!err->retryable)
-            break;
-        if (sent)
-            err->ambiguous = true;
-        if (n == c->max_attempts)
-            break;
-        long delay = backoff_ms(n);
-        left = deadline_ms - px_ddb_now_ms();
-        if (delay + MIN_ATTEMPT_MS > left)
-            break; /* no time for another attempt after waiting: report this one */
-        sleep_ms(delay);
-    }
+    struct px_h1_conn conn = take_conn(c);
+    px_rc rc = call_from(c, op, body, len, deadline_ms, resp, err, &conn, &a, 1);
     px_buf_free(&a.body);
     give_conn(c, &conn);
     return rc;
+}
+
+/* One request of px_ddb_call_many in flight. */
+struct flight {
+    struct px_h1_conn conn;
+    struct answer a;
+    struct px_h1_parser p;
+    struct px_h1_io io;
+    bool waiting; /* sent, its answer not yet whole */
+    px_rc rc;     /* of the exchange */
+};
+
+/* Waits for the answers of every request in flight until deadline_ms: each
+ * ends whole, failed, or PX_ERR_TIMEOUT. */
+static void await_answers(struct flight *f, size_t n, int64_t deadline_ms)
+{
+    struct pollfd pfd[PX_DDB_MANY_MAX];
+    size_t idx[PX_DDB_MANY_MAX];
+    for (;;) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (!f[i].waiting)
+                continue;
+            pfd[k] = (struct pollfd){.fd = f[i].conn.fd, .events = POLLIN};
+            idx[k++] = i;
+        }
+        if (!k)
+            return;
+        int64_t left = deadline_ms - px_ddb_now_ms();
+        int ready = left > 0 ? poll(pfd, (nfds_t)k, left > 60000 ? 60000 : (int)left) : 0;
+        if (ready < 0 && errno == EINTR)
+            continue;
+        for (size_t j = 0; j < k; j++) {
+            struct flight *x = &f[idx[j]];
+            if (ready < 0) {
+                x->io.os_errno = errno;
+                x->rc = PX_ERR_UNAVAILABLE;
+            } else if (ready == 0) {
+                x->rc = PX_ERR_TIMEOUT;
+            } else if (!pfd[j].revents) {
+                continue;
+            } else {
+                bool done = false;
+                x->rc = px_h1_read(&x->conn, &x->p, &x->io, &done);
+                if (!x->rc && !done)
+                    continue;
+            }
+            if (x->rc && x->conn.h)
+                px_h1_conn_close(&x->conn);
+            x->waiting = false;
+        }
+    }
+}
+
+void px_ddb_call_many(struct px_ddb *c, const char *op, struct px_ddb_req *reqs, size_t n,
+                      int64_t deadline_ms)
+{
+    struct flight *f = n ? malloc(n * sizeof(*f)) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        reqs[i].resp = NULL;
+        memset(&reqs[i].err, 0, sizeof(reqs[i].err));
+        reqs[i].rc = f && n <= PX_DDB_MANY_MAX ? PX_OK : PX_ERR_NOMEM;
+        if (!reqs[i].rc && (!call_ok(c, op, reqs[i].len) || !reqs[i].body))
+            reqs[i].rc = PX_ERR_INVALID;
+    }
+    if (!f || n > PX_DDB_MANY_MAX) {
+        free(f);
+        return;
+    }
+    /* every request out before any answer is awaited */
+    for (size_t i = 0; i < n; i++) {
+        struct flight *x = &f[i];
+        struct px_ddb_req *r = &reqs[i];
+        x->conn = take_conn(c);
+        memset(&x->a, 0, sizeof(x->a));
+        px_buf_init(&x->a.body, c->max_response);
+        memset(&x->io, 0, sizeof(x->io));
+        x->waiting = false;
+        x->rc = PX_OK;
+        if (r->rc)
+            continue;
+        r->err.attempts = 1;
+        if (deadline_ms - px_ddb_now_ms() < MIN_ATTEMPT_MS) {
+            r->rc = PX_ERR_TIMEOUT;
+            snprintf(r->err.message, sizeof(r->err.message), "%s %s: no time left to try", c->label,
+                     op);
+            continue;
+        }
+        struct px_buf req;
+        px_buf_init(&req, MAX_HEAD + r->len);
+        r->rc = prepare(c, op, r->body, r->len, &req, &r->err);
+        if (!r->rc) {
+            px_h1_parser_init(&x->p, &x->a.body, on_header, &x->a);
+            x->rc = px_h1_send(&x->conn, handle_setup, c, req.data, req.len, deadline_ms,
+                               c->connect_timeout_ms, &x->p, &x->io);
+            x->waiting = !x->rc;
+        }
+        wipe_request(&req);
+    }
+    await_answers(f, n, deadline_ms);
+    /* each outcome as px_ddb_call's first attempt; what failed goes on alone */
+    for (size_t i = 0; i < n; i++) {
+        struct flight *x = &f[i];
+        struct px_ddb_req *r = &reqs[i];
+        bool sent = false;
+        if (!r->rc) {
+            r->rc = x->rc ? transport_rc(c, x->rc, &x->io, &r->err, &sent)
+                          : judge(c, op, x->p.status, &x->a, &r->resp, &r->err, &sent);
+            if (r->rc && x->rc && px_h1_stale(&x->conn, x->rc)) {
+                /* a kept connection the server had closed: once more on a new
+                 * one, as px_h1_exchange does, without a backoff */
+                r->err.ambiguous = r->err.ambiguous || sent;
+                r->rc = call_from(c, op, r->body, r->len, deadline_ms, &r->resp, &r->err, &x->conn,
+                                  &x->a, 1);
+            } else if (r->rc && retry_after(c, 1, sent, deadline_ms, &r->err)) {
+                r->rc = call_from(c, op, r->body, r->len, deadline_ms, &r->resp, &r->err, &x->conn,
+                                  &x->a, 2);
+            }
+        }
+        px_buf_free(&x->a.body);
+        give_conn(c, &x->conn);
+    }
+    free(f);
 }
 
 px_rc px_ddb_call_json(struct px_ddb *c, const char *op, json_t *req, int64_t deadline_ms,

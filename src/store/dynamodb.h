@@ -69,6 +69,25 @@ int64_t px_ddb_now_ms(void);
 px_rc px_ddb_call(struct px_ddb *c, const char *op, const char *body, size_t len,
                   int64_t deadline_ms, json_t **resp, struct px_ddb_error *err) PX_WUR;
 
+/* One request of px_ddb_call_many: body in, outcome out (as px_ddb_call's). */
+struct px_ddb_req {
+    const char *body; /* the caller's, kept until the call returns */
+    size_t len;
+    px_rc rc;
+    json_t *resp; /* on PX_OK: the parsed response (caller decrefs) */
+    struct px_ddb_error err;
+};
+
+#define PX_DDB_MANY_MAX 32 /* requests of one px_ddb_call_many */
+
+/* Performs op once for each of reqs[0..n), all in flight together: each is
+ * sent on its own connection before any answer is awaited, so n requests
+ * cost one wait rather than n. Each then follows px_ddb_call's rules on its
+ * own (retries, deadline_ms, ambiguity) and ends with its rc, resp and err.
+ * More than PX_DDB_MANY_MAX requests are refused (PX_ERR_NOMEM each). */
+void px_ddb_call_many(struct px_ddb *c, const char *op, struct px_ddb_req *reqs, size_t n,
+                      int64_t deadline_ms);
+
 /* px_ddb_call with req as the body: req is always consumed (decref'd), NULL
  * is PX_ERR_NOMEM; resp and err may be NULL when the caller wants neither. */
 px_rc px_ddb_call_json(struct px_ddb *c, const char *op, json_t *req, int64_t deadline_ms,

@@ -47,6 +47,8 @@
 #define CONNECT_STEPS    1000 /* PQconnectPoll rounds; the deadline ends them sooner */
 #define WHY_LEN          256
 
+#define FRESH_MS 1000 /* a connection that answered this recently is used without a check */
+
 /* slot_result()'s want for SQL files: any success (command, rows, nothing). */
 #define ANY_OK PGRES_EMPTY_QUERY
 
@@ -61,7 +63,8 @@
 #define MIGRATION_LOCK "31650994356579943"
 
 struct slot {
-    PGconn *conn; /* NULL when closed */
+    PGconn *conn;    /* NULL when closed */
+    int64_t used_ms; /* when it last answered (now_ms clock) */
     bool in_use;
     bool prepared;
     bool prepared_t; /* GET_T_STMT, prepared on the first request with a tenant */
@@ -363,10 +366,16 @@ static bool slot_alive(struct slot *sl)
     return !PQisBusy(sl->conn);
 }
 
-/* Makes sl connected; *fresh when a new connection was opened. */
+/* Makes sl connected; *fresh when a new connection was opened. One that
+ * answered less than FRESH_MS ago is used unchecked (a poll saved per
+ * look-up): should the server have closed it all the same, the command
+ * fails with the connection lost, and pg_call sends it once more on a new
+ * one, as it does when the check itself is fooled. */
 static px_rc slot_connect(struct pg_store *s, struct slot *sl, struct call *c, bool *fresh)
 {
     *fresh = false;
+    if (sl->conn && now_ms() - sl->used_ms < FRESH_MS && PQstatus(sl->conn) == CONNECTION_OK)
+        return PX_OK;
     if (sl->conn && slot_alive(sl))
         return PX_OK;
     slot_drop(sl);
@@ -399,6 +408,7 @@ static px_rc slot_result(struct slot *sl, struct call *c, ExecStatusType want, P
     if (r && (st == want || (want == ANY_OK && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ||
                                                 st == PGRES_EMPTY_QUERY)))) {
         c->answered = true;
+        sl->used_ms = now_ms();
         *out = r;
         return PX_OK;
     }

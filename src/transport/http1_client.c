@@ -375,45 +375,84 @@ static px_rc send_all(CURL *h, curl_socket_t fd, const char *req, size_t len, in
     return PX_OK;
 }
 
-/* Reads until the answer is complete; *started: some of it came. */
-static px_rc read_answer(CURL *h, curl_socket_t fd, int64_t deadline_ms, struct px_h1_parser *p,
-                         struct px_h1_io *io, bool *started)
+/* Reads what has arrived without waiting. *done: the answer is complete;
+ * *started: some of it came. */
+static px_rc read_some(CURL *h, struct px_h1_parser *p, struct px_h1_io *io, bool *started,
+                       bool *done)
 {
     char buf[16384];
-    size_t total = 0;
-    bool done = false;
     for (;;) {
-        /* nothing can be there before the server has read the request */
-        px_rc rc = wait_fd(fd, POLLIN, deadline_ms, io);
+        size_t n = 0;
+        CURLcode cc = curl_easy_recv(h, buf, sizeof(buf), &n);
+        if (cc == CURLE_AGAIN)
+            return PX_OK;
+        if (cc != CURLE_OK || n == 0) {
+            if (cc == CURLE_OK && px_h1_parse_eof(p, done) == PX_OK && *done)
+                return PX_OK;
+            snprintf(io->message, sizeof(io->message), "%s",
+                     cc != CURLE_OK ? curl_easy_strerror(cc)
+                     : *started     ? "connection closed in the middle of the answer"
+                                    : "connection closed without an answer");
+            return PX_ERR_UNAVAILABLE;
+        }
+        *started = true;
+        px_rc rc = px_h1_parse(p, buf, n, done);
+        if (rc) {
+            snprintf(io->message, sizeof(io->message), "%s",
+                     rc == PX_ERR_TOO_LARGE ? "answer over its size cap" : "malformed HTTP answer");
+            return rc;
+        }
+        if (*done)
+            return PX_OK;
+    }
+}
+
+/* Connects when needed (a kept connection idle for PX_H1_FRESH_MS or more is
+ * checked first), then sends the request. */
+static px_rc start(struct px_h1_conn *conn, px_h1_setup_fn setup, void *setup_arg, const char *req,
+                   size_t len, int64_t deadline_ms, long connect_ms, struct px_h1_parser *p,
+                   struct px_h1_io *io)
+{
+    conn->reused = conn->h != NULL;
+    conn->started = false;
+    if (conn->reused && now_ms() - conn->used_ms >= PX_H1_FRESH_MS && !still_open(conn->h)) {
+        px_h1_conn_close(conn);
+        conn->reused = false;
+    }
+    if (!conn->h) {
+        px_rc rc = connect_new(conn, setup, setup_arg, deadline_ms, connect_ms, io);
         if (rc)
             return rc;
-        for (;;) {
-            size_t n = 0;
-            CURLcode cc = curl_easy_recv(h, buf, sizeof(buf), &n);
-            if (cc == CURLE_AGAIN)
-                break;
-            if (cc != CURLE_OK || n == 0) {
-                if (cc == CURLE_OK && px_h1_parse_eof(p, &done) == PX_OK && done)
-                    return PX_OK;
-                snprintf(io->message, sizeof(io->message), "%s",
-                         cc != CURLE_OK ? curl_easy_strerror(cc)
-                         : total        ? "connection closed in the middle of the answer"
-                                        : "connection closed without an answer");
-                return PX_ERR_UNAVAILABLE;
-            }
-            total += n;
-            *started = true;
-            rc = px_h1_parse(p, buf, n, &done);
-            if (rc) {
-                snprintf(io->message, sizeof(io->message), "%s",
-                         rc == PX_ERR_TOO_LARGE ? "answer over its size cap"
-                                                : "malformed HTTP answer");
-                return rc;
-            }
-            if (done)
-                return PX_OK;
-        }
     }
+    conn->fd = CURL_SOCKET_BAD;
+    if (curl_easy_getinfo(conn->h, CURLINFO_ACTIVESOCKET, &conn->fd) != CURLE_OK ||
+        conn->fd == CURL_SOCKET_BAD) {
+        px_h1_conn_close(conn);
+        snprintf(io->message, sizeof(io->message), "no connection after connecting");
+        return PX_ERR_UNAVAILABLE;
+    }
+    px_h1_parser_init(p, p->body, p->on_header, p->arg);
+    px_rc rc = send_all(conn->h, conn->fd, req, len, deadline_ms, io);
+    if (rc)
+        px_h1_conn_close(conn);
+    return rc;
+}
+
+/* The exchange's end: a kept connection stays (unless the answer closes it),
+ * a failed one is dropped. */
+static void finish(struct px_h1_conn *conn, const struct px_h1_parser *p, px_rc rc)
+{
+    if (!rc && !p->close)
+        conn->used_ms = now_ms();
+    else
+        px_h1_conn_close(conn);
+}
+
+/* The server closed a kept connection just as it was reused: nothing of an
+ * answer came, so the request may go once more on a new one. */
+static bool stale(const struct px_h1_conn *conn, px_rc rc)
+{
+    return conn->reused && !conn->started && rc == PX_ERR_UNAVAILABLE;
 }
 
 px_rc px_h1_exchange(struct px_h1_conn *conn, px_h1_setup_fn setup, void *setup_arg,
@@ -425,38 +464,41 @@ px_rc px_h1_exchange(struct px_h1_conn *conn, px_h1_setup_fn setup, void *setup_
     /* A kept connection can be closed by the server just as we reuse it:
      * then once more on a new one, as curl_easy_perform does. */
     for (int round = 0; round < 2; round++) {
-        bool reused = conn->h != NULL;
-        if (reused && now_ms() - conn->used_ms >= PX_H1_FRESH_MS && !still_open(conn->h)) {
-            px_h1_conn_close(conn);
-            reused = false;
+        rc = start(conn, setup, setup_arg, req, len, deadline_ms, connect_ms, p, io);
+        bool done = false;
+        /* nothing can be there before the server has read the request */
+        while (!rc && !done) {
+            rc = wait_fd(conn->fd, POLLIN, deadline_ms, io);
+            if (!rc)
+                rc = read_some(conn->h, p, io, &conn->started, &done);
         }
-        if (!conn->h) {
-            rc = connect_new(conn, setup, setup_arg, deadline_ms, connect_ms, io);
-            if (rc)
-                return rc;
-        }
-        curl_socket_t fd = CURL_SOCKET_BAD;
-        if (curl_easy_getinfo(conn->h, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK ||
-            fd == CURL_SOCKET_BAD) {
-            px_h1_conn_close(conn);
-            snprintf(io->message, sizeof(io->message), "no connection after connecting");
-            return PX_ERR_UNAVAILABLE;
-        }
-        bool started = false;
-        px_h1_parser_init(p, p->body, p->on_header, p->arg);
-        rc = send_all(conn->h, fd, req, len, deadline_ms, io);
-        if (!rc)
-            rc = read_answer(conn->h, fd, deadline_ms, p, io, &started);
-        if (!rc) {
-            conn->used_ms = now_ms();
-            if (p->close)
-                px_h1_conn_close(conn);
-            return PX_OK;
-        }
-        px_h1_conn_close(conn);
-        if (!(reused && !started && rc == PX_ERR_UNAVAILABLE))
+        if (conn->h)
+            finish(conn, p, rc);
+        if (!stale(conn, rc))
             break;
         io->message[0] = '\0';
     }
     return rc;
+}
+
+px_rc px_h1_send(struct px_h1_conn *conn, px_h1_setup_fn setup, void *setup_arg, const char *req,
+                 size_t len, int64_t deadline_ms, long connect_ms, struct px_h1_parser *p,
+                 struct px_h1_io *io)
+{
+    memset(io, 0, sizeof(*io));
+    return start(conn, setup, setup_arg, req, len, deadline_ms, connect_ms, p, io);
+}
+
+px_rc px_h1_read(struct px_h1_conn *conn, struct px_h1_parser *p, struct px_h1_io *io, bool *done)
+{
+    *done = false;
+    px_rc rc = read_some(conn->h, p, io, &conn->started, done);
+    if (rc || *done)
+        finish(conn, p, rc);
+    return rc;
+}
+
+bool px_h1_stale(const struct px_h1_conn *conn, px_rc rc)
+{
+    return stale(conn, rc);
 }

@@ -69,10 +69,15 @@ typedef bool (*px_h1_setup_fn)(void *arg, CURL *h);
  * should it be closed all the same, the request goes once more on a new one. */
 #define PX_H1_FRESH_MS 1000
 
-/* One connection: h is NULL until the first exchange connects it. */
+/* One connection: h is NULL until the first exchange connects it. A zeroed
+ * struct is a connection not yet made. */
 struct px_h1_conn {
     CURL *h;
     int64_t used_ms; /* end of its last exchange (CLOCK_MONOTONIC ms) */
+    /* the exchange under way */
+    curl_socket_t fd; /* its socket, to poll, once px_h1_send() succeeded */
+    bool reused;      /* the connection was kept from an earlier exchange */
+    bool started;     /* some of the answer came */
 };
 
 /* What a failed exchange got to do, for retry decisions and messages. */
@@ -93,6 +98,24 @@ struct px_h1_io {
 px_rc px_h1_exchange(struct px_h1_conn *conn, px_h1_setup_fn setup, void *setup_arg,
                      const char *req, size_t len, int64_t deadline_ms, long connect_ms,
                      struct px_h1_parser *p, struct px_h1_io *io) PX_WUR;
+
+/* The two halves of px_h1_exchange, for a caller that waits on several
+ * connections at once (one poll for many requests in flight). px_h1_send
+ * connects when needed and sends req; then conn->fd is polled for POLLIN and
+ * px_h1_read takes what has come, without waiting, until *done. Either one
+ * drops the connection on error, px_h1_read also when the answer closes it.
+ * Unlike px_h1_exchange there is no second round: px_h1_stale() says when a
+ * failure was a kept connection the server had closed (no answer came), so
+ * that the caller may send again. */
+px_rc px_h1_send(struct px_h1_conn *conn, px_h1_setup_fn setup, void *setup_arg, const char *req,
+                 size_t len, int64_t deadline_ms, long connect_ms, struct px_h1_parser *p,
+                 struct px_h1_io *io) PX_WUR;
+/* Reads what has arrived for the request px_h1_send sent; *done when the answer is whole. */
+px_rc px_h1_read(struct px_h1_conn *conn, struct px_h1_parser *p, struct px_h1_io *io,
+                 bool *done) PX_WUR;
+/* True when rc, the failure of the exchange on conn, met a kept connection
+ * the server had closed before any answer. */
+bool px_h1_stale(const struct px_h1_conn *conn, px_rc rc);
 
 /* Closes the connection and frees its handle. Accepts NULL. */
 void px_h1_conn_close(struct px_h1_conn *conn);

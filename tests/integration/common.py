@@ -55,7 +55,12 @@ class DdbProxy:
                 self.end_headers()
                 self.wfile.write(out)
 
-        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        class Server(ThreadingHTTPServer):
+            # the store opens a connection per request in flight, many at
+            # once: socketserver's backlog of 5 would drop their SYNs
+            request_queue_size = 128
+
+        self.srv = Server(("127.0.0.1", 0), H)
         self.srv.daemon_threads = True
         self.url = "http://127.0.0.1:%d" % self.srv.server_address[1]
         threading.Thread(target=self.srv.serve_forever, daemon=True).start()

@@ -23,7 +23,13 @@ DynamoDB can do to it. Every record is read back from DynamoDB Local and
      outlive its answer, never the reverse), later look-ups go on, verify passes.
   5. AUDIT_MAX_BATCH=1: one conditional PutItem per record, no transaction.
   6. dynalite, which has no TransactWriteItems: the store says so once and
-     writes one PutItem per record; every record there, verify passes.
+     writes one PutItem per record, several in flight together (each on its
+     own chain); every record there, verify passes. Through a proxy that
+     holds each record's PutItem a moment (so that records queue up), more
+     PutItems are in flight at once than the store has writer threads; one
+     of them, in the middle of such a round, has its answer lost (sent again,
+     found there: 200, the record once), then one finds its key taken (that
+     look-up alone 503, the item not overwritten); verify passes.
 
 Usage: test_ddb_batch.py [PATH/TO/pricing]   (default: build/pricing)
 """
@@ -279,14 +285,62 @@ def on_ddblocal(tmp, key):
         td.ddblocal("stop", ddir)
 
 
+class PutProxy(DdbProxy):
+    """Forwards to `upstream`; each PutItem of an audit record (not a
+    checkpoint) is held `delay` seconds first, and the largest number held at
+    once is kept. `mode` ("lost" or "taken", as in Proxy) hits the `after`-th
+    record PutItem from when it was set, then clears itself."""
+
+    def __init__(self, upstream):
+        self.lock = threading.Lock()
+        self.delay = 0.0
+        self.inflight = self.max_inflight = 0
+        self.mode = None
+        self.after = 0
+        self.hit = None
+        self.squatter = None
+        super().__init__(upstream)
+
+    def hook(self, op, body, headers):
+        item = json.loads(body).get("Item", {}) if op == "PutItem" else {}
+        if not item or item.get("pk", {}).get("S", "").startswith("CHECKPOINT#"):
+            return self.forward(body, headers)
+        with self.lock:
+            self.inflight += 1
+            self.max_inflight = max(self.max_inflight, self.inflight)
+            mode = None
+            if self.mode:
+                self.after -= 1
+                if self.after <= 0:
+                    mode, self.mode, self.hit = self.mode, None, item
+        try:
+            time.sleep(self.delay)
+            if mode == "taken":
+                sq = {k: v for k, v in item.items()
+                      if k not in ("writer", "wseq", "prevHash", "hash")}
+                sq["status"] = {"S": "SQUATTER"}
+                self.squatter = sq
+                self.forward(json.dumps({"TableName": TABLE, "Item": sq}).encode(), headers)
+            status, out = self.forward(body, headers)
+            if mode == "lost":
+                return 500, json.dumps({
+                    "__type": "com.amazonaws.dynamodb.v20120810#InternalServerError",
+                    "message": "answer lost on the way back"}).encode()
+            return status, out
+        finally:
+            with self.lock:
+                self.inflight -= 1
+
+
 def on_dynalite(tmp, key):
     ddir = os.path.join(tmp, "dynalite")
     endpoint = start_server("dynalite", ddir)
     if not endpoint:
         return
     serve = None
+    proxy = PutProxy(endpoint)
     try:
-        env = td.Env(tmp, endpoint)
+        env = td.Env(tmp, proxy.url)
         r = env.run(["db", "seed"], AUDIT_SIGNING_KEY_FILE=key)
         check("dynalite: db seed", r.returncode == 0, r.stderr)
         serve, port = td.start_serve(env, AUDIT_SIGNING_KEY_FILE=key)
@@ -301,9 +355,50 @@ def on_dynalite(tmp, key):
               log.count("has no TransactWriteItems") == 1, log[-1500:])
         r = verify(env, key)
         check("dynalite: audit verify passes", r.returncode == 0, r.stdout + r.stderr)
+
+        # PutItems in flight together, and what one of them may meet
+        serve, port = td.start_serve(env, AUDIT_SIGNING_KEY_FILE=key)
+        proxy.delay = 0.2
+        proxy.max_inflight = 0
+        proxy.mode, proxy.after = "lost", 12
+        got = burst(port, 40, "PROD-102")
+        check("dynalite: more PutItems in flight at once than the 8 writer threads",
+              proxy.max_inflight > 8, proxy.max_inflight)
+        check("dynalite lost answer: a record's answer was lost", proxy.hit is not None)
+        check("dynalite lost answer: every look-up -> 200", all(g[0] == 200 for g in got),
+              [g for g in got if g[0] != 200][:3])
+        recs = by_request(env)
+        check("dynalite lost answer: each record there once",
+              all(len(recs.get(g[1], [])) == 1 for g in got),
+              [g for g in got if len(recs.get(g[1], [])) != 1][:3])
+        proxy.mode, proxy.after, proxy.hit = "taken", 12, None
+        got = burst(port, 40, "PROD-103")
+        sq = proxy.squatter
+        refused = [g for g in got if g[0] != 200]
+        check("dynalite taken key: only that look-up -> 503",
+              sq is not None and len(refused) == 1 and refused[0][0] == 503
+              and refused[0][1] == sq["requestId"]["S"], (refused[:3], sq and sq["requestId"]))
+        recs = by_request(env)
+        check("dynalite taken key: the item there is not overwritten",
+              sq is not None and [i["status"]["S"] for i in recs.get(sq["requestId"]["S"], [])]
+              == ["SQUATTER"], sq and recs.get(sq["requestId"]["S"]))
+        check("dynalite taken key: every other look-up has its record once",
+              all(len(recs.get(g[1], [])) == 1 for g in got if g[0] == 200))
+        td.stop(serve)
+        serve = None
+        r = verify(env, key)
+        check("dynalite taken key: verify names the foreign item", r.returncode == 1 and
+              "without chain attributes" in r.stdout, r.stdout + r.stderr)
+        if sq is not None:
+            env.aws(["delete-item", "--table-name", TABLE, "--key",
+                     json.dumps({"pk": sq["pk"], "sk": sq["sk"]})])
+        r = verify(env, key)
+        check("dynalite: without it verify passes (no gap, no fork in any chain)",
+              r.returncode == 0, r.stdout + r.stderr)
     finally:
         if serve:
             td.stop(serve)
+        proxy.close()
         td.dynalite("stop", ddir)
 
 

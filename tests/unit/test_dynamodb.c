@@ -503,6 +503,16 @@ struct server {
     bool sig_ok;
     char *seen[16]; /* every request: "<target> <body>", heap */
     size_t nseen;
+    /* When set, the answer follows the body (requests in flight together
+     * arrive in any order): pick gets it and how often it came before. */
+    const struct step *(*pick)(const char *body, size_t len, unsigned before);
+    unsigned times[128]; /* requests seen per first byte of the body */
+    unsigned sig_bad;    /* requests whose signature did not verify */
+    /* hold: no answer goes before this many requests are in the handler at
+     * once (or 5 s passed): proves they were all in flight together. */
+    unsigned hold, inside, max_inside;
+    bool released;
+    pthread_cond_t cv;
 };
 
 struct upload {
@@ -585,7 +595,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     }
     pthread_mutex_lock(&s->mu);
     struct step st = {500, "{\"__type\":\"InternalServerError\"}", 0, NULL, false};
-    if (s->next < s->nsteps)
+    if (s->pick) {
+        unsigned char k = u->len ? (unsigned char)u->buf[0] & 127 : 0;
+        st = *s->pick(u->buf, u->len, s->times[k]++);
+    } else if (s->next < s->nsteps)
         st = s->steps[s->next++];
     else if (s->nsteps)
         st = s->steps[s->nsteps - 1];
@@ -610,6 +623,21 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         }
     }
     s->sig_ok = strcmp(method, "POST") == 0 && verify_signature(s);
+    s->sig_bad += !s->sig_ok;
+    if (s->hold && !s->released) {
+        s->inside++;
+        if (s->inside > s->max_inside)
+            s->max_inside = s->inside;
+        pthread_cond_broadcast(&s->cv);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 5;
+        while (s->inside < s->hold && !s->released &&
+               pthread_cond_timedwait(&s->cv, &s->mu, &until) == 0)
+            ;
+        s->released = true;
+        pthread_cond_broadcast(&s->cv);
+    }
     char *echo = NULL;
     if (st.body == ECHO_FIRST_ITEM && s->nseen) {
         const char *b = strchr(s->seen[0], ' ');
@@ -663,6 +691,7 @@ static void server_start(struct server *s, const struct step *steps, size_t n)
 {
     memset(s, 0, sizeof(*s));
     pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
     s->steps = steps;
     s->nsteps = n;
     s->d = MHD_start_daemon(
@@ -682,6 +711,7 @@ static void server_stop(struct server *s)
     MHD_stop_daemon(s->d);
     for (size_t i = 0; i < s->nseen; i++)
         free(s->seen[i]);
+    pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
 }
 
@@ -803,6 +833,126 @@ static void test_http_retries(void **state)
     assert_true(took <= 450);
     px_ddb_free(c);
     server_stop(&s);
+}
+
+/* px_ddb_call_many: answers by body. A: answered. B: 500 once (it may have
+ * been applied), then answered. C: a conditional failure, never retried.
+ * D: a damaged answer once, then answered. E: throttled once. */
+static const struct step *many_pick(const char *body, size_t len, unsigned before)
+{
+    static const struct step ok = {200, "{\"ok\":1}", 0, NULL, false};
+    static const struct step s500 = {
+        500, "{\"__type\":\"com.amazonaws.dynamodb.v20120810#InternalServerError\"}", 0, NULL,
+        false};
+    static const struct step ccf = {
+        400, "{\"__type\":\"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException\"}", 0,
+        NULL, false};
+    static const struct step damaged = {200, "{\"ok\":0}", 0, NULL, true};
+    static const struct step throttled = {
+        400, "{\"__type\":\"com.amazon.coral.availability#ThrottlingException\"}", 0, NULL, false};
+    char k = len ? body[0] : 0;
+    if (k == 'B' && !before)
+        return &s500;
+    if (k == 'C')
+        return &ccf;
+    if (k == 'D' && !before)
+        return &damaged;
+    if (k == 'E' && !before)
+        return &throttled;
+    return &ok;
+}
+
+static void test_http_many(void **state)
+{
+    (void)state;
+    struct server s;
+    server_start(&s, NULL, 0);
+    s.pick = many_pick;
+    s.hold = 5;
+    struct px_ddb *c = client_for(s.port, "tok");
+    static const char *const bodies[] = {"A{}", "B{}", "C{}", "D{}", "E{}"};
+    struct px_ddb_req req[5];
+    for (size_t i = 0; i < 5; i++)
+        req[i] = (struct px_ddb_req){.body = bodies[i], .len = strlen(bodies[i])};
+    px_ddb_call_many(c, "PutItem", req, 5, px_ddb_now_ms() + 10000);
+    pthread_mutex_lock(&s.mu);
+    assert_int_equal(s.max_inside, 5); /* all five in flight before any answer */
+    assert_int_equal(s.sig_bad, 0);
+    assert_int_equal(s.requests, 8); /* B, D and E twice */
+    assert_int_equal(s.connections, 5);
+    pthread_mutex_unlock(&s.mu);
+
+    assert_int_equal(req[0].rc, PX_OK);
+    assert_int_equal(req[0].err.attempts, 1);
+    assert_false(req[0].err.ambiguous);
+    assert_int_equal(json_integer_value(json_object_get(req[0].resp, "ok")), 1);
+    assert_int_equal(req[1].rc, PX_OK);
+    assert_int_equal(req[1].err.attempts, 2);
+    assert_true(req[1].err.ambiguous); /* the 500 may have been applied */
+    assert_int_equal(req[2].rc, PX_ERR_CONFLICT);
+    assert_null(req[2].resp);
+    assert_int_equal(req[2].err.attempts, 1);
+    assert_false(req[2].err.ambiguous);
+    assert_string_equal(req[2].err.type, "ConditionalCheckFailedException");
+    assert_int_equal(req[3].rc, PX_OK);
+    assert_int_equal(req[3].err.attempts, 2);
+    assert_true(req[3].err.ambiguous);
+    assert_int_equal(json_integer_value(json_object_get(req[3].resp, "ok")), 1);
+    assert_int_equal(req[4].rc, PX_OK);
+    assert_int_equal(req[4].err.attempts, 2);
+    assert_false(req[4].err.ambiguous); /* a throttled request was not applied */
+    for (size_t i = 0; i < 5; i++)
+        json_decref(req[i].resp);
+
+    /* the connections were kept: five more go out on them */
+    for (size_t i = 0; i < 5; i++)
+        req[i] = (struct px_ddb_req){.body = "A{}", .len = 3};
+    pthread_mutex_lock(&s.mu);
+    s.hold = 0;
+    pthread_mutex_unlock(&s.mu);
+    px_ddb_call_many(c, "PutItem", req, 5, px_ddb_now_ms() + 10000);
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(req[i].rc, PX_OK);
+        json_decref(req[i].resp);
+    }
+    pthread_mutex_lock(&s.mu);
+    assert_int_equal(s.connections, 5);
+    pthread_mutex_unlock(&s.mu);
+
+    /* more than PX_DDB_MANY_MAX: refused whole, nothing sent */
+    struct px_ddb_req *many = calloc(PX_DDB_MANY_MAX + 1, sizeof(*many));
+    assert_non_null(many);
+    for (size_t i = 0; i <= PX_DDB_MANY_MAX; i++)
+        many[i] = (struct px_ddb_req){.body = "A{}", .len = 3};
+    px_ddb_call_many(c, "PutItem", many, PX_DDB_MANY_MAX + 1, px_ddb_now_ms() + 1000);
+    for (size_t i = 0; i <= PX_DDB_MANY_MAX; i++)
+        assert_int_equal(many[i].rc, PX_ERR_NOMEM);
+    free(many);
+    pthread_mutex_lock(&s.mu);
+    assert_int_equal(s.requests, 13);
+    pthread_mutex_unlock(&s.mu);
+    px_ddb_free(c);
+    server_stop(&s);
+
+    /* a listener that never answers: every request bounded by the deadline */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    c = client_for(ntohs(sa.sin_port), NULL);
+    for (size_t i = 0; i < 3; i++)
+        req[i] = (struct px_ddb_req){.body = "A{}", .len = 3};
+    int64_t t0 = px_ddb_now_ms();
+    px_ddb_call_many(c, "PutItem", req, 3, t0 + 300);
+    assert_true(px_ddb_now_ms() - t0 < 5000);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(req[i].rc, PX_ERR_TIMEOUT);
+        assert_true(req[i].err.ambiguous); /* sent, never answered */
+    }
+    px_ddb_free(c);
+    close(fd);
 }
 
 static void test_http_response_cap(void **state)
@@ -1156,6 +1306,7 @@ int main(void)
         cmocka_unit_test(test_cursor),
         cmocka_unit_test(test_http_signed_and_keepalive),
         cmocka_unit_test(test_http_retries),
+        cmocka_unit_test(test_http_many),
         cmocka_unit_test(test_http_response_cap),
         cmocka_unit_test(test_timeout_and_refused),
         cmocka_unit_test(test_store_ambiguous_retry),
