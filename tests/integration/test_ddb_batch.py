@@ -150,6 +150,27 @@ def by_request(env):
             return out
 
 
+def squatter_checks(env, key, label, sq, got):
+    """The taken-key outcome: the squatter's item is not overwritten, every
+    answered look-up has its record once, verify names the foreign item, and
+    passes once it is deleted (the refused record took no place in a chain)."""
+    recs = by_request(env)
+    check("%s: the item there is not overwritten" % label,
+          sq is not None and [i["status"]["S"] for i in recs.get(sq["requestId"]["S"], [])] ==
+          ["SQUATTER"], sq and recs.get(sq["requestId"]["S"]))
+    check("%s: every other look-up has its record once" % label,
+          all(len(recs.get(g[1], [])) == 1 for g in got if g[0] == 200))
+    r = verify(env, key)
+    check("%s: verify names the foreign item" % label, r.returncode == 1 and
+          "without chain attributes" in r.stdout, r.stdout + r.stderr)
+    if sq is not None:
+        env.aws(["delete-item", "--table-name", TABLE, "--key",
+                 json.dumps({"pk": sq["pk"], "sk": sq["sk"]})])
+    r = verify(env, key)
+    check("%s: without it verify passes (the refused record took no wseq)" % label,
+          r.returncode == 0, r.stdout + r.stderr)
+
+
 def serve_log(tmp, port):
     with open(os.path.join(tmp, "serve-%d.log" % port)) as f:
         return f.read()
@@ -224,21 +245,7 @@ def on_ddblocal(tmp, key):
         check("key taken: that look-up alone -> 503, the others 200",
               sq is not None and len(late) == 1 and late[0][0] == 503 and
               sq["requestId"]["S"] == late[0][1], (late, sq and sq["requestId"]))
-        recs = by_request(env)
-        check("key taken: the item there is not overwritten",
-              sq is not None and [i["status"]["S"] for i in recs.get(sq["requestId"]["S"], [])] ==
-              ["SQUATTER"], sq and recs.get(sq["requestId"]["S"]))
-        check("key taken: every other look-up has its record",
-              all(len(recs.get(g[1], [])) == 1 for g in got if g[0] == 200))
-        r = verify(env, key)
-        check("key taken: verify names the foreign item", r.returncode == 1 and
-              "without chain attributes" in r.stdout, r.stdout + r.stderr)
-        if sq is not None:
-            env.aws(["delete-item", "--table-name", TABLE, "--key",
-                     json.dumps({"pk": sq["pk"], "sk": sq["sk"]})])
-        r = verify(env, key)
-        check("key taken: without it verify passes (the refused record took no wseq)",
-              r.returncode == 0, r.stdout + r.stderr)
+        squatter_checks(env, key, "key taken", sq, got)
 
         # 4. an answer too late
         proxy.delay = td.TIMEOUT_MS / 1000.0 + 0.5
@@ -378,23 +385,9 @@ def on_dynalite(tmp, key):
         check("dynalite taken key: only that look-up -> 503",
               sq is not None and len(refused) == 1 and refused[0][0] == 503
               and refused[0][1] == sq["requestId"]["S"], (refused[:3], sq and sq["requestId"]))
-        recs = by_request(env)
-        check("dynalite taken key: the item there is not overwritten",
-              sq is not None and [i["status"]["S"] for i in recs.get(sq["requestId"]["S"], [])]
-              == ["SQUATTER"], sq and recs.get(sq["requestId"]["S"]))
-        check("dynalite taken key: every other look-up has its record once",
-              all(len(recs.get(g[1], [])) == 1 for g in got if g[0] == 200))
         td.stop(serve)
         serve = None
-        r = verify(env, key)
-        check("dynalite taken key: verify names the foreign item", r.returncode == 1 and
-              "without chain attributes" in r.stdout, r.stdout + r.stderr)
-        if sq is not None:
-            env.aws(["delete-item", "--table-name", TABLE, "--key",
-                     json.dumps({"pk": sq["pk"], "sk": sq["sk"]})])
-        r = verify(env, key)
-        check("dynalite: without it verify passes (no gap, no fork in any chain)",
-              r.returncode == 0, r.stdout + r.stderr)
+        squatter_checks(env, key, "dynalite taken key", sq, got)
     finally:
         if serve:
             td.stop(serve)
