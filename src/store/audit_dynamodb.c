@@ -89,6 +89,10 @@ struct wstate {
     struct px_buf unsettled;     /* the request body; len 0: none */
     struct px_buf unsettled_one; /* its first item, to recognise it */
     struct px_chain unsettled_chain;
+    /* The chain must end (a write whose outcome is unknown): done once the
+     * records in hand were answered (chains_settle), since ending it first
+     * signs its tail, a call that may take timeout_ms. */
+    bool ended;
 };
 
 struct store {
@@ -540,9 +544,9 @@ static px_rc put_conclude(struct store *s, struct wstate *w, const struct px_aud
         memcpy(w->chain.head, hash, PX_CHAIN_HASH_LEN);
     } else if (rc != PX_ERR_CONFLICT && rc != PX_ERR_INVALID) {
         /* The item may or may not be there: this chain cannot go on past it
-         * without a gap or a fork, so the thread starts a new one. Its last
-         * checkpoint still covers what it wrote. */
-        chain_restart(w);
+         * without a gap or a fork, so it ends (chains_settle) and the thread
+         * starts a new one. */
+        w->ended = true;
     }
     if (rc) {
         /* The exception name when DynamoDB gave one, else what the client saw. */
@@ -742,11 +746,24 @@ static void put_round(struct store *s, struct wstate *w, struct job **jobs, size
     }
 }
 
+/* Ends the thread's chains that must end, after their records were answered. */
+static void chains_settle(struct wstate *w)
+{
+    for (unsigned k = 0; k < SLOTS; k++) {
+        if (w[k].ended) {
+            w[k].ended = false;
+            chain_restart(&w[k]);
+        }
+    }
+}
+
 /* n records as one conditional PutItem each, SLOTS of them in flight at a time. */
 static void write_many(struct store *s, struct wstate *w, struct job **jobs, size_t n)
 {
-    for (size_t i = 0; i < n; i += SLOTS)
+    for (size_t i = 0; i < n; i += SLOTS) {
         put_round(s, w, jobs + i, n - i < SLOTS ? n - i : SLOTS);
+        chains_settle(w); /* a chain is used again in the next round */
+    }
 }
 
 /* Writes n queued records and calls done() for each: one alone; all when the
@@ -845,7 +862,7 @@ static void write_group(struct store *s, struct wstate *w, struct job **jobs, si
             } else if (group_body(s, it, m, &w->unsettled) ||
                        px_buf_add(&w->unsettled_one, it[0].item.data, it[0].item.len)) {
                 w->unsettled.len = 0;
-                chain_restart(w);
+                w->ended = true;
             } else {
                 w->unsettled_chain = c;
             }
@@ -965,6 +982,7 @@ static void *writer(void *arg)
         }
         if (m)
             write_group(s, w, live, m);
+        chains_settle(w);
         for (size_t i = 0; i < n; i++)
             free(jobs[i].extra);
         bool due = false;
