@@ -838,11 +838,13 @@ static void write_group(struct store *s, struct wstate *w, struct job **jobs, si
             w->chain = c;
         } else if (!strcmp(err.type, "UnknownOperationException")) {
             /* an endpoint without transactions (dynalite): one PutItem each from now on */
-            atomic_store_explicit(&s->no_transact, true, memory_order_relaxed);
-            PX_WARN(NULL,
-                    "DynamoDB endpoint of table %s has no TransactWriteItems: audit records "
-                    "go one PutItem each",
-                    s->table);
+            /* said once, by the writer that found out (others may have had
+             * a group in flight at the same time) */
+            if (!atomic_exchange_explicit(&s->no_transact, true, memory_order_relaxed))
+                PX_WARN(NULL,
+                        "DynamoDB endpoint of table %s has no TransactWriteItems: audit records "
+                        "go one PutItem each",
+                        s->table);
             alone = true;
         } else if (!unknown && (canceled || rc == PX_ERR_INVALID)) {
             alone = true; /* refused whole, nothing written: each record on its own */
