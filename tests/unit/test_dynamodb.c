@@ -715,6 +715,20 @@ static void server_stop(struct server *s)
     pthread_mutex_destroy(&s->mu);
 }
 
+/* A loopback listener that never accepts: the kernel completes the
+ * handshake, nobody answers. Returns its socket (the caller closes it). */
+static int silent_listener(unsigned *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(fd, 64), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
 static struct px_ddb *client_for(unsigned port, const char *token)
 {
     char url[64], err[256];
@@ -934,13 +948,9 @@ static void test_http_many(void **state)
     server_stop(&s);
 
     /* a listener that never answers: every request bounded by the deadline */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof(sa);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(fd, 16), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    c = client_for(ntohs(sa.sin_port), NULL);
+    unsigned port;
+    int fd = silent_listener(&port);
+    c = client_for(port, NULL);
     for (size_t i = 0; i < 3; i++)
         req[i] = (struct px_ddb_req){.body = "A{}", .len = 3};
     int64_t t0 = px_ddb_now_ms();
@@ -971,17 +981,13 @@ static void test_http_response_cap(void **state)
     server_stop(&s);
 }
 
-/* A listener that never accepts: the kernel completes the handshake, nobody answers. */
+/* A hung endpoint, then a refused port: both bounded by the deadline. */
 static void test_timeout_and_refused(void **state)
 {
     (void)state;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof(sa);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(fd, 16), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    struct px_ddb *c = client_for(ntohs(sa.sin_port), NULL);
+    unsigned port;
+    int fd = silent_listener(&port);
+    struct px_ddb *c = client_for(port, NULL);
     json_t *resp = NULL;
     struct px_ddb_error err;
     int64_t t0 = px_ddb_now_ms();
@@ -993,7 +999,7 @@ static void test_timeout_and_refused(void **state)
     close(fd);
 
     /* the port is free now: refused, retried until the deadline, then UNAVAILABLE */
-    c = client_for(ntohs(sa.sin_port), NULL);
+    c = client_for(port, NULL);
     t0 = px_ddb_now_ms();
     rc = px_ddb_call(c, "PutItem", put_body, strlen(put_body), t0 + 300, &resp, &err);
     took = px_ddb_now_ms() - t0;
@@ -1109,13 +1115,9 @@ static void count_done(void *arg, px_rc rc)
 static void test_store_busy_and_bounded(void **state)
 {
     (void)state;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof(sa);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(fd, 64), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    struct px_audit_store *st = store_for(ntohs(sa.sin_port), 300, 4);
+    unsigned port;
+    int fd = silent_listener(&port);
+    struct px_audit_store *st = store_for(port, 300, 4);
     struct counter c = {.done = 0};
     pthread_mutex_init(&c.mu, NULL);
     struct px_audit_record r;
