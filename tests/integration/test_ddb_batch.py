@@ -151,6 +151,16 @@ def by_request(env):
             return out
 
 
+def answered_once(env, label, got):
+    """Every look-up of got -> 200, and its record is in the table once."""
+    check("%s: every look-up -> 200" % label, all(g[0] == 200 for g in got),
+          [g for g in got if g[0] != 200][:3])
+    recs = by_request(env)
+    check("%s: each record there once" % label,
+          all(len(recs.get(g[1], [])) == 1 for g in got),
+          [g for g in got if len(recs.get(g[1], [])) != 1][:3])
+
+
 def squatter_checks(env, key, label, sq, got):
     """The taken-key outcome: the squatter's item is not overwritten, every
     answered look-up has its record once, verify names the foreign item, and
@@ -224,12 +234,7 @@ def on_ddblocal(tmp, key):
         got = burst(port, 40, "PROD-102")
         check("lost answer: a group's answer was lost", proxy.hit is not None and proxy.hit != hit,
               proxy.groups[-10:])
-        check("lost answer: every look-up -> 200", all(g[0] == 200 for g in got),
-              [g for g in got if g[0] != 200][:3])
-        recs = by_request(env)
-        check("lost answer: each record there once",
-              all(len(recs.get(g[1], [])) == 1 for g in got),
-              [g for g in got if len(recs.get(g[1], [])) != 1][:3])
+        answered_once(env, "lost answer", got)
         check("lost answer: the group was sent again with the same ClientRequestToken",
               proxy.hit and proxy.hit.get("ClientRequestToken") and proxy.groups.count(
                   len(proxy.hit["TransactItems"])) >= 2, proxy.groups[-10:])
@@ -375,12 +380,7 @@ def on_dynalite(tmp, key):
         check("dynalite: more PutItems in flight at once than the 8 writer threads",
               proxy.max_inflight > 8, proxy.max_inflight)
         check("dynalite lost answer: a record's answer was lost", proxy.hit is not None)
-        check("dynalite lost answer: every look-up -> 200", all(g[0] == 200 for g in got),
-              [g for g in got if g[0] != 200][:3])
-        recs = by_request(env)
-        check("dynalite lost answer: each record there once",
-              all(len(recs.get(g[1], [])) == 1 for g in got),
-              [g for g in got if len(recs.get(g[1], [])) != 1][:3])
+        answered_once(env, "dynalite lost answer", got)
         proxy.mode, proxy.after, proxy.hit = "taken", 12, None
         got = burst(port, 40, "PROD-103")
         sq = proxy.squatter
